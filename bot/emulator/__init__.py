@@ -1,0 +1,6 @@
+"""Telegram Bot API emulator: an aiohttp server an unmodified aiogram bot can run against."""
+
+from ._server import Emulator, EmulatorServer, serve
+from .client import EmulatorClient, EmulatorError
+
+__all__ = ["Emulator", "EmulatorClient", "EmulatorError", "EmulatorServer", "serve"]

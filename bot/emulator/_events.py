@@ -1,0 +1,333 @@
+"""World events (joins, leaves, messages, presses, migrations) and the updates they produce."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from aiogram.types import CallbackQuery, Chat, ChatMemberUpdated, Message, MessageOriginUser, User
+
+from ._objects import (
+    CHANNEL_BOT,
+    GROUP_ANONYMOUS_BOT,
+    admin_rights,
+    chat_obj,
+    dump,
+    invite_obj,
+    media_fields,
+    member_obj,
+    message_kind,
+    strip_reply,
+)
+from ._state import (
+    JSON,
+    CallbackRec,
+    ChatRec,
+    ControlError,
+    InviteRec,
+    Membership,
+    MessageRec,
+    World,
+)
+
+
+def _by_user(world: World, chat: ChatRec, by: Any) -> User:
+    """The acting user: ``by`` if given, else the chat's creator."""
+    if by is None:
+        return world.creator_of(chat)
+    if not isinstance(by, int):
+        raise ControlError(400, "by must be a user id")
+    return world.user(by)
+
+
+def _group(world: World, chat_id: int) -> ChatRec:
+    chat = world.chat(chat_id)
+    if chat.type == "private":
+        raise ControlError(400, f"chat {chat_id} is a private chat")
+    if chat.migrated_to is not None:
+        raise ControlError(400, f"chat {chat_id} was migrated to {chat.migrated_to}")
+    return chat
+
+
+def _is_command_for_bot(world: World, text: str | None) -> bool:
+    if not text or not text.startswith("/"):
+        return False
+    command = text.split(maxsplit=1)[0]
+    if "@" in command:
+        return command.split("@", 1)[1].lower() == world.bot_username.lower()
+    return True
+
+
+def visible_to_bot(world: World, chat: ChatRec, message: Message, *, service: bool) -> bool:
+    """Telegram's privacy-mode rules for whether a group message reaches the bot."""
+    bot = chat.member(world.bot_id)
+    if chat.type == "private":
+        return True
+    if not bot.present:
+        return False
+    if service or not world.privacy_mode or bot.is_admin:
+        return True
+    if _is_command_for_bot(world, message.text) or _is_command_for_bot(world, message.caption):
+        return True
+    reply = message.reply_to_message
+    return reply is not None and reply.from_user is not None and reply.from_user.id == world.bot_id
+
+
+def post_message(
+    world: World, chat: ChatRec, fields: dict[str, Any], *, sender: User, service: bool = False
+) -> tuple[Message, int | None]:
+    """Store a message from a user in ``chat``; queue a ``message`` update if the bot sees it."""
+    message = Message(
+        message_id=chat.alloc_message_id(),
+        date=world.clock.dt(),
+        chat=chat_obj(chat),
+        from_user=sender,
+        **fields,
+    )
+    kind = "service" if service else message_kind(message)
+    chat.messages[message.message_id] = MessageRec(message=message, from_bot=False, kind=kind)
+    update_id = None
+    if visible_to_bot(world, chat, message, service=service):
+        update_id = world.queue("message", dump(message))
+    return message, update_id
+
+
+def member_changed(
+    world: World,
+    chat: ChatRec,
+    user: User,
+    old: Membership,
+    new: Membership,
+    by: User,
+    invite: InviteRec | None = None,
+) -> int | None:
+    """Apply a membership change; queue ``chat_member`` if the bot is an admin there."""
+    chat.members[user.id] = new
+    if not chat.member(world.bot_id).is_admin:
+        return None
+    update = ChatMemberUpdated(
+        chat=chat_obj(chat),
+        from_user=by,
+        date=world.clock.dt(),
+        old_chat_member=member_obj(user, old),
+        new_chat_member=member_obj(user, new),
+        invite_link=invite_obj(invite, world.user(invite.creator_id)) if invite else None,
+        via_join_request=False if invite else None,
+    )
+    return world.queue("chat_member", dump(update))
+
+
+def set_bot_status(world: World, chat_id: int, data: JSON) -> list[int]:
+    """Change the bot's membership; emits my_chat_member (+ new_chat_members when added)."""
+    chat = _group(world, chat_id)
+    status = data.get("status")
+    if status not in ("member", "administrator", "left", "kicked"):
+        raise ControlError(400, "status must be member, administrator, left or kicked")
+    by = _by_user(world, chat, data.get("by"))
+    old = chat.member(world.bot_id)
+    new = Membership(status)
+    if status == "administrator":
+        new.rights = admin_rights(data.get("rights"))
+    elif data.get("rights") is not None:
+        raise ControlError(400, "rights only apply to status administrator")
+    chat.members[world.bot_id] = new
+    bot = world.bot_user()
+    update = ChatMemberUpdated(
+        chat=chat_obj(chat),
+        from_user=by,
+        date=world.clock.dt(),
+        old_chat_member=member_obj(bot, old),
+        new_chat_member=member_obj(bot, new),
+    )
+    ids = [world.queue("my_chat_member", dump(update))]
+    if not old.present and new.present:
+        _, update_id = post_message(
+            world, chat, {"new_chat_members": [bot]}, sender=by, service=True
+        )
+        if update_id is not None:
+            ids.append(update_id)
+    return ids
+
+
+def set_member(world: World, chat_id: int, data: JSON) -> None:
+    """Seed a membership silently (no updates)."""
+    chat = _group(world, chat_id)
+    user = world.user(_int(data, "user_id"))
+    status = data.get("status", "member")
+    if status not in ("creator", "administrator", "member", "left", "kicked"):
+        raise ControlError(400, "status must be creator, administrator, member, left or kicked")
+    membership = Membership(status)
+    if status == "administrator":
+        membership.rights = admin_rights(data.get("rights"))
+    chat.members[user.id] = membership
+
+
+def _int(data: JSON, key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ControlError(400, f"{key} must be an integer")
+    return value
+
+
+def join(world: World, chat_id: int, data: JSON) -> tuple[list[int], Message]:
+    """A user joins (via invite link or added by someone)."""
+    chat = _group(world, chat_id)
+    user = world.user(_int(data, "user_id"))
+    old = chat.member(user.id)
+    if old.present:
+        raise ControlError(400, f"user {user.id} is already a member of chat {chat.id}")
+    if old.status == "kicked" and data.get("by") is None:
+        raise ControlError(400, f"user {user.id} is banned in chat {chat.id}")
+    invite: InviteRec | None = None
+    link = data.get("invite_link")
+    if link is not None:
+        invite = world.invites.get(str(link))
+        if invite is None or invite.chat_id != chat.id:
+            raise ControlError(404, f"invite link {link} not found for chat {chat.id}")
+        if invite.is_revoked:
+            raise ControlError(400, "invite link is revoked")
+        if invite.expire_date is not None and invite.expire_date <= world.clock.now():
+            raise ControlError(400, "invite link has expired")
+        if invite.member_limit is not None and invite.join_count >= invite.member_limit:
+            raise ControlError(400, "invite link member limit reached")
+        invite.join_count += 1
+    by = world.user(_int(data, "by")) if data.get("by") is not None else user
+    ids: list[int] = []
+    update_id = member_changed(world, chat, user, old, Membership("member"), by, invite)
+    if update_id is not None:
+        ids.append(update_id)
+    message, msg_update = post_message(
+        world, chat, {"new_chat_members": [user]}, sender=by, service=True
+    )
+    if msg_update is not None:
+        ids.append(msg_update)
+    return ids, message
+
+
+def leave(world: World, chat_id: int, data: JSON, *, kick: bool) -> tuple[list[int], Message]:
+    """A user leaves, or is kicked by ``by``."""
+    chat = _group(world, chat_id)
+    user = world.user(_int(data, "user_id"))
+    old = chat.member(user.id)
+    if not old.present:
+        raise ControlError(400, f"user {user.id} is not a member of chat {chat.id}")
+    if old.status == "creator" and kick:
+        raise ControlError(400, "the creator can't be kicked")
+    by = _by_user(world, chat, data.get("by")) if kick else user
+    new = Membership("kicked") if kick else Membership("left")
+    ids: list[int] = []
+    update_id = member_changed(world, chat, user, old, new, by)
+    if update_id is not None:
+        ids.append(update_id)
+    message, msg_update = post_message(
+        world, chat, {"left_chat_member": user}, sender=by, service=True
+    )
+    if msg_update is not None:
+        ids.append(msg_update)
+    return ids, message
+
+
+def user_message(world: World, chat_id: int, data: JSON) -> tuple[Message, int | None]:
+    """A user (or an anonymous admin / channel) posts a message."""
+    chat = world.chat(chat_id)
+    if chat.migrated_to is not None:
+        raise ControlError(400, f"chat {chat_id} was migrated to {chat.migrated_to}")
+    fields = media_fields(world, str(data.get("kind", "text")), data)
+    sender_chat_id = data.get("sender_chat_id")
+    if sender_chat_id is not None:
+        if not isinstance(sender_chat_id, int):
+            raise ControlError(400, "sender_chat_id must be an integer")
+        if sender_chat_id == chat.id:
+            sender = GROUP_ANONYMOUS_BOT
+            fields["sender_chat"] = chat_obj(chat)
+        else:
+            sender = CHANNEL_BOT
+            fields["sender_chat"] = Chat(id=sender_chat_id, type="channel", title="Channel")
+    else:
+        user_id = data.get("user_id", chat.id if chat.type == "private" else None)
+        if not isinstance(user_id, int):
+            raise ControlError(400, "user_id must be an integer")
+        sender = world.user(user_id)
+        if chat.type == "private" and user_id != chat.id:
+            raise ControlError(400, "in a private chat only its user can post")
+        if not chat.member(user_id).present:
+            raise ControlError(
+                400,
+                f"user {user_id} is not a member of chat {chat.id}; "
+                "add them with /join or /members first",
+            )
+    reply_id = data.get("reply_to_message_id")
+    if reply_id is not None:
+        target = chat.live_message(reply_id) if isinstance(reply_id, int) else None
+        if target is None:
+            raise ControlError(400, f"message {reply_id} not found in chat {chat.id}")
+        fields["reply_to_message"] = strip_reply(target.message)
+    forward_id = data.get("forward_from_user_id")
+    if forward_id is not None:
+        if not isinstance(forward_id, int):
+            raise ControlError(400, "forward_from_user_id must be an integer")
+        origin = world.user(forward_id)
+        fields["forward_origin"] = MessageOriginUser(date=world.clock.dt(-60), sender_user=origin)
+    return post_message(world, chat, fields, sender=sender)
+
+
+def start(world: World, user_id: int, payload: Any) -> tuple[Message, int | None]:
+    """The user sends /start [payload] to the bot in private."""
+    user = world.user(user_id)
+    if user.is_bot:
+        raise ControlError(400, "bots can't start other bots")
+    chat = world.private_chat(user)
+    world.started.add(user.id)
+    text = "/start" if not payload else f"/start {payload}"
+    return user_message(world, chat.id, {"kind": "text", "text": text, "user_id": user.id})
+
+
+def press(world: World, chat_id: int, data: JSON) -> tuple[str, int]:
+    """A user presses an inline button with ``data`` on a bot message."""
+    chat = world.chat(chat_id)
+    user = world.user(_int(data, "user_id"))
+    message_id = _int(data, "message_id")
+    callback_data = data.get("data")
+    if not isinstance(callback_data, str):
+        raise ControlError(400, "data must be a string")
+    rec = chat.live_message(message_id)
+    if rec is None:
+        raise ControlError(404, f"message {message_id} not found in chat {chat.id}")
+    if not rec.from_bot:
+        raise ControlError(400, f"message {message_id} was not sent by the bot")
+    markup = rec.message.reply_markup
+    buttons = [b for row in markup.inline_keyboard for b in row] if markup else []
+    if not any(b.callback_data == callback_data for b in buttons):
+        raise ControlError(400, f"message {message_id} has no button with data {callback_data!r}")
+    query_id = str(secrets.randbits(63))
+    query = CallbackQuery(
+        id=query_id,
+        from_user=user,
+        message=rec.message,
+        chat_instance=chat.chat_instance,
+        data=callback_data,
+    )
+    world.callbacks[query_id] = CallbackRec(query_id, chat.id, message_id, user.id, callback_data)
+    return query_id, world.queue("callback_query", dump(query))
+
+
+def migrate(world: World, chat_id: int, data: JSON) -> tuple[int, list[int]]:
+    """Upgrade a basic group to a supergroup with a new id."""
+    old_chat = _group(world, chat_id)
+    if old_chat.type != "group":
+        raise ControlError(400, f"chat {chat_id} is not a basic group")
+    by = _by_user(world, old_chat, data.get("by"))
+    new_chat = world.add_chat({"type": "supergroup", "title": old_chat.title})
+    new_chat.username = old_chat.username
+    new_chat.members = {uid: m.copy() for uid, m in old_chat.members.items()}
+    new_chat.migrated_from = old_chat.id
+    ids: list[int] = []
+    _, first = post_message(
+        world, old_chat, {"migrate_to_chat_id": new_chat.id}, sender=by, service=True
+    )
+    old_chat.migrated_to = new_chat.id
+    _, second = post_message(
+        world, new_chat, {"migrate_from_chat_id": old_chat.id}, sender=by, service=True
+    )
+    ids.extend(i for i in (first, second) if i is not None)
+    return new_chat.id, ids

@@ -1,0 +1,344 @@
+"""Async client for the emulator's control API (one method per control route)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Literal
+
+import aiohttp
+
+JSON = dict[str, Any]
+
+BotStatus = Literal["member", "administrator", "left", "kicked"]
+MemberStatus = Literal["creator", "administrator", "member", "left", "kicked"]
+MessageKind = Literal[
+    "text",
+    "photo",
+    "video",
+    "sticker",
+    "voice",
+    "audio",
+    "document",
+    "animation",
+    "video_note",
+    "poll",
+    "location",
+    "contact",
+    "dice",
+]
+
+
+class EmulatorError(Exception):
+    """A control API call failed; ``status`` is the HTTP status, ``message`` the error text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _drop_none(**kwargs: Any) -> JSON:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+class EmulatorClient:
+    """Control-API client. Use as ``async with EmulatorClient(base_url) as c:`` or call close()."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> EmulatorClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the underlying HTTP session (if this client created it)."""
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: JSON | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        url = f"{self.base_url}/control/{path}"
+        async with self._session.request(method, url, json=body, params=params) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status >= 400:
+                message = data.get("error") if isinstance(data, dict) else None
+                raise EmulatorError(resp.status, str(message or data))
+            return data
+
+    # ----- world ----------------------------------------------------------------------------
+    async def reset(self) -> None:
+        """Empty the world (keeps the token)."""
+        await self._request("POST", "reset")
+
+    async def get_bot(self) -> JSON:
+        """Bot identity and settings: id, username, first_name, privacy_mode, webhook_url, ..."""
+        result: JSON = await self._request("GET", "bot")
+        return result
+
+    async def set_bot(
+        self,
+        *,
+        privacy_mode: bool | None = None,
+        username: str | None = None,
+        first_name: str | None = None,
+    ) -> JSON:
+        """Change the bot's privacy mode / username / first name."""
+        body = _drop_none(privacy_mode=privacy_mode, username=username, first_name=first_name)
+        result: JSON = await self._request("POST", "bot", body)
+        return result
+
+    async def now(self) -> int:
+        """The emulator clock (unix seconds)."""
+        result: JSON = await self._request("GET", "clock")
+        return int(result["now"])
+
+    async def set_clock(self, unix_seconds: float) -> int:
+        """Freeze the clock at ``unix_seconds``; returns the new now."""
+        result: JSON = await self._request("POST", "clock", {"set": unix_seconds})
+        return int(result["now"])
+
+    async def advance_clock(self, seconds: float) -> int:
+        """Move the clock forward by ``seconds``; returns the new now."""
+        result: JSON = await self._request("POST", "clock", {"advance": seconds})
+        return int(result["now"])
+
+    async def real_clock(self) -> int:
+        """Back to real time; returns now."""
+        result: JSON = await self._request("POST", "clock", {"real": True})
+        return int(result["now"])
+
+    async def create_user(
+        self,
+        first_name: str,
+        *,
+        id: int | None = None,
+        last_name: str | None = None,
+        username: str | None = None,
+        is_bot: bool = False,
+        language_code: str | None = None,
+    ) -> JSON:
+        """Create a user; returns the User JSON (ids auto-assigned from 1000)."""
+        body = _drop_none(
+            id=id,
+            first_name=first_name,
+            last_name=last_name,
+            username=username,
+            language_code=language_code,
+        )
+        body["is_bot"] = is_bot
+        result: JSON = await self._request("POST", "users", body)
+        return result
+
+    async def list_users(self) -> list[JSON]:
+        """All users."""
+        result: list[JSON] = await self._request("GET", "users")
+        return result
+
+    async def start(self, user_id: int, payload: str | None = None) -> JSON:
+        """The user sends /start [payload] in private; returns {message, update_id}."""
+        body = _drop_none(payload=payload)
+        result: JSON = await self._request("POST", f"users/{user_id}/start", body)
+        return result
+
+    async def create_chat(
+        self,
+        title: str,
+        *,
+        type: Literal["group", "supergroup"] = "supergroup",
+        id: int | None = None,
+        username: str | None = None,
+    ) -> JSON:
+        """Create a group or supergroup; returns the Chat JSON."""
+        body = _drop_none(id=id, type=type, title=title, username=username)
+        result: JSON = await self._request("POST", "chats", body)
+        return result
+
+    async def get_chat(self, chat_id: int) -> JSON:
+        """Internal state of a chat: chat, members, migrated_to/from, pinned."""
+        result: JSON = await self._request("GET", f"chats/{chat_id}")
+        return result
+
+    # ----- chat events ----------------------------------------------------------------------
+    async def set_bot_status(
+        self,
+        chat_id: int,
+        status: BotStatus,
+        *,
+        rights: dict[str, bool] | None = None,
+        by: int | None = None,
+    ) -> list[int]:
+        """Add/promote/remove the bot; emits my_chat_member (+ new_chat_members when added)."""
+        body = _drop_none(status=status, rights=rights, by=by)
+        result: JSON = await self._request("POST", f"chats/{chat_id}/bot", body)
+        return list(result["update_ids"])
+
+    async def set_member(
+        self,
+        chat_id: int,
+        user_id: int,
+        status: MemberStatus = "member",
+        *,
+        rights: dict[str, bool] | None = None,
+    ) -> None:
+        """Set a membership silently (no update), for seeding pre-existing groups."""
+        body = _drop_none(user_id=user_id, status=status, rights=rights, silent=True)
+        await self._request("POST", f"chats/{chat_id}/members", body)
+
+    async def join(
+        self, chat_id: int, user_id: int, *, invite_link: str | None = None, by: int | None = None
+    ) -> JSON:
+        """A user joins (optionally via an invite link or added by ``by``).
+
+        Returns {update_ids, message}.
+        """
+        body = _drop_none(user_id=user_id, invite_link=invite_link, by=by)
+        result: JSON = await self._request("POST", f"chats/{chat_id}/join", body)
+        return result
+
+    async def leave(self, chat_id: int, user_id: int) -> JSON:
+        """A user leaves; returns {update_ids, message}."""
+        result: JSON = await self._request("POST", f"chats/{chat_id}/leave", {"user_id": user_id})
+        return result
+
+    async def kick(self, chat_id: int, user_id: int, *, by: int | None = None) -> JSON:
+        """``by`` (default: the creator) kicks a user; returns {update_ids, message}."""
+        body = _drop_none(user_id=user_id, by=by)
+        result: JSON = await self._request("POST", f"chats/{chat_id}/kick", body)
+        return result
+
+    async def send_message(
+        self,
+        chat_id: int,
+        user_id: int | None = None,
+        text: str | None = None,
+        *,
+        kind: MessageKind = "text",
+        caption: str | None = None,
+        reply_to_message_id: int | None = None,
+        forward_from_user_id: int | None = None,
+        sender_chat_id: int | None = None,
+    ) -> JSON:
+        """A user posts a message; returns {message, update_id (None if the bot can't see it)}."""
+        body = _drop_none(
+            user_id=user_id,
+            kind=kind,
+            text=text,
+            caption=caption,
+            reply_to_message_id=reply_to_message_id,
+            forward_from_user_id=forward_from_user_id,
+            sender_chat_id=sender_chat_id,
+        )
+        result: JSON = await self._request("POST", f"chats/{chat_id}/messages", body)
+        return result
+
+    async def press(self, chat_id: int, user_id: int, message_id: int, data: str) -> JSON:
+        """A user presses an inline button; returns {callback_query_id, update_id}."""
+        body = {"user_id": user_id, "message_id": message_id, "data": data}
+        result: JSON = await self._request("POST", f"chats/{chat_id}/press", body)
+        return result
+
+    async def migrate(self, chat_id: int, *, by: int | None = None) -> JSON:
+        """Upgrade a group to a supergroup; returns {new_chat_id, update_ids}."""
+        result: JSON = await self._request("POST", f"chats/{chat_id}/migrate", _drop_none(by=by))
+        return result
+
+    async def create_invite_link(
+        self,
+        chat_id: int,
+        *,
+        name: str | None = None,
+        by: int | None = None,
+        member_limit: int | None = None,
+        expire_date: int | None = None,
+    ) -> JSON:
+        """An invite link created by a human admin (default: the creator); ChatInviteLink JSON."""
+        body = _drop_none(name=name, by=by, member_limit=member_limit, expire_date=expire_date)
+        result: JSON = await self._request("POST", f"chats/{chat_id}/invite_links", body)
+        return result
+
+    async def callback_answer(self, callback_query_id: str) -> JSON | None:
+        """The bot's answerCallbackQuery for a press, or None if not answered (yet)."""
+        try:
+            result: JSON = await self._request("GET", f"callback_answers/{callback_query_id}")
+        except EmulatorError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    # ----- inspection -----------------------------------------------------------------------
+    async def calls(
+        self, *, method: str | None = None, chat_id: int | None = None, since: int | None = None
+    ) -> list[JSON]:
+        """Bot API calls the bot made: {seq, method, params, ok, error_code?, description?, at}."""
+        params = {
+            k: str(v)
+            for k, v in {"method": method, "chat_id": chat_id, "since": since}.items()
+            if v is not None
+        }
+        result: list[JSON] = await self._request("GET", "calls", params=params)
+        return result
+
+    async def sent(self, chat_id: int | None = None) -> list[JSON]:
+        """Messages the bot sent, in their current state (text, reply_markup, pinned, ...)."""
+        params = {"chat_id": str(chat_id)} if chat_id is not None else None
+        result: list[JSON] = await self._request("GET", "sent", params=params)
+        return result
+
+    async def updates(self) -> list[JSON]:
+        """Every update produced: {update_id, type, update, delivered, confirmed, dropped}."""
+        result: list[JSON] = await self._request("GET", "updates")
+        return result
+
+    async def stats(self) -> JSON:
+        """{pending, delivered, confirmed, dropped, last_confirmed_update_id}."""
+        result: JSON = await self._request("GET", "stats")
+        return result
+
+    async def add_fault(
+        self,
+        method: str,
+        error_code: int,
+        description: str,
+        *,
+        retry_after: int | None = None,
+        times: int = 1,
+        chat_id: int | None = None,
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` (optionally in ``chat_id``) fail."""
+        body = _drop_none(
+            method=method,
+            error_code=error_code,
+            description=description,
+            retry_after=retry_after,
+            times=times,
+            chat_id=chat_id,
+        )
+        await self._request("POST", "faults", body)
+
+    async def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        await self._request("DELETE", "faults")
+
+    async def set_rate_limits(self, enabled: bool) -> None:
+        """Switch Telegram-like flood limits on or off (off by default)."""
+        await self._request("POST", "rate_limits", {"enabled": enabled})
