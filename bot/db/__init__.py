@@ -1,0 +1,35 @@
+"""Database access: engine, sessions, migrations and the tables."""
+
+from bot.db.engine import (
+    create_engine,
+    current_revision,
+    insert_for,
+    session_factory,
+    upgrade,
+)
+from bot.db.models import (
+    Event,
+    EventType,
+    Group,
+    GroupStatus,
+    Member,
+    MemberStatus,
+    UTCDateTime,
+    utcnow,
+)
+
+__all__ = [
+    "Event",
+    "EventType",
+    "Group",
+    "GroupStatus",
+    "Member",
+    "MemberStatus",
+    "UTCDateTime",
+    "create_engine",
+    "current_revision",
+    "insert_for",
+    "session_factory",
+    "upgrade",
+    "utcnow",
+]

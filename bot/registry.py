@@ -1,0 +1,364 @@
+"""The registry of the bot's groups and their members, kept from Telegram's updates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiogram.types import Chat, User
+from loguru import logger
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.activity import EVENTS, MEMBERS, ActivityLog, event_row
+from bot.db import EventType, Group, GroupStatus, MemberStatus, insert_for, utcnow
+
+GROUPS = Group.__table__  # type: ignore[attr-defined]
+GROUP_TYPES = frozenset({"group", "supergroup"})
+PRESENT = [s.value for s in MemberStatus if s.is_present]
+
+
+@dataclass(slots=True)
+class KnownGroup:
+    """What the registry keeps in memory about a group, to answer hot-path questions."""
+
+    status: GroupStatus
+    bot_status: str | None = None
+    title: str = ""
+    language: str | None = None
+    missing_rights: list[str] = field(default_factory=list)
+
+
+class Registry:
+    """Groups and members: who is where, since when, and in which state.
+
+    Membership changes are applied with conditional updates, so the same join or leave seen
+    twice (a `chat_member` update and the service message) is counted once.
+    """
+
+    def __init__(self, engine: AsyncEngine, activity: ActivityLog) -> None:
+        self.engine = engine
+        self.activity = activity
+        self.groups: dict[int, KnownGroup] = {}
+
+    async def load(self) -> None:
+        """Read the known groups into memory."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    GROUPS.c.id,
+                    GROUPS.c.status,
+                    GROUPS.c.bot_status,
+                    GROUPS.c.title,
+                    GROUPS.c.language,
+                    GROUPS.c.missing_rights,
+                )
+            )
+            for row in rows:
+                self.groups[row.id] = KnownGroup(
+                    GroupStatus(row.status),
+                    row.bot_status,
+                    row.title,
+                    row.language,
+                    list(row.missing_rights or []),
+                )
+
+    def is_active(self, chat_id: int) -> bool:
+        known = self.groups.get(chat_id)
+        return known is not None and known.status is GroupStatus.ACTIVE
+
+    def is_admin(self, chat_id: int) -> bool:
+        """Whether the bot is an administrator there (and so receives `chat_member` updates)."""
+        known = self.groups.get(chat_id)
+        return known is not None and known.bot_status in ("administrator", "creator")
+
+    def active_group_ids(self) -> list[int]:
+        return [
+            chat_id for chat_id, known in self.groups.items() if known.status is GroupStatus.ACTIVE
+        ]
+
+    # -- groups -------------------------------------------------------------------------------
+
+    async def group_seen(self, chat: Chat) -> None:
+        """A message arrived from `chat`: make sure it is registered as an active group."""
+        known = self.groups.get(chat.id)
+        if known is not None and known.status in (GroupStatus.ACTIVE, GroupStatus.MIGRATED):
+            return
+        await self.save_group(chat, status=GroupStatus.ACTIVE)
+
+    async def save_group(
+        self,
+        chat: Chat,
+        *,
+        status: GroupStatus | None = None,
+        bot_status: str | None = None,
+        **values: Any,
+    ) -> KnownGroup:
+        """Insert or update a group from what Telegram says about it."""
+        row: dict[str, Any] = {
+            "id": chat.id,
+            "title": chat.title or "",
+            "type": chat.type,
+            "username": chat.username,
+            "updated_at": utcnow(),
+            **values,
+        }
+        if status is not None:
+            row["status"] = status.value
+        if bot_status is not None:
+            row["bot_status"] = bot_status
+        defaults = {"first_seen_at": utcnow(), "tags": [], "missing_rights": [], "status": "active"}
+        stmt = insert_for(self.engine, GROUPS).values(**{**defaults, **row})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={k: stmt.excluded[k] for k in row if k != "id"}
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+        known = self.groups.get(chat.id)
+        if known is None:
+            known = self.groups[chat.id] = KnownGroup(status or GroupStatus.ACTIVE)
+        if status is not None:
+            known.status = status
+        if bot_status is not None:
+            known.bot_status = bot_status
+        known.title = chat.title or known.title
+        if "missing_rights" in values:
+            known.missing_rights = list(values["missing_rights"])
+        return known
+
+    async def set_group(self, chat_id: int, **values: Any) -> None:
+        """Update columns of a known group."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(GROUPS).where(GROUPS.c.id == chat_id).values(updated_at=utcnow(), **values)
+            )
+        known = self.groups.get(chat_id)
+        if known is not None:
+            if "status" in values:
+                known.status = GroupStatus(values["status"])
+            if "missing_rights" in values:
+                known.missing_rights = list(values["missing_rights"])
+            if "bot_status" in values:
+                known.bot_status = values["bot_status"]
+
+    async def bot_removed(self, chat_id: int, status: GroupStatus, reason: str) -> None:
+        """The bot is no longer in a group (left, kicked, or the chat is gone)."""
+        known = self.groups.get(chat_id)
+        if known is not None and known.status is status:
+            return
+        await self.set_group(chat_id, status=status.value, bot_status=status.value)
+        logger.bind(chat_id=chat_id).warning(
+            "no longer in this group ({}): {}", status.value, reason
+        )
+
+    # -- members ------------------------------------------------------------------------------
+
+    async def member_joined(
+        self,
+        chat_id: int,
+        user: User,
+        at: datetime,
+        *,
+        status: MemberStatus = MemberStatus.MEMBER,
+        invite_link: str | None = None,
+        added_by: int | None = None,
+        source: str,
+    ) -> bool:
+        """Record that `user` joined; return False when the join was already recorded."""
+        names = {
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "username": user.username,
+        }
+        key = and_(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user.id)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(MEMBERS)
+                .where(key, MEMBERS.c.status.not_in(PRESENT))
+                .values(
+                    status=status.value,
+                    joined_at=at,
+                    left_at=None,
+                    invite_link=invite_link,
+                    **names,
+                )
+            )
+            counted = result.rowcount > 0
+            if not counted:
+                inserted = await conn.execute(
+                    insert_for(conn, MEMBERS)
+                    .values(
+                        chat_id=chat_id,
+                        user_id=user.id,
+                        is_bot=user.is_bot,
+                        status=status.value,
+                        joined_at=at,
+                        invite_link=invite_link,
+                        message_count=0,
+                        **names,
+                    )
+                    .on_conflict_do_nothing()
+                )
+                counted = inserted.rowcount > 0
+            if not counted and invite_link is not None:
+                # Seen first through the service message, which has no link: add it now.
+                await conn.execute(
+                    update(MEMBERS)
+                    .where(key, MEMBERS.c.invite_link.is_(None))
+                    .values(invite_link=invite_link)
+                )
+        if counted:
+            data: dict[str, Any] = {"source": source}
+            if invite_link is not None:
+                data["invite_link"] = invite_link
+            if added_by is not None and added_by != user.id:
+                data["added_by"] = added_by
+            self.activity.add(
+                event_row(
+                    chat_id=chat_id, user_id=user.id, at=at, type=EventType.MEMBER_JOINED, data=data
+                )
+            )
+        return counted
+
+    async def member_left(
+        self,
+        chat_id: int,
+        user: User,
+        at: datetime,
+        *,
+        kicked: bool = False,
+        by: int | None = None,
+        source: str,
+    ) -> bool:
+        """Record that `user` left or was removed; return False when already recorded."""
+        status = MemberStatus.KICKED if kicked else MemberStatus.LEFT
+        key = and_(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user.id)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(MEMBERS)
+                .where(key, MEMBERS.c.status.in_(PRESENT))
+                .values(status=status.value, left_at=at)
+            )
+            counted = result.rowcount > 0
+            if not counted:
+                inserted = await conn.execute(
+                    insert_for(conn, MEMBERS)
+                    .values(
+                        chat_id=chat_id,
+                        user_id=user.id,
+                        first_name=user.first_name,
+                        last_name=user.last_name,
+                        username=user.username,
+                        is_bot=user.is_bot,
+                        status=status.value,
+                        left_at=at,
+                        message_count=0,
+                    )
+                    .on_conflict_do_nothing()
+                )
+                counted = inserted.rowcount > 0
+        if counted:
+            data: dict[str, Any] = {"source": source}
+            if by is not None and by != user.id:
+                data["by"] = by
+            event_type = EventType.MEMBER_KICKED if kicked else EventType.MEMBER_LEFT
+            self.activity.add(
+                event_row(chat_id=chat_id, user_id=user.id, at=at, type=event_type, data=data)
+            )
+        return counted
+
+    async def member_status(self, chat_id: int, user: User, status: MemberStatus) -> None:
+        """A present member changed standing (promoted, restricted) without joining or leaving."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(MEMBERS)
+                .where(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user.id)
+                .values(status=status.value)
+            )
+
+    # -- migration ----------------------------------------------------------------------------
+
+    async def migrate(self, old_id: int, new_chat: Chat, at: datetime) -> bool:
+        """A group became a supergroup: move its members and history to the new id, once."""
+        old = self.groups.get(old_id)
+        if old is not None and old.status is GroupStatus.MIGRATED:
+            return False
+        self.activity.remap_chat(old_id, new_chat.id)
+        await self.activity.flush()
+        async with self.engine.begin() as conn:
+            old_row = (await conn.execute(select(GROUPS).where(GROUPS.c.id == old_id))).first()
+            await self._merge_members(conn, old_id, new_chat.id)
+            await conn.execute(
+                update(EVENTS).where(EVENTS.c.chat_id == old_id).values(chat_id=new_chat.id)
+            )
+        carried: dict[str, Any] = {}
+        if old_row is not None:
+            carried = {
+                "timezone": old_row.timezone,
+                "language": old_row.language,
+                "tags": old_row.tags or [],
+                "bot_status": old_row.bot_status,
+            }
+        bot_status = carried.pop("bot_status", None) or (old.bot_status if old else None)
+        await self.save_group(
+            new_chat,
+            status=GroupStatus.ACTIVE,
+            bot_status=bot_status,
+            migrated_from_id=old_id,
+            **{k: v for k, v in carried.items() if v is not None},
+        )
+        if old_row is None:
+            await self.save_group(
+                Chat(id=old_id, type="group", title=new_chat.title),
+                status=GroupStatus.MIGRATED,
+                migrated_to_id=new_chat.id,
+            )
+        else:
+            await self.set_group(
+                old_id, status=GroupStatus.MIGRATED.value, migrated_to_id=new_chat.id
+            )
+        self.activity.add(
+            event_row(
+                chat_id=new_chat.id,
+                at=at,
+                type=EventType.GROUP_MIGRATED,
+                data={"from_chat_id": old_id},
+            )
+        )
+        logger.bind(chat_id=new_chat.id).info("group {} became supergroup {}", old_id, new_chat.id)
+        return True
+
+    @staticmethod
+    async def _merge_members(conn: Any, old_id: int, new_id: int) -> None:
+        """Move member rows to the new chat id, adding up a member seen under both ids."""
+        rows = (
+            (await conn.execute(select(MEMBERS).where(MEMBERS.c.chat_id == old_id)))
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return
+        existing = {
+            row["user_id"]: row
+            for row in (
+                await conn.execute(select(MEMBERS).where(MEMBERS.c.chat_id == new_id))
+            ).mappings()
+        }
+        for row in rows:
+            moved = dict(row, chat_id=new_id)
+            newer = existing.get(row["user_id"])
+            if newer is not None:
+                moved["message_count"] = row["message_count"] + newer["message_count"]
+                moved["last_activity_at"] = max(
+                    filter(None, (row["last_activity_at"], newer["last_activity_at"])), default=None
+                )
+                moved["status"] = newer["status"]
+                await conn.execute(
+                    update(MEMBERS)
+                    .where(MEMBERS.c.chat_id == new_id, MEMBERS.c.user_id == row["user_id"])
+                    .values(**{k: v for k, v in moved.items() if k not in ("chat_id", "user_id")})
+                )
+            else:
+                await conn.execute(insert_for(conn, MEMBERS).values(**moved))
+        await conn.execute(MEMBERS.delete().where(MEMBERS.c.chat_id == old_id))

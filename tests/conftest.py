@@ -1,0 +1,43 @@
+"""Shared fixtures: a migrated database per test and builders of Telegram objects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.activity import ActivityLog
+from bot.db import create_engine, upgrade
+from bot.registry import Registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'tidepool.db'}")
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def activity(engine: AsyncEngine) -> AsyncIterator[ActivityLog]:
+    log = ActivityLog(engine)
+    yield log
+    await log.close()
+
+
+@pytest.fixture
+async def registry(engine: AsyncEngine, activity: ActivityLog) -> Registry:
+    registry = Registry(engine, activity)
+    await registry.load()
+    return registry
+
+
+def at(minute: int = 0, hour: int = 12, day: int = 2) -> datetime:
+    """A fixed moment on 2026-11-<day>, in UTC."""
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
