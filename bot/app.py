@@ -1,0 +1,194 @@
+"""Assembles the bot: settings, database, dispatcher and routers, polling, and a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.filters import ExceptionTypeFilter
+from aiogram.types import Chat, ErrorEvent
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.activity import ActivityLog
+from bot.db import GroupStatus, create_engine, upgrade, utcnow
+from bot.handlers import membership
+from bot.handlers.activity import RecordMessages, RecordPresses
+from bot.polling import Poller, TokenRejected, chat_of
+from bot.registry import Registry
+from bot.rights import RightsCheck
+from bot.settings import Settings, SettingsError
+from bot.texts import Texts
+
+ALWAYS_ALLOWED = ["message", "callback_query", "chat_member", "my_chat_member"]
+
+
+@dataclass
+class Services:
+    """What handlers need, handed to them through the dispatcher's workflow data."""
+
+    settings: Settings
+    engine: AsyncEngine
+    activity: ActivityLog
+    registry: Registry
+    texts: Texts
+
+    def workflow_data(self) -> dict[str, Any]:
+        """Only what handlers use: aiogram copies this into every update's context."""
+        return {"activity": self.activity, "registry": self.registry}
+
+
+async def open_services(settings: Settings) -> Services:
+    """Open the database (applying migrations), the activity log and the registry."""
+    texts = Texts.load(settings.content_dir, settings.language)
+    engine = create_engine(settings.database_url)
+    await upgrade(engine)
+    activity = ActivityLog(engine, store_text=settings.store_text)
+    registry = Registry(engine, activity)
+    await registry.load()
+    return Services(settings, engine, activity, registry, texts)
+
+
+def create_bot(settings: Settings) -> Bot:
+    """The aiogram Bot, talking to Telegram or to TELEGRAM_API_BASE (an emulator or own server)."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    return Bot(
+        settings.require_token(), session=session, default=DefaultBotProperties(parse_mode="HTML")
+    )
+
+
+def create_dispatcher(services: Services, rights: RightsCheck) -> Dispatcher:
+    """The dispatcher with every router, the activity middlewares and error handlers."""
+    dispatcher = Dispatcher(**services.workflow_data(), rights=rights)
+    dispatcher.message.outer_middleware(
+        RecordMessages(services.registry, services.activity, rights.bot.id)
+    )
+    dispatcher.callback_query.outer_middleware(RecordPresses(services.activity))
+    # Membership handlers sit on the dispatcher itself: every sub-router costs each group
+    # message a pass through it (about 7 µs here), and these never handle messages.
+    membership.register(dispatcher)
+
+    registry = services.registry
+
+    @dispatcher.errors(ExceptionTypeFilter(TelegramForbiddenError))
+    async def forbidden(event: ErrorEvent) -> bool:
+        chat_id = chat_of(event.update)
+        if chat_id is not None and chat_id < 0:
+            await registry.bot_removed(chat_id, GroupStatus.KICKED, str(event.exception))
+        return True
+
+    @dispatcher.errors(ExceptionTypeFilter(TelegramMigrateToChat))
+    async def migrated(event: ErrorEvent) -> bool:
+        exc = event.exception
+        chat_id = chat_of(event.update)
+        if isinstance(exc, TelegramMigrateToChat) and chat_id is not None:
+            new_chat = Chat(id=exc.migrate_to_chat_id, type="supergroup")
+            await registry.migrate(chat_id, new_chat, utcnow())
+        return True
+
+    @dispatcher.errors()
+    async def unexpected(event: ErrorEvent) -> bool:
+        logger.bind(chat_id=chat_of(event.update)).opt(exception=event.exception).error(
+            "update {} failed: {}", event.update.update_id, event.exception
+        )
+        return True
+
+    return dispatcher
+
+
+def allowed_updates(dispatcher: Dispatcher) -> list[str]:
+    """Update types to ask Telegram for; `chat_member` must be asked for explicitly."""
+    return sorted({*ALWAYS_ALLOWED, *dispatcher.resolve_used_update_types()})
+
+
+async def run(settings: Settings) -> None:
+    """Run the bot until SIGINT or SIGTERM; then finish handled updates and write every event."""
+    stop = asyncio.Event()
+    _on_signals(stop)
+    services = await open_services(settings)
+    bot = create_bot(settings)
+    try:
+        me = await _connect(bot, stop)
+        if me is None:
+            return
+        rights = RightsCheck(bot, services.registry, services.texts, settings.owner_ids)
+        dispatcher = create_dispatcher(services, rights)
+        services.activity.start()
+        logger.info(
+            "running as @{} (id {}), {} active groups",
+            me.username,
+            me.id,
+            len(services.registry.active_group_ids()),
+        )
+        if not me.can_read_all_group_messages:
+            logger.warning(
+                "privacy mode is on: the bot sees every message only in groups where it is an "
+                "administrator (turn it off with @BotFather → Bot Settings → Group Privacy)"
+            )
+        review = asyncio.create_task(rights.review_all(), name="rights-review")
+        poller = Poller(bot, dispatcher, allowed_updates=allowed_updates(dispatcher))
+        await poller.run(stop)
+        review.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await review
+        logger.info("stopped after {} updates", poller.handled)
+    finally:
+        await services.activity.close()
+        logger.info("activity log closed: {} events written", services.activity.written)
+        await bot.session.close()
+        await services.engine.dispose()
+
+
+async def _connect(bot: Bot, stop: asyncio.Event) -> Any:
+    """getMe, retried while Telegram is unreachable; a rejected token is fatal."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            me = await bot.get_me()
+            webhook = await bot.get_webhook_info()
+            if webhook.url:
+                logger.warning("removing webhook {} to receive updates by polling", webhook.url)
+                await bot.delete_webhook()
+            return me
+        except TelegramUnauthorizedError:
+            raise TokenRejected("Unauthorized") from None
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            logger.error("cannot reach the Bot API ({}); retrying in {:.0f}s", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, 60.0)
+    return None
+
+
+def _on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def handle(name: str) -> None:
+        if stop.is_set():
+            logger.warning("{} again: stopping now", name)
+            if main is not None:
+                main.cancel()
+            return
+        logger.info("{} received: finishing work in progress, then stopping", name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handle, sig.name)
+
+
+__all__ = ["SettingsError", "TokenRejected", "allowed_updates", "create_dispatcher", "run"]

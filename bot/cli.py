@@ -1,0 +1,174 @@
+"""The `tidepool` command: run the bot, manage the database, export data, start the emulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from loguru import logger
+
+from bot import __version__
+from bot.logs import setup_logging
+from bot.settings import Settings, SettingsError, load_settings
+
+
+class Failure(Exception):
+    """A command failed in a way the operator can fix; the message says how."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidepool",
+        description="Tidepool: community operations for Telegram groups, run from SOP files.",
+    )
+    parser.add_argument("--version", action="version", version=f"tidepool {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("run", help="run the bot (long polling) until SIGINT/SIGTERM")
+
+    db = commands.add_parser("db", help="database migrations")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands.add_parser("upgrade", help="apply all migrations (the bot also does this on start)")
+    db_commands.add_parser("current", help="print the database's migration revision")
+    revision = db_commands.add_parser("revision", help="(developers) autogenerate a migration")
+    revision.add_argument("message", help="what the migration changes")
+
+    export = commands.add_parser("export", help="write groups, members or events to stdout")
+    export.add_argument("table", choices=["events", "members", "groups"])
+    export.add_argument("--group", type=int, metavar="ID", help="only this group (chat id)")
+    export.add_argument(
+        "--since", metavar="DATE", help="only rows from this date or date-time (in TIMEZONE)"
+    )
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+
+    emulator = commands.add_parser("emulator", help="run the Telegram Bot API emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8081)
+    emulator.add_argument("--token", default="123456:TEST-token", help="the bot token it accepts")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_level, secrets=_secrets(settings))
+        handler = COMMANDS[args.command]
+        return asyncio.run(handler(args, settings))
+    except (SettingsError, Failure) as exc:
+        code = exc.code if isinstance(exc, Failure) else 2
+        sys.stderr.write(f"tidepool: error: {exc}\n")
+        return code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _secrets(settings: Settings) -> tuple[str, ...]:
+    return (settings.bot_token.get_secret_value(),) if settings.bot_token else ()
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import run
+    from bot.polling import TokenRejected
+
+    settings.require_token()
+    try:
+        await _with_database_errors(run(settings))
+    except TokenRejected:
+        raise Failure(
+            "BOT_TOKEN was rejected by Telegram (Unauthorized): copy the token again from "
+            "@BotFather (/mybots → API Token)",
+            2,
+        ) from None
+    return 0
+
+
+async def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db import create_engine, current_revision, upgrade
+    from bot.db.engine import alembic_config
+
+    if args.db_command == "revision":
+        from alembic import command
+
+        command.revision(
+            alembic_config(settings.database_url), message=args.message, autogenerate=True
+        )
+        return 0
+    engine = _engine(create_engine, settings)
+    try:
+        if args.db_command == "upgrade":
+            await _with_database_errors(upgrade(engine))
+        revision = await _with_database_errors(current_revision(engine))
+        sys.stdout.write(f"{revision or 'empty database'}\n")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db import create_engine, upgrade
+    from bot.export import export, parse_since
+
+    try:
+        since = parse_since(args.since, settings.tz) if args.since else None
+    except ValueError as exc:
+        raise Failure(str(exc), 2) from None
+    engine = _engine(create_engine, settings)
+    try:
+        await _with_database_errors(upgrade(engine))
+        count = await _with_database_errors(
+            export(engine, args.table, sys.stdout, fmt=args.format, group=args.group, since=since)
+        )
+    finally:
+        await engine.dispose()
+    logger.debug("exported {} {}", count, args.table)
+    return 0
+
+
+async def _emulator(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.emulator import serve
+
+    logger.info("Bot API emulator on http://{}:{} (token {})", args.host, args.port, args.token)
+    await serve(args.host, args.port, args.token)
+    return 0
+
+
+def _engine(create_engine: Callable[[str], Any], settings: Settings) -> Any:
+    try:
+        return create_engine(settings.database_url)
+    except ModuleNotFoundError as exc:
+        raise Failure(
+            f"DATABASE_URL needs the driver {exc.name!r}: pip install 'tidepool[postgres]'", 2
+        ) from None
+
+
+async def _with_database_errors(work: Coroutine[Any, Any, Any]) -> Any:
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return await work
+    except ModuleNotFoundError as exc:
+        raise Failure(
+            f"DATABASE_URL needs the driver {exc.name!r}: pip install 'tidepool[postgres]'", 2
+        ) from None
+    except OperationalError as exc:
+        raise Failure(f"cannot use the database at DATABASE_URL: {exc.orig}", 2) from None
+    except OSError as exc:
+        if "connect" in str(exc).lower():
+            raise Failure(f"cannot connect to the database at DATABASE_URL: {exc}", 2) from None
+        raise
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
+    "run": _run,
+    "db": _db,
+    "export": _export,
+    "emulator": _emulator,
+}

@@ -1,0 +1,114 @@
+"""Export of groups, members and events as CSV or JSON Lines: operators own their data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import AsyncIterator, Mapping
+from datetime import date, datetime, time
+from typing import IO, Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.activity import EVENTS, MEMBERS
+from bot.registry import GROUPS
+
+Table = Literal["events", "members", "groups"]
+Format = Literal["csv", "jsonl"]
+
+
+def parse_since(text: str, tz: ZoneInfo) -> datetime:
+    """A date (midnight) or date-time; without an offset it is read in `tz`."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            moment = datetime.combine(date.fromisoformat(text), time())
+        except ValueError:
+            raise ValueError(
+                f"--since {text!r} is not a date like 2026-11-01 or 2026-11-01T08:00"
+            ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+def export_query(table: Table, group: int | None, since: datetime | None) -> Select[Any]:
+    """The rows of `table`, optionally of one group and changed since a moment, in stable order."""
+    if table == "events":
+        query = select(EVENTS).order_by(EVENTS.c.id)
+        if group is not None:
+            query = query.where(EVENTS.c.chat_id == group)
+        if since is not None:
+            query = query.where(EVENTS.c.at >= since)
+        return query
+    if table == "members":
+        query = select(MEMBERS).order_by(MEMBERS.c.chat_id, MEMBERS.c.user_id)
+        if group is not None:
+            query = query.where(MEMBERS.c.chat_id == group)
+        if since is not None:
+            query = query.where(
+                or_(
+                    MEMBERS.c.last_activity_at >= since,
+                    MEMBERS.c.joined_at >= since,
+                    MEMBERS.c.left_at >= since,
+                )
+            )
+        return query
+    query = select(GROUPS).order_by(GROUPS.c.id)
+    if group is not None:
+        query = query.where(GROUPS.c.id == group)
+    if since is not None:
+        query = query.where(GROUPS.c.updated_at >= since)
+    return query
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return value
+
+
+async def rows(engine: AsyncEngine, query: Select[Any]) -> AsyncIterator[Mapping[str, Any]]:
+    """Stream the query's rows without loading them all."""
+    async with engine.connect() as conn:
+        result = await conn.stream(query.execution_options(yield_per=1000))
+        async for row in result.mappings():
+            yield row
+
+
+async def export(
+    engine: AsyncEngine,
+    table: Table,
+    out: IO[str],
+    *,
+    fmt: Format = "csv",
+    group: int | None = None,
+    since: datetime | None = None,
+) -> int:
+    """Write the rows to `out`; return how many."""
+    query = export_query(table, group, since)
+    columns = [column.name for column in query.selected_columns]
+    count = 0
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        async for row in rows(engine, query):
+            writer.writerow([_cell(row[name]) for name in columns])
+            count += 1
+    else:
+        async for row in rows(engine, query):
+            out.write(json.dumps({k: _plain(row[k]) for k in columns}, ensure_ascii=False) + "\n")
+            count += 1
+    out.flush()
+    return count

@@ -1,0 +1,1 @@
+"""Routers of the bot, one per feature, assembled by `bot.app.create_dispatcher`."""

@@ -1,0 +1,73 @@
+"""Member- and admin-facing texts, in Chinese and English, rendered from `content/texts/*.yaml`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from bot.settings import SettingsError
+
+LANGUAGES = ("zh", "en")
+
+
+class Texts:
+    """Every text the bot says, by key and language; a missing key is an error at start."""
+
+    def __init__(self, catalogues: dict[str, dict[str, str]], default_language: str = "zh") -> None:
+        self.catalogues = catalogues
+        self.default_language = default_language
+        self._env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+        self._templates = {
+            (lang, key): self._env.from_string(source)
+            for lang, catalogue in catalogues.items()
+            for key, source in catalogue.items()
+        }
+
+    @classmethod
+    def load(cls, content_dir: Path, default_language: str = "zh") -> Texts:
+        """Read `content_dir/texts/<lang>.yaml` of every language; SettingsError if broken."""
+        catalogues: dict[str, dict[str, str]] = {}
+        for lang in LANGUAGES:
+            path = content_dir / "texts" / f"{lang}.yaml"
+            try:
+                raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise SettingsError(
+                    f"CONTENT_DIR is invalid: {path} is missing; point CONTENT_DIR at the "
+                    "project's content/ folder"
+                ) from None
+            except yaml.YAMLError as exc:
+                raise SettingsError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+            catalogues[lang] = _flatten(raw or {})
+        missing = set(catalogues["en"]) ^ set(catalogues["zh"])
+        if missing:
+            raise SettingsError(
+                f"texts differ between languages: {', '.join(sorted(missing))} must be in both "
+                f"{content_dir}/texts/en.yaml and zh.yaml"
+            )
+        try:
+            return cls(catalogues, default_language)
+        except TemplateError as exc:
+            raise SettingsError(
+                f"a text in {content_dir}/texts has a template error: {exc}"
+            ) from None
+
+    def __call__(self, key: str, language: str | None = None, **values: Any) -> str:
+        """Render text `key` in `language` (the default when None or unknown)."""
+        lang = language if language in self.catalogues else self.default_language
+        return self._templates[(lang, key)].render(**values).strip()
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
