@@ -15,7 +15,6 @@ import asyncio
 import gc
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -26,10 +25,8 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import Chat, Message, MessageEntity, PhotoSize, Update, User
 from sqlalchemy import func, select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bot.activity import EVENTS
 from bot.app import create_dispatcher, open_services
+from bot.db import EVENTS
 from bot.rights import RightsCheck
 from bot.settings import Settings
 

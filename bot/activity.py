@@ -15,10 +15,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
-from bot.db import Event, EventType, Member, insert_for
+from bot.db import EVENTS, MEMBERS, EventType, insert_for
 
-EVENTS = Event.__table__  # type: ignore[attr-defined]
-MEMBERS = Member.__table__  # type: ignore[attr-defined]
 MEMBER_ACTIVITY = (
     "chat_id",
     "user_id",

@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.activity import EVENTS, MEMBERS
-from bot.registry import GROUPS
+from bot.db import EVENTS, GROUPS, MEMBERS
 
 Table = Literal["events", "members", "groups"]
 Format = Literal["csv", "jsonl"]

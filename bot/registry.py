@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,10 +12,9 @@ from loguru import logger
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.activity import EVENTS, MEMBERS, ActivityLog, event_row
-from bot.db import EventType, Group, GroupStatus, MemberStatus, insert_for, utcnow
+from bot.activity import ActivityLog, event_row
+from bot.db import EVENTS, GROUPS, MEMBERS, EventType, GroupStatus, MemberStatus, insert_for, utcnow
 
-GROUPS = Group.__table__  # type: ignore[attr-defined]
 GROUP_TYPES = frozenset({"group", "supergroup"})
 PRESENT = [s.value for s in MemberStatus if s.is_present]
 
@@ -41,6 +41,7 @@ class Registry:
         self.engine = engine
         self.activity = activity
         self.groups: dict[int, KnownGroup] = {}
+        self._migrating = asyncio.Lock()
 
     async def load(self) -> None:
         """Read the known groups into memory."""
@@ -280,7 +281,15 @@ class Registry:
     # -- migration ----------------------------------------------------------------------------
 
     async def migrate(self, old_id: int, new_chat: Chat, at: datetime) -> bool:
-        """A group became a supergroup: move its members and history to the new id, once."""
+        """A group became a supergroup: move its members and history to the new id, once.
+
+        Telegram announces it in both chats, and updates of different chats run side by side,
+        so the two announcements take turns here.
+        """
+        async with self._migrating:
+            return await self._migrate(old_id, new_chat, at)
+
+    async def _migrate(self, old_id: int, new_chat: Chat, at: datetime) -> bool:
         old = self.groups.get(old_id)
         if old is not None and old.status is GroupStatus.MIGRATED:
             return False

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.activity import EVENTS, MEMBERS, ActivityLog
+from bot.activity import ActivityLog
+from bot.db import EVENTS, MEMBERS
 from tests.conftest import at
 from tests.updates import group_message, user
 

@@ -8,9 +8,9 @@ from aiogram.types import Chat
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.activity import EVENTS, MEMBERS, ActivityLog
-from bot.db import GroupStatus, MemberStatus
-from bot.registry import GROUPS, Registry
+from bot.activity import ActivityLog
+from bot.db import EVENTS, GROUPS, MEMBERS, GroupStatus, MemberStatus
+from bot.registry import Registry
 from tests.conftest import at
 from tests.updates import GROUP, group_message, user
 

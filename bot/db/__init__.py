@@ -8,6 +8,9 @@ from bot.db.engine import (
     upgrade,
 )
 from bot.db.models import (
+    EVENTS,
+    GROUPS,
+    MEMBERS,
     Event,
     EventType,
     Group,
@@ -19,6 +22,9 @@ from bot.db.models import (
 )
 
 __all__ = [
+    "EVENTS",
+    "GROUPS",
+    "MEMBERS",
     "Event",
     "EventType",
     "Group",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -157,3 +157,9 @@ class Event(SQLModel, table=True):
     is_forward: bool = False
     text: str | None = None
     data: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+
+
+# The tables as SQLAlchemy Core sees them, for bulk writes and exports.
+GROUPS: Table = Group.__table__  # type: ignore[attr-defined]
+MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
+EVENTS: Table = Event.__table__  # type: ignore[attr-defined]

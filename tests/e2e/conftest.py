@@ -1,0 +1,166 @@
+"""End-to-end harness: the Telegram emulator in the test, the real `tidepool` process beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.emulator import EmulatorClient, EmulatorServer
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "123456:TEST-token"
+BOT_ID = 123456
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], seconds: float = 15.0, what: str = "condition"
+) -> None:
+    """Poll `check` until it holds; fail with `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Tidepool:
+    """Runs `tidepool` commands against one database and one emulator."""
+
+    base_url: str
+    folder: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+    runs: int = 0
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.folder / 'tidepool.db'}"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / f"bot-{self.runs}.log"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "TELEGRAM_"))}
+        env.update(
+            BOT_TOKEN=TOKEN,
+            TELEGRAM_API_BASE=self.base_url,
+            DATABASE_URL=self.database_url,
+            CONTENT_DIR=str(ROOT / "content"),
+            SOPS_DIR=str(ROOT / "sops"),
+            TIMEZONE="Asia/Shanghai",
+            LOG_LEVEL="DEBUG",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        env.update(overrides)
+        return env
+
+    async def start(self, ctl: EmulatorClient) -> None:
+        """Start `tidepool run` and wait until it polls for updates."""
+        assert self.process is None, "already running"
+        self.runs += 1
+        before = len(await ctl.calls(method="getUpdates"))
+        with self.log.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "run",
+                cwd=self.folder,
+                env=self.env(),
+                stdout=log,
+                stderr=log,
+            )
+
+        async def polling() -> bool:
+            if self.process is not None and self.process.returncode is not None:
+                raise AssertionError(f"the bot exited early:\n{self.log.read_text()}")
+            return len(await ctl.calls(method="getUpdates")) > before
+
+        await wait_until(polling, 20, "the bot to poll")
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send `sig` and wait for the process to exit; return its exit code."""
+        assert self.process is not None
+        self.process.send_signal(sig)
+        try:
+            code = await asyncio.wait_for(self.process.wait(), 30)
+        finally:
+            self.process = None
+        return code
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    def logs(self) -> str:
+        return "\n".join(
+            (self.folder / f"bot-{n}.log").read_text(errors="replace")
+            for n in range(1, self.runs + 1)
+        )
+
+    async def command(self, *args: str, **env: str) -> tuple[int, str, str]:
+        """Run `tidepool ARGS`; return (exit code, stdout, stderr)."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            *args,
+            cwd=self.folder,
+            env=self.env(**env),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    async def messages(self) -> list[tuple[int, int]]:
+        """(chat id, message id) of every stored message event, in the order stored."""
+        events = await self.export("events")
+        return [(e["chat_id"], e["message_id"]) for e in events if e["type"] == "message"]
+
+    async def export(self, table: str, *args: str) -> list[dict[str, Any]]:
+        """Rows of `tidepool export TABLE --format jsonl ARGS`."""
+        code, out, err = await self.command("export", table, "--format", "jsonl", *args)
+        assert code == 0, err
+        return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[EmulatorServer]:
+    async with EmulatorServer(token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def ctl(emulator: EmulatorServer) -> EmulatorClient:
+    return emulator.client
+
+
+@pytest.fixture
+async def tidepool(emulator: EmulatorServer, tmp_path: Path) -> AsyncIterator[Tidepool]:
+    app = Tidepool(emulator.base_url, tmp_path)
+    yield app
+    if app.process is not None and app.process.returncode is None:
+        app.process.kill()
+        await app.process.wait()
+
+
+async def all_confirmed(ctl: EmulatorClient) -> bool:
+    """Every update the emulator produced was fetched and confirmed by the bot."""
+    stats = await ctl.stats()
+    return bool(stats["pending"] == 0 and stats["delivered"] == stats["confirmed"])
