@@ -5,7 +5,12 @@ from __future__ import annotations
 import signal
 from collections import Counter
 
+import pytest
+from sqlalchemy import text
+
+from bot.db import create_engine
 from bot.emulator import EmulatorClient
+from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import BOT_ID, Tidepool, all_confirmed, wait_until
 
 
@@ -17,6 +22,22 @@ async def make_people(ctl: EmulatorClient) -> dict[str, int]:
 
 
 async def test_two_groups_joins_messages_and_a_leave(ctl: EmulatorClient, tidepool: Tidepool):
+    await two_groups_scenario(ctl, tidepool)
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="set TIDEPOOL_TEST_POSTGRES_URL to run")
+async def test_two_groups_on_postgresql(ctl: EmulatorClient, tidepool: Tidepool):
+    assert POSTGRES_URL is not None
+    engine = create_engine(POSTGRES_URL)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+    tidepool.extra_env["DATABASE_URL"] = POSTGRES_URL
+    await two_groups_scenario(ctl, tidepool)
+
+
+async def two_groups_scenario(ctl: EmulatorClient, tidepool: Tidepool) -> None:
     p = await make_people(ctl)
     await ctl.start(p["Olga"])  # the owner has started the bot, so it can write to her
     tidepool.extra_env["OWNER_IDS"] = str(p["Olga"])
@@ -84,6 +105,7 @@ async def test_two_groups_joins_messages_and_a_leave(ctl: EmulatorClient, tidepo
     code, csv_text, _ = await tidepool.command("export", "members", "--format", "csv")
     assert code == 0 and csv_text.splitlines()[0].startswith("chat_id,user_id,first_name")
     assert len(csv_text.splitlines()) == 1 + len(members)
+    assert "TEST-token" not in tidepool.logs(), "the token never reaches the logs"
 
 
 async def test_missing_rights_are_reported_once(ctl: EmulatorClient, tidepool: Tidepool):
@@ -272,3 +294,45 @@ async def _text_messages(ctl: EmulatorClient) -> list[tuple[tuple[int, int], boo
 
 async def _confirmed_at_least(ctl: EmulatorClient, count: int) -> bool:
     return int((await ctl.stats())["confirmed"]) >= count
+
+
+async def test_rejected_token_is_one_clear_line(ctl: EmulatorClient, tidepool: Tidepool):
+    code, _, err = await tidepool.command("run", BOT_TOKEN="999:not-this-bot")
+    assert code == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("tidepool: error: BOT_TOKEN was rejected by Telegram")
+    assert "not-this-bot" not in err and "Traceback" not in err
+
+
+async def test_emulator_command_serves_the_bot_api(tidepool: Tidepool, unused_tcp_port: int):
+    import asyncio
+    import sys
+
+    import aiohttp
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "emulator",
+        "--port",
+        str(unused_tcp_port),
+        env=tidepool.env(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{unused_tcp_port}/bot123456:TEST-token/getMe"
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def answers() -> bool:
+                try:
+                    async with http.get(url) as response:
+                        return (await response.json())["result"]["id"] == BOT_ID
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await wait_until(answers, 20, "the emulator to answer getMe")
+    finally:
+        process.terminate()
+        await process.wait()

@@ -1,0 +1,107 @@
+"""The command line: settings errors are one clear line with exit code 2, and the db commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.settings import SettingsError, load_settings
+
+SETTINGS = (
+    "BOT_TOKEN",
+    "TELEGRAM_API_BASE",
+    "DATABASE_URL",
+    "TIMEZONE",
+    "OWNER_IDS",
+    "SOPS_DIR",
+    "CONTENT_DIR",
+    "LOG_LEVEL",
+    "STORE_TEXT",
+    "LANGUAGE",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No settings from the developer's environment or .env; work in an empty folder."""
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_run_without_token(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 2
+    line = one_line_error(capsys)
+    assert "BOT_TOKEN is not set" in line and "@BotFather" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "hint"),
+    [
+        ("TIMEZONE", "Mars/Olympus", "Asia/Shanghai"),
+        ("OWNER_IDS", "12,abc", "separated by commas"),
+        ("DATABASE_URL", "sqlite:///data/x.db", "sqlite+aiosqlite"),
+        ("DATABASE_URL", "postgresql://u@h/db", "postgresql+asyncpg"),
+        ("BOT_TOKEN", "not-a-token", "@BotFather"),
+        ("TELEGRAM_API_BASE", "api.telegram.org", "http"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
+        ("STORE_TEXT", "maybe", "STORE_TEXT"),
+    ],
+)
+def test_invalid_setting_names_itself(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+    hint: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["run"]) == 2
+    line = one_line_error(capsys)
+    assert line.startswith(f"tidepool: error: {name} is invalid")
+    assert hint in line
+    if name == "BOT_TOKEN":
+        assert value not in line, "the token is never echoed"
+
+
+def test_settings_come_from_dotenv(clean_env: Path) -> None:
+    (clean_env / ".env").write_text("OWNER_IDS=1, 2;3\nTIMEZONE=Europe/Berlin\nSTORE_TEXT=true\n")
+    settings = load_settings()
+    assert settings.owner_ids == [1, 2, 3]
+    assert settings.timezone == "Europe/Berlin" and settings.store_text is True
+    assert settings.bot_token is None
+    with pytest.raises(SettingsError, match="BOT_TOKEN is not set"):
+        settings.require_token()
+
+
+def test_db_upgrade_and_current(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "current"]) == 0
+    assert capsys.readouterr().out.strip() == "empty database"
+    assert main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out.strip() == "0001"
+    assert (clean_env / "data" / "tidepool.db").exists()
+
+
+def test_export_rejects_a_bad_date(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "events", "--since", "last tuesday"]) == 2
+    assert "2026-11-01" in one_line_error(capsys)
+
+
+def test_unusable_database_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], clean_env: Path
+) -> None:
+    (clean_env / "blocker").write_text("a file where a folder should be")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{clean_env}/blocker/x.db")
+    assert main(["db", "upgrade"]) == 2
+    assert "DATABASE_URL" in one_line_error(capsys)

@@ -1,0 +1,85 @@
+"""The assembled dispatcher and the poller: presses are logged, chats keep their order."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.types import CallbackQuery, Message, Update
+from sqlalchemy import select
+
+from bot.app import ALWAYS_ALLOWED, allowed_updates, create_dispatcher, open_services
+from bot.db import EVENTS
+from bot.polling import Poller
+from bot.rights import RightsCheck
+from bot.settings import Settings
+from tests.conftest import ROOT, at
+from tests.updates import GROUP, group_message, user
+
+TOKEN = "123456:TEST-token"
+
+
+async def test_button_press_in_a_group_is_an_event(tmp_path: Path) -> None:
+    settings = Settings(
+        bot_token=TOKEN,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/t.db",
+        content_dir=ROOT / "content",
+    )
+    services = await open_services(settings)
+    bot = Bot(TOKEN)
+    dispatcher = create_dispatcher(
+        services, RightsCheck(bot, services.registry, services.texts, [])
+    )
+    assert set(ALWAYS_ALLOWED) <= set(allowed_updates(dispatcher))
+    post = group_message(7, user(BOT := 123456, "Tidepool", is_bot=True), at(0))
+    query = CallbackQuery(
+        id="q1", from_user=user(11, "Alice"), chat_instance="ci", message=post, data="checkin"
+    )
+    await dispatcher.feed_update(bot, Update(update_id=1, callback_query=query))
+    await services.activity.close()
+    async with services.engine.connect() as conn:
+        [row] = (await conn.execute(select(EVENTS))).mappings().all()
+    assert (row["type"], row["user_id"], row["message_id"], row["data"]) == (
+        "callback",
+        11,
+        7,
+        {"data": "checkin"},
+    )
+    assert bot.id == BOT
+    await services.engine.dispose()
+    await bot.session.close()
+
+
+async def test_poller_keeps_each_chats_order_and_runs_chats_side_by_side() -> None:
+    seen: dict[int, list[int]] = {}
+    running: set[int] = set()
+    overlapped = False
+    dispatcher = Dispatcher()
+
+    @dispatcher.message()
+    async def slow(message: Message) -> None:
+        nonlocal overlapped
+        running.add(message.chat.id)
+        overlapped = overlapped or len(running) > 1
+        await asyncio.sleep(random.random() / 200)
+        seen.setdefault(message.chat.id, []).append(message.message_id)
+        running.discard(message.chat.id)
+
+    bot = Bot(TOKEN)
+    poller = Poller(bot, dispatcher, allowed_updates=["message"])
+    other = GROUP.model_copy(update={"id": -1002})
+    updates: list[Any] = []
+    for n in range(1, 61):
+        chat = GROUP if n % 3 else other
+        updates.append(Update(update_id=n, message=group_message(n, user(11), at(0), chat=chat)))
+    for update in updates:
+        poller._submit(update)
+    await poller._drain()
+    assert seen[GROUP.id] == [n for n in range(1, 61) if n % 3]
+    assert seen[other.id] == [n for n in range(1, 61) if not n % 3]
+    assert overlapped, "different chats are handled concurrently"
+    assert poller.handled == 60
+    await bot.session.close()
