@@ -328,7 +328,7 @@ async def test_emulator_command_serves_the_bot_api(tidepool: Tidepool, unused_tc
             async def answers() -> bool:
                 try:
                     async with http.get(url) as response:
-                        return (await response.json())["result"]["id"] == BOT_ID
+                        return bool((await response.json())["result"]["id"] == BOT_ID)
                 except aiohttp.ClientConnectionError:
                     return False
 
