@@ -9,7 +9,7 @@ from typing import Any
 
 from aiogram.types import Chat, User
 from loguru import logger
-from sqlalchemy import and_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
@@ -163,56 +163,36 @@ class Registry:
         *,
         status: MemberStatus = MemberStatus.MEMBER,
         invite_link: str | None = None,
+        invite_name: str | None = None,
         added_by: int | None = None,
         source: str,
     ) -> bool:
         """Record that `user` joined; return False when the join was already recorded."""
-        names = {
-            "first_name": user.first_name,
-            "last_name": user.last_name,
-            "username": user.username,
+        joined = {
+            "status": status.value,
+            "joined_at": at,
+            "left_at": None,
+            "invite_link": invite_link,
         }
-        key = and_(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user.id)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(MEMBERS)
-                .where(key, MEMBERS.c.status.not_in(PRESENT))
-                .values(
-                    status=status.value,
-                    joined_at=at,
-                    left_at=None,
-                    invite_link=invite_link,
-                    **names,
-                )
-            )
-            counted = result.rowcount > 0
-            if not counted:
-                inserted = await conn.execute(
-                    insert_for(conn, MEMBERS)
-                    .values(
-                        chat_id=chat_id,
-                        user_id=user.id,
-                        is_bot=user.is_bot,
-                        status=status.value,
-                        joined_at=at,
-                        invite_link=invite_link,
-                        message_count=0,
-                        **names,
-                    )
-                    .on_conflict_do_nothing()
-                )
-                counted = inserted.rowcount > 0
-            if not counted and invite_link is not None:
-                # Seen first through the service message, which has no link: add it now.
+        counted = await self._transition(chat_id, user, joined, was_present=False)
+        if not counted and invite_link is not None:
+            # Seen first through the service message, which has no link: add it now.
+            async with self.engine.begin() as conn:
                 await conn.execute(
                     update(MEMBERS)
-                    .where(key, MEMBERS.c.invite_link.is_(None))
+                    .where(
+                        MEMBERS.c.chat_id == chat_id,
+                        MEMBERS.c.user_id == user.id,
+                        MEMBERS.c.invite_link.is_(None),
+                    )
                     .values(invite_link=invite_link)
                 )
         if counted:
             data: dict[str, Any] = {"source": source}
             if invite_link is not None:
                 data["invite_link"] = invite_link
+            if invite_name:
+                data["invite_name"] = invite_name
             if added_by is not None and added_by != user.id:
                 data["added_by"] = added_by
             self.activity.add(
@@ -234,31 +214,8 @@ class Registry:
     ) -> bool:
         """Record that `user` left or was removed; return False when already recorded."""
         status = MemberStatus.KICKED if kicked else MemberStatus.LEFT
-        key = and_(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user.id)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(MEMBERS)
-                .where(key, MEMBERS.c.status.in_(PRESENT))
-                .values(status=status.value, left_at=at)
-            )
-            counted = result.rowcount > 0
-            if not counted:
-                inserted = await conn.execute(
-                    insert_for(conn, MEMBERS)
-                    .values(
-                        chat_id=chat_id,
-                        user_id=user.id,
-                        first_name=user.first_name,
-                        last_name=user.last_name,
-                        username=user.username,
-                        is_bot=user.is_bot,
-                        status=status.value,
-                        left_at=at,
-                        message_count=0,
-                    )
-                    .on_conflict_do_nothing()
-                )
-                counted = inserted.rowcount > 0
+        left = {"status": status.value, "left_at": at}
+        counted = await self._transition(chat_id, user, left, was_present=True)
         if counted:
             data: dict[str, Any] = {"source": source}
             if by is not None and by != user.id:
@@ -268,6 +225,40 @@ class Registry:
                 event_row(chat_id=chat_id, user_id=user.id, at=at, type=event_type, data=data)
             )
         return counted
+
+    async def _transition(
+        self, chat_id: int, user: User, values: dict[str, Any], *, was_present: bool
+    ) -> bool:
+        """Apply a join (`was_present=False`) or a leave, unless the member is already there.
+
+        One conditional UPDATE for a member we know, an INSERT for one we do not; whichever
+        of two reports of the same change comes second finds nothing to change.
+        """
+        names = {
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "username": user.username,
+        }
+        status = MEMBERS.c.status
+        present = status.in_(PRESENT) if was_present else status.not_in(PRESENT)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(MEMBERS)
+                .where(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user.id, present)
+                .values(**values, **names)
+            )
+            if result.rowcount > 0:
+                return True
+            row = {
+                "chat_id": chat_id,
+                "user_id": user.id,
+                "is_bot": user.is_bot,
+                "message_count": 0,
+            }
+            inserted = await conn.execute(
+                insert_for(conn, MEMBERS).values(**row, **values, **names).on_conflict_do_nothing()
+            )
+            return bool(inserted.rowcount > 0)
 
     async def member_status(self, chat_id: int, user: User, status: MemberStatus) -> None:
         """A present member changed standing (promoted, restricted) without joining or leaving."""

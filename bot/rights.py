@@ -120,7 +120,17 @@ class RightsCheck:
         await self.review(group, member)
 
     async def _say(self, chat_id: int, text: str) -> None:
-        try:
-            await self.bot.send_message(chat_id, text)
-        except TelegramAPIError as exc:
-            logger.bind(chat_id=chat_id).info("could not deliver a rights notice: {}", exc.message)
+        """Send a notice; wait once if Telegram asks to slow down; log what cannot be sent."""
+        for attempt in range(2):
+            try:
+                await self.bot.send_message(chat_id, text)
+                return
+            except TelegramRetryAfter as exc:
+                if attempt:
+                    error: TelegramAPIError = exc
+                    break
+                await asyncio.sleep(exc.retry_after)
+            except TelegramAPIError as exc:
+                error = exc
+                break
+        logger.bind(chat_id=chat_id).info("could not deliver a rights notice: {}", error.message)

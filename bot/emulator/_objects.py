@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
+from typing import Any, get_args
 
 from aiogram.types import (
     AcceptedGiftTypes,
@@ -39,6 +39,7 @@ from aiogram.types import (
 from aiogram.types.base import TelegramObject
 
 from ._state import JSON, ChatRec, ControlError, InviteRec, Membership, World, as_dt
+from .client import MessageKind
 
 ChatMemberT = (
     ChatMemberOwner
@@ -73,23 +74,7 @@ GROUP_ANONYMOUS_BOT = User(
 )
 CHANNEL_BOT = User(id=136817688, is_bot=True, first_name="Channel", username="Channel_Bot")
 
-MESSAGE_KINDS = frozenset(
-    {
-        "text",
-        "photo",
-        "video",
-        "sticker",
-        "voice",
-        "audio",
-        "document",
-        "animation",
-        "video_note",
-        "poll",
-        "location",
-        "contact",
-        "dice",
-    }
-)
+MESSAGE_KINDS: frozenset[str] = frozenset(get_args(MessageKind))
 CAPTION_KINDS = frozenset({"photo", "video", "voice", "audio", "document", "animation"})
 
 _COMMAND_RE = re.compile(r"(?<![^\s])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?")

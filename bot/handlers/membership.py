@@ -36,8 +36,12 @@ async def bot_membership_changed(
     elif was_in and not is_in:
         kicked = new.status == "kicked"
         kind = EventType.BOT_KICKED if kicked else EventType.BOT_LEFT
+        # Forget what was missing, so being added again brings a fresh notice.
         await registry.save_group(
-            chat, status=GroupStatus.KICKED if kicked else GroupStatus.LEFT, bot_status=new.status
+            chat,
+            status=GroupStatus.KICKED if kicked else GroupStatus.LEFT,
+            bot_status=new.status,
+            missing_rights=[],
         )
         logger.bind(chat_id=chat.id).warning("removed from {!r} ({})", chat.title, new.status)
     else:
@@ -57,13 +61,14 @@ async def member_changed(event: ChatMemberUpdated, registry: Registry) -> None:
     user, actor = new.user, event.from_user
     was_in, is_in = in_chat(old), in_chat(new)
     if is_in and not was_in:
-        link = event.invite_link.invite_link if event.invite_link is not None else None
+        invite = event.invite_link
         await registry.member_joined(
             chat.id,
             user,
             event.date,
             status=MemberStatus(new.status),
-            invite_link=link,
+            invite_link=invite.invite_link if invite is not None else None,
+            invite_name=invite.name if invite is not None else None,
             added_by=actor.id,
             source="chat_member",
         )
