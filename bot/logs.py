@@ -31,7 +31,13 @@ class InterceptHandler(logging.Handler):
         while frame is not None and frame.f_code.co_filename == logging.__file__:
             frame = frame.f_back
             depth += 1
-        logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
+
+        def rename(entry: Record) -> None:
+            entry["name"] = record.name
+
+        logger.patch(rename).opt(depth=depth, exception=record.exc_info).log(
+            level, record.getMessage()
+        )
 
 
 def setup_logging(level: str = "INFO", secrets: tuple[str, ...] = ()) -> None:
@@ -41,13 +47,19 @@ def setup_logging(level: str = "INFO", secrets: tuple[str, ...] = ()) -> None:
     def patch(record: Record) -> None:
         chat_id = record["extra"].get("chat_id")
         record["extra"]["chat"] = f" [chat {chat_id}]" if chat_id is not None else ""
+
+    def write(text: str) -> None:
+        # The whole formatted line, traceback included: an exception may quote a request URL.
         for secret in hidden:
-            if secret in record["message"]:
-                record["message"] = record["message"].replace(secret, "<token>")
+            text = text.replace(secret, "<token>")
+        sys.stderr.write(text)
 
     logger.remove()
     logger.configure(patcher=patch)
-    logger.add(sys.stderr, level=level, format=FORMAT, backtrace=False, diagnose=False)
+    colorize = sys.stderr.isatty()
+    logger.add(
+        write, level=level, format=FORMAT, backtrace=False, diagnose=False, colorize=colorize
+    )
     logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
     # Library chatter stays at WARNING unless we are debugging.
     quiet = logging.WARNING if level not in ("TRACE", "DEBUG") else logging.DEBUG
