@@ -126,6 +126,7 @@ async def run(settings: Settings) -> None:
         if me is None:
             return
         rights = RightsCheck(bot, services.registry, services.texts, settings.owner_ids)
+        services.registry.discovered = rights.review_group
         dispatcher = create_dispatcher(services, rights)
         services.activity.start()
         logger.info(

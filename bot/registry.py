@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,7 +42,11 @@ class Registry:
         self.engine = engine
         self.activity = activity
         self.groups: dict[int, KnownGroup] = {}
+        # Called (in the background) for a group first seen through a message, e.g. one the
+        # bot was in before this database existed; the app checks the bot's rights there.
+        self.discovered: Callable[[int], Coroutine[Any, Any, None]] | None = None
         self._migrating = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def load(self) -> None:
         """Read the known groups into memory."""
@@ -87,6 +92,10 @@ class Registry:
         if known is not None and known.status in (GroupStatus.ACTIVE, GroupStatus.MIGRATED):
             return
         await self.save_group(chat, status=GroupStatus.ACTIVE)
+        if known is None and self.discovered is not None:
+            task = asyncio.create_task(self.discovered(chat.id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def save_group(
         self,

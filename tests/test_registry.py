@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiogram.types import Chat
@@ -62,7 +63,16 @@ async def test_leave_of_member_from_before_the_bot(
 
 
 async def test_message_from_unknown_group_registers_it(engine, registry: Registry):
+    discovered: list[int] = []
+
+    async def note(chat_id: int) -> None:
+        discovered.append(chat_id)
+
+    registry.discovered = note
     await registry.group_seen(GROUP)
+    await registry.group_seen(GROUP)
+    await asyncio.sleep(0)
+    assert discovered == [GROUP.id], "a new group is announced once"
     [group] = await table(engine, GROUPS)
     assert (group["id"], group["title"], group["status"]) == (GROUP.id, "Tea lovers", "active")
     assert registry.is_active(GROUP.id)
