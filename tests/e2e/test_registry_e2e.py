@@ -336,3 +336,23 @@ async def test_emulator_command_serves_the_bot_api(tidepool: Tidepool, unused_tc
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_second_signal_stops_at_once_without_a_traceback(
+    ctl: EmulatorClient, tidepool: Tidepool
+):
+    p = await make_people(ctl)
+    chat = (await ctl.create_chat("Tea lovers"))["id"]
+    await ctl.set_member(chat, p["Olga"], "creator")
+    await tidepool.start(ctl)
+    await ctl.set_bot_status(chat, "administrator", by=p["Olga"])
+    await ctl.join(chat, p["Alice"])
+    await wait_until(lambda: all_confirmed(ctl), what="the bot to fetch every update")
+    assert tidepool.process is not None
+    tidepool.process.send_signal(signal.SIGTERM)  # as `timeout` or a supervisor may, twice
+    code = await tidepool.stop(signal.SIGTERM)
+    assert code in (0, 1)
+    logs = tidepool.logs()
+    assert "Traceback" not in logs
+    joined = [e for e in await tidepool.export("events") if e["type"] == "member_joined"]
+    assert len(joined) == 1, "what was handled is still written"
