@@ -1,0 +1,1 @@
+"""SOP files: the step format (`format`), its texts (`templates`) and validation (`check`)."""

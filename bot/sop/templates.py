@@ -1,0 +1,135 @@
+"""The sandboxed Jinja2 environment of SOP texts and conditions, and the variables they can use.
+
+Texts are sent with parse_mode HTML, so autoescape is on: names, usernames and group titles from
+Telegram are escaped, while HTML written in the text catalogue stays as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+from jinja2 import StrictUndefined, Template
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+LANGUAGES = ("en", "zh")
+
+ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+
+
+@lru_cache(maxsize=1024)
+def _template(source: str) -> Template:
+    return ENVIRONMENT.from_string(source)
+
+
+def render(source: str, context: Mapping[str, Any]) -> str:
+    """Render a text with `context`, escaping values for HTML; surrounding blank space is cut."""
+    return _template(source).render(context).strip()
+
+
+def compile_expression(source: str) -> Callable[..., Any]:
+    """Compile a `template` condition such as `member.messages_7d > 3`; call it with the context.
+
+    An unknown variable raises jinja2.UndefinedError when called; bad syntax raises
+    jinja2.TemplateSyntaxError here.
+    """
+    return ENVIRONMENT.compile_expression(source, undefined_to_none=False)
+
+
+def mention(user_id: int, name: str) -> Markup:
+    """An HTML link to the member that Telegram shows as a mention; the name is escaped."""
+    return Markup('<a href="tg://user?id={}">{}</a>').format(int(user_id), name)
+
+
+def member_context(
+    *,
+    id: int,
+    first_name: str,
+    last_name: str | None = None,
+    username: str | None = None,
+    tags: Iterable[str] = (),
+    points: int = 0,
+    streak: int = 0,
+    tier: str = "new",
+    messages_7d: int = 0,
+    tenure_days: int = 0,
+) -> dict[str, Any]:
+    """The `member` variable of SOP texts, built from what the bot knows about a member."""
+    name = f"{first_name} {last_name}" if last_name else first_name
+    return {
+        "id": id,
+        "name": name,
+        "first_name": first_name,
+        "username": username,
+        "mention": mention(id, name),
+        "tags": sorted(tags),
+        "points": points,
+        "streak": streak,
+        "tier": tier,
+        "messages_7d": messages_7d,
+        "tenure_days": tenure_days,
+    }
+
+
+def group_context(*, id: int, title: str, members: int) -> dict[str, Any]:
+    """The `group` variable of SOP texts."""
+    return {"id": id, "title": title, "members": members}
+
+
+_SAMPLE_MEMBER = member_context(
+    id=100001,
+    first_name="Lin",
+    last_name="Xiao",
+    username="linxiao",
+    tags=["newcomer"],
+    points=120,
+    streak=3,
+    tier="ordinary",
+    messages_7d=5,
+    tenure_days=30,
+)
+
+SAMPLE_CONTEXT: Mapping[str, Any] = MappingProxyType(
+    {
+        "member": _SAMPLE_MEMBER,
+        "members": [_SAMPLE_MEMBER, member_context(id=100002, first_name="Ada")],
+        "group": group_context(id=-1001234567890, title="Tidepool Readers", members=250),
+        "sop": {"id": "sample", "name": "Sample SOP"},
+        "vars": {},
+        "now": datetime(2026, 11, 2, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai")),
+    }
+)
+"""Example values of every variable SOP texts can use; `tidepool check` renders texts with it."""
+
+
+def context_names() -> set[str]:
+    """The names of the variables available to SOP texts and `template` conditions."""
+    return set(SAMPLE_CONTEXT)
+
+
+def load_catalogues(content_dir: Path) -> dict[str, dict[str, str]]:
+    """Every language's texts as flat `{"welcome.greeting": source}`; OSError or YAMLError."""
+    catalogues: dict[str, dict[str, str]] = {}
+    for language in LANGUAGES:
+        path = content_dir / "texts" / f"{language}.yaml"
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        catalogues[language] = _flatten(tree) if isinstance(tree, dict) else {}
+    return catalogues
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
