@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -48,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
 
+    check = commands.add_parser(
+        "check", help="validate SOP files: print each problem, exit 1 if there are any"
+    )
+    check.add_argument(
+        "path", nargs="?", type=Path, help="an SOP file or folder (default: SOPS_DIR)"
+    )
+
     emulator = commands.add_parser("emulator", help="run the Telegram Bot API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8081)
@@ -68,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         return 130
+    except asyncio.CancelledError:  # a second SIGINT/SIGTERM: stop now, events already written
+        sys.stderr.write("tidepool: stopped at once; updates still in progress were not finished\n")
+        return 1
 
 
 def _secrets(settings: Settings) -> tuple[str, ...]:
@@ -132,6 +143,32 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _check(args: argparse.Namespace, settings: Settings) -> int:
+    return _report_sop_problems(args.path or settings.sops_dir, settings.content_dir)
+
+
+def _report_sop_problems(path: Path, content_dir: Path) -> int:
+    from bot.sop.check import check_path, sop_files
+
+    if not path.exists():
+        raise Failure(f"{path} does not exist: give an SOP file or folder, or set SOPS_DIR", 2)
+    problems = check_path(path, content_dir)
+    files = sop_files(path)
+    for problem in problems:
+        sys.stdout.write(f"{problem}\n")
+    count = _plural(len(files), "SOP file")
+    if not problems:
+        sys.stderr.write(f"{count} OK\n")
+        return 0
+    broken = len({problem.file for problem in problems} & set(files)) or 1
+    sys.stderr.write(f"{_plural(len(problems), 'problem')} in {broken} of {count}\n")
+    return 1
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 async def _emulator(args: argparse.Namespace, settings: Settings) -> int:
     from bot.emulator import serve
 
@@ -170,5 +207,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any,
     "run": _run,
     "db": _db,
     "export": _export,
+    "check": _check,
     "emulator": _emulator,
 }
