@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from bot.app import create_dispatcher, open_services
 from bot.db import EVENTS
+from bot.delivery import Delivery
 from bot.rights import RightsCheck
 from bot.settings import Settings
 
@@ -95,7 +96,10 @@ async def real_round(updates: list[Update], bot: Bot, folder: Path, round_no: in
     )
     services = await open_services(settings)
     dispatcher = create_dispatcher(
-        services, RightsCheck(bot, services.registry, services.texts, [])
+        services,
+        RightsCheck(
+            Delivery(bot, services.registry, services.engine), services.registry, services.texts, []
+        ),
     )
     services.activity.start()
     began = time.perf_counter()

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
 from bot.db import GroupStatus, create_engine, upgrade, utcnow
+from bot.delivery import Delivery
 from bot.handlers import membership
 from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.polling import Poller, TokenRejected, chat_of
@@ -121,14 +122,17 @@ async def run(settings: Settings) -> None:
     _on_signals(stop)
     services = await open_services(settings)
     bot = create_bot(settings)
+    delivery: Delivery | None = None
     try:
         me = await _connect(bot, stop)
         if me is None:
             return
-        rights = RightsCheck(bot, services.registry, services.texts, settings.owner_ids)
+        delivery = Delivery(bot, services.registry, services.engine)
+        rights = RightsCheck(delivery, services.registry, services.texts, settings.owner_ids)
         services.registry.discovered = rights.review_group
         dispatcher = create_dispatcher(services, rights)
         services.activity.start()
+        delivery.start()
         logger.info(
             "running as @{} (id {}), {} active groups",
             me.username,
@@ -148,6 +152,9 @@ async def run(settings: Settings) -> None:
             await review
         logger.info("stopped after {} updates", poller.handled)
     finally:
+        if delivery is not None:
+            await delivery.close()
+            logger.info("delivery closed: {} sent, {} failed", delivery.sent, delivery.failed)
         await services.activity.close()
         logger.info("activity log closed: {} events written", services.activity.written)
         await bot.session.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
@@ -16,6 +15,7 @@ from aiogram.types import Chat, ChatMemberAdministrator, ChatMemberOwner, Result
 from loguru import logger
 
 from bot.db import GroupStatus
+from bot.delivery import Delivery
 from bot.registry import Registry
 from bot.texts import Texts
 
@@ -36,8 +36,11 @@ def missing_rights(member: ResultChatMemberUnion) -> list[str]:
 class RightsCheck:
     """Compares the bot's rights with what it needs and reports changes once, not on every start."""
 
-    def __init__(self, bot: Bot, registry: Registry, texts: Texts, owner_ids: list[int]) -> None:
-        self.bot = bot
+    def __init__(
+        self, delivery: Delivery, registry: Registry, texts: Texts, owner_ids: list[int]
+    ) -> None:
+        self.delivery = delivery
+        self.bot = delivery.bot
         self.registry = registry
         self.texts = texts
         self.owner_ids = owner_ids
@@ -120,17 +123,5 @@ class RightsCheck:
         await self.review(group, member)
 
     async def _say(self, chat_id: int, text: str) -> None:
-        """Send a notice; wait once if Telegram asks to slow down; log what cannot be sent."""
-        for attempt in range(2):
-            try:
-                await self.bot.send_message(chat_id, text)
-                return
-            except TelegramRetryAfter as exc:
-                if attempt:
-                    error: TelegramAPIError = exc
-                    break
-                await asyncio.sleep(exc.retry_after)
-            except TelegramAPIError as exc:
-                error = exc
-                break
-        logger.bind(chat_id=chat_id).info("could not deliver a rights notice: {}", error.message)
+        """Send a notice through the delivery service, which paces, retries and logs failures."""
+        await self.delivery.send_message(chat_id, text, source="rights")

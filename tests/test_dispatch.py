@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from bot.app import ALWAYS_ALLOWED, allowed_updates, create_dispatcher, open_services
 from bot.db import EVENTS
+from bot.delivery import Delivery
 from bot.polling import Poller
 from bot.rights import RightsCheck
 from bot.settings import Settings
@@ -31,7 +32,10 @@ async def test_button_press_in_a_group_is_an_event(tmp_path: Path) -> None:
     services = await open_services(settings)
     bot = Bot(TOKEN)
     dispatcher = create_dispatcher(
-        services, RightsCheck(bot, services.registry, services.texts, [])
+        services,
+        RightsCheck(
+            Delivery(bot, services.registry, services.engine), services.registry, services.texts, []
+        ),
     )
     assert set(ALWAYS_ALLOWED) <= set(allowed_updates(dispatcher))
     post = group_message(7, user(BOT := 123456, "Tidepool", is_bot=True), at(0))

@@ -11,6 +11,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Chat
 
 from bot.db import GroupStatus
+from bot.delivery import Delivery
 from bot.emulator import EmulatorClient, EmulatorServer
 from bot.registry import Registry
 from bot.rights import RightsCheck, missing_rights
@@ -26,6 +27,16 @@ async def world() -> AsyncIterator[tuple[EmulatorClient, Bot]]:
         bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(server.base_url)))
         yield server.client, bot
         await bot.session.close()
+
+
+@pytest.fixture
+async def delivery(
+    world: tuple[EmulatorClient, Bot], registry: Registry
+) -> AsyncIterator[Delivery]:
+    delivery = Delivery(world[1], registry, registry.engine)
+    delivery.start()
+    yield delivery
+    await delivery.close()
 
 
 async def group(ctl: EmulatorClient, status: str, **rights: bool) -> Chat:
@@ -44,10 +55,10 @@ async def test_missing_rights_of_an_admin(world: tuple[EmulatorClient, Bot]) -> 
 
 
 async def test_notice_once_and_again_after_readding(
-    world: tuple[EmulatorClient, Bot], registry: Registry
+    world: tuple[EmulatorClient, Bot], registry: Registry, delivery: Delivery
 ) -> None:
     ctl, bot = world
-    rights = RightsCheck(bot, registry, Texts.load(ROOT / "content", "en"), [])
+    rights = RightsCheck(delivery, registry, Texts.load(ROOT / "content", "en"), [])
     chat = await group(ctl, "member")
     await registry.save_group(chat, status=GroupStatus.ACTIVE)
     await ctl.add_fault("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
@@ -65,10 +76,10 @@ async def test_notice_once_and_again_after_readding(
 
 
 async def test_review_all_marks_groups_the_bot_was_removed_from(
-    world: tuple[EmulatorClient, Bot], registry: Registry
+    world: tuple[EmulatorClient, Bot], registry: Registry, delivery: Delivery
 ) -> None:
-    ctl, bot = world
-    rights = RightsCheck(bot, registry, Texts.load(ROOT / "content", "zh"), [])
+    ctl, _ = world
+    rights = RightsCheck(delivery, registry, Texts.load(ROOT / "content", "zh"), [])
     kept = await group(ctl, "administrator")
     gone = await group(ctl, "administrator")
     await ctl.set_bot_status(gone.id, "kicked")

@@ -8,9 +8,12 @@ from bot.db.engine import (
     upgrade,
 )
 from bot.db.models import (
+    DELIVERIES,
     EVENTS,
     GROUPS,
     MEMBERS,
+    Delivery,
+    DeliveryStatus,
     Event,
     EventType,
     Group,
@@ -22,9 +25,12 @@ from bot.db.models import (
 )
 
 __all__ = [
+    "DELIVERIES",
     "EVENTS",
     "GROUPS",
     "MEMBERS",
+    "Delivery",
+    "DeliveryStatus",
     "Event",
     "EventType",
     "Group",

@@ -1,4 +1,4 @@
-"""Tables: the groups the bot is in, their members, and the append-only activity log."""
+"""Tables: the groups the bot is in, their members, the activity log and what the bot sent."""
 
 from __future__ import annotations
 
@@ -89,6 +89,13 @@ class EventType(StrEnum):
     GROUP_MIGRATED = "group_migrated"
 
 
+class DeliveryStatus(StrEnum):
+    """How a delivery ended."""
+
+    SENT = "sent"
+    FAILED = "failed"
+
+
 class Group(SQLModel, table=True):
     """A group or supergroup the bot has been in; `id` is Telegram's chat id."""
 
@@ -159,7 +166,30 @@ class Event(SQLModel, table=True):
     data: dict[str, Any] | None = Field(default=None, sa_type=JSON)
 
 
+class Delivery(SQLModel, table=True):
+    """One message the bot sent (or edited, deleted, pinned), or failed to, and who asked.
+
+    Rows are appended in batches once a delivery is over. `chat_id` is where it went in the
+    end (a group may have become a supergroup meanwhile); `sent_at` is empty for failures.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: int | None = Field(default=None, sa_type=EventId, primary_key=True)
+    chat_id: int = Field(sa_type=ChatId)
+    requested_chat_id: int = Field(sa_type=ChatId)
+    method: str
+    source: str
+    status: str
+    error: str | None = None
+    message_id: int | None = None
+    attempts: int = 0
+    queued_at: datetime = Field(sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 # The tables as SQLAlchemy Core sees them, for bulk writes and exports.
 GROUPS: Table = Group.__table__  # type: ignore[attr-defined]
 MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
+DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
