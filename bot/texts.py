@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ class Texts:
                 ) from None
             except yaml.YAMLError as exc:
                 raise SettingsError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
-            catalogues[lang] = _flatten(raw or {})
+            catalogues[lang] = flatten_keys(raw or {})
         missing = set(catalogues["en"]) ^ set(catalogues["zh"])
         if missing:
             raise SettingsError(
@@ -62,12 +63,13 @@ class Texts:
         return self._templates[(lang, key)].render(**values).strip()
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+def flatten_keys(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested text keys as dotted names: {"a": {"b": "x"}} -> {"a.b": "x"}."""
     flat: dict[str, str] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
+        if isinstance(value, Mapping):
+            flat.update(flatten_keys(value, f"{name}."))
         else:
             flat[name] = str(value)
     return flat

@@ -19,6 +19,8 @@ from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
+from bot.texts import flatten_keys
+
 LANGUAGES = ("en", "zh")
 
 ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
@@ -120,16 +122,5 @@ def load_catalogues(content_dir: Path) -> dict[str, dict[str, str]]:
     for language in LANGUAGES:
         path = content_dir / "texts" / f"{language}.yaml"
         tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        catalogues[language] = _flatten(tree) if isinstance(tree, dict) else {}
+        catalogues[language] = flatten_keys(tree) if isinstance(tree, dict) else {}
     return catalogues
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
