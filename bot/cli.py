@@ -108,8 +108,12 @@ async def _db(args: argparse.Namespace, settings: Settings) -> int:
     if args.db_command == "revision":
         from alembic import command
 
-        command.revision(
-            alembic_config(settings.database_url), message=args.message, autogenerate=True
+        # Alembic's env.py runs its own event loop: give it a thread without one.
+        await asyncio.to_thread(
+            command.revision,
+            alembic_config(settings.database_url),
+            message=args.message,
+            autogenerate=True,
         )
         return 0
     engine = _engine(create_engine, settings)

@@ -29,6 +29,8 @@ class KnownGroup:
     title: str = ""
     language: str | None = None
     missing_rights: list[str] = field(default_factory=list)
+    timezone: str | None = None
+    tags: list[str] = field(default_factory=list)
 
 
 class Registry:
@@ -45,6 +47,10 @@ class Registry:
         # Called (in the background) for a group first seen through a message, e.g. one the
         # bot was in before this database existed; the app checks the bot's rights there.
         self.discovered: Callable[[int], Coroutine[Any, Any, None]] | None = None
+        # Told of every counted join ("joined") and leave ("left"): the SOP engine's triggers.
+        self.on_member: Callable[[str, int, User, datetime], Coroutine[Any, Any, None]] | None = (
+            None
+        )
         self._migrating = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -59,6 +65,8 @@ class Registry:
                     GROUPS.c.title,
                     GROUPS.c.language,
                     GROUPS.c.missing_rights,
+                    GROUPS.c.timezone,
+                    GROUPS.c.tags,
                 )
             )
             for row in rows:
@@ -68,6 +76,8 @@ class Registry:
                     row.title,
                     row.language,
                     list(row.missing_rights or []),
+                    row.timezone,
+                    list(row.tags or []),
                 )
 
     def is_active(self, chat_id: int) -> bool:
@@ -135,6 +145,11 @@ class Registry:
         known.title = chat.title or known.title
         if "missing_rights" in values:
             known.missing_rights = list(values["missing_rights"])
+        for name in ("timezone", "language"):
+            if name in values:
+                setattr(known, name, values[name])
+        if "tags" in values:
+            known.tags = list(values["tags"])
         return known
 
     async def set_group(self, chat_id: int, **values: Any) -> None:
@@ -151,6 +166,11 @@ class Registry:
                 known.missing_rights = list(values["missing_rights"])
             if "bot_status" in values:
                 known.bot_status = values["bot_status"]
+            for name in ("timezone", "language"):
+                if name in values:
+                    setattr(known, name, values[name])
+            if "tags" in values:
+                known.tags = list(values["tags"])
 
     async def bot_removed(self, chat_id: int, status: GroupStatus, reason: str) -> None:
         """The bot is no longer in a group (left, kicked, or the chat is gone)."""
@@ -209,6 +229,7 @@ class Registry:
                     chat_id=chat_id, user_id=user.id, at=at, type=EventType.MEMBER_JOINED, data=data
                 )
             )
+            await self._tell("joined", chat_id, user, at)
         return counted
 
     async def member_left(
@@ -233,7 +254,16 @@ class Registry:
             self.activity.add(
                 event_row(chat_id=chat_id, user_id=user.id, at=at, type=event_type, data=data)
             )
+            await self._tell("left", chat_id, user, at)
         return counted
+
+    async def _tell(self, change: str, chat_id: int, user: User, at: datetime) -> None:
+        if self.on_member is None or user.is_bot:
+            return
+        try:
+            await self.on_member(change, chat_id, user, at)
+        except Exception:
+            logger.bind(chat_id=chat_id).exception("handling member {} {} failed", user.id, change)
 
     async def _transition(
         self, chat_id: int, user: User, values: dict[str, Any], *, was_present: bool

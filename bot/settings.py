@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     store_text: bool = False
     language: Literal["zh", "en"] = "zh"
+    # For end-to-end tests: a file holding seconds to add to the bot's clock.
+    clock_file: Path | None = None
 
     @field_validator("bot_token")
     @classmethod

@@ -12,11 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from bot.db import current_revision, upgrade
+from bot.db._external import include_name
 
 
 async def test_models_match_migrations(engine: AsyncEngine) -> None:
     def diff(connection: Any) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_name": include_name}
+        )
         return list(compare_metadata(context, SQLModel.metadata))
 
     async with engine.connect() as conn:
@@ -34,7 +37,7 @@ async def test_upgrade_is_idempotent_and_keeps_rows(engine: AsyncEngine) -> None
             )
         )
     await upgrade(engine)
-    assert await current_revision(engine) == "0002"
+    assert await current_revision(engine) == "0003"
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM groups"))).scalar_one() == 1
 

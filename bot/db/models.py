@@ -1,4 +1,4 @@
-"""Tables: the groups the bot is in, their members, the activity log and what the bot sent."""
+"""Tables: groups, members, the activity log, what the bot sent, and the SOP engine's state."""
 
 from __future__ import annotations
 
@@ -87,6 +87,8 @@ class EventType(StrEnum):
     BOT_LEFT = "bot_left"
     BOT_KICKED = "bot_kicked"
     GROUP_MIGRATED = "group_migrated"
+    SOP_SENT = "sop_sent"
+    EMITTED = "emitted"
 
 
 class DeliveryStatus(StrEnum):
@@ -139,6 +141,7 @@ class Member(SQLModel, table=True):
     first_activity_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_activity_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     message_count: int = 0
+    tier: str = Field(default="new", sa_column_kwargs={"server_default": "new", "default": None})
 
 
 class Event(SQLModel, table=True):
@@ -188,8 +191,147 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class RunStatus(StrEnum):
+    """Where an SOP run is in its life."""
+
+    SCHEDULED = "scheduled"  # runs its current step at `wake_at`
+    WAITING = "waiting"  # inside a wait step: finishes it at `wake_at` or on `wait_event`
+    RUNNING = "running"  # a step is being executed
+    SENDING = "sending"  # a send step was claimed; its outcome is not recorded yet
+    QUEUED = "queued"  # mode `queued`: starts when the run before it ends
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # came due while the bot was down, beyond the SOP's catch-up grace
+
+    @property
+    def is_over(self) -> bool:
+        return self in OVER
+
+
+OVER = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED})
+LIVE = frozenset({RunStatus.SCHEDULED, RunStatus.WAITING, RunStatus.RUNNING, RunStatus.SENDING})
+
+
+class SopRun(SQLModel, table=True):
+    """One run of an SOP for a member (or a whole group): its position, variables and status.
+
+    `position` is the path of the current step (`3`, `3.then.0`); `seq` counts the steps the
+    run has begun, and `sop_steps` has one row per begun step keyed by (run, seq), so a step
+    is never begun twice. Runs started by one trigger together (joins within a minute, a daily
+    digest) share a `batch` and send their shared message once.
+    """
+
+    __tablename__ = "sop_runs"
+    __table_args__ = (
+        Index("ix_sop_runs_due", "status", "wake_at"),
+        Index("ix_sop_runs_who", "sop_id", "chat_id", "user_id"),
+    )
+
+    id: int | None = Field(default=None, sa_type=EventId, primary_key=True)
+    sop_id: str
+    chat_id: int = Field(sa_type=ChatId)
+    user_id: int | None = Field(default=None, sa_type=ChatId)
+    status: str
+    position: str = "0"
+    seq: int = 0
+    variables: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    batch: str | None = None
+    trigger: str
+    sop_digest: str = ""
+    wake_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    wait_event: str | None = None
+    error: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SopStep(SQLModel, table=True):
+    """A step a run began: claimed before it acts, so a restart never repeats it."""
+
+    __tablename__ = "sop_steps"
+
+    run_id: int = Field(
+        sa_type=EventId, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    step: str
+    action: str
+    status: str  # started, done, failed, interrupted, disabled
+    variant: str | None = None
+    chat_id: int | None = Field(default=None, sa_type=ChatId)
+    message_id: int | None = None
+    error: str | None = None
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SopGroupSetting(SQLModel, table=True):
+    """An SOP switched on or off in one group by an admin (`/sop_on`, `/sop_off`)."""
+
+    __tablename__ = "sop_group_settings"
+
+    sop_id: str = Field(primary_key=True)
+    chat_id: int = Field(
+        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    enabled: bool
+    changed_by: int | None = Field(default=None, sa_type=ChatId)
+    changed_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class MemberTag(SQLModel, table=True):
+    """A tag on a member in one group (`newcomer`, `vip`), set by SOPs or admins."""
+
+    __tablename__ = "member_tags"
+
+    chat_id: int = Field(
+        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    user_id: int = Field(
+        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    tag: str = Field(primary_key=True)
+    source: str = ""
+    added_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PointsEntry(SQLModel, table=True):
+    """One change of a member's points, with its reason. Rows are only ever appended."""
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (Index("ix_points_ledger_member", "chat_id", "user_id"),)
+
+    id: int | None = Field(default=None, sa_type=EventId, primary_key=True)
+    chat_id: int = Field(sa_type=ChatId)
+    user_id: int = Field(sa_type=ChatId)
+    delta: int
+    reason: str
+    source: str
+    at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ScheduledDeletion(SQLModel, table=True):
+    """A message the bot sent that it deletes at `due_at` (kept tidy, survives restarts)."""
+
+    __tablename__ = "scheduled_deletions"
+
+    id: int | None = Field(default=None, sa_type=EventId, primary_key=True)
+    chat_id: int = Field(sa_type=ChatId)
+    message_id: int
+    source: str
+    due_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
 # The tables as SQLAlchemy Core sees them, for bulk writes and exports.
 GROUPS: Table = Group.__table__  # type: ignore[attr-defined]
 MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
+SOP_RUNS: Table = SopRun.__table__  # type: ignore[attr-defined]
+SOP_STEPS: Table = SopStep.__table__  # type: ignore[attr-defined]
+SOP_GROUP_SETTINGS: Table = SopGroupSetting.__table__  # type: ignore[attr-defined]
+MEMBER_TAGS: Table = MemberTag.__table__  # type: ignore[attr-defined]
+POINTS: Table = PointsEntry.__table__  # type: ignore[attr-defined]
+SCHEDULED_DELETIONS: Table = ScheduledDeletion.__table__  # type: ignore[attr-defined]

@@ -258,9 +258,14 @@ class TriggerBase(Strict):
 
 
 class MemberJoinedTrigger(TriggerBase):
-    """A member joined the group (the engine batches joins within a minute)."""
+    """A member joined the group.
+
+    Members who join within `batch_window` of the first are started together, and the
+    flow's first message greets them all at once; `null` starts each member at once alone.
+    """
 
     type: Literal["member_joined"]
+    batch_window: Duration | None = timedelta(minutes=1)
 
 
 class MemberLeftTrigger(TriggerBase):
@@ -320,10 +325,14 @@ class EventTrigger(TriggerBase):
 
 
 class SilentTrigger(TriggerBase):
-    """A member has written nothing for `days` days."""
+    """A member has written nothing for `days` days; checked daily `at` in the group's time.
+
+    The members found by one daily check run together, so a shared message names them all.
+    """
 
     type: Literal["silent"]
     days: int = Field(ge=1)
+    at: TimeOfDay = time(10, 0)
 
 
 TRIGGER_TYPES = (

@@ -1,0 +1,108 @@
+"""Messages the bot deletes after a delay (kept tidy), stored so a restart does not forget them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from datetime import datetime
+from typing import Protocol
+
+from loguru import logger
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.clock import Clock
+from bot.db import SCHEDULED_DELETIONS
+from bot.delivery import Delivered
+
+BATCH = 200
+
+
+class Deleter(Protocol):
+    async def delete(self, chat_id: int, message_id: int, *, source: str) -> Delivered: ...
+
+
+class Deletions:
+    """Deletes each message in `scheduled_deletions` when its time comes.
+
+    A deletion that fails (the message is already gone, the bot lost the right) is logged by
+    the delivery service and not tried again.
+    """
+
+    def __init__(self, engine: AsyncEngine, deleter: Deleter, clock: Clock) -> None:
+        self.engine = engine
+        self.deleter = deleter
+        self.clock = clock
+        self.deleted = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def schedule(self, chat_id: int, message_id: int, due_at: datetime, source: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                SCHEDULED_DELETIONS.insert().values(
+                    chat_id=chat_id, message_id=message_id, due_at=due_at, source=source
+                )
+            )
+        self.wake()
+
+    def wake(self) -> None:
+        """Something new was scheduled: look again at what is due next."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="deletions")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def delete_due(self) -> int:
+        """Delete every message that is due; return how many were tried."""
+        now = self.clock.now()
+        async with self.engine.connect() as conn:
+            rows = list(
+                await conn.execute(
+                    select(SCHEDULED_DELETIONS)
+                    .where(SCHEDULED_DELETIONS.c.due_at <= now)
+                    .order_by(SCHEDULED_DELETIONS.c.due_at)
+                    .limit(BATCH)
+                )
+            )
+        if not rows:
+            return 0
+        await asyncio.gather(
+            *(self.deleter.delete(row.chat_id, row.message_id, source=row.source) for row in rows)
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(SCHEDULED_DELETIONS).where(
+                    SCHEDULED_DELETIONS.c.id.in_([row.id for row in rows])
+                )
+            )
+        self.deleted += len(rows)
+        return len(rows)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            timeout = self.clock.max_sleep
+            try:
+                if await self.delete_due() == BATCH:
+                    continue
+                async with self.engine.connect() as conn:
+                    due: datetime | None = (
+                        await conn.execute(select(func.min(SCHEDULED_DELETIONS.c.due_at)))
+                    ).scalar_one()
+                if due is not None:
+                    timeout = min(timeout, max((due - self.clock.now()).total_seconds(), 0.01))
+            except Exception:
+                logger.exception("deleting messages failed; trying again in 10s")
+                timeout = 10.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), None if math.isinf(timeout) else timeout)

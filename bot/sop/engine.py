@@ -1,0 +1,1334 @@
+"""The SOP engine: starts runs from triggers, moves them step by step, resumes them after restarts.
+
+Runs live in the database (`bot.sop.runs`). A run at a step either acts and moves on (tags,
+points, events, conditions: one transaction), claims a send and moves on once Telegram answered,
+or waits: for a while, until a time of day, or for an event with a timeout. One timer wakes at
+the earliest `wake_at` and takes due runs in bulk, so thousands of waits ending at once move on
+together. Runs at the same step are worked on together, and runs that a trigger started
+together (joins within a minute, a daily digest) share one message.
+
+A wait that fell due while the bot was down is run late within the SOP's catch-up grace, or
+skipped, and either way reported to the owners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from aiogram.types import FSInputFile, InlineKeyboardMarkup
+from loguru import logger
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.activity import ActivityLog, event_row
+from bot.clock import Clock
+from bot.db import (
+    LIVE,
+    MEMBER_TAGS,
+    POINTS,
+    SCHEDULED_DELETIONS,
+    EventType,
+    RunStatus,
+    insert_for,
+)
+from bot.delivery import Delivered
+from bot.registry import Registry
+from bot.sop.conditions import GroupFacts, holds, windows
+from bot.sop.facts import Facts, MemberFacts
+from bot.sop.format import (
+    ButtonTrigger,
+    CommandTrigger,
+    EmitStep,
+    EventTrigger,
+    IfStep,
+    MemberJoinedTrigger,
+    MemberLeftTrigger,
+    MessageTrigger,
+    PointsStep,
+    SendStep,
+    StartStep,
+    StopStep,
+    TagStep,
+    WaitStep,
+    format_duration,
+)
+from bot.sop.library import Library, LoadReport, Procedure
+from bot.sop.messages import Rendered, RenderError, TextCatalogue, compose, parse_button
+from bot.sop.runs import Run, RunMoved, RunStore, StepRecord
+from bot.sop.templates import group_context, load_catalogues
+
+DUE_BATCH = 5000  # runs taken from the database per wake-up
+CATCH_UP_AFTER = timedelta(seconds=60)  # later than this, a run fell due while the bot was down
+MAX_CHAIN = 8  # SOPs starting SOPs (emit, start) at most this deep: no endless loops
+PRESS_MEMORY = 60.0  # seconds a flow-button press is remembered, so a double tap counts once
+NOT_SENT = "not sent: the bot is stopping"
+
+
+class Outbox(Protocol):
+    """The delivery service as the engine uses it (`bot.delivery.Delivery`)."""
+
+    async def send_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        source: str,
+        reply_markup: InlineKeyboardMarkup | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> Delivered: ...
+
+    async def send_photo(
+        self,
+        chat_id: int,
+        photo: str | FSInputFile,
+        *,
+        caption: str | None = None,
+        source: str,
+        reply_markup: InlineKeyboardMarkup | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> Delivered: ...
+
+    async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered: ...
+
+
+Notify = Callable[..., Awaitable[None]]  # notify(text_key, **values): tell the owners
+
+
+@dataclass
+class _Triggers:
+    """The loaded SOPs by what starts them."""
+
+    joined: list[tuple[Procedure, MemberJoinedTrigger]] = field(default_factory=list)
+    left: list[Procedure] = field(default_factory=list)
+    messages: list[tuple[Procedure, MessageTrigger]] = field(default_factory=list)
+    commands: dict[str, list[Procedure]] = field(default_factory=dict)
+    buttons: dict[str, list[Procedure]] = field(default_factory=dict)
+    events: dict[str, list[Procedure]] = field(default_factory=dict)
+
+
+@dataclass
+class CatchUpReport:
+    """Runs that fell due while the bot was down, per SOP and group."""
+
+    late: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
+    skipped: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
+
+    def __bool__(self) -> bool:
+        return bool(self.late or self.skipped)
+
+
+class Engine:
+    """Runs the SOPs of the library in every group the bot is in."""
+
+    def __init__(
+        self,
+        db: AsyncEngine,
+        library: Library,
+        registry: Registry,
+        activity: ActivityLog,
+        outbox: Outbox,
+        clock: Clock,
+        *,
+        default_timezone: ZoneInfo,
+        default_language: str,
+        notify: Notify | None = None,
+    ) -> None:
+        self.db = db
+        self.library = library
+        self.registry = registry
+        self.activity = activity
+        self.outbox = outbox
+        self.clock = clock
+        self.default_timezone = default_timezone
+        self.default_language = default_language
+        self.notify = notify
+        self.runs = RunStore(db)
+        self.facts = Facts(db, activity)
+        self.texts = TextCatalogue({}, default_language)
+        self.triggers = _Triggers()
+        self.lateness: deque[float] = deque(maxlen=200_000)  # seconds, of runs taken when due
+        self.on_replan: Callable[[], None] | None = None  # the calendar re-reads its jobs
+        self.on_deletion: Callable[[], None] | None = None  # a message to delete was stored
+        self._busy: set[int] = set()
+        self._waits: dict[tuple[int, int | None, str], set[int]] = defaultdict(set)
+        self._batches: dict[tuple[str, int], tuple[str, datetime]] = {}
+        self._presses: dict[tuple[int, int, int, str], float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._start_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def open(self) -> LoadReport:
+        """Load the SOPs and texts, recover runs a crash interrupted, index waits; no timer yet."""
+        report = self.reload_files()
+        await self.library.load_switches(self.db)
+        await self._recover()
+        for run_id, chat_id, user_id, event in await self.runs.waiting_for_events():
+            self._waits[chat_id, user_id, event].add(run_id)
+        return report
+
+    def start(self) -> None:
+        """Start the timer that moves due runs."""
+        if self._loop is None:
+            self._loop = asyncio.create_task(self._due_loop(), name="sop-timer")
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking due runs and wait up to `grace` seconds for the work in hand."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Finish what is in hand (sends the delivery service refused are kept for next time)."""
+        await self.drain(grace)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def reload_files(self) -> LoadReport:
+        """Read SOP files and texts again; a broken file keeps its last good version running."""
+        report = self.library.load()
+        try:
+            self.texts = TextCatalogue(
+                load_catalogues(self.library.content_dir), self.default_language
+            )
+        except Exception as exc:  # keep the texts we had
+            logger.error("cannot read the texts in {}: {}", self.library.content_dir, exc)
+        self.triggers = self._index(self.library)
+        for broken in report.broken:
+            kept = f"; version from before still runs ({broken.sop_id})" if broken.sop_id else ""
+            logger.error("SOP file {} is broken{}:\n{}", broken.file, kept, broken.summary(10))
+        logger.info(
+            "SOPs loaded: {}",
+            ", ".join(report.loaded) or "none",
+        )
+        if self.on_replan is not None:
+            self.on_replan()
+        return report
+
+    @staticmethod
+    def _index(library: Library) -> _Triggers:
+        triggers = _Triggers()
+        for procedure in library:
+            for trigger in procedure.sop.triggers:
+                if isinstance(trigger, MemberJoinedTrigger):
+                    triggers.joined.append((procedure, trigger))
+                elif isinstance(trigger, MemberLeftTrigger):
+                    triggers.left.append(procedure)
+                elif isinstance(trigger, MessageTrigger):
+                    triggers.messages.append((procedure, trigger))
+                elif isinstance(trigger, CommandTrigger):
+                    triggers.commands.setdefault(trigger.command, []).append(procedure)
+                elif isinstance(trigger, ButtonTrigger):
+                    triggers.buttons.setdefault(trigger.data, []).append(procedure)
+                elif isinstance(trigger, EventTrigger):
+                    triggers.events.setdefault(trigger.event, []).append(procedure)
+        return triggers
+
+    async def _recover(self) -> None:
+        """Runs a stop or crash left mid-step: resume them, never repeating a claimed send."""
+        now = self.clock.now()
+        stuck = await self.runs.with_status(RunStatus.RUNNING, RunStatus.SENDING)
+        interrupted: list[StepRecord] = []
+        for run in stuck:
+            if run.status is RunStatus.SENDING:
+                procedure = self.library.get(run.sop_id)
+                step = procedure.label(run.position) if procedure else run.position
+                interrupted.append(
+                    StepRecord(
+                        run.id,
+                        run.seq - 1,
+                        step,
+                        "send",
+                        "interrupted",
+                        now,
+                        now,
+                        error="the bot stopped while sending; it may have arrived, not sent again",
+                    )
+                )
+                self._goto(run, procedure, run.position, now, past=True)
+            if not run.status.is_over:
+                run.status, run.wake_at = RunStatus.SCHEDULED, now
+        if stuck:
+            await self.runs.save(stuck, now, finished=interrupted)
+            logger.warning(
+                "resuming {} SOP runs that were mid-step when the bot stopped ({} mid-send)",
+                len(stuck),
+                len(interrupted),
+            )
+
+    # -- triggers -----------------------------------------------------------------------------
+
+    async def member_joined(self, chat_id: int, user_id: int) -> None:
+        now = self.clock.now()
+        for procedure, trigger in self.triggers.joined:
+            window = trigger.batch_window
+            if window is None:
+                await self._start(procedure, chat_id, [user_id], trigger="member_joined", now=now)
+                continue
+            batch, closes = self._batches.get((procedure.id, chat_id), ("", now))
+            if closes <= now:
+                batch, closes = f"{procedure.id}:{chat_id}:{now.timestamp():.0f}", now + window
+                self._batches[procedure.id, chat_id] = (batch, closes)
+            await self._start(
+                procedure,
+                chat_id,
+                [user_id],
+                trigger="member_joined",
+                now=now,
+                batch=batch,
+                wake_at=closes,
+            )
+
+    async def member_left(self, chat_id: int, user_id: int) -> None:
+        """Start `member_left` SOPs; end the member's other runs in that group."""
+        now = self.clock.now()
+        leaving = {procedure.id for procedure in self.triggers.left}
+        for procedure in self.library:
+            if procedure.id in leaving or procedure.sop.concurrency_key != "member":
+                continue
+            pending = await self.runs.pending(procedure.id, chat_id, user_id)
+            await self._cancel(pending, now, "the member left the group")
+        for procedure in self.triggers.left:
+            await self._start(procedure, chat_id, [user_id], trigger="member_left", now=now)
+
+    def watches_messages(self, chat_id: int, user_id: int) -> bool:
+        """Cheap check on the hot path: does anything want this member's messages?"""
+        return bool(
+            self.triggers.messages
+            or self.triggers.commands
+            or (chat_id, user_id, "member.message") in self._waits
+        )
+
+    async def message(
+        self, chat_id: int, user_id: int, message_id: int, text: str | None, bot_username: str
+    ) -> None:
+        """A member wrote in a group: resume waits for it, start message and command SOPs."""
+        now = self.clock.now()
+        await self._resume_waits(chat_id, user_id, "member.message", now)
+        if not text:
+            return
+        variables: dict[str, Any] = {"message_id": message_id}
+        if text.startswith("/") and self.triggers.commands:
+            name, _, addressee = text[1:].split(maxsplit=1)[0].partition("@")
+            if not addressee or addressee.lower() == bot_username.lower():
+                for procedure in self.triggers.commands.get(name.lower(), []):
+                    await self._start(
+                        procedure,
+                        chat_id,
+                        [user_id],
+                        trigger="command",
+                        now=now,
+                        variables=variables,
+                    )
+            return
+        for procedure, trigger in self.triggers.messages:
+            if _matches(trigger, text):
+                await self._start(
+                    procedure, chat_id, [user_id], trigger="message", now=now, variables=variables
+                )
+
+    async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
+        """A member pressed a button; returns a text key to answer with, or None."""
+        now = self.clock.now()
+        await self._resume_waits(chat_id, user_id, f"button.{data}", now)
+        for procedure in self.triggers.buttons.get(data, []):
+            await self._start(procedure, chat_id, [user_id], trigger="button", now=now)
+        target = parse_button(data)
+        if target is None:
+            return None
+        key = (chat_id, message_id, user_id, data)
+        tick = time.monotonic()
+        self._presses = {k: t for k, t in self._presses.items() if tick - t < PRESS_MEMORY}
+        if key in self._presses:
+            return "sop.pressed_already"
+        self._presses[key] = tick
+        sop_id, step_id = target
+        flow = self.library.get(sop_id)
+        if flow is None or step_id not in flow.path_of:
+            return "sop.button_gone"
+        path = flow.path_of[step_id]
+        by_group = flow.sop.concurrency_key == "group"
+        pending = await self.runs.pending(sop_id, chat_id, user_id, any_member=by_group)
+        for run in pending:
+            if run.status is RunStatus.WAITING and run.id not in self._busy:
+                await self._jump(flow, run, path, now)
+                return None
+            if run.status in LIVE:
+                return "sop.busy"
+        await self._start(
+            flow, chat_id, [user_id], trigger="button", now=now, position=path, force=True
+        )
+        return None
+
+    async def emit(
+        self,
+        name: str,
+        chat_id: int,
+        user_id: int | None,
+        data: dict[str, Any] | None = None,
+        *,
+        chain: int = 0,
+    ) -> None:
+        """An event happened (from a feature or an SOP): resume waits for it, start SOPs on it."""
+        now = self.clock.now()
+        await self._resume_waits(chat_id, user_id, name, now)
+        if chain >= MAX_CHAIN:
+            logger.bind(chat_id=chat_id).warning(
+                "event {} not passed on: SOPs started each other {} deep", name, chain
+            )
+            return
+        variables = {"event": {"name": name, **(data or {})}, "_chain": chain + 1}
+        for procedure in self.triggers.events.get(name, []):
+            await self._start(
+                procedure, chat_id, [user_id], trigger="event", now=now, variables=variables
+            )
+
+    async def fire_schedule(self, sop_id: str, chat_id: int) -> None:
+        """A calendar trigger fired for one group: one run for the whole group."""
+        procedure = self.library.get(sop_id)
+        if procedure is not None:
+            await self._start(procedure, chat_id, [None], trigger="schedule", now=self.clock.now())
+
+    async def check_silent(self, sop_id: str, chat_id: int, days: int) -> int:
+        """The daily check of a `silent` trigger: start runs, as one batch, for silent members."""
+        procedure = self.library.get(sop_id)
+        if procedure is None:
+            return 0
+        now = self.clock.now()
+        silent = await self.facts.silent_members(chat_id, now - timedelta(days=days))
+        if not silent:
+            return 0
+        batch = f"{sop_id}:{chat_id}:{now.timestamp():.0f}"
+        runs = await self._start(
+            procedure, chat_id, silent, trigger="silent", now=now, batch=batch, wake_at=now
+        )
+        return len(runs)
+
+    async def run_by_hand(self, sop_id: str, chat_id: int, user_id: int | None) -> list[Run]:
+        """`/sop_run`: start an SOP now, for one member or for the group, ignoring its mode."""
+        procedure = self.library.get(sop_id)
+        if procedure is None:
+            return []
+        return await self._start(
+            procedure, chat_id, [user_id], trigger="manual", now=self.clock.now(), force=True
+        )
+
+    # -- starting runs ------------------------------------------------------------------------
+
+    def group_facts(self, chat_id: int, members: int = 0) -> GroupFacts:
+        known = self.registry.groups.get(chat_id)
+        zone = self.default_timezone
+        if known is not None and known.timezone:
+            with contextlib.suppress(Exception):
+                zone = ZoneInfo(known.timezone)
+        return GroupFacts(
+            chat_id,
+            known.title if known else "",
+            list(known.tags) if known else [],
+            members,
+            zone,
+        )
+
+    def runs_in(self, procedure: Procedure, chat_id: int) -> bool:
+        known = self.registry.groups.get(chat_id)
+        tags = known.tags if known is not None else []
+        return self.library.runs_in(procedure, chat_id, tags)
+
+    async def _start(
+        self,
+        procedure: Procedure,
+        chat_id: int,
+        users: Sequence[int | None],
+        *,
+        trigger: str,
+        now: datetime,
+        variables: dict[str, Any] | None = None,
+        batch: str | None = None,
+        wake_at: datetime | None = None,
+        position: str = "0",
+        force: bool = False,
+    ) -> list[Run]:
+        """Start runs for these members (None: the group) where the SOP's conditions hold.
+
+        `force` (a press of a flow button, `/sop_run`) starts even where the SOP's mode would
+        not, and without its conditions; the SOP must still run in this group.
+        """
+        if chat_id >= 0 or not self.runs_in(procedure, chat_id) or self._stopping:
+            return []
+        sop = procedure.sop
+        if sop.conditions and not force:
+            users = await self._where_conditions_hold(procedure, chat_id, users, now)
+        if not users:
+            return []
+        async with self._start_lock:
+            by_group = sop.concurrency_key == "group"
+            pending = await self.runs.pending(procedure.id, chat_id, None, any_member=True)
+            holders: dict[int | None, list[Run]] = defaultdict(list)
+            for run in pending:
+                holders[None if by_group else run.user_id].append(run)
+            rows: list[dict[str, Any]] = []
+            cancel: list[Run] = []
+            status = RunStatus.SCHEDULED if wake_at is not None else RunStatus.RUNNING
+            for user_id in dict.fromkeys(users):
+                held = holders[None if by_group else user_id]
+                run_status = status
+                if held and not force:
+                    if sop.mode == "single":
+                        logger.bind(chat_id=chat_id).debug(
+                            "{} not started for {}: a run is in progress (mode single)",
+                            procedure.id,
+                            user_id,
+                        )
+                        continue
+                    if sop.mode == "restart":
+                        cancel += held
+                    elif sop.mode == "queued":
+                        run_status = RunStatus.QUEUED
+                holders[None if by_group else user_id].append(_STARTING)
+                rows.append(
+                    {
+                        "sop_id": procedure.id,
+                        "chat_id": chat_id,
+                        "user_id": user_id,
+                        "status": run_status.value,
+                        "position": position,
+                        "seq": 0,
+                        "variables": dict(variables or {}),
+                        "batch": batch,
+                        "trigger": trigger,
+                        "sop_digest": procedure.digest,
+                        "wake_at": wake_at if run_status is RunStatus.SCHEDULED else None,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            if cancel:
+                await self._cancel(cancel, now, "restarted by a new trigger (mode restart)")
+            created = await self.runs.create(rows)
+        running = [run for run in created if run.status is RunStatus.RUNNING]
+        if len(created) > len(running):
+            self._wake.set()
+        if running:
+            self._spawn(self._advance(running))
+        return created
+
+    async def _where_conditions_hold(
+        self, procedure: Procedure, chat_id: int, users: Sequence[int | None], now: datetime
+    ) -> list[int | None]:
+        conditions = procedure.sop.conditions
+        members = [user for user in users if user is not None]
+        facts = await self.facts.members(chat_id, members, now, windows(conditions))
+        group = self.group_facts(chat_id, await self.facts.member_count(chat_id))
+        kept: list[int | None] = []
+        for user in users:
+            member = facts.get(user) if user is not None else None
+            context = self._context(procedure, chat_id, group, [member] if member else [], {}, now)
+            if holds(conditions, member=member, group=group, now=now, context=context):
+                kept.append(user)
+        return kept
+
+    async def _cancel(self, runs: Iterable[Run], now: datetime, reason: str) -> None:
+        live = [run for run in runs if not run.status.is_over and run.id not in self._busy]
+        for run in live:
+            self._unwait(run)
+            run.seq += 1  # a step in flight elsewhere will find the run moved and stop
+            run.status, run.error, run.finished_at, run.wake_at = (
+                RunStatus.CANCELLED,
+                reason,
+                now,
+                None,
+            )
+        if live:
+            with contextlib.suppress(RunMoved):
+                await self.runs.save(live, now)
+
+    # -- the timer ----------------------------------------------------------------------------
+
+    async def _due_loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                now = self.clock.now()
+                due = await self.runs.claim_due(now, DUE_BATCH, self._busy)
+                if due:
+                    await self._take_due(due, now)
+                    continue
+                wake = await self.runs.next_wake()
+            except Exception:
+                logger.exception("the SOP timer failed; trying again in 1s")
+                wake, now = None, self.clock.now()
+                await asyncio.sleep(1)
+            timeout = self.clock.max_sleep
+            if wake is not None:
+                timeout = min(timeout, max((wake - now).total_seconds(), 0.005))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), None if math.isinf(timeout) else timeout)
+
+    async def _take_due(self, due: list[Run], now: datetime) -> None:
+        report = CatchUpReport()
+        finished: list[StepRecord] = []
+        moving: list[Run] = []
+        for run in due:
+            procedure = self.library.get(run.sop_id)
+            assert run.wake_at is not None
+            late = now - run.wake_at
+            self.lateness.append(late.total_seconds())
+            if late > CATCH_UP_AFTER and procedure is not None:
+                catch_up = procedure.sop.catch_up
+                if catch_up.policy == "skip" or late > catch_up.grace:
+                    report.skipped[run.sop_id, run.chat_id] += 1
+                    if run.status is RunStatus.WAITING:
+                        finished.append(self._wait_record(run, procedure, now, "skipped"))
+                    self._unwait(run)
+                    run.status, run.finished_at, run.wake_at = RunStatus.SKIPPED, now, None
+                    run.error = (
+                        f"fell due {_ago(late)} late, while the bot was down; beyond the "
+                        f"catch-up ({catch_up.policy}, grace {_ago(catch_up.grace)})"
+                    )
+                    moving.append(run)
+                    continue
+                report.late[run.sop_id, run.chat_id] += 1
+            if run.status is RunStatus.WAITING:
+                finished.append(self._wait_record(run, procedure, now, "done"))
+                run.variables["timed_out"] = run.wait_event is not None
+                self._unwait(run)
+                self._goto(run, procedure, run.position, now, past=True)
+            if not run.status.is_over:
+                run.status, run.wake_at = RunStatus.RUNNING, None
+            moving.append(run)
+        self._busy.update(run.id for run in moving)
+        try:
+            await self.runs.save(moving, now, finished=finished)
+        except RunMoved:
+            self._busy.difference_update(run.id for run in moving)
+            logger.debug("due runs moved meanwhile; taking them again")
+            return
+        except Exception:
+            self._busy.difference_update(run.id for run in moving)
+            raise
+        ended = [run for run in moving if run.status.is_over]
+        self._release(ended)
+        if ended:
+            self._spawn(self._promote(ended))
+        running = [run for run in moving if run.status is RunStatus.RUNNING]
+        if running:
+            self._spawn(self._advance(running, claimed=True))
+        if report:
+            self._spawn(self._report_catch_up(report))
+
+    def _wait_record(
+        self, run: Run, procedure: Procedure | None, now: datetime, status: str
+    ) -> StepRecord:
+        label = procedure.label(run.position) if procedure else run.position
+        return StepRecord(run.id, run.seq - 1, label, "wait", status, now, now)
+
+    async def _report_catch_up(self, report: CatchUpReport) -> None:
+        for (sop_id, chat_id), count in report.late.items():
+            logger.bind(chat_id=chat_id).warning(
+                "{}: {} runs fell due while the bot was down; ran late", sop_id, count
+            )
+        for (sop_id, chat_id), count in report.skipped.items():
+            logger.bind(chat_id=chat_id).warning(
+                "{}: {} runs fell due while the bot was down; skipped (beyond catch-up)",
+                sop_id,
+                count,
+            )
+        if self.notify is not None:
+            for (sop_id, chat_id), count in report.late.items():
+                await self.notify(
+                    "sop.ran_late", sop=sop_id, group=self._title(chat_id), count=count
+                )
+            for (sop_id, chat_id), count in report.skipped.items():
+                await self.notify(
+                    "sop.skipped", sop=sop_id, group=self._title(chat_id), count=count
+                )
+
+    async def report_missed(self, sop_id: str, chat_id: int, scheduled: datetime) -> None:
+        """A calendar trigger's time passed while the bot was down, beyond the catch-up grace."""
+        logger.bind(chat_id=chat_id).warning(
+            "{}: the schedule of {} was missed while the bot was down", sop_id, scheduled
+        )
+        if self.notify is not None:
+            await self.notify(
+                "sop.schedule_missed",
+                sop=sop_id,
+                group=self._title(chat_id),
+                at=scheduled.astimezone(self.group_facts(chat_id).timezone).strftime(
+                    "%Y-%m-%d %H:%M"
+                ),
+            )
+
+    def _title(self, chat_id: int) -> str:
+        known = self.registry.groups.get(chat_id)
+        return known.title if known is not None and known.title else str(chat_id)
+
+    # -- moving runs --------------------------------------------------------------------------
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("an SOP task failed")
+
+        task = asyncio.create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _release(self, runs: Iterable[Run]) -> None:
+        self._busy.difference_update(run.id for run in runs)
+
+    def _goto(
+        self,
+        run: Run,
+        procedure: Procedure | None,
+        path: str,
+        now: datetime,
+        *,
+        past: bool = False,
+    ) -> None:
+        """Move `run` to `path` (or past it); a run past its last step is done."""
+        target: str | None = path
+        if past:
+            target = procedure.successor.get(path) if procedure is not None else None
+        if target is None:
+            run.status, run.finished_at, run.wake_at = RunStatus.DONE, now, None
+        else:
+            run.position = target
+
+    async def _advance(self, runs: list[Run], *, claimed: bool = False) -> None:
+        """Move runs (status RUNNING) through their steps until each waits, sends or ends."""
+        if not claimed:
+            self._busy.update(run.id for run in runs)
+        pending = runs
+        while pending:
+            cohorts: dict[tuple[str, str], list[Run]] = defaultdict(list)
+            for run in pending:
+                cohorts[run.sop_id, run.position].append(run)
+            pending = []
+            for (sop_id, path), cohort in cohorts.items():
+                try:
+                    pending += await self._step(sop_id, path, cohort)
+                except RunMoved:
+                    self._release(cohort)
+                    logger.debug("{} runs of {} moved meanwhile; left alone", len(cohort), sop_id)
+                except Exception as exc:
+                    logger.exception("{} step {} failed", sop_id, path)
+                    await self._fail(cohort, f"{type(exc).__name__}: {exc}")
+
+    async def _fail(self, runs: list[Run], reason: str) -> None:
+        now = self.clock.now()
+        for run in runs:
+            run.status, run.error, run.finished_at = RunStatus.FAILED, reason, now
+        try:
+            await self.runs.save(runs, now)
+        except Exception:
+            logger.exception("could not mark {} runs failed", len(runs))
+        self._release(runs)
+        await self._promote(runs)
+
+    async def _step(self, sop_id: str, path: str, runs: list[Run]) -> list[Run]:
+        """Do the step at `path` for `runs`; return the runs that go on at once."""
+        procedure = self.library.get(sop_id)
+        step = procedure.step(path) if procedure is not None else None
+        if procedure is None or step is None:
+            reason = (
+                f"SOP {sop_id} is no longer loaded"
+                if procedure is None
+                else f"the SOP file changed and has no step at {path} any more"
+            )
+            await self._fail(runs, reason)
+            return []
+        now = self.clock.now()
+        label = procedure.label(path)
+        if not step.enabled:
+            return await self._simple(procedure, path, runs, now, "disabled")
+        if isinstance(step, SendStep):
+            await self._send(procedure, path, step, runs, now)
+            return []
+        if isinstance(step, WaitStep):
+            await self._wait(procedure, path, step, runs, now)
+            return []
+        if isinstance(step, IfStep):
+            return await self._if(procedure, path, step, runs, now)
+        if isinstance(step, StopStep):
+            for run in runs:
+                run.variables["stop_reason"] = step.stop.reason
+                run.status, run.finished_at = RunStatus.DONE, now
+            return await self._simple(procedure, path, runs, now, "done", moved=True)
+        if isinstance(step, TagStep):
+            return await self._tag(procedure, path, step, runs, now)
+        if isinstance(step, PointsStep):
+            return await self._points(procedure, path, step, runs, now)
+        if isinstance(step, EmitStep):
+            going = await self._simple(procedure, path, runs, now, "done")
+            for run in runs:
+                self.activity.add(
+                    event_row(
+                        chat_id=run.chat_id,
+                        user_id=run.user_id,
+                        at=now,
+                        type=EventType.EMITTED,
+                        data={"event": step.emit.event, "sop": sop_id, "run": run.id},
+                    )
+                )
+                chain = int(run.variables.get("_chain", 0))
+                self._spawn(
+                    self.emit(
+                        step.emit.event, run.chat_id, run.user_id, dict(step.emit.data), chain=chain
+                    )
+                )
+            return going
+        if isinstance(step, StartStep):
+            going = await self._simple(procedure, path, runs, now, "done")
+            other = self.library.get(step.start.sop)
+            for run in runs:
+                chain = int(run.variables.get("_chain", 0))
+                if other is None or chain >= MAX_CHAIN:
+                    logger.bind(chat_id=run.chat_id).warning(
+                        "{} ({}): cannot start {}", sop_id, label, step.start.sop
+                    )
+                    continue
+                self._spawn(
+                    self._start_quietly(other, run.chat_id, run.user_id, {"_chain": chain + 1}, now)
+                )
+            return going
+        raise AssertionError(f"unknown step {type(step).__name__}")
+
+    async def _start_quietly(
+        self,
+        procedure: Procedure,
+        chat_id: int,
+        user_id: int | None,
+        variables: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        await self._start(
+            procedure, chat_id, [user_id], trigger="start", now=now, variables=variables
+        )
+
+    async def _simple(
+        self,
+        procedure: Procedure,
+        path: str,
+        runs: list[Run],
+        now: datetime,
+        status: str,
+        *,
+        moved: bool = False,
+        effects: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        errors: dict[int, str] | None = None,
+        branch: dict[int, str] | None = None,
+    ) -> list[Run]:
+        """Journal the step for each run and move the runs on, with the step's effects, at once.
+
+        A run in `errors` failed this step: it stops there, unless the step continues on error.
+        """
+        step = procedure.step(path)
+        assert step is not None
+        label = procedure.label(path)
+        errors = errors or {}
+        records = []
+        for run in runs:
+            error = errors.get(run.id)
+            records.append(
+                StepRecord(
+                    run.id,
+                    run.seq,
+                    label,
+                    step.action,
+                    "failed" if error else status,
+                    now,
+                    now,
+                    variant=(branch or {}).get(run.id),
+                    error=error,
+                )
+            )
+            run.seq += 1
+            if error and not step.continue_on_error:
+                run.status, run.error, run.finished_at = RunStatus.FAILED, f"{label}: {error}", now
+            elif not moved:
+                target = (branch or {}).get(run.id)
+                if target is not None:
+                    self._goto(run, procedure, target, now)
+                else:
+                    self._goto(run, procedure, path, now, past=True)
+        await self.runs.save(runs, now, begun=records, effects=effects)
+        return await self._settle(runs)
+
+    async def _settle(self, runs: list[Run]) -> list[Run]:
+        """Release runs that ended (starting any queued behind them); return those going on."""
+        ended = [run for run in runs if run.status.is_over]
+        if ended:
+            self._release(ended)
+            await self._promote(ended)
+        return [run for run in runs if run.status is RunStatus.RUNNING]
+
+    async def _promote(self, ended: list[Run]) -> None:
+        """Mode `queued`: start the oldest queued run of each key whose run ended."""
+        now = self.clock.now()
+        for run in ended:
+            procedure = self.library.get(run.sop_id)
+            if procedure is None or procedure.sop.mode != "queued":
+                continue
+            by_group = procedure.sop.concurrency_key == "group"
+            pending = await self.runs.pending(
+                run.sop_id, run.chat_id, run.user_id, any_member=by_group
+            )
+            if any(other.status in LIVE for other in pending):
+                continue
+            queued = [other for other in pending if other.status is RunStatus.QUEUED]
+            if queued:
+                first = queued[0]
+                first.status = RunStatus.RUNNING
+                await self.runs.save([first], now)
+                self._spawn(self._advance([first]))
+
+    # -- the steps ----------------------------------------------------------------------------
+
+    async def _if(
+        self, procedure: Procedure, path: str, step: IfStep, runs: list[Run], now: datetime
+    ) -> list[Run]:
+        branch: dict[int, str] = {}
+        by_chat: dict[int, list[Run]] = defaultdict(list)
+        for run in runs:
+            by_chat[run.chat_id].append(run)
+        conditions = step.if_.conditions
+        for chat_id, chat_runs in by_chat.items():
+            users = [run.user_id for run in chat_runs if run.user_id is not None]
+            facts = await self.facts.members(chat_id, users, now, windows(conditions))
+            group = self.group_facts(chat_id, await self.facts.member_count(chat_id))
+            for run in chat_runs:
+                member = facts.get(run.user_id) if run.user_id is not None else None
+                context = self._context(
+                    procedure, chat_id, group, [member] if member else [], run.variables, now
+                )
+                if holds(conditions, member=member, group=group, now=now, context=context):
+                    branch[run.id] = f"{path}.then.0"
+                elif step.if_.else_:
+                    branch[run.id] = f"{path}.else.0"
+        chosen = {
+            run.id: branch.get(run.id, "") for run in runs
+        }  # "" = neither branch: go past the if
+        targets = {run_id: target for run_id, target in chosen.items() if target}
+        return await self._simple(procedure, path, runs, now, "done", branch=targets)
+
+    async def _tag(
+        self, procedure: Procedure, path: str, step: TagStep, runs: list[Run], now: datetime
+    ) -> list[Run]:
+        errors = {
+            run.id: "tags need a member; this run is for the whole group"
+            for run in runs
+            if run.user_id is None
+        }
+        members = [(run.chat_id, run.user_id) for run in runs if run.user_id is not None]
+        source = f"sop:{procedure.id}"
+
+        async def effects(conn: AsyncConnection) -> None:
+            if step.tag.add and members:
+                rows = [
+                    {
+                        "chat_id": chat,
+                        "user_id": user,
+                        "tag": tag,
+                        "source": source,
+                        "added_at": now,
+                    }
+                    for chat, user in members
+                    for tag in step.tag.add
+                ]
+                await conn.execute(insert_for(conn, MEMBER_TAGS).on_conflict_do_nothing(), rows)
+            for chat, user in members if step.tag.remove else []:
+                await conn.execute(
+                    delete(MEMBER_TAGS).where(
+                        MEMBER_TAGS.c.chat_id == chat,
+                        MEMBER_TAGS.c.user_id == user,
+                        MEMBER_TAGS.c.tag.in_(step.tag.remove),
+                    )
+                )
+
+        return await self._simple(
+            procedure, path, runs, now, "done", effects=effects, errors=errors
+        )
+
+    async def _points(
+        self, procedure: Procedure, path: str, step: PointsStep, runs: list[Run], now: datetime
+    ) -> list[Run]:
+        award = step.points.award
+        errors = {
+            run.id: "points need a member; this run is for the whole group"
+            for run in runs
+            if run.user_id is None
+        }
+        if award < 0:
+            for chat_id in {run.chat_id for run in runs}:
+                users = [run.user_id for run in runs if run.chat_id == chat_id and run.user_id]
+                facts = await self.facts.members(chat_id, users, now)
+                for run in runs:
+                    fact = facts.get(run.user_id or 0)
+                    if run.chat_id == chat_id and fact is not None and fact.points + award < 0:
+                        errors[run.id] = f"not enough points ({fact.points}) to take {-award}"
+        rows = [
+            {
+                "chat_id": run.chat_id,
+                "user_id": run.user_id,
+                "delta": award,
+                "reason": step.points.reason,
+                "source": f"sop:{procedure.id}",
+                "at": now,
+            }
+            for run in runs
+            if run.id not in errors
+        ]
+
+        async def effects(conn: AsyncConnection) -> None:
+            if rows:
+                await conn.execute(POINTS.insert(), rows)
+
+        return await self._simple(
+            procedure, path, runs, now, "done", effects=effects, errors=errors
+        )
+
+    async def _wait(
+        self, procedure: Procedure, path: str, step: WaitStep, runs: list[Run], now: datetime
+    ) -> None:
+        wait = step.wait
+        records = []
+        for run in runs:
+            if wait.for_ is not None:
+                wake = now + wait.for_
+            elif wait.until is not None:
+                zone = self.group_facts(run.chat_id).timezone
+                wake = _next_time_of_day(now, wait.until, zone)
+            else:
+                assert wait.timeout is not None
+                wake = now + wait.timeout
+            records.append(
+                StepRecord(run.id, run.seq, procedure.label(path), "wait", "waiting", now)
+            )
+            run.seq += 1
+            run.status, run.wake_at, run.wait_event = RunStatus.WAITING, wake, wait.event
+        await self.runs.save(runs, now, begun=records)
+        for run in runs:
+            if run.wait_event is not None:
+                self._waits[run.chat_id, run.user_id, run.wait_event].add(run.id)
+        self._release(runs)
+        self._wake.set()
+
+    def _unwait(self, run: Run) -> None:
+        if run.wait_event is not None:
+            key = (run.chat_id, run.user_id, run.wait_event)
+            waiting = self._waits.get(key)
+            if waiting is not None:
+                waiting.discard(run.id)
+                if not waiting:
+                    del self._waits[key]
+        run.wait_event = None
+
+    async def _resume_waits(
+        self, chat_id: int, user_id: int | None, event: str, now: datetime
+    ) -> None:
+        run_ids = self._waits.get((chat_id, user_id, event))
+        if not run_ids:
+            return
+        runs = []
+        for run_id in list(run_ids):
+            run = None if run_id in self._busy else await self.runs.get(run_id)
+            if run is not None:
+                runs.append(run)
+        resumed = []
+        records = []
+        for run in runs:
+            if run.status is not RunStatus.WAITING or run.wait_event != event:
+                run_ids.discard(run.id)
+                continue
+            procedure = self.library.get(run.sop_id)
+            records.append(self._wait_record(run, procedure, now, "done"))
+            run.variables["timed_out"] = False
+            self._unwait(run)
+            run.status, run.wake_at = RunStatus.RUNNING, None
+            self._goto(run, procedure, run.position, now, past=True)
+            resumed.append(run)
+        if not resumed:
+            return
+        self._busy.update(run.id for run in resumed)
+        try:
+            await self.runs.save(resumed, now, finished=records)
+        except RunMoved:
+            self._release(resumed)
+            return
+        going = await self._settle(resumed)
+        if going:
+            self._spawn(self._advance(going, claimed=True))
+
+    async def _jump(self, procedure: Procedure, run: Run, path: str, now: datetime) -> None:
+        """A flow button was pressed while its run waited: go on at the button's step."""
+        self._busy.add(run.id)
+        record = self._wait_record(run, procedure, now, "interrupted")
+        self._unwait(run)
+        run.status, run.wake_at, run.position = RunStatus.RUNNING, None, path
+        run.variables["pressed"] = procedure.label(path)
+        try:
+            await self.runs.save([run], now, finished=[record])
+        except RunMoved:
+            self._release([run])
+            return
+        self._spawn(self._advance([run], claimed=True))
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def _send(
+        self, procedure: Procedure, path: str, step: SendStep, runs: list[Run], now: datetime
+    ) -> None:
+        """Render, claim, then deliver; each message's runs go on once Telegram has answered."""
+        send = step.send
+        messages: dict[Any, list[Run]] = defaultdict(list)
+        for run in runs:
+            shared = run.batch is not None and send.to == "group"
+            messages[(run.chat_id, run.batch) if shared else run.id].append(run)
+        label = procedure.label(path)
+        claimed: list[Run] = []
+        records: list[StepRecord] = []
+        outgoing: list[tuple[list[Run], Rendered | None, str | None]] = []
+        facts_by_chat: dict[int, dict[int, MemberFacts]] = {}
+        for chat_id in {run.chat_id for run in runs}:
+            users = [run.user_id for run in runs if run.chat_id == chat_id and run.user_id]
+            facts_by_chat[chat_id] = await self.facts.members(chat_id, users, now)
+        counts = {chat_id: await self.facts.member_count(chat_id) for chat_id in facts_by_chat}
+        for group_runs in messages.values():
+            first = group_runs[0]
+            facts = facts_by_chat[first.chat_id]
+            members = [facts[run.user_id] for run in group_runs if run.user_id in facts]
+            group = self.group_facts(first.chat_id, counts[first.chat_id])
+            known = self.registry.groups.get(first.chat_id)
+            language = known.language if known is not None else None
+            rendered: Rendered | None = None
+            error: str | None = None
+            try:
+                if send.to == "member" and first.user_id is None:
+                    raise RenderError("'to: member' needs a member; this run is for the group")
+                rendered = compose(
+                    send,
+                    sop_id=procedure.id,
+                    who=first.user_id if first.user_id is not None else first.chat_id,
+                    texts=self.texts,
+                    language=language,
+                    context=self._context(
+                        procedure, first.chat_id, group, members, first.variables, now
+                    ),
+                    content_dir=self.library.content_dir,
+                )
+            except RenderError as exc:
+                error = str(exc)
+            for run in group_runs:
+                records.append(
+                    StepRecord(
+                        run.id,
+                        run.seq,
+                        label,
+                        "send",
+                        "started" if error is None else "failed",
+                        now,
+                        None if error is None else now,
+                        variant=rendered.variant if rendered else None,
+                        error=error,
+                    )
+                )
+                run.seq += 1
+                if error is None:
+                    run.status = RunStatus.SENDING
+                elif step.continue_on_error:
+                    self._goto(run, procedure, path, now, past=True)
+                else:
+                    run.status, run.error, run.finished_at = (
+                        RunStatus.FAILED,
+                        f"{label}: {error}",
+                        now,
+                    )
+                claimed.append(run)
+            outgoing.append((group_runs, rendered, error))
+        await self.runs.save(claimed, now, begun=records)
+        for group_runs, rendered, error in outgoing:
+            if error is not None:
+                logger.bind(chat_id=group_runs[0].chat_id).error(
+                    "{} ({}): {}", procedure.id, label, error
+                )
+                going = await self._settle(group_runs)
+                if going:
+                    self._spawn(self._advance(going, claimed=True))
+            else:
+                assert rendered is not None
+                self._spawn(self._deliver(procedure, path, step, group_runs, rendered))
+
+    async def _deliver(
+        self, procedure: Procedure, path: str, step: SendStep, runs: list[Run], rendered: Rendered
+    ) -> None:
+        send = step.send
+        first = runs[0]
+        target = first.user_id if send.to == "member" and first.user_id else first.chat_id
+        source = f"sop:{procedure.id}"
+        reply_to = first.variables.get("message_id") if send.reply else None
+        if rendered.photo is not None:
+            delivered = await self.outbox.send_photo(
+                target,
+                rendered.photo,
+                caption=rendered.text,
+                source=source,
+                reply_markup=rendered.markup,
+                reply_to_message_id=reply_to,
+            )
+        else:
+            delivered = await self.outbox.send_message(
+                target,
+                rendered.text,
+                source=source,
+                reply_markup=rendered.markup,
+                reply_to_message_id=reply_to,
+            )
+        now = self.clock.now()
+        label = procedure.label(path)
+        records = []
+        for run in runs:
+            records.append(
+                StepRecord(
+                    run.id,
+                    run.seq - 1,
+                    label,
+                    "send",
+                    "done" if delivered.ok else "failed",
+                    now,
+                    now,
+                    chat_id=delivered.chat_id,
+                    message_id=delivered.message_id,
+                    error=delivered.error,
+                )
+            )
+            if delivered.ok or step.continue_on_error:
+                run.status = RunStatus.RUNNING
+                self._goto(run, procedure, path, now, past=True)
+            elif delivered.error == NOT_SENT and delivered.attempts == 0:
+                # Refused before any attempt because the bot is stopping: send it next time.
+                run.status, run.wake_at = RunStatus.SCHEDULED, now
+            else:
+                run.status, run.error, run.finished_at = (
+                    RunStatus.FAILED,
+                    f"{label}: {delivered.error}",
+                    now,
+                )
+        deletion: dict[str, Any] | None = None
+        if delivered.ok and delivered.message_id is not None and send.delete_after is not None:
+            deletion = {
+                "chat_id": delivered.chat_id,
+                "message_id": delivered.message_id,
+                "source": source,
+                "due_at": now + send.delete_after,
+            }
+
+        async def effects(conn: AsyncConnection) -> None:
+            if deletion is not None:
+                await conn.execute(SCHEDULED_DELETIONS.insert(), [deletion])
+
+        await self.runs.save(runs, now, finished=records, effects=effects)
+        if delivered.ok:
+            for run in runs:
+                self.activity.add(
+                    event_row(
+                        chat_id=delivered.chat_id if send.to == "group" else run.chat_id,
+                        user_id=run.user_id,
+                        at=now,
+                        type=EventType.SOP_SENT,
+                        message_id=delivered.message_id,
+                        data={
+                            "sop": procedure.id,
+                            "step": label,
+                            "variant": rendered.variant,
+                            "run": run.id,
+                        },
+                    )
+                )
+            if send.pin and delivered.message_id is not None:
+                await self.outbox.pin(delivered.chat_id, delivered.message_id, source=source)
+            if deletion is not None and self.on_deletion is not None:
+                self.on_deletion()
+        scheduled = [run for run in runs if run.status is RunStatus.SCHEDULED]
+        self._release(scheduled)
+        going = await self._settle([run for run in runs if run not in scheduled])
+        if going:
+            await self._advance(going, claimed=True)
+
+    def _context(
+        self,
+        procedure: Procedure,
+        chat_id: int,
+        group: GroupFacts,
+        members: list[MemberFacts],
+        variables: dict[str, Any],
+        now: datetime,
+    ) -> dict[str, Any]:
+        people = [member.context(now) for member in members]
+        return {
+            "member": people[0] if people else None,
+            "members": people,
+            "group": group_context(id=chat_id, title=group.title, members=group.members),
+            "sop": {"id": procedure.id, "name": procedure.sop.name},
+            "vars": {
+                **procedure.sop.variables,
+                **{k: v for k, v in variables.items() if not k.startswith("_")},
+            },
+            "now": now.astimezone(group.timezone),
+        }
+
+    # -- admin views --------------------------------------------------------------------------
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        return await self.runs.counts()
+
+
+# Marks a key as taken by a run about to be created, so one trigger starts one run per key.
+_STARTING = Run(0, "", 0, None, RunStatus.RUNNING, "0", 0, {}, None, "")
+
+
+def _matches(trigger: MessageTrigger, text: str) -> bool:
+    haystack = text if trigger.case_sensitive else text.casefold()
+    for keyword in trigger.keywords:
+        if (keyword if trigger.case_sensitive else keyword.casefold()) in haystack:
+            return True
+    if trigger.regex is not None:
+        flags = 0 if trigger.case_sensitive else re.IGNORECASE
+        return re.search(trigger.regex, text, flags) is not None
+    return False
+
+
+def _next_time_of_day(now: datetime, at: Any, zone: ZoneInfo) -> datetime:
+    """The next moment after `now` when the clock in `zone` shows `at`."""
+    local = now.astimezone(zone)
+    candidate = datetime.combine(local.date(), at, tzinfo=zone)
+    if candidate <= local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=zone)
+    return candidate.astimezone(UTC)
+
+
+def _ago(delta: timedelta) -> str:
+    return format_duration(timedelta(seconds=max(int(delta.total_seconds()), 1)))

@@ -1,0 +1,156 @@
+"""What SOP conditions and texts know about members and groups, read in bulk from the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.activity import ActivityLog
+from bot.db import EVENTS, MEMBER_TAGS, MEMBERS, POINTS, EventType, MemberStatus
+from bot.sop.templates import member_context
+
+CHUNK = 500  # ids per IN (...) list
+PRESENT = [status.value for status in MemberStatus if status.is_present]
+
+
+@dataclass(slots=True)
+class MemberFacts:
+    """One member of one group as conditions see them."""
+
+    user_id: int
+    first_name: str = ""
+    last_name: str | None = None
+    username: str | None = None
+    status: str = MemberStatus.MEMBER.value
+    joined_at: datetime | None = None
+    last_activity_at: datetime | None = None
+    tier: str = "new"
+    tags: set[str] = field(default_factory=set)
+    points: int = 0
+    messages: dict[timedelta, int] = field(default_factory=dict)  # window -> count
+
+    def tenure(self, now: datetime) -> timedelta:
+        return now - self.joined_at if self.joined_at is not None else timedelta(0)
+
+    def context(self, now: datetime) -> dict[str, Any]:
+        """The `member` variable of texts and template conditions."""
+        return member_context(
+            id=self.user_id,
+            first_name=self.first_name or str(self.user_id),
+            last_name=self.last_name,
+            username=self.username,
+            tags=self.tags,
+            points=self.points,
+            tier=self.tier,
+            messages_7d=self.messages.get(timedelta(days=7), 0),
+            tenure_days=self.tenure(now).days,
+        )
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), CHUNK):
+        yield list(ids[start : start + CHUNK])
+
+
+class Facts:
+    """Reads member and group facts; the activity log is flushed first so counts are current."""
+
+    def __init__(self, engine: AsyncEngine, activity: ActivityLog) -> None:
+        self.engine = engine
+        self.activity = activity
+
+    async def members(
+        self,
+        chat_id: int,
+        user_ids: Iterable[int],
+        now: datetime,
+        windows: Iterable[timedelta] = (),
+    ) -> dict[int, MemberFacts]:
+        """Facts of these members of `chat_id`, with message counts for each window given."""
+        ids = sorted(set(user_ids))
+        facts = {user_id: MemberFacts(user_id) for user_id in ids}
+        if not ids:
+            return facts
+        windows = sorted(set(windows) | {timedelta(days=7)})
+        if self.activity.pending:
+            await self.activity.flush()
+        async with self.engine.connect() as conn:
+            for chunk in _chunks(ids):
+                rows = await conn.execute(
+                    select(MEMBERS).where(
+                        MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id.in_(chunk)
+                    )
+                )
+                for row in rows:
+                    fact = facts[row.user_id]
+                    fact.first_name, fact.last_name = row.first_name, row.last_name
+                    fact.username, fact.status, fact.tier = row.username, row.status, row.tier
+                    fact.joined_at, fact.last_activity_at = row.joined_at, row.last_activity_at
+                tags = await conn.execute(
+                    select(MEMBER_TAGS.c.user_id, MEMBER_TAGS.c.tag).where(
+                        MEMBER_TAGS.c.chat_id == chat_id, MEMBER_TAGS.c.user_id.in_(chunk)
+                    )
+                )
+                for user_id, tag in tags:
+                    facts[user_id].tags.add(tag)
+                points = await conn.execute(
+                    select(POINTS.c.user_id, func.sum(POINTS.c.delta))
+                    .where(POINTS.c.chat_id == chat_id, POINTS.c.user_id.in_(chunk))
+                    .group_by(POINTS.c.user_id)
+                )
+                for user_id, total in points:
+                    facts[user_id].points = int(total or 0)
+                for window in windows:
+                    for fact in (facts[user_id] for user_id in chunk):
+                        fact.messages[window] = 0
+                    counts = await conn.execute(
+                        select(EVENTS.c.user_id, func.count())
+                        .where(
+                            EVENTS.c.at >= now - window,
+                            EVENTS.c.chat_id == chat_id,
+                            EVENTS.c.type == EventType.MESSAGE.value,
+                            EVENTS.c.user_id.in_(chunk),
+                        )
+                        .group_by(EVENTS.c.user_id)
+                    )
+                    for user_id, count in counts:
+                        facts[user_id].messages[window] = int(count)
+        return facts
+
+    async def member_count(self, chat_id: int) -> int:
+        """Members present in the group, as far as the bot has seen them (bots excluded)."""
+        async with self.engine.connect() as conn:
+            count = await conn.execute(
+                select(func.count()).where(
+                    MEMBERS.c.chat_id == chat_id,
+                    MEMBERS.c.status.in_(PRESENT),
+                    MEMBERS.c.is_bot.is_(False),
+                )
+            )
+            return int(count.scalar_one())
+
+    async def silent_members(self, chat_id: int, since: datetime) -> list[int]:
+        """Present members who have not written since `since` (nor joined after it)."""
+        if self.activity.pending:
+            await self.activity.flush()
+        last_seen = func.coalesce(MEMBERS.c.last_activity_at, MEMBERS.c.joined_at)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(MEMBERS.c.user_id)
+                .where(
+                    MEMBERS.c.chat_id == chat_id,
+                    MEMBERS.c.status.in_(
+                        [MemberStatus.MEMBER.value, MemberStatus.RESTRICTED.value]
+                    ),
+                    MEMBERS.c.is_bot.is_(False),
+                    last_seen.is_not(None),
+                    last_seen < since,
+                )
+                .order_by(MEMBERS.c.user_id)
+            )
+            return [row.user_id for row in rows]

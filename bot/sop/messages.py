@@ -1,0 +1,123 @@
+"""What a send step says: the variant a member gets, the text in the group's language, buttons."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiogram.types import FSInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.sop.format import SendAction, Variant
+from bot.sop.templates import LANGUAGES, render
+
+BUTTON_PREFIX = "s:"  # callback data of flow buttons: s:<sop id>:<step id>
+CALLBACK_LIMIT = 64  # bytes Telegram allows in callback data
+
+
+class RenderError(Exception):
+    """A text could not be rendered (unknown key, a variable missing at run time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A message ready for the delivery service."""
+
+    text: str
+    variant: str | None
+    markup: InlineKeyboardMarkup | None
+    photo: str | FSInputFile | None
+
+
+def pick_variant(variants: Sequence[Variant], sop_id: str, who: int) -> Variant:
+    """The variant `who` gets in this SOP: weighted, and always the same for the same member."""
+    digest = hashlib.sha256(f"{sop_id}:{who}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") % sum(variant.weight for variant in variants)
+    for variant in variants:
+        if point < variant.weight:
+            return variant
+        point -= variant.weight
+    raise AssertionError("unreachable: the point is below the total weight")
+
+
+def button_data(sop_id: str, step_id: str) -> str:
+    data = f"{BUTTON_PREFIX}{sop_id}:{step_id}"
+    if len(data.encode()) > CALLBACK_LIMIT:
+        raise RenderError(
+            f"button data {data!r} is longer than Telegram's {CALLBACK_LIMIT} bytes; "
+            "shorten the SOP id or the step id"
+        )
+    return data
+
+
+def parse_button(data: str) -> tuple[str, str] | None:
+    """(sop id, step id) of a flow button's callback data, or None for other buttons."""
+    if not data.startswith(BUTTON_PREFIX):
+        return None
+    sop_id, _, step_id = data[len(BUTTON_PREFIX) :].partition(":")
+    return (sop_id, step_id) if sop_id and step_id else None
+
+
+class TextCatalogue:
+    """SOP texts by language, with the other language as fallback for a missing key."""
+
+    def __init__(self, catalogues: Mapping[str, Mapping[str, str]], default_language: str) -> None:
+        self.catalogues = catalogues
+        self.default_language = default_language
+
+    def render(self, key: str, language: str | None, context: Mapping[str, Any]) -> str:
+        first = self.default_language
+        if language is not None and language in self.catalogues:
+            first = language
+        for lang in (first, *(other for other in LANGUAGES if other != first)):
+            source = self.catalogues.get(lang, {}).get(key)
+            if source is not None:
+                try:
+                    return render(source, context)
+                except Exception as exc:
+                    raise RenderError(f"text '{key}' ({lang}) cannot render: {exc}") from exc
+        raise RenderError(f"text key '{key}' is in no text catalogue")
+
+
+def compose(
+    send: SendAction,
+    *,
+    sop_id: str,
+    who: int,
+    texts: TextCatalogue,
+    language: str | None,
+    context: Mapping[str, Any],
+    content_dir: Path,
+) -> Rendered:
+    """Render a send step for one message; RenderError when it cannot be."""
+    variant = pick_variant(send.variants, sop_id, who) if send.variants else None
+    key = variant.template if variant is not None else send.template
+    assert key is not None
+    text = texts.render(key, language, context)
+    markup = None
+    if send.buttons:
+        rows = []
+        for row in send.buttons:
+            buttons = []
+            for button in row:
+                label = texts.render(button.text, language, context)
+                if button.url is not None:
+                    buttons.append(InlineKeyboardButton(text=label, url=button.url))
+                else:
+                    assert button.next is not None
+                    data = button_data(sop_id, button.next)
+                    buttons.append(InlineKeyboardButton(text=label, callback_data=data))
+            rows.append(buttons)
+        markup = InlineKeyboardMarkup(inline_keyboard=rows)
+    photo: str | FSInputFile | None = None
+    if send.photo is not None:
+        if send.photo.startswith("https://"):
+            photo = send.photo
+        else:
+            path = (content_dir / send.photo).resolve()
+            if not path.is_file():
+                raise RenderError(f"photo '{send.photo}' is not a file under {content_dir}")
+            photo = FSInputFile(path)
+    return Rendered(text, variant.id if variant is not None else None, markup, photo)

@@ -1,0 +1,296 @@
+"""SOP runs in the database: created, claimed when due, moved on step by step, in bulk.
+
+Every change to a run is a conditional UPDATE on its `seq` (the number of steps it began), in
+the same transaction as the step's journal row and the step's own effects (tags, points).
+A step's effects and the run moving past it are committed together or not at all; a send is
+claimed (journal row `started`, run `sending`) before Telegram is asked, so after a crash it
+is never sent again: `recover` marks it `interrupted` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.db import LIVE, SOP_RUNS, SOP_STEPS, RunStatus
+
+CHUNK = 500
+Effects = Callable[[AsyncConnection], Awaitable[None]]
+
+
+class RunMoved(Exception):
+    """A run changed under us (its `seq` moved on): the transaction was rolled back."""
+
+
+@dataclass(slots=True, eq=False)
+class Run:
+    """A run as the engine holds it while working on it."""
+
+    id: int
+    sop_id: str
+    chat_id: int
+    user_id: int | None
+    status: RunStatus
+    position: str
+    seq: int
+    variables: dict[str, Any]
+    batch: str | None
+    trigger: str
+    wake_at: datetime | None = None
+    wait_event: str | None = None
+    error: str | None = None
+    finished_at: datetime | None = None
+    sop_digest: str = ""
+    _base_seq: int = field(default=0, repr=False)  # seq as stored, for the conditional update
+
+    @classmethod
+    def from_row(cls, row: Any) -> Run:
+        return cls(
+            row.id,
+            row.sop_id,
+            row.chat_id,
+            row.user_id,
+            RunStatus(row.status),
+            row.position,
+            row.seq,
+            dict(row.variables or {}),
+            row.batch,
+            row.trigger,
+            row.wake_at,
+            row.wait_event,
+            row.error,
+            row.finished_at,
+            row.sop_digest,
+            row.seq,
+        )
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """A row of the step journal."""
+
+    run_id: int
+    seq: int
+    step: str
+    action: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    variant: str | None = None
+    chat_id: int | None = None
+    message_id: int | None = None
+    error: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "step": self.step,
+            "action": self.action,
+            "status": self.status,
+            "variant": self.variant,
+            "chat_id": self.chat_id,
+            "message_id": self.message_id,
+            "error": self.error,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+_SAVE = (
+    update(SOP_RUNS)
+    .where(SOP_RUNS.c.id == bindparam("_id"), SOP_RUNS.c.seq == bindparam("_seq"))
+    .values(
+        status=bindparam("status"),
+        position=bindparam("position"),
+        seq=bindparam("seq"),
+        variables=bindparam("variables"),
+        wake_at=bindparam("wake_at"),
+        wait_event=bindparam("wait_event"),
+        error=bindparam("error"),
+        updated_at=bindparam("updated_at"),
+        finished_at=bindparam("finished_at"),
+    )
+)
+_FINISH_STEP = (
+    update(SOP_STEPS)
+    .where(SOP_STEPS.c.run_id == bindparam("_run"), SOP_STEPS.c.seq == bindparam("_seq"))
+    .values(
+        status=bindparam("status"),
+        finished_at=bindparam("finished_at"),
+        message_id=bindparam("message_id"),
+        chat_id=bindparam("chat_id"),
+        error=bindparam("error"),
+    )
+)
+
+
+class RunStore:
+    """Reads and writes `sop_runs` and `sop_steps`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create(self, rows: list[dict[str, Any]]) -> list[Run]:
+        """Insert new runs (dicts of sop_runs columns); return them with their ids."""
+        if not rows:
+            return []
+        created: list[Run] = []
+        async with self.engine.begin() as conn:
+            for start in range(0, len(rows), CHUNK):
+                result = await conn.execute(
+                    SOP_RUNS.insert().returning(*SOP_RUNS.c), rows[start : start + CHUNK]
+                )
+                created += [Run.from_row(row) for row in result]
+        return created
+
+    async def save(
+        self,
+        runs: Sequence[Run],
+        now: datetime,
+        *,
+        begun: Iterable[StepRecord] = (),
+        finished: Iterable[StepRecord] = (),
+        effects: Effects | None = None,
+    ) -> None:
+        """Store the runs as they are now, with journal rows begun or finished and the step's
+        effects, in one transaction; RunMoved (and nothing stored) if any run moved meanwhile."""
+        params = [
+            {
+                "_id": run.id,
+                "_seq": run._base_seq,
+                "status": run.status.value,
+                "position": run.position,
+                "seq": run.seq,
+                "variables": run.variables,
+                "wake_at": run.wake_at,
+                "wait_event": run.wait_event,
+                "error": run.error,
+                "updated_at": now,
+                "finished_at": run.finished_at,
+            }
+            for run in runs
+        ]
+        begun_rows = [record.row() for record in begun]
+        finished_rows = [
+            {
+                "_run": record.run_id,
+                "_seq": record.seq,
+                "status": record.status,
+                "finished_at": record.finished_at,
+                "message_id": record.message_id,
+                "chat_id": record.chat_id,
+                "error": record.error,
+            }
+            for record in finished
+        ]
+        async with self.engine.begin() as conn:
+            if params:
+                await self._save_runs(conn, params)
+            if begun_rows:
+                await conn.execute(SOP_STEPS.insert(), begun_rows)
+            if finished_rows:
+                await conn.execute(_FINISH_STEP, finished_rows)
+            if effects is not None:
+                await effects(conn)
+        for run in runs:
+            run._base_seq = run.seq
+
+    @staticmethod
+    async def _save_runs(conn: AsyncConnection, params: list[dict[str, Any]]) -> None:
+        if conn.dialect.supports_sane_multi_rowcount or len(params) == 1:
+            changed = (await conn.execute(_SAVE, params)).rowcount
+        else:  # asyncpg cannot count the rows of an executemany: one statement per run
+            changed = 0
+            for one in params:
+                changed += (await conn.execute(_SAVE, one)).rowcount
+        if changed != len(params):
+            raise RunMoved(f"{len(params) - changed} of {len(params)} runs moved meanwhile")
+
+    async def claim_due(self, now: datetime, limit: int, exclude: set[int]) -> list[Run]:
+        """Runs whose time has come (scheduled, or waiting for a deadline), oldest first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(SOP_RUNS)
+                .where(
+                    SOP_RUNS.c.status.in_([RunStatus.SCHEDULED.value, RunStatus.WAITING.value]),
+                    SOP_RUNS.c.wake_at <= now,
+                )
+                .order_by(SOP_RUNS.c.wake_at, SOP_RUNS.c.id)
+                .limit(limit + len(exclude))
+            )
+            runs = [Run.from_row(row) for row in rows if row.id not in exclude]
+        return runs[:limit]
+
+    async def next_wake(self) -> datetime | None:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(func.min(SOP_RUNS.c.wake_at)).where(
+                    SOP_RUNS.c.status.in_([RunStatus.SCHEDULED.value, RunStatus.WAITING.value])
+                )
+            )
+            value: datetime | None = result.scalar_one()
+            return value
+
+    async def get(self, run_id: int) -> Run | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(SOP_RUNS).where(SOP_RUNS.c.id == run_id))).first()
+        return Run.from_row(row) if row is not None else None
+
+    async def pending(
+        self, sop_id: str, chat_id: int, user_id: int | None, *, any_member: bool = False
+    ) -> list[Run]:
+        """Live and queued runs of an SOP in a group, for one member (or for anyone)."""
+        query = select(SOP_RUNS).where(
+            SOP_RUNS.c.sop_id == sop_id,
+            SOP_RUNS.c.chat_id == chat_id,
+            SOP_RUNS.c.status.in_([*(s.value for s in LIVE), RunStatus.QUEUED.value]),
+        )
+        if not any_member:
+            query = query.where(
+                SOP_RUNS.c.user_id.is_(None) if user_id is None else SOP_RUNS.c.user_id == user_id
+            )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(SOP_RUNS.c.id))
+            return [Run.from_row(row) for row in rows]
+
+    async def with_status(self, *statuses: RunStatus) -> list[Run]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(SOP_RUNS).where(SOP_RUNS.c.status.in_([s.value for s in statuses]))
+            )
+            return [Run.from_row(row) for row in rows]
+
+    async def waiting_for_events(self) -> list[tuple[int, int, int | None, str]]:
+        """(run id, chat, member, event) of every run waiting for an event."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    SOP_RUNS.c.id, SOP_RUNS.c.chat_id, SOP_RUNS.c.user_id, SOP_RUNS.c.wait_event
+                ).where(
+                    SOP_RUNS.c.status == RunStatus.WAITING.value, SOP_RUNS.c.wait_event.is_not(None)
+                )
+            )
+            return [(row.id, row.chat_id, row.user_id, row.wait_event) for row in rows]
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """Number of runs per (SOP, status)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(SOP_RUNS.c.sop_id, SOP_RUNS.c.status, func.count()).group_by(
+                    SOP_RUNS.c.sop_id, SOP_RUNS.c.status
+                )
+            )
+            return {(row[0], row[1]): int(row[2]) for row in rows}
+
+    async def steps(self, run_id: int) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(SOP_STEPS).where(SOP_STEPS.c.run_id == run_id).order_by(SOP_STEPS.c.seq)
+            )
+            return [dict(row._mapping) for row in rows]

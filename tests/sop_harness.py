@@ -1,0 +1,131 @@
+"""A running SOP engine for unit tests: real database, fake clock, an outbox that records."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram.types import Chat, User
+
+from bot.activity import ActivityLog
+from bot.clock import ManualClock
+from bot.delivery import Delivered
+from bot.registry import Registry
+from bot.sop.engine import Engine
+from bot.sop.library import Library
+
+ROOT = Path(__file__).resolve().parent.parent
+START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+
+
+@dataclass
+class Sent:
+    chat_id: int
+    text: str
+    message_id: int
+    method: str = "sendMessage"
+    markup: Any = None
+    reply_to: int | None = None
+    at: datetime | None = None
+
+
+@dataclass
+class RecordingOutbox:
+    """Answers like the delivery service and remembers everything asked of it."""
+
+    clock: ManualClock
+    sent: list[Sent] = field(default_factory=list)
+    pinned: list[tuple[int, int]] = field(default_factory=list)
+    deleted: list[tuple[int, int]] = field(default_factory=list)
+    refuse: set[int] = field(default_factory=set)  # chats that answer 403
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+
+    def _record(self, method: str, chat_id: int, text: str, markup: Any, reply: int | None) -> Delivered:
+        if chat_id in self.refuse:
+            return Delivered(False, None, chat_id, "Forbidden: bot was kicked", 1)
+        message_id = next(self.ids)
+        self.sent.append(Sent(chat_id, text, message_id, method, markup, reply, self.clock.now()))
+        return Delivered(True, message_id, chat_id, None, 1)
+
+    async def send_message(self, chat_id: int, text: str, *, source: str, reply_markup: Any = None, reply_to_message_id: int | None = None) -> Delivered:
+        return self._record("sendMessage", chat_id, text, reply_markup, reply_to_message_id)
+
+    async def send_photo(self, chat_id: int, photo: Any, *, caption: str | None = None, source: str, reply_markup: Any = None, reply_to_message_id: int | None = None) -> Delivered:
+        return self._record("sendPhoto", chat_id, caption or "", reply_markup, reply_to_message_id)
+
+    async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered:
+        self.pinned.append((chat_id, message_id))
+        return Delivered(True, message_id, chat_id, None, 1)
+
+    async def delete(self, chat_id: int, message_id: int, *, source: str) -> Delivered:
+        self.deleted.append((chat_id, message_id))
+        return Delivered(True, message_id, chat_id, None, 1)
+
+    def texts(self, chat_id: int | None = None) -> list[str]:
+        return [s.text for s in self.sent if chat_id is None or s.chat_id == chat_id]
+
+
+def copy_sops(tmp: Path, *names: str, source: Path | None = None) -> Path:
+    """A SOPS_DIR holding these files from tests/fixtures/sops/engine (or `source`)."""
+    folder = tmp / "sops"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        shutil.copy((source or ROOT / "tests/fixtures/sops/engine") / name, folder / name)
+    return folder
+
+
+async def make_engine(
+    db: Any, registry: Registry, activity: ActivityLog, sops_dir: Path, *, content: Path | None = None
+) -> tuple[Engine, RecordingOutbox, ManualClock]:
+    clock = ManualClock(START)
+    outbox = RecordingOutbox(clock)
+    library = Library(sops_dir, content or ROOT / "tests/fixtures/sops/engine/content")
+    engine = Engine(
+        db,
+        library,
+        registry,
+        activity,
+        outbox,
+        clock,
+        default_timezone=ZoneInfo("Asia/Shanghai"),
+        default_language="en",
+    )
+    await engine.open()
+    return engine, outbox, clock
+
+
+async def eventually(check: Callable[[], Any], seconds: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def settle(engine: Engine, rounds: int = 3) -> None:
+    """Let spawned work finish (the engine's tasks and the timer's next look)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0.03)
+        while engine._tasks:
+            await asyncio.wait(list(engine._tasks), timeout=5)
+        await asyncio.sleep(0.03)
+
+
+GROUP = Chat(id=-1001, type="supergroup", title="Tea <lovers>")
+
+
+def user(user_id: int, name: str) -> User:
+    return User(id=user_id, is_bot=False, first_name=name)
