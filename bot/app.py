@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -20,19 +21,26 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.filters import ExceptionTypeFilter
-from aiogram.types import Chat, ErrorEvent
+from aiogram.types import Chat, ErrorEvent, User
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
+from bot.admins import Admins
+from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.db import GroupStatus, create_engine, upgrade, utcnow
+from bot.deletions import Deletions
 from bot.delivery import Delivery
-from bot.handlers import membership
+from bot.handlers import membership, sops
 from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.polling import Poller, TokenRejected, chat_of
 from bot.registry import Registry
 from bot.rights import RightsCheck
 from bot.settings import Settings, SettingsError
+from bot.sop.admin import SopAdmin
+from bot.sop.calendar import Calendar
+from bot.sop.engine import Engine
+from bot.sop.library import Library, LoadReport
 from bot.texts import Texts
 
 ALWAYS_ALLOWED = ["message", "callback_query", "chat_member", "my_chat_member"]
@@ -72,16 +80,45 @@ def create_bot(settings: Settings) -> Bot:
     )
 
 
-def create_dispatcher(services: Services, rights: RightsCheck) -> Dispatcher:
+@dataclass
+class Operations:
+    """The SOP side of the bot, once it is connected: engine, admin commands and replies."""
+
+    engine: Engine
+    admins: Admins
+    say: sops.Say
+    bot_username: str
+
+    def workflow_data(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "admins": self.admins,
+            "sop_admin": SopAdmin(self.engine),
+            "say": self.say,
+        }
+
+
+def create_dispatcher(
+    services: Services, rights: RightsCheck, operations: Operations | None = None
+) -> Dispatcher:
     """The dispatcher with every router, the activity middlewares and error handlers."""
-    dispatcher = Dispatcher(**services.workflow_data(), rights=rights)
+    extra = operations.workflow_data() if operations is not None else {}
+    dispatcher = Dispatcher(**services.workflow_data(), rights=rights, **extra)
     dispatcher.message.outer_middleware(
-        RecordMessages(services.registry, services.activity, rights.bot.id)
+        RecordMessages(
+            services.registry,
+            services.activity,
+            rights.bot.id,
+            engine=operations.engine if operations is not None else None,
+            bot_username=operations.bot_username if operations is not None else "",
+        )
     )
     dispatcher.callback_query.outer_middleware(RecordPresses(services.activity))
     # Membership handlers sit on the dispatcher itself: every sub-router costs each group
     # message a pass through it (about 7 µs here), and these never handle messages.
     membership.register(dispatcher)
+    if operations is not None:
+        dispatcher.include_router(sops.router)
 
     registry = services.registry
 
@@ -123,6 +160,9 @@ async def run(settings: Settings) -> None:
     services = await open_services(settings)
     bot = create_bot(settings)
     delivery: Delivery | None = None
+    engine: Engine | None = None
+    deletions: Deletions | None = None
+    calendar: Calendar | None = None
     try:
         me = await _connect(bot, stop)
         if me is None:
@@ -130,9 +170,38 @@ async def run(settings: Settings) -> None:
         delivery = Delivery(bot, services.registry, services.engine)
         rights = RightsCheck(delivery, services.registry, services.texts, settings.owner_ids)
         services.registry.discovered = rights.review_group
-        dispatcher = create_dispatcher(services, rights)
+        clock: Clock = ShiftedClock(settings.clock_file) if settings.clock_file else SystemClock()
+        notify = _owner_notices(delivery, services.texts, settings.owner_ids)
+        engine = Engine(
+            services.engine,
+            Library(settings.sops_dir, settings.content_dir),
+            services.registry,
+            services.activity,
+            delivery,
+            clock,
+            default_timezone=settings.tz,
+            default_language=settings.language,
+            notify=notify,
+        )
+        deletions = Deletions(services.engine, delivery, clock)
+        engine.on_deletion = deletions.wake
+        services.registry.on_member = _member_triggers(engine)
+        await _report_broken(await engine.open(), notify)
+        operations = Operations(
+            engine,
+            Admins(bot, settings.owner_ids),
+            sops.Say(delivery, services.texts, services.registry),
+            me.username or "",
+        )
+        dispatcher = create_dispatcher(services, rights, operations)
+        _on_reload(engine, notify)
         services.activity.start()
         delivery.start()
+        engine.start()
+        deletions.start()
+        calendar = Calendar(engine, settings.database_url)
+        calendar.start()
+        services.registry.on_groups_changed = calendar.replan
         logger.info(
             "running as @{} (id {}), {} active groups",
             me.username,
@@ -152,9 +221,17 @@ async def run(settings: Settings) -> None:
             await review
         logger.info("stopped after {} updates", poller.handled)
     finally:
+        if calendar is not None:
+            await calendar.close()
+        if engine is not None:
+            await engine.drain(grace=5.0)
         if delivery is not None:
             await delivery.close()
             logger.info("delivery closed: {} sent, {} failed", delivery.sent, delivery.failed)
+        if engine is not None:
+            await engine.close(grace=5.0)
+        if deletions is not None:
+            await deletions.close()
         await services.activity.close()
         logger.info("activity log closed: {} events written", services.activity.written)
         await bot.session.close()
@@ -180,6 +257,53 @@ async def _connect(bot: Bot, stop: asyncio.Event) -> Any:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             delay = min(delay * 2, 60.0)
     return None
+
+
+def _owner_notices(delivery: Delivery, texts: Texts, owner_ids: list[int]) -> Any:
+    """notify(text_key, **values): a private message to every owner (who started the bot)."""
+
+    async def notify(key: str, **values: Any) -> None:
+        text = texts(key, None, **values)
+        for owner in owner_ids:
+            await delivery.send_message(owner, text, source="sop")
+
+    return notify
+
+
+async def _report_broken(report: LoadReport, notify: Any) -> None:
+    for broken in report.broken:
+        await notify(
+            "sop.broken_owner",
+            file=str(broken.file),
+            kept=broken.sop_id,
+            problems=broken.summary(10),
+        )
+
+
+def _member_triggers(engine: Engine) -> Any:
+    """The registry's news of counted joins and leaves, passed to the SOP engine."""
+
+    async def on_member(change: str, chat_id: int, user: User, _at: datetime) -> None:
+        if change == "joined":
+            await engine.member_joined(chat_id, user.id)
+        else:
+            await engine.member_left(chat_id, user.id)
+
+    return on_member
+
+
+def _on_reload(engine: Engine, notify: Any) -> None:
+    """SIGHUP reloads the SOP files, as /reload does; broken files are reported to owners."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        logger.info("SIGHUP received: reloading SOP files")
+        task = loop.create_task(_report_broken(engine.reload_files(), notify))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
 
 
 def _on_signals(stop: asyncio.Event) -> None:

@@ -51,6 +51,8 @@ class Registry:
         self.on_member: Callable[[str, int, User, datetime], Coroutine[Any, Any, None]] | None = (
             None
         )
+        # Called when a group's status changes (the bot added, removed, a migration).
+        self.on_groups_changed: Callable[[], None] | None = None
         self._migrating = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -138,8 +140,10 @@ class Registry:
         known = self.groups.get(chat.id)
         if known is None:
             known = self.groups[chat.id] = KnownGroup(status or GroupStatus.ACTIVE)
-        if status is not None:
+            self._groups_changed()
+        if status is not None and known.status is not status:
             known.status = status
+            self._groups_changed()
         if bot_status is not None:
             known.bot_status = bot_status
         known.title = chat.title or known.title
@@ -160,8 +164,9 @@ class Registry:
             )
         known = self.groups.get(chat_id)
         if known is not None:
-            if "status" in values:
+            if "status" in values and known.status is not GroupStatus(values["status"]):
                 known.status = GroupStatus(values["status"])
+                self._groups_changed()
             if "missing_rights" in values:
                 known.missing_rights = list(values["missing_rights"])
             if "bot_status" in values:
@@ -256,6 +261,10 @@ class Registry:
             )
             await self._tell("left", chat_id, user, at)
         return counted
+
+    def _groups_changed(self) -> None:
+        if self.on_groups_changed is not None:
+            self.on_groups_changed()
 
     async def _tell(self, change: str, chat_id: int, user: User, at: datetime) -> None:
         if self.on_member is None or user.is_bot:

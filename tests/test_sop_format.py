@@ -86,8 +86,8 @@ def test_valid_fixtures_load_and_drafts_are_skipped() -> None:
         ),
         (
             "bad_cron",
-            "7:11: triggers.0.cron: invalid cron expression '0 9 * *': Wrong number of fields; got 4, "
-            "expected 5; write 5 fields: minute hour day month weekday, e.g. '0 9 * * mon'",
+            "7:11: triggers.0.cron: invalid cron expression '0 9 * *': a cron expression has 5 "
+            "fields, '0 9 * *' has 4; write 5 fields: minute hour day month weekday, e.g. '0 9 * * mon'",
         ),
         (
             "bad_timezone",

@@ -1,4 +1,8 @@
-"""Middlewares that put every group message and button press into the activity log."""
+"""Middlewares that put every group message and button press into the activity log.
+
+A member's message is also shown to the SOP engine when something waits for it (a flow waiting
+for the member's reply, a keyword or command trigger): a cheap check on the hot path.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from bot.db import utcnow
 from bot.handlers.filters import GROUP_TYPES
 from bot.handlers.membership import membership_service_message
 from bot.registry import Registry
+from bot.sop.engine import Engine
 
 MEMBERSHIP_CONTENT = frozenset(
     {
@@ -33,10 +38,19 @@ class RecordMessages(BaseMiddleware):
     (joins, leaves, migration, title) goes to the registry. Then handlers run as usual.
     """
 
-    def __init__(self, registry: Registry, activity: ActivityLog, bot_id: int) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        activity: ActivityLog,
+        bot_id: int,
+        engine: Engine | None = None,
+        bot_username: str = "",
+    ) -> None:
         self.registry = registry
         self.activity = activity
         self.bot_id = bot_id
+        self.engine = engine
+        self.bot_username = bot_username
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Message)
@@ -48,6 +62,19 @@ class RecordMessages(BaseMiddleware):
                 await membership_service_message(event, self.registry, self.bot_id)
             else:
                 self.activity.message(event)
+                user = event.from_user
+                engine = self.engine
+                if (
+                    engine is not None
+                    and user is not None
+                    and not user.is_bot
+                    and event.sender_chat is None
+                    and engine.watches_messages(chat.id, user.id)
+                ):
+                    text = event.text if event.text is not None else event.caption
+                    await engine.message(
+                        chat.id, user.id, event.message_id, text, self.bot_username
+                    )
         return await handler(event, data)
 
 

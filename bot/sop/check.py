@@ -18,7 +18,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
-from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -35,6 +34,7 @@ from bot.sop.format import (
     TemplateCondition,
     TimeCondition,
 )
+from bot.sop.schedules import cron_trigger
 from bot.sop.templates import LANGUAGES, SAMPLE_CONTEXT, compile_expression, load_catalogues, render
 
 KeyPath = tuple[str | int, ...]
@@ -389,7 +389,7 @@ def _check_triggers(document: _Document, sop: Sop) -> None:
             zone = _timezone(document, (*at, "timezone"), trigger.timezone)
             if trigger.cron is not None:
                 try:
-                    CronTrigger.from_crontab(trigger.cron, timezone=zone or ZoneInfo("UTC"))
+                    cron_trigger(trigger.cron, zone or ZoneInfo("UTC"))
                 except ValueError as exc:
                     document.problem(
                         (*at, "cron"),

@@ -71,7 +71,6 @@ DUE_BATCH = 5000  # runs taken from the database per wake-up
 CATCH_UP_AFTER = timedelta(seconds=60)  # later than this, a run fell due while the bot was down
 MAX_CHAIN = 8  # SOPs starting SOPs (emit, start) at most this deep: no endless loops
 PRESS_MEMORY = 60.0  # seconds a flow-button press is remembered, so a double tap counts once
-NOT_SENT = "not sent: the bot is stopping"
 
 
 class Outbox(Protocol):
@@ -435,6 +434,11 @@ class Engine:
             procedure, chat_id, [user_id], trigger="manual", now=self.clock.now(), force=True
         )
 
+    async def stop_runs(self, sop_id: str, chat_id: int, reason: str) -> None:
+        """End every run of an SOP in a group (it was switched off there)."""
+        pending = await self.runs.pending(sop_id, chat_id, None, any_member=True)
+        await self._cancel(pending, self.clock.now(), reason)
+
     # -- starting runs ------------------------------------------------------------------------
 
     def group_facts(self, chat_id: int, members: int = 0) -> GroupFacts:
@@ -565,6 +569,23 @@ class Engine:
                 await self.runs.save(live, now)
 
     # -- the timer ----------------------------------------------------------------------------
+
+    async def tick(self) -> int:
+        """Take the runs due now (without the timer: simulations and tests); return how many."""
+        now = self.clock.now()
+        due = await self.runs.claim_due(now, DUE_BATCH, self._busy)
+        if due:
+            await self._take_due(due, now)
+        return len(due)
+
+    async def settle(self) -> None:
+        """Wait until the work in hand (sends, steps after them) is finished."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    async def next_wake(self) -> datetime | None:
+        """When the next run falls due, if any waits."""
+        return await self.runs.next_wake()
 
     async def _due_loop(self) -> None:
         while not self._stopping:
@@ -1228,8 +1249,8 @@ class Engine:
             if delivered.ok or step.continue_on_error:
                 run.status = RunStatus.RUNNING
                 self._goto(run, procedure, path, now, past=True)
-            elif delivered.error == NOT_SENT and delivered.attempts == 0:
-                # Refused before any attempt because the bot is stopping: send it next time.
+            elif self._stopping and delivered.attempts == 0:
+                # Never tried, because the bot is stopping: send it after the restart.
                 run.status, run.wake_at = RunStatus.SCHEDULED, now
             else:
                 run.status, run.error, run.finished_at = (
@@ -1299,11 +1320,6 @@ class Engine:
             },
             "now": now.astimezone(group.timezone),
         }
-
-    # -- admin views --------------------------------------------------------------------------
-
-    async def counts(self) -> dict[tuple[str, str], int]:
-        return await self.runs.counts()
 
 
 # Marks a key as taken by a run about to be created, so one trigger starts one run per key.

@@ -278,16 +278,6 @@ class RunStore:
             )
             return [(row.id, row.chat_id, row.user_id, row.wait_event) for row in rows]
 
-    async def counts(self) -> dict[tuple[str, str], int]:
-        """Number of runs per (SOP, status)."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(SOP_RUNS.c.sop_id, SOP_RUNS.c.status, func.count()).group_by(
-                    SOP_RUNS.c.sop_id, SOP_RUNS.c.status
-                )
-            )
-            return {(row[0], row[1]): int(row[2]) for row in rows}
-
     async def steps(self, run_id: int) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(

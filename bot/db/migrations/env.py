@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
+from bot.db._external import include_name
 from bot.db.models import UTCDateTime  # importing the models registers the tables
 
 config = context.config
@@ -33,6 +34,7 @@ def run_on(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         render_item=render_item,
+        include_name=include_name,  # tables APScheduler manages itself are not ours to migrate
     )
     with context.begin_transaction():
         context.run_migrations()

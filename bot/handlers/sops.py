@@ -1,0 +1,122 @@
+"""SOP handlers: flow buttons and the admin commands /sops, /sop_on, /sop_off, /sop_run, /reload."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject, Filter
+from aiogram.types import CallbackQuery, Message
+
+from bot.admins import Admins
+from bot.delivery import Delivery
+from bot.handlers.filters import GROUP_TYPES
+from bot.registry import Registry
+from bot.sop.admin import Reply, SopAdmin
+from bot.sop.engine import Engine
+from bot.texts import Texts
+
+router = Router(name="sops")
+
+
+class Slash(Filter):
+    """A message that starts with '/': cheap, so ordinary messages leave this router at once."""
+
+    async def __call__(self, message: Message) -> bool:
+        text = message.text
+        return text is not None and text.startswith("/")
+
+
+router.message.filter(Slash())
+
+
+class Say:
+    """Replies to a command in the language of its chat, through the delivery service."""
+
+    def __init__(self, delivery: Delivery, texts: Texts, registry: Registry) -> None:
+        self.delivery = delivery
+        self.texts = texts
+        self.registry = registry
+
+    async def __call__(self, message: Message, *replies: Reply) -> None:
+        known = self.registry.groups.get(message.chat.id)
+        language = known.language if known is not None else None
+        text = "\n".join(self.texts(key, language, **values) for key, values in replies)
+        await self.delivery.send_message(
+            message.chat.id, text, source="command", reply_to_message_id=message.message_id
+        )
+
+    def answer(self, chat_id: int, key: str) -> str:
+        known = self.registry.groups.get(chat_id)
+        return self.texts(key, known.language if known is not None else None)
+
+
+async def _refused(message: Message, admins: Admins, say: Say) -> bool:
+    if message.chat.type not in GROUP_TYPES and message.chat.type != "private":
+        return True
+    if await admins.may_command(message):
+        return False
+    await say(message, ("sop.admins_only", {}))
+    return True
+
+
+@router.message(Command("sops"))
+async def list_sops(message: Message, admins: Admins, sop_admin: SopAdmin, say: Say) -> None:
+    if message.chat.type in GROUP_TYPES and not await _refused(message, admins, say):
+        await say(message, *await sop_admin.overview(message.chat.id))
+
+
+@router.message(Command("sop_on", "sop_off"))
+async def switch_sop(
+    message: Message, command: CommandObject, admins: Admins, sop_admin: SopAdmin, say: Say
+) -> None:
+    if message.chat.type not in GROUP_TYPES or await _refused(message, admins, say):
+        return
+    sop_id = (command.args or "").strip().split()
+    if len(sop_id) != 1:
+        await say(message, ("sop.usage_switch", {"command": command.command}))
+        return
+    by = message.from_user.id if message.from_user else None
+    on = command.command == "sop_on"
+    await say(message, await sop_admin.switch(message.chat.id, sop_id[0], on, by))
+
+
+@router.message(Command("sop_run"))
+async def run_sop(
+    message: Message, command: CommandObject, admins: Admins, sop_admin: SopAdmin, say: Say
+) -> None:
+    if message.chat.type not in GROUP_TYPES or await _refused(message, admins, say):
+        return
+    args = (command.args or "").split()
+    if not 1 <= len(args) <= 2:
+        await say(message, ("sop.usage_run", {}))
+        return
+    user_id: int | None = None
+    who = ""
+    replied = message.reply_to_message
+    if len(args) == 2:
+        who = args[1]
+        user_id = await sop_admin.find_member(message.chat.id, who)
+        if user_id is None:
+            await say(message, ("sop.unknown_member", {"who": who}))
+            return
+    elif replied is not None and replied.from_user is not None and not replied.from_user.is_bot:
+        user_id, who = replied.from_user.id, replied.from_user.full_name
+    await say(message, await sop_admin.run(message.chat.id, args[0], user_id, who))
+
+
+@router.message(Command("reload"))
+async def reload_sops(message: Message, admins: Admins, sop_admin: SopAdmin, say: Say) -> None:
+    if not await _refused(message, admins, say):
+        await say(message, *sop_admin.reload())
+
+
+@router.callback_query()
+async def pressed(query: CallbackQuery, engine: Engine, say: Say) -> None:
+    """Any button on a group message: flow buttons continue their run; others may trigger."""
+    message = query.message
+    if message is None or message.chat.type not in GROUP_TYPES or query.data is None:
+        await query.answer()
+        return
+    answer = await engine.button(
+        message.chat.id, query.from_user.id, message.message_id, query.data
+    )
+    await query.answer(say.answer(message.chat.id, answer) if answer else None)

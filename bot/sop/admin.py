@@ -1,0 +1,146 @@
+"""What the SOP admin commands do (/sops, /sop_on, /sop_off, /sop_run, /reload), as replies."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bot.db import LIVE, MEMBERS, SOP_RUNS, MemberStatus, RunStatus
+from bot.sop.engine import Engine
+from bot.sop.library import LoadReport
+
+Reply = tuple[str, dict[str, Any]]  # a text key and its values
+
+
+@dataclass
+class SopAdmin:
+    """The SOP engine as group admins steer it."""
+
+    engine: Engine
+
+    async def overview(self, chat_id: int) -> list[Reply]:
+        """Every SOP with its state in this group and its runs here; broken files last."""
+        library = self.engine.library
+        counts = await self._counts(chat_id)
+        lines: list[Reply] = [("sop.list_header", {})]
+        broken_ids = {b.sop_id for b in library.broken.values() if b.sop_id}
+        for procedure in library:
+            switched = library.switched(procedure.id, chat_id)
+            runs_here = self.engine.runs_in(procedure, chat_id)
+            if procedure.id in broken_ids:
+                state = "sop.state_broken_kept"
+            elif not library.selects(procedure, chat_id, self._tags(chat_id)):
+                state = "sop.state_not_here"
+            elif switched is not None:
+                state = "sop.state_on_here" if switched else "sop.state_off_here"
+            else:
+                state = "sop.state_on" if procedure.sop.enabled else "sop.state_off"
+            mine = counts[procedure.id]
+            lines.append(
+                (
+                    "sop.list_line",
+                    {
+                        "mark": "🟢" if runs_here else "⚪️",
+                        "id": procedure.id,
+                        "name": procedure.sop.name,
+                        "state": state,
+                        "live": sum(mine[s.value] for s in LIVE) + mine[RunStatus.QUEUED.value],
+                        "done": mine[RunStatus.DONE.value],
+                        "failed": mine[RunStatus.FAILED.value] + mine[RunStatus.SKIPPED.value],
+                    },
+                )
+            )
+        for broken in library.broken.values():
+            problem = broken.problems[0]
+            more = f" (+{len(broken.problems) - 1})" if len(broken.problems) > 1 else ""
+            lines.append(
+                ("sop.list_broken", {"file": broken.file.name, "problem": f"{problem}{more}"})
+            )
+        if len(lines) == 1:
+            lines.append(("sop.list_empty", {}))
+        return lines
+
+    async def switch(self, chat_id: int, sop_id: str, on: bool, by: int | None) -> Reply:
+        engine = self.engine
+        procedure = engine.library.get(sop_id)
+        if procedure is None:
+            return self.unknown(sop_id)
+        if not engine.library.selects(procedure, chat_id, self._tags(chat_id)):
+            return "sop.not_for_group", {"id": sop_id}
+        await engine.library.switch(engine.db, sop_id, chat_id, on, by, engine.clock.now())
+        if not on:
+            await engine.stop_runs(sop_id, chat_id, "switched off in this group by an admin")
+        if engine.on_replan is not None:
+            engine.on_replan()
+        return ("sop.switched_on" if on else "sop.switched_off"), {"id": sop_id}
+
+    async def run(self, chat_id: int, sop_id: str, user_id: int | None, who: str) -> Reply:
+        procedure = self.engine.library.get(sop_id)
+        if procedure is None:
+            return self.unknown(sop_id)
+        started = await self.engine.run_by_hand(sop_id, chat_id, user_id)
+        if not started:
+            return "sop.not_started", {"id": sop_id}
+        return "sop.started", {"id": sop_id, "who": who}
+
+    def reload(self) -> list[Reply]:
+        report: LoadReport = self.engine.reload_files()
+        replies: list[Reply] = [
+            (
+                "sop.reloaded",
+                {
+                    "count": len(report.loaded),
+                    "changed": ", ".join(report.changed),
+                    "removed": ", ".join(report.removed),
+                },
+            )
+        ]
+        for broken in report.broken:
+            replies.append(
+                (
+                    "sop.reload_broken",
+                    {"file": broken.file.name, "kept": broken.sop_id, "problems": broken.summary()},
+                )
+            )
+        return replies
+
+    def unknown(self, sop_id: str) -> Reply:
+        ids = ", ".join(p.id for p in self.engine.library) or "-"
+        return "sop.unknown", {"id": sop_id, "ids": ids}
+
+    async def find_member(self, chat_id: int, who: str) -> int | None:
+        """A member of the group by @username or numeric id, if the bot knows them."""
+        name = who.removeprefix("@")
+        if name.lstrip("-").isdigit():
+            return int(name)
+        present = [s.value for s in MemberStatus if s.is_present]
+        async with self.engine.db.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(MEMBERS.c.user_id).where(
+                        MEMBERS.c.chat_id == chat_id,
+                        func.lower(MEMBERS.c.username) == name.lower(),
+                        MEMBERS.c.status.in_(present),
+                    )
+                )
+            ).first()
+        return int(row.user_id) if row is not None else None
+
+    def _tags(self, chat_id: int) -> list[str]:
+        known = self.engine.registry.groups.get(chat_id)
+        return known.tags if known is not None else []
+
+    async def _counts(self, chat_id: int) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        async with self.engine.db.connect() as conn:
+            rows = await conn.execute(
+                select(SOP_RUNS.c.sop_id, SOP_RUNS.c.status, func.count())
+                .where(SOP_RUNS.c.chat_id == chat_id)
+                .group_by(SOP_RUNS.c.sop_id, SOP_RUNS.c.status)
+            )
+            for sop_id, status, count in rows:
+                counts[sop_id][status] = int(count)
+        return counts
