@@ -1,0 +1,191 @@
+"""End to end: the real bot runs the shipped welcome SOP through the emulator, across restarts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bot.emulator import EmulatorClient
+from tests.e2e.conftest import ROOT, Tidepool, all_confirmed, wait_until
+
+DAY = 86400.0
+
+
+class TimeShift:
+    """Moves the bot's clock (CLOCK_FILE) and the emulator's clock forward together."""
+
+    def __init__(self, ctl: EmulatorClient, folder: Path) -> None:
+        self.ctl = ctl
+        self.file = folder / "clock-shift"
+        self.file.write_text("0")
+        self.shift = 0.0
+
+    async def forward(self, seconds: float) -> None:
+        self.shift += seconds
+        self.file.write_text(str(self.shift))
+        await self.ctl.advance_clock(seconds)
+
+
+async def setup(ctl: EmulatorClient, tidepool: Tidepool, sops: Path | None = None) -> dict[str, Any]:
+    owner = (await ctl.create_user("Olga", username="olga"))["id"]
+    await ctl.start(owner)
+    group = (await ctl.create_chat("Tea <lovers>", type="supergroup"))["id"]
+    await ctl.set_member(group, owner, "creator")
+    clock = TimeShift(ctl, tidepool.folder)
+    tidepool.extra_env.update(
+        OWNER_IDS=str(owner), CLOCK_FILE=str(clock.file), LANGUAGE="en"
+    )
+    if sops is not None:
+        tidepool.extra_env["SOPS_DIR"] = str(sops)
+    await tidepool.start(ctl)
+    await ctl.set_bot_status(group, "administrator", by=owner)
+    return {"owner": owner, "group": group, "clock": clock}
+
+
+async def texts(ctl: EmulatorClient, chat: int) -> list[dict[str, Any]]:
+    return [m for m in await ctl.sent(chat) if m.get("text") or m.get("caption")]
+
+
+async def greeted(ctl: EmulatorClient, chat: int, needle: str) -> list[dict[str, Any]]:
+    return [m for m in await texts(ctl, chat) if needle in (m["text"] or "")]
+
+
+async def test_welcome_escaped_name_button_and_exactly_one_nudge(
+    ctl: EmulatorClient, tidepool: Tidepool
+):
+    s = await setup(ctl, tidepool)
+    group, clock = s["group"], s["clock"]
+    odd = (await ctl.create_user("<b>&amp;"))["id"]
+    presser = (await ctl.create_user("Pat"))["id"]
+    await ctl.join(group, odd)
+    await ctl.join(group, presser)
+    await wait_until(lambda: all_confirmed(ctl), what="the joins to be handled")
+    assert await greeted(ctl, group, "Welcome") == [], "greetings wait for the join batch"
+
+    await clock.forward(61)
+    await wait_until(lambda: _has(ctl, group, "Welcome", 1), what="the greeting")
+    [greeting] = await greeted(ctl, group, "Welcome")
+    assert "&lt;b&gt;&amp;amp;" in greeting["text"] and "Pat" in greeting["text"]
+    assert "<b>&amp;" not in greeting["text"]
+    button = greeting["reply_markup"]["inline_keyboard"][0][0]
+    assert button["callback_data"] == "s:welcome:rules"
+
+    pressed = await ctl.press(group, presser, greeting["message_id"], button["callback_data"])
+    await wait_until(lambda: _has(ctl, group, "three simple rules", 1), what="the rules")
+    answer = await ctl.callback_answer(pressed["callback_query_id"])
+    assert answer is not None
+
+    await clock.forward(DAY)
+    await wait_until(lambda: _has(ctl, group, "settling in", 1), what="the nudge")
+    await clock.forward(3 * DAY)
+    await wait_until(lambda: all_confirmed(ctl), what="quiet")
+    nudges = await greeted(ctl, group, "settling in")
+    assert len(nudges) == 1 and f"id={odd}" in nudges[0]["text"], "only the silent member"
+    # The rules reply deletes itself after ten minutes.
+    [rules] = await greeted(ctl, group, "three simple rules")
+    assert rules["deleted"]
+    assert await tidepool.stop() == 0
+
+    runs = {(r["user_id"], r["status"]) for r in await _runs(tidepool)}
+    assert runs == {(odd, "done"), (presser, "done")}
+
+
+async def test_restart_during_the_wait_sends_the_nudge_once_on_time(
+    ctl: EmulatorClient, tidepool: Tidepool
+):
+    s = await setup(ctl, tidepool)
+    group, clock = s["group"], s["clock"]
+    member = (await ctl.create_user("Quiet"))["id"]
+    await ctl.join(group, member)
+    await wait_until(lambda: all_confirmed(ctl), what="the join")
+    await clock.forward(61)
+    await wait_until(lambda: _has(ctl, group, "Welcome", 1), what="the greeting")
+    greeting_at = (await greeted(ctl, group, "Welcome"))[0]["date"]
+    assert await tidepool.stop() == 0
+
+    await clock.forward(DAY - 120)  # the bot is down for most of the day
+    await tidepool.start(ctl)
+    await clock.forward(120)
+    await wait_until(lambda: _has(ctl, group, "settling in", 1), what="the nudge after restart")
+    await clock.forward(DAY)
+    await wait_until(lambda: all_confirmed(ctl), what="quiet")
+    nudges = await greeted(ctl, group, "settling in")
+    assert len(nudges) == 1
+    assert abs(nudges[0]["date"] - (greeting_at + DAY)) < 30, "sent when the wait ended"
+    assert await tidepool.stop() == 0
+    # ...and a second restart does not send anything again.
+    await tidepool.start(ctl)
+    await clock.forward(DAY)
+    await wait_until(lambda: all_confirmed(ctl), what="quiet")
+    assert len(await greeted(ctl, group, "settling in")) == 1
+    assert len(await greeted(ctl, group, "Welcome")) == 1
+    assert await tidepool.stop() == 0
+
+
+async def test_a_wait_due_while_down_runs_late_and_owners_are_told(
+    ctl: EmulatorClient, tidepool: Tidepool
+):
+    s = await setup(ctl, tidepool)
+    group, clock, owner = s["group"], s["clock"], s["owner"]
+    member = (await ctl.create_user("Late"))["id"]
+    await ctl.join(group, member)
+    await wait_until(lambda: all_confirmed(ctl), what="the join")
+    await clock.forward(61)
+    await wait_until(lambda: _has(ctl, group, "Welcome", 1), what="the greeting")
+    assert await tidepool.stop() == 0
+    await clock.forward(DAY + 1800)  # due half an hour ago: within the 1 h catch-up grace
+    await tidepool.start(ctl)
+    await wait_until(lambda: _has(ctl, group, "settling in", 1), what="the late nudge")
+    await wait_until(lambda: _has(ctl, owner, "ran them late", 1), what="the owner's notice")
+    assert await tidepool.stop() == 0
+
+
+async def test_broken_sop_is_reported_and_the_others_run(ctl: EmulatorClient, tidepool: Tidepool):
+    sops = tidepool.folder / "sops"
+    shutil.copytree(ROOT / "sops", sops)
+    (sops / "broken.yaml").write_text(
+        "schema_version: 1\nid: broken\nname: Broken\ngroups: all\n"
+        "triggers:\n  - type: member_joined\nsteps:\n  - send: {template: no.such_text}\n"
+    )
+    s = await setup(ctl, tidepool, sops)
+    group, clock, owner = s["group"], s["clock"], s["owner"]
+    await wait_until(lambda: _has(ctl, owner, "broken.yaml", 1), what="the owner's notice")
+    [notice] = await greeted(ctl, owner, "broken.yaml")
+    assert "no.such_text" in notice["text"] and "8:" in notice["text"]
+    member = (await ctl.create_user("Still"))["id"]
+    await ctl.join(group, member)
+    await wait_until(lambda: all_confirmed(ctl), what="the join")
+    await clock.forward(61)
+    await wait_until(lambda: _has(ctl, group, "Welcome", 1), what="the greeting")
+
+    # An admin fixes nothing but asks: /sops lists the broken file; a member may not.
+    await ctl.send_message(group, member, "/sops")
+    await wait_until(lambda: _has(ctl, group, "Only the group's admins", 1), what="a refusal")
+    await ctl.send_message(group, owner, "/sops")
+    await wait_until(lambda: _has(ctl, group, "SOPs in this group", 1), what="the list")
+    [listing] = await greeted(ctl, group, "SOPs in this group")
+    assert "welcome" in listing["text"] and "broken.yaml" in listing["text"]
+
+    # Breaking the welcome file keeps its last good version running after /reload.
+    (sops / "welcome.yaml").write_text((sops / "welcome.yaml").read_text() + "\n  - bogus: 1\n")
+    await ctl.send_message(group, owner, "/reload")
+    await wait_until(lambda: _has(ctl, group, "last good version keeps running", 1), what="reload")
+    other = (await ctl.create_user("Next"))["id"]
+    await ctl.join(group, other)
+    await wait_until(lambda: all_confirmed(ctl), what="the join")
+    await clock.forward(61)
+    await wait_until(lambda: _has(ctl, group, "Welcome", 2), what="a greeting by the kept version")
+    assert await tidepool.stop() == 0
+
+
+async def _has(ctl: EmulatorClient, chat: int, needle: str, count: int) -> bool:
+    return len(await greeted(ctl, chat, needle)) >= count
+
+
+async def _runs(tidepool: Tidepool) -> list[dict[str, Any]]:
+    import sqlite3
+
+    with sqlite3.connect(tidepool.folder / "tidepool.db") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM sop_runs")]
