@@ -48,17 +48,36 @@ class RecordingOutbox:
     refuse: set[int] = field(default_factory=set)  # chats that answer 403
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
-    def _record(self, method: str, chat_id: int, text: str, markup: Any, reply: int | None) -> Delivered:
+    def _record(
+        self, method: str, chat_id: int, text: str, markup: Any, reply: int | None
+    ) -> Delivered:
         if chat_id in self.refuse:
             return Delivered(False, None, chat_id, "Forbidden: bot was kicked", 1)
         message_id = next(self.ids)
         self.sent.append(Sent(chat_id, text, message_id, method, markup, reply, self.clock.now()))
         return Delivered(True, message_id, chat_id, None, 1)
 
-    async def send_message(self, chat_id: int, text: str, *, source: str, reply_markup: Any = None, reply_to_message_id: int | None = None) -> Delivered:
+    async def send_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        source: str,
+        reply_markup: Any = None,
+        reply_to_message_id: int | None = None,
+    ) -> Delivered:
         return self._record("sendMessage", chat_id, text, reply_markup, reply_to_message_id)
 
-    async def send_photo(self, chat_id: int, photo: Any, *, caption: str | None = None, source: str, reply_markup: Any = None, reply_to_message_id: int | None = None) -> Delivered:
+    async def send_photo(
+        self,
+        chat_id: int,
+        photo: Any,
+        *,
+        caption: str | None = None,
+        source: str,
+        reply_markup: Any = None,
+        reply_to_message_id: int | None = None,
+    ) -> Delivered:
         return self._record("sendPhoto", chat_id, caption or "", reply_markup, reply_to_message_id)
 
     async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered:
@@ -83,7 +102,12 @@ def copy_sops(tmp: Path, *names: str, source: Path | None = None) -> Path:
 
 
 async def make_engine(
-    db: Any, registry: Registry, activity: ActivityLog, sops_dir: Path, *, content: Path | None = None
+    db: Any,
+    registry: Registry,
+    activity: ActivityLog,
+    sops_dir: Path,
+    *,
+    content: Path | None = None,
 ) -> tuple[Engine, RecordingOutbox, ManualClock]:
     clock = ManualClock(START)
     outbox = RecordingOutbox(clock)
@@ -102,7 +126,9 @@ async def make_engine(
     return engine, outbox, clock
 
 
-async def eventually(check: Callable[[], Any], seconds: float = 5.0, what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], Any], seconds: float = 5.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + seconds
     while True:
         result = check()

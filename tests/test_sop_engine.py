@@ -22,7 +22,9 @@ async def test_welcome_batches_joins_then_nudges_only_the_silent_member(
     engine: AsyncEngine, registry: Registry, activity: ActivityLog, tmp_path
 ):
     sops = copy_sops(tmp_path, "welcome.yaml", source=ROOT / "sops")
-    sop, outbox, clock = await make_engine(engine, registry, activity, sops, content=ROOT / "content")
+    sop, outbox, clock = await make_engine(
+        engine, registry, activity, sops, content=ROOT / "content"
+    )
     await registry.save_group(GROUP)
     sop.start()
     try:
@@ -72,7 +74,9 @@ async def test_rules_button_continues_the_flow_and_skips_the_nudge(
     engine: AsyncEngine, registry: Registry, activity: ActivityLog, tmp_path
 ):
     sops = copy_sops(tmp_path, "welcome.yaml", source=ROOT / "sops")
-    sop, outbox, clock = await make_engine(engine, registry, activity, sops, content=ROOT / "content")
+    sop, outbox, clock = await make_engine(
+        engine, registry, activity, sops, content=ROOT / "content"
+    )
     await registry.save_group(GROUP)
     sop.start()
     try:
@@ -94,10 +98,16 @@ async def test_rules_button_continues_the_flow_and_skips_the_nudge(
         assert len(outbox.sent) == 2, "no nudge after the member engaged"
         steps = await rows(engine, SOP_STEPS)
         assert [s["step"] for s in sorted(steps, key=lambda s: s["seq"])] == [
-            "greet", "mark_newcomer", "wait_first", "rules"
+            "greet",
+            "mark_newcomer",
+            "wait_first",
+            "rules",
         ]
         assert [s["status"] for s in sorted(steps, key=lambda s: s["seq"])] == [
-            "done", "done", "interrupted", "done"
+            "done",
+            "done",
+            "interrupted",
+            "done",
         ]
     finally:
         await sop.close()

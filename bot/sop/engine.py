@@ -5,7 +5,8 @@ points, events, conditions: one transaction), claims a send and moves on once Te
 or waits: for a while, until a time of day, or for an event with a timeout. One timer wakes at
 the earliest `wake_at` and takes due runs in bulk, so thousands of waits ending at once move on
 together. Runs at the same step are worked on together, and runs that a trigger started
-together (joins within a minute, a daily digest) share one message.
+together (joins within a minute, a daily digest) share one message for each send step until
+their first wait; after it, each member goes on alone.
 
 A wait that fell due while the bot was down is run late within the SOP's catch-up grace, or
 skipped, and either way reported to the owners.
@@ -328,7 +329,7 @@ class Engine:
         await self._resume_waits(chat_id, user_id, "member.message", now)
         if not text:
             return
-        variables: dict[str, Any] = {"message_id": message_id}
+        variables: dict[str, Any] = {"trigger": {"message_id": message_id}}
         if text.startswith("/") and self.triggers.commands:
             name, _, addressee = text[1:].split(maxsplit=1)[0].partition("@")
             if not addressee or addressee.lower() == bot_username.lower():
@@ -398,7 +399,7 @@ class Engine:
                 "event {} not passed on: SOPs started each other {} deep", name, chain
             )
             return
-        variables = {"event": {"name": name, **(data or {})}, "_chain": chain + 1}
+        variables = {"trigger": {"event": name, "data": dict(data or {})}, "_chain": chain + 1}
         for procedure in self.triggers.events.get(name, []):
             await self._start(
                 procedure, chat_id, [user_id], trigger="event", now=now, variables=variables
@@ -519,7 +520,10 @@ class Engine:
                         "status": run_status.value,
                         "position": position,
                         "seq": 0,
-                        "variables": dict(variables or {}),
+                        "variables": {
+                            **(variables or {}),
+                            "trigger": {"type": trigger, **(variables or {}).get("trigger", {})},
+                        },
                         "batch": batch,
                         "trigger": trigger,
                         "sop_digest": procedure.digest,
@@ -943,8 +947,9 @@ class Engine:
             group = self.group_facts(chat_id, await self.facts.member_count(chat_id))
             for run in chat_runs:
                 member = facts.get(run.user_id) if run.user_id is not None else None
+                people = [member] if member else []
                 context = self._context(
-                    procedure, chat_id, group, [member] if member else [], run.variables, now
+                    procedure, chat_id, group, people, run.variables, now, run.id
                 )
                 if holds(conditions, member=member, group=group, now=now, context=context):
                     branch[run.id] = f"{path}.then.0"
@@ -1051,6 +1056,7 @@ class Engine:
             )
             run.seq += 1
             run.status, run.wake_at, run.wait_event = RunStatus.WAITING, wake, wait.event
+            run.batch = None  # members started together share messages only until they wait
         await self.runs.save(runs, now, begun=records)
         for run in runs:
             if run.wait_event is not None:
@@ -1157,7 +1163,7 @@ class Engine:
                     texts=self.texts,
                     language=language,
                     context=self._context(
-                        procedure, first.chat_id, group, members, first.variables, now
+                        procedure, first.chat_id, group, members, first.variables, now, first.id
                     ),
                     content_dir=self.library.content_dir,
                 )
@@ -1210,7 +1216,7 @@ class Engine:
         first = runs[0]
         target = first.user_id if send.to == "member" and first.user_id else first.chat_id
         source = f"sop:{procedure.id}"
-        reply_to = first.variables.get("message_id") if send.reply else None
+        reply_to = first.variables.get("trigger", {}).get("message_id") if send.reply else None
         if rendered.photo is not None:
             delivered = await self.outbox.send_photo(
                 target,
@@ -1307,16 +1313,21 @@ class Engine:
         members: list[MemberFacts],
         variables: dict[str, Any],
         now: datetime,
+        run_id: int | None = None,
     ) -> dict[str, Any]:
         people = [member.context(now) for member in members]
+        trigger: dict[str, Any] = {"type": None, "event": None, "data": {}, "message_id": None}
         return {
             "member": people[0] if people else None,
             "members": people,
             "group": group_context(id=chat_id, title=group.title, members=group.members),
             "sop": {"id": procedure.id, "name": procedure.sop.name},
-            "vars": {
-                **procedure.sop.variables,
-                **{k: v for k, v in variables.items() if not k.startswith("_")},
+            "vars": procedure.sop.variables,
+            "trigger": {**trigger, **variables.get("trigger", {})},
+            "run": {
+                "id": run_id,
+                "timed_out": bool(variables.get("timed_out", False)),
+                "pressed": variables.get("pressed"),
             },
             "now": now.astimezone(group.timezone),
         }

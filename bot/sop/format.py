@@ -260,8 +260,9 @@ class TriggerBase(Strict):
 class MemberJoinedTrigger(TriggerBase):
     """A member joined the group.
 
-    Members who join within `batch_window` of the first are started together, and the
-    flow's first message greets them all at once; `null` starts each member at once alone.
+    Members who join within `batch_window` of the first are started together: the flow's
+    messages before its first wait greet them all at once (texts name them with `members`),
+    after it each member goes on alone. `null` starts each member at once, alone.
     """
 
     type: Literal["member_joined"]

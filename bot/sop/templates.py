@@ -105,6 +105,8 @@ SAMPLE_CONTEXT: Mapping[str, Any] = MappingProxyType(
         "group": group_context(id=-1001234567890, title="Tidepool Readers", members=250),
         "sop": {"id": "sample", "name": "Sample SOP"},
         "vars": {},
+        "trigger": {"type": "event", "event": "checkin.done", "data": {}, "message_id": None},
+        "run": {"id": 1, "timed_out": False, "pressed": None},
         "now": datetime(2026, 11, 2, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai")),
     }
 )

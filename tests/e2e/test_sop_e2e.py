@@ -27,15 +27,15 @@ class TimeShift:
         await self.ctl.advance_clock(seconds)
 
 
-async def setup(ctl: EmulatorClient, tidepool: Tidepool, sops: Path | None = None) -> dict[str, Any]:
+async def setup(
+    ctl: EmulatorClient, tidepool: Tidepool, sops: Path | None = None
+) -> dict[str, Any]:
     owner = (await ctl.create_user("Olga", username="olga"))["id"]
     await ctl.start(owner)
     group = (await ctl.create_chat("Tea <lovers>", type="supergroup"))["id"]
     await ctl.set_member(group, owner, "creator")
     clock = TimeShift(ctl, tidepool.folder)
-    tidepool.extra_env.update(
-        OWNER_IDS=str(owner), CLOCK_FILE=str(clock.file), LANGUAGE="en"
-    )
+    tidepool.extra_env.update(OWNER_IDS=str(owner), CLOCK_FILE=str(clock.file), LANGUAGE="en")
     if sops is not None:
         tidepool.extra_env["SOPS_DIR"] = str(sops)
     await tidepool.start(ctl)

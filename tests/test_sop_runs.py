@@ -1,0 +1,399 @@
+"""The SOP engine step by step on a fake clock: modes, variants, branches, events, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.activity import ActivityLog
+from bot.db import EVENTS, MEMBER_TAGS, POINTS, SOP_RUNS, SOP_STEPS
+from bot.delivery import Delivered
+from bot.registry import Registry
+from bot.sop.engine import Engine
+from bot.sop.format import SendStep
+from bot.sop.messages import pick_variant
+from tests.sop_harness import GROUP, START, eventually, make_engine, settle, user
+
+HEADER = "schema_version: 1\ngroups: all\n"
+
+
+def write_sop(folder: Path, sop_id: str, body: str) -> None:
+    folder.mkdir(exist_ok=True)
+    text = f"{HEADER}id: {sop_id}\nname: {sop_id}\n" + textwrap.dedent(body)
+    (folder / f"{sop_id}.yaml").write_text(text)
+
+
+async def rows(db: AsyncEngine, table: Any, *where: Any) -> list[dict[str, Any]]:
+    async with db.connect() as conn:
+        query = select(table).where(*where) if where else select(table)
+        return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+@pytest.fixture
+async def world(engine: AsyncEngine, registry: Registry, activity: ActivityLog, tmp_path: Path):
+    """A group with members 1..5 and a function that builds the engine over tmp SOPs."""
+    await registry.save_group(GROUP)
+    for n in range(1, 6):
+        await registry.member_joined(GROUP.id, user(n, f"M{n}"), START, source="chat_member")
+    made: list[Engine] = []
+
+    async def build(**sops: str) -> tuple[Engine, Any, Any]:
+        for sop_id, body in sops.items():
+            write_sop(tmp_path / "sops", sop_id, body)
+        sop, outbox, clock = await make_engine(engine, registry, activity, tmp_path / "sops")
+        assert not sop.library.broken, [b.summary() for b in sop.library.broken.values()]
+        made.append(sop)
+        sop.start()
+        return sop, outbox, clock
+
+    yield build
+    for sop in made:
+        await sop.close()
+
+
+GO = """\
+mode: {mode}
+triggers: [{{type: command, command: go}}]
+steps:
+  - id: hello
+    send: {{template: t.hello}}
+  - wait: {{for: 1h}}
+  - id: bye
+    send: {{template: t.bye}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("single", ["Hello M1 ()", "Bye M1"]),
+        ("parallel", ["Hello M1 ()", "Hello M1 ()", "Bye M1", "Bye M1"]),
+        ("restart", ["Hello M1 ()", "Hello M1 ()", "Bye M1"]),
+        ("queued", ["Hello M1 ()", "Bye M1", "Hello M1 ()", "Bye M1"]),
+    ],
+)
+async def test_modes_decide_what_a_second_trigger_does(world, mode: str, expected: list[str]):
+    sop, outbox, clock = await world(go=GO.format(mode=mode))
+    for message_id in (10, 11):
+        await sop.message(GROUP.id, 1, message_id, "/go", "bot")
+        await settle(sop)
+        clock.advance(timedelta(minutes=1))
+    for _ in range(3):
+        clock.advance(timedelta(hours=1))
+        await settle(sop)
+    assert outbox.texts() == expected
+
+
+async def test_a_member_always_gets_the_same_variant_and_it_is_recorded(world, engine, activity):
+    sop, outbox, _clock = await world(
+        ab="""\
+        mode: parallel
+        triggers: [{type: command, command: ab}]
+        steps:
+          - id: pitch
+            send:
+              variants:
+                - {id: long, template: t.long, weight: 3}
+                - {id: short, template: t.short}
+        """
+    )
+    for _ in range(2):
+        for member in range(1, 6):
+            await sop.message(GROUP.id, member, 1, "/ab", "bot")
+        await settle(sop)
+    by_member: dict[str, set[str]] = {}
+    for text in outbox.texts():
+        kind, name = text.split(" variant for ")
+        by_member.setdefault(name, set()).add(kind)
+    assert all(len(kinds) == 1 for kinds in by_member.values()), by_member
+    await activity.flush()
+    events = await rows(engine, EVENTS, EVENTS.c.type == "sop_sent")
+    assert len(events) == 10
+    for event in events:
+        variant = event["data"]["variant"]
+        assert variant == pick_variant_for(sop, event["user_id"])
+        assert (event["data"]["sop"], event["data"]["step"]) == ("ab", "pitch")
+
+
+def pick_variant_for(sop: Engine, member: int) -> str:
+    procedure = sop.library.get("ab")
+    assert procedure is not None
+    step = procedure.step("0")
+    assert isinstance(step, SendStep) and step.send.variants is not None
+    return pick_variant(step.send.variants, "ab", member).id
+
+
+def test_variant_weights_hold_over_many_members():
+    from bot.sop.format import Variant
+
+    variants = [Variant(id="long", template="t.a", weight=3), Variant(id="short", template="t.b")]
+    counts = Counter(pick_variant(variants, "sop", member).id for member in range(20_000))
+    assert 0.73 < counts["long"] / 20_000 < 0.77
+    assert pick_variant(variants, "sop", 42) == pick_variant(variants, "sop", 42)
+    assert [pick_variant(variants, "other", m).id for m in range(50)] != [
+        pick_variant(variants, "sop", m).id for m in range(50)
+    ], "each SOP splits members its own way"
+
+
+async def test_if_tags_points_emit_and_an_event_wait(world, engine):
+    sop, outbox, clock = await world(
+        flow="""\
+        mode: parallel
+        triggers: [{type: command, command: flow}]
+        variables: {note: seed}
+        steps:
+          - if:
+              conditions:
+                - {type: member, tags: {none: [vip]}}
+                - {type: template, value: "vars.note == 'seed'"}
+              then:
+                - tag: {add: [vip, early]}
+                - points: {award: 10, reason: welcome gift}
+                - send: {template: t.then}
+              else:
+                - send: {template: t.else}
+          - emit: {event: flow.done, data: {score: 3}}
+          - id: wait_checkin
+            wait: {event: checkin.done, timeout: 2h}
+          - if:
+              conditions: [{type: template, value: "run.timed_out"}]
+              then:
+                - points: {award: -100, reason: too much}
+                  continue_on_error: true
+                - stop: {reason: no check-in}
+          - points: {award: -4, reason: spent}
+        """,
+        listener="""\
+        triggers: [{type: event, event: flow.done}]
+        steps:
+          - send: {template: t.event}
+        """,
+    )
+    await sop.message(GROUP.id, 1, 1, "/flow", "bot")
+    await settle(sop)
+    await sop.message(GROUP.id, 2, 2, "/flow", "bot")
+    await settle(sop)
+    assert outbox.texts() == [
+        "Then branch",
+        "Event flow.done for M1 (3)",
+        "Then branch",
+        "Event flow.done for M2 (3)",
+    ]
+    await sop.message(GROUP.id, 1, 3, "/flow", "bot")  # M1 is a vip now: else branch
+    await settle(sop)
+    assert outbox.texts()[-2:] == ["Else branch", "Event flow.done for M1 (3)"]
+
+    await sop.emit("checkin.done", GROUP.id, 2)  # M2's wait ends by the event
+    await settle(sop)
+    clock.advance(timedelta(hours=3))  # the others time out
+    await settle(sop)
+    points = await rows(engine, POINTS)
+    balance = Counter[int]()
+    for row in points:
+        balance[row["user_id"]] += row["delta"]
+    assert balance == {1: 10, 2: 6}, "M2 spent 4; the -100 was refused, the run went on"
+    tags = {(r["user_id"], r["tag"]) for r in await rows(engine, MEMBER_TAGS)}
+    assert tags == {(1, "vip"), (1, "early"), (2, "vip"), (2, "early")}
+    runs = await rows(engine, SOP_RUNS, SOP_RUNS.c.sop_id == "flow")
+    assert sorted((r["user_id"], r["status"]) for r in runs) == [
+        (1, "done"),
+        (1, "done"),
+        (2, "done"),
+    ]
+    refused = await rows(engine, SOP_STEPS, SOP_STEPS.c.status == "failed")
+    assert {r["error"] for r in refused} == {"not enough points (10) to take 100"}
+
+
+async def test_a_failing_step_fails_its_run_only(world, engine):
+    sop, outbox, _clock = await world(
+        bad="""\
+        mode: parallel
+        triggers: [{type: command, command: bad}]
+        steps:
+          - points: {award: -1, reason: fee}
+          - send: {template: t.bye}
+        """,
+        good="""\
+        triggers: [{type: command, command: bad}]
+        steps:
+          - send: {template: t.hello}
+        """,
+    )
+    await sop.message(GROUP.id, 1, 1, "/bad", "bot")
+    await settle(sop)
+    assert outbox.texts() == ["Hello M1 ()"]
+    [run] = await rows(engine, SOP_RUNS, SOP_RUNS.c.sop_id == "bad")
+    assert run["status"] == "failed" and run["error"] == "steps.0: not enough points (0) to take 1"
+
+
+async def test_leaving_ends_the_members_runs_and_joins_batch(world, engine, registry):
+    sop, outbox, clock = await world(
+        hi="""\
+        triggers: [{type: member_joined, batch_window: 30s}]
+        steps:
+          - send: {template: t.digest}
+          - wait: {for: 1d}
+          - send: {template: t.bye}
+        """
+    )
+    for member in (6, 7, 8):
+        await registry.member_joined(GROUP.id, user(member, f"N{member}"), clock.now(), source="x")
+        await sop.member_joined(GROUP.id, member)
+        clock.advance(timedelta(seconds=5))
+    await settle(sop)
+    clock.advance(timedelta(seconds=30))
+    await eventually(lambda: len(outbox.sent) == 1, what="one greeting for the batch")
+    assert outbox.texts() == ["Missed you: N6, N7, N8"]
+    await settle(sop)
+    await sop.member_left(GROUP.id, 7)
+    clock.advance(timedelta(days=1))
+    await settle(sop)
+    assert sorted(outbox.texts()[1:]) == ["Bye N6", "Bye N8"]
+    [left] = await rows(engine, SOP_RUNS, SOP_RUNS.c.user_id == 7)
+    assert (left["status"], left["error"]) == ("cancelled", "the member left the group")
+
+
+async def test_silent_members_get_one_digest(world, engine, registry, activity):
+    sop, outbox, clock = await world(
+        quiet="""\
+        triggers: [{type: silent, days: 14}]
+        conditions: [{type: member, tags: {none: [nudged]}}]
+        steps:
+          - tag: {add: [nudged]}
+          - send: {template: t.digest}
+        """
+    )
+    clock.advance(timedelta(days=20))
+    activity.touch(GROUP.id, user(3, "M3"), clock.now(), 1)  # M3 spoke today
+    await activity.flush()
+    assert await sop.check_silent("quiet", GROUP.id, 14) == 4
+    await settle(sop)
+    assert outbox.texts() == ["Missed you: M1, M2, M4, M5"]
+    clock.advance(timedelta(days=1))
+    assert await sop.check_silent("quiet", GROUP.id, 14) == 0, "the condition keeps them out"
+
+
+async def test_a_schedule_run_is_for_the_whole_group(world):
+    sop, outbox, _clock = await world(
+        morning="""\
+        triggers: [{type: schedule, cron: "0 9 * * *"}]
+        steps:
+          - send: {template: t.broadcast}
+        """
+    )
+    await sop.fire_schedule("morning", GROUP.id)
+    await settle(sop)
+    assert outbox.texts() == ["Good morning, Tea &lt;lovers&gt;"]
+
+
+async def test_catch_up_skip_policy_skips_and_reports(world, engine):
+    notices: list[tuple[str, dict[str, Any]]] = []
+    sop, outbox, clock = await world(
+        later="""\
+        triggers: [{type: command, command: later}]
+        catch_up: {policy: run_late, grace: 30m}
+        steps:
+          - wait: {for: 1h}
+          - send: {template: t.bye}
+        """
+    )
+
+    async def notify(key: str, **values: Any) -> None:
+        notices.append((key, values))
+
+    sop.notify = notify
+    await sop.message(GROUP.id, 1, 1, "/later", "bot")
+    await sop.message(GROUP.id, 2, 2, "/later", "bot")
+    await settle(sop)
+    await sop.drain(1)  # the bot stops...
+    clock.advance(timedelta(hours=2))  # ...and comes back an hour after the waits ended
+    sop._stopping = False
+    sop.start()
+    await settle(sop)
+    await eventually(lambda: notices, what="the report")
+    assert outbox.texts() == []
+    assert notices == [("sop.skipped", {"sop": "later", "group": "Tea <lovers>", "count": 2})]
+    runs = await rows(engine, SOP_RUNS)
+    assert {r["status"] for r in runs} == {"skipped"}
+
+
+class Stuck:
+    """An outbox whose sends never come back: the bot dies while sending."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.calls = 0
+
+    async def send_message(self, chat_id, text, **_: Any) -> Delivered:
+        self.calls += 1
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    send_photo = send_message
+
+
+async def test_a_send_cut_off_by_a_crash_is_never_repeated(world, engine):
+    sop, _outbox, clock = await world(
+        two="""\
+        triggers: [{type: command, command: two}]
+        steps:
+          - id: first
+            send: {template: t.hello}
+          - id: second
+            send: {template: t.bye}
+        """
+    )
+    stuck = Stuck(clock)
+    sop.outbox = stuck
+    await sop.message(GROUP.id, 1, 1, "/two", "bot")
+    await eventually(lambda: stuck.calls == 1, what="the first send to start")
+    for task in list(sop._tasks):  # the process dies
+        task.cancel()
+    await asyncio.sleep(0.05)
+
+    again, outbox2, _ = await make_engine(engine, sop.registry, sop.activity, sop.library.sops_dir)
+    again.start()
+    try:
+        await eventually(lambda: outbox2.texts() == ["Bye M1"], what="the run to go on")
+        steps = await rows(engine, SOP_STEPS)
+        assert [(s["step"], s["status"]) for s in sorted(steps, key=lambda s: s["seq"])] == [
+            ("first", "interrupted"),
+            ("second", "done"),
+        ]
+    finally:
+        await again.close()
+
+
+async def test_switching_off_in_a_group_stops_its_runs(world, engine):
+    sop, outbox, clock = await world(go=GO.format(mode="single"))
+    await sop.message(GROUP.id, 1, 1, "/go", "bot")
+    await settle(sop)
+    await sop.library.switch(engine, "go", GROUP.id, False, 1, clock.now())
+    await sop.stop_runs("go", GROUP.id, "switched off")
+    clock.advance(timedelta(hours=2))
+    await sop.message(GROUP.id, 2, 2, "/go", "bot")
+    await settle(sop)
+    assert outbox.texts() == ["Hello M1 ()"]
+    await sop.library.switch(engine, "go", GROUP.id, True, 1, clock.now())
+    await sop.message(GROUP.id, 2, 3, "/go", "bot")
+    await settle(sop)
+    assert outbox.texts() == ["Hello M1 ()", "Hello M2 ()"]
+
+
+async def test_reload_keeps_the_last_good_version_of_a_broken_file(world, tmp_path):
+    sop, outbox, _clock = await world(go=GO.format(mode="single"))
+    (tmp_path / "sops" / "go.yaml").write_text("schema_version: 1\nid: go\n  bad: [\n")
+    report = sop.reload_files()
+    assert [b.sop_id for b in report.broken] == ["go"]
+    assert sop.library.get("go") is not None
+    await sop.message(GROUP.id, 1, 1, "/go", "bot")
+    await settle(sop)
+    assert outbox.texts() == ["Hello M1 ()"]
