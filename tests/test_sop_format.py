@@ -114,7 +114,7 @@ def test_valid_fixtures_load_and_drafts_are_skipped() -> None:
         (
             "undefined_variable",
             "8:22: steps.0.send.template: text 'broken.unknown_variable' (en) uses an unknown variable: "
-            "'coupon_code' is undefined; texts can use group, member, members, now, sop, vars (this SOP's vars: none)",
+            "'coupon_code' is undefined; texts can use group, member, members, now, run, sop, trigger, vars (this SOP's vars: none)",
         ),
     ],
 )
@@ -231,7 +231,7 @@ def test_user_values_are_escaped_and_mentions_stay_links() -> None:
     assert render("{{ members | map(attribute='mention') | join(', ') }}", context) == (
         '<a href="tg://user?id=42">&lt;b&gt;&amp;amp;</a>'
     )
-    assert context_names() == {"member", "members", "group", "sop", "vars", "now"}
+    assert context_names() == {"member", "members", "group", "sop", "vars", "now", "trigger", "run"}
 
 
 def test_schema_round_trips_durations() -> None:
