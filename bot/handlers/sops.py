@@ -10,7 +10,7 @@ from bot.admins import Admins
 from bot.delivery import Delivery
 from bot.handlers.filters import GROUP_TYPES
 from bot.registry import Registry
-from bot.sop.admin import Reply, SopAdmin
+from bot.sop.admin import Key, Reply, SopAdmin
 from bot.sop.engine import Engine
 from bot.texts import Texts
 
@@ -39,7 +39,14 @@ class Say:
     async def __call__(self, message: Message, *replies: Reply) -> None:
         known = self.registry.groups.get(message.chat.id)
         language = known.language if known is not None else None
-        text = "\n".join(self.texts(key, language, **values) for key, values in replies)
+        lines = []
+        for key, values in replies:
+            shown = {
+                name: self.texts(value, language) if isinstance(value, Key) else value
+                for name, value in values.items()
+            }
+            lines.append(self.texts(key, language, **shown))
+        text = "\n".join(lines)
         await self.delivery.send_message(
             message.chat.id, text, source="command", reply_to_message_id=message.message_id
         )

@@ -15,6 +15,12 @@ from bot.sop.library import LoadReport
 Reply = tuple[str, dict[str, Any]]  # a text key and its values
 
 
+class Key(str):
+    """A value that is itself a text key: rendered in the reader's language before use."""
+
+    __slots__ = ()
+
+
 @dataclass
 class SopAdmin:
     """The SOP engine as group admins steer it."""
@@ -46,7 +52,7 @@ class SopAdmin:
                         "mark": "🟢" if runs_here else "⚪️",
                         "id": procedure.id,
                         "name": procedure.sop.name,
-                        "state": state,
+                        "state": Key(state),
                         "live": sum(mine[s.value] for s in LIVE) + mine[RunStatus.QUEUED.value],
                         "done": mine[RunStatus.DONE.value],
                         "failed": mine[RunStatus.FAILED.value] + mine[RunStatus.SKIPPED.value],

@@ -16,6 +16,7 @@ from bot.sop.templates import member_context
 
 CHUNK = 500  # ids per IN (...) list
 PRESENT = [status.value for status in MemberStatus if status.is_present]
+SPOKEN = [EventType.MESSAGE.value, EventType.COMMAND.value]  # what counts as a member writing
 
 
 @dataclass(slots=True)
@@ -113,7 +114,7 @@ class Facts:
                         .where(
                             EVENTS.c.at >= now - window,
                             EVENTS.c.chat_id == chat_id,
-                            EVENTS.c.type == EventType.MESSAGE.value,
+                            EVENTS.c.type.in_(SPOKEN),
                             EVENTS.c.user_id.in_(chunk),
                         )
                         .group_by(EVENTS.c.user_id)

@@ -189,3 +189,53 @@ async def _runs(tidepool: Tidepool) -> list[dict[str, Any]]:
     with sqlite3.connect(tidepool.folder / "tidepool.db") as db:
         db.row_factory = sqlite3.Row
         return [dict(row) for row in db.execute("SELECT * FROM sop_runs")]
+
+
+async def test_admins_switch_and_run_sops_by_hand(ctl: EmulatorClient, tidepool: Tidepool):
+    s = await setup(ctl, tidepool)
+    group, clock, owner = s["group"], s["clock"], s["owner"]
+    admin = (await ctl.create_user("Ada", username="ada"))["id"]
+    await ctl.set_member(group, admin, "administrator")
+    member = (await ctl.create_user("Mo", username="mo"))["id"]
+    silent = (await ctl.create_user("Sid"))["id"]
+    await ctl.join(group, member)
+    await ctl.join(group, silent)
+    await wait_until(lambda: all_confirmed(ctl), what="the joins")
+    await clock.forward(61)
+    await wait_until(lambda: _has(ctl, group, "Welcome", 1), what="the first greeting")
+
+    await ctl.send_message(group, member, "/sop_off welcome")
+    await wait_until(lambda: _has(ctl, group, "Only the group's admins", 1), what="a refusal")
+    await ctl.send_message(group, admin, "/sop_off")
+    await wait_until(lambda: _has(ctl, group, "Usage: /sop_off ID", 1), what="the usage line")
+    await ctl.send_message(group, admin, "/sop_off welcom")
+    await wait_until(lambda: _has(ctl, group, "There is no SOP", 1), what="unknown SOP")
+    await ctl.send_message(group, admin, "/sop_off welcome")
+    await wait_until(lambda: _has(ctl, group, "now off in this group", 1), what="switched off")
+
+    late = (await ctl.create_user("Lou"))["id"]
+    await ctl.join(group, late)
+    await wait_until(lambda: all_confirmed(ctl), what="the join")
+    await clock.forward(61)
+    await wait_until(lambda: all_confirmed(ctl), what="quiet")
+    assert len(await greeted(ctl, group, "Welcome")) == 1, "no greeting while switched off"
+    # Sid's run, waiting for a first message, was stopped along with the SOP: no nudge.
+    await clock.forward(DAY)
+    await wait_until(lambda: all_confirmed(ctl), what="quiet")
+    assert await greeted(ctl, group, "settling in") == []
+
+    # An anonymous admin (writing as the group) switches it back on and runs it by hand.
+    await ctl.send_message(group, sender_chat_id=group, text="/sop_on welcome")
+    await wait_until(lambda: _has(ctl, group, "now on in this group", 1), what="switched on")
+    await ctl.send_message(group, admin, "/sop_run welcome @mo")
+    await wait_until(lambda: _has(ctl, group, "Started", 1), what="the confirmation")
+    await wait_until(lambda: _has(ctl, group, "Welcome", 2), what="a greeting by hand")
+    [_, again] = await greeted(ctl, group, "Welcome")
+    assert f"id={member}" in again["text"]
+    await ctl.send_message(group, admin, "/sop_run welcome @nobody")
+    await wait_until(lambda: _has(ctl, group, "I don't know @nobody", 1), what="unknown member")
+    await ctl.send_message(group, owner, "/sops")
+    await wait_until(lambda: _has(ctl, group, "SOPs in this group", 1), what="the list")
+    [listing] = await greeted(ctl, group, "SOPs in this group")
+    assert "on here" in listing["text"] and "silent_reactivation" in listing["text"]
+    assert await tidepool.stop() == 0
