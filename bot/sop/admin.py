@@ -120,16 +120,16 @@ class SopAdmin:
     async def find_member(self, chat_id: int, who: str) -> int | None:
         """A member of the group by @username or numeric id, if the bot knows them."""
         name = who.removeprefix("@")
-        if name.lstrip("-").isdigit():
-            return int(name)
         present = [s.value for s in MemberStatus if s.is_present]
+        if name.isdigit():
+            match = MEMBERS.c.user_id == int(name)
+        else:
+            match = func.lower(MEMBERS.c.username) == name.lower()
         async with self.engine.db.connect() as conn:
             row = (
                 await conn.execute(
                     select(MEMBERS.c.user_id).where(
-                        MEMBERS.c.chat_id == chat_id,
-                        func.lower(MEMBERS.c.username) == name.lower(),
-                        MEMBERS.c.status.in_(present),
+                        MEMBERS.c.chat_id == chat_id, match, MEMBERS.c.status.in_(present)
                     )
                 )
             ).first()

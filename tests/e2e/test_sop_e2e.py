@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,15 @@ async def test_broken_sop_is_reported_and_the_others_run(ctl: EmulatorClient, ti
     await wait_until(lambda: all_confirmed(ctl), what="the join")
     await clock.forward(61)
     await wait_until(lambda: _has(ctl, group, "Welcome", 2), what="a greeting by the kept version")
+
+    # SIGHUP reloads too, and tells the owners what is broken now.
+    (sops / "silent_reactivation.yaml").write_text("schema_version: 1\nid: [\n")
+    assert tidepool.process is not None
+    tidepool.process.send_signal(signal.SIGHUP)
+    await wait_until(
+        lambda: _has(ctl, owner, "silent_reactivation.yaml", 1), what="the SIGHUP notice"
+    )
+    assert tidepool.alive()
     assert await tidepool.stop() == 0
 
 
