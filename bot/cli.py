@@ -56,6 +56,38 @@ def build_parser() -> argparse.ArgumentParser:
         "path", nargs="?", type=Path, help="an SOP file or folder (default: SOPS_DIR)"
     )
 
+    simulate = commands.add_parser(
+        "simulate",
+        help="dry-run an SOP in a simulated group on a fake clock: print what it sends when",
+    )
+    simulate.add_argument("file", type=Path, metavar="SOP_FILE", help="the SOP file to run")
+    simulate.add_argument("--member", default="Lin", metavar="NAME", help="the member's name")
+    simulate.add_argument(
+        "--until", default="3d", metavar="DURATION", help="how long to run (default: 3d)"
+    )
+    simulate.add_argument(
+        "--writes",
+        action="append",
+        default=[],
+        metavar="AFTER",
+        help="the member writes a message this long after the start (repeatable)",
+    )
+    simulate.add_argument(
+        "--presses",
+        action="append",
+        default=[],
+        metavar="STEP@AFTER",
+        help="the member presses the flow button to STEP, e.g. rules@30m (repeatable)",
+    )
+    simulate.add_argument(
+        "--language", choices=["zh", "en"], help="the group's language (default: LANGUAGE)"
+    )
+    simulate.add_argument(
+        "--start", metavar="DATE-TIME", help="when to start (default: the next full hour)"
+    )
+    simulate.add_argument("--group-title", default="Simulated group", metavar="TITLE")
+    simulate.add_argument("--text", help="the message that starts a flow with a message trigger")
+
     emulator = commands.add_parser("emulator", help="run the Telegram Bot API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8081)
@@ -173,6 +205,36 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.sop.check import check_path
+    from bot.sop.simulate import SimulationError, parse_script, simulate
+
+    if not await asyncio.to_thread(args.file.is_file):
+        raise Failure(f"{args.file} is not a file: give the SOP file to simulate", 2)
+    try:
+        script = parse_script(vars(args), settings.tz)
+        problems = check_path(args.file, settings.content_dir)
+        for problem in problems:
+            sys.stdout.write(f"{problem}\n")
+        if problems:
+            count = _plural(len(problems), "problem")
+            sys.stderr.write(f"{count} in {args.file}: fix them to simulate it\n")
+            return 1
+        if settings.log_level in ("INFO", "SUCCESS"):  # the timeline is the output; keep warnings
+            setup_logging("WARNING", secrets=_secrets(settings))
+        timeline = await simulate(
+            args.file,
+            settings.content_dir,
+            script,
+            timezone=settings.tz,
+            language=settings.language,
+        )
+    except SimulationError as exc:
+        raise Failure(str(exc), 2) from None
+    sys.stdout.write(timeline.text())
+    return 0
+
+
 async def _emulator(args: argparse.Namespace, settings: Settings) -> int:
     from bot.emulator import serve
 
@@ -212,5 +274,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any,
     "db": _db,
     "export": _export,
     "check": _check,
+    "simulate": _simulate,
     "emulator": _emulator,
 }

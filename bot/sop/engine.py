@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import math
 import re
-import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -359,7 +358,7 @@ class Engine:
         if target is None:
             return None
         key = (chat_id, message_id, user_id, data)
-        tick = time.monotonic()
+        tick = now.timestamp()
         self._presses = {k: t for k, t in self._presses.items() if tick - t < PRESS_MEMORY}
         if key in self._presses:
             return "sop.pressed_already"
@@ -636,7 +635,8 @@ class Engine:
                     continue
                 report.late[run.sop_id, run.chat_id] += 1
             if run.status is RunStatus.WAITING:
-                finished.append(self._wait_record(run, procedure, now, "done"))
+                outcome = "timed_out" if run.wait_event is not None else "done"
+                finished.append(self._wait_record(run, procedure, now, outcome))
                 run.variables["timed_out"] = run.wait_event is not None
                 self._unwait(run)
                 self._goto(run, procedure, run.position, now, past=True)

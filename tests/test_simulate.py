@@ -1,0 +1,193 @@
+"""`tidepool simulate`: the shipped SOPs on a fake clock, member actions, and bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.cli import main
+from bot.sop.simulate import Entry, Timeline, parse_script, simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+WELCOME = ROOT / "sops/welcome.yaml"
+SILENT = ROOT / "sops/silent_reactivation.yaml"
+
+
+async def run(
+    file: Path,
+    *,
+    until: str = "3d",
+    writes: list[str] | None = None,
+    presses: list[str] | None = None,
+) -> Timeline:
+    """Simulate `file` from Monday 2026-11-02 09:00 in Shanghai, in English."""
+    options = {"start": "2026-11-02T09:00", "until": until, "writes": writes, "presses": presses}
+    script = parse_script(options, SHANGHAI)
+    return await simulate(file, ROOT / "content", script, timezone=SHANGHAI, language="en")
+
+
+def sends(timeline: Timeline) -> list[tuple[str, str]]:
+    """(offset, text) of every message sent."""
+    return [(timeline.offset(e.at), e.text) for e in timeline.entries if e.kind == "send"]
+
+
+def kinds(timeline: Timeline) -> list[tuple[str, str]]:
+    return [(timeline.offset(e.at), e.kind) for e in timeline.entries]
+
+
+def entry(timeline: Timeline, kind: str) -> Entry:
+    return next(e for e in timeline.entries if e.kind == kind)
+
+
+async def test_welcome_greets_after_the_batch_window_then_nudges_the_silent_member() -> None:
+    timeline = await run(WELCOME)
+
+    assert kinds(timeline)[:2] == [("+0s", "join"), ("+0s", "run")]
+    assert "its first step at 09:01" in entry(timeline, "run").text
+    (greet_at, greet), (nudge_at, nudge) = sends(timeline)
+    assert greet_at == "+1m" and nudge_at == "+1d1m"
+    assert greet.startswith('greet → group "Welcome to Simulated group, Lin! 👋')
+    assert greet.endswith("[Group rules → rules]")
+    assert nudge.startswith('nudge → group "Lin, how are you settling in?')
+    assert "<" not in greet + nudge, "HTML tags are dropped"
+    assert entry(timeline, "wait").text == "wait_first: for member.message, at most 1d"
+    assert entry(timeline, "timeout").text == "wait_first: no member.message within 1d"
+    assert entry(timeline, "if").text == "check_silent: conditions hold → then: nudge"
+    assert timeline.runs == ["run 1 (welcome, Lin): done at +1d1m, stop reason: welcomed"]
+
+    lines = timeline.text().splitlines()
+    assert "+0s      09:00  join      Lin joins the group" in lines
+    assert any(line.startswith("+1m      09:01  send      greet → group") for line in lines)
+    assert any(line.startswith("+1d1m    09:01  send      nudge → group") for line in lines)
+    assert 'Group "Simulated group" (-1000000000001), language en' in lines[1]
+    assert "Asia/Shanghai" in lines[1] and "welcome runs in all groups" in lines[1]
+
+
+async def test_a_message_within_the_first_day_means_no_nudge() -> None:
+    timeline = await run(WELCOME, writes=["2h"])
+
+    assert [text.split(" ")[0] for _at, text in sends(timeline)] == ["greet"]
+    assert ("+2h", "write") in kinds(timeline)
+    assert entry(timeline, "resume").text == "wait_first: member.message came"
+    assert entry(timeline, "if").text == "check_silent: conditions do not hold; nothing to do"
+    assert timeline.runs == ["run 1 (welcome, Lin): done at +2h, stop reason: welcomed"]
+
+
+async def test_pressing_the_rules_button_sends_the_rules_and_no_nudge() -> None:
+    timeline = await run(WELCOME, presses=["rules@5m", "rules@30s"])
+
+    presses = [(timeline.offset(e.at), e.text) for e in timeline.entries if e.kind == "press"]
+    assert presses == [
+        ("+30s", "Lin cannot press → rules: no message has it now"),
+        ("+5m", "Lin presses [Group rules] on message 1000"),
+    ]
+    (_, _greeting), (rules_at, rules) = sends(timeline)
+    assert rules_at == "+5m"
+    assert rules.startswith('rules → group "Simulated group: three simple rules')
+    assert rules.endswith("delete after 10m")
+    assert entry(timeline, "resume").text == "wait_first: cut short by a flow button"
+    assert timeline.runs == ["run 1 (welcome, Lin): done at +5m"]
+
+
+async def test_silent_member_is_mentioned_once_then_not_again_for_30_days() -> None:
+    timeline = await run(SILENT, until="32d")
+
+    assert "Member Lin (100001) joined 44d before the start, last wrote 14d1h before" in (
+        timeline.text()
+    )
+    assert "checked daily at 10:00" in timeline.text()
+    nudges = sends(timeline)
+    assert [at for at, _text in nudges] == ["+1h", "+31d1h"], "one mention, then 30 quiet days"
+    assert nudges[0][1].startswith(
+        "nudge → group \"Lin: we haven't heard from you in a while. Hope all is well! Drop by"
+    )
+    tags = [(timeline.offset(e.at), e.text) for e in timeline.entries if e.kind == "tag"]
+    assert tags == [
+        ("+1h", "mark_nudged: +reactivated_recently"),
+        ("+30d1h", "unmark: -reactivated_recently"),
+        ("+31d1h", "mark_nudged: +reactivated_recently"),
+    ]
+    checks = [(timeline.offset(e.at), e.text) for e in timeline.entries if e.kind == "check"]
+    assert checks == [
+        ("+1h", "daily check for members silent 14d: 1 run(s) started"),
+        ("+31d1h", "daily check for members silent 14d: 1 run(s) started"),
+    ]
+    assert timeline.runs == [
+        "run 1 (silent_reactivation, Lin): done at +30d1h",
+        "run 2 (silent_reactivation, Lin): waiting at cool_down until +61d1h",
+    ]
+    assert "[run 2] nudge → group" in timeline.text()
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings for `main()`: English texts, the shipped content, no .env from the developer."""
+    for name in ("TIMEZONE", "SOPS_DIR", "LOG_LEVEL", "DATABASE_URL", "BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANGUAGE", "en")
+    monkeypatch.setenv("CONTENT_DIR", str(ROOT / "content"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_a_broken_file_is_reported_like_tidepool_check(capsys: pytest.CaptureFixture[str]) -> None:
+    broken = ROOT / "tests/fixtures/sops/invalid/dangling_next.yaml"
+
+    assert main(["simulate", str(broken)]) == 1
+
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{broken}:12:51: steps.0.send.buttons.0.0.next: 'next' names step")
+    assert "1 problem in" in err and "Traceback" not in err
+
+
+@pytest.mark.usefixtures("cli_env")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sops/nowhere.yaml"], "sops/nowhere.yaml is not a file"),
+        ([str(WELCOME), "--until", "3x"], "--until: '3x' is not a duration"),
+        ([str(WELCOME), "--writes", "soon"], "--writes: 'soon' is not a duration"),
+        ([str(WELCOME), "--presses", "rules"], "must look like STEP@AFTER"),
+        ([str(WELCOME), "--presses", "rulez@5m"], "welcome has no step 'rulez'; its step ids"),
+        ([str(WELCOME), "--start", "monday"], "--start 'monday' is not a date-time"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", *args]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_the_command_prints_the_timeline_in_the_groups_language(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key not in ("LOG_LEVEL", "SOPS_DIR")}
+    env.update(LANGUAGE="zh", CONTENT_DIR="content", TIMEZONE="Asia/Shanghai")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "simulate", "sops/welcome.yaml", "--until", "2d"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Simulating welcome (Welcome newcomers) from sops/welcome.yaml"
+    assert any(line.startswith("+0s") and "join      Lin joins the group" in line for line in lines)
+    greet = next(line for line in lines if "greet → group" in line)
+    assert greet.startswith("+1m ") and "欢迎 Lin 加入Simulated group！👋" in greet
+    assert any(line.startswith("+1d1m ") and "nudge → group" in line for line in lines)
+    assert lines[-1] == "run 1 (welcome, Lin): done at +1d1m, stop reason: welcomed"
