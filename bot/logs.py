@@ -61,8 +61,11 @@ def setup_logging(level: str = "INFO", secrets: tuple[str, ...] = ()) -> None:
         write, level=level, format=FORMAT, backtrace=False, diagnose=False, colorize=colorize
     )
     logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
-    # Library chatter stays at WARNING unless we are debugging.
+    # Library chatter stays at WARNING unless we are debugging; every SQL statement only at TRACE.
     quiet = logging.WARNING if level not in ("TRACE", "DEBUG") else logging.DEBUG
-    for name in ("aiogram.event", "sqlalchemy.engine", "aiosqlite", "alembic", "aiohttp.access"):
+    for name in ("aiogram.event", "alembic", "aiohttp.access", "apscheduler"):
         logging.getLogger(name).setLevel(quiet)
+    sql = logging.DEBUG if level == "TRACE" else logging.WARNING
+    for name in ("sqlalchemy.engine", "aiosqlite"):
+        logging.getLogger(name).setLevel(sql)
     logging.getLogger("alembic.runtime.migration").setLevel(quiet)

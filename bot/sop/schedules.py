@@ -1,11 +1,12 @@
 """Calendar jobs for SOP schedule triggers, kept in the database so they survive restarts.
 
 One APScheduler 3 `AsyncIOScheduler` with one `SQLAlchemyJobStore` (table `apscheduler_jobs`)
-in the app's database. The SOP engine plans the jobs it wants (`PlannedJob`) and hands them to
-`Schedules.sync()`, which changes the store only where the plan differs: a job that did not change
-keeps its stored next fire time, so a time that passed while the bot was down is still seen on
-start. APScheduler then runs it late (within its grace, several missed times coalesced into one
-run) or reports it missed, and the engine hears either through `on_fire` or `on_missed`.
+in the app's PostgreSQL database, or in a SQLite file beside the app's (see `jobstore_url`).
+The SOP engine plans the jobs it wants (`PlannedJob`) and hands them to `Schedules.sync()`,
+which changes the store only where the plan differs: a job that did not change keeps its stored
+next fire time, so a time that passed while the bot was down is still seen on start.
+APScheduler then runs it late (within its grace, several missed times coalesced into one run)
+or reports it missed, and the engine hears either through `on_fire` or `on_missed`.
 
 Jobs stored in a database reference a module-level function by its textual reference and carry
 only primitive arguments: every job calls `_fire(job_id, *args)`, which hands over to the running
@@ -20,6 +21,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from pathlib import PurePath
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -56,17 +58,25 @@ SQLITE_LOCK_TIMEOUT = 10  # seconds a job store write waits for the app's own wr
 
 
 def jobstore_url(database_url: str) -> str:
-    """The app's async DATABASE_URL as the synchronous URL APScheduler's job store needs."""
+    """The synchronous URL of APScheduler's job store for the app's async DATABASE_URL.
+
+    PostgreSQL: the same database. SQLite: a file of its own beside the database
+    (`tidepool.db` → `tidepool.schedules.db`). APScheduler reads and writes its store
+    synchronously on the event loop; on the app's own file it would wait for a write lock that
+    an async transaction holds, and that transaction cannot finish while the loop waits.
+    """
     url = make_url(database_url)
     backend = url.get_backend_name()
     if backend == "sqlite":
-        if url.database in (None, "", ":memory:"):
+        if url.database in (None, "", ":memory:") or url.database.startswith("file:"):
             raise ValueError(
-                "scheduled SOPs need a database file: an in-memory SQLite database is private to"
-                " one connection, so the job store could not share it; set DATABASE_URL to"
-                " sqlite+aiosqlite:///path/to/tidepool.db"
+                "scheduled SOPs need a database file, not an in-memory SQLite database: set"
+                " DATABASE_URL to sqlite+aiosqlite:///path/to/tidepool.db"
             )
-        url = url.set(drivername="sqlite")
+        path = PurePath(url.database)
+        url = url.set(
+            drivername="sqlite", database=str(path.with_name(f"{path.stem}.schedules{path.suffix}"))
+        )
     elif backend == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     else:
