@@ -11,11 +11,11 @@ from typing import Any
 from aiogram.types import CallbackQuery, Message, User
 from loguru import logger
 from sqlalchemy import case, func, insert
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
 from bot.db import EVENTS, MEMBERS, EventType, insert_for
+from bot.db.bulk import Bulk
 
 MEMBER_ACTIVITY = (
     "chat_id",
@@ -126,45 +126,6 @@ def event_row(
     )
 
 
-class BulkInsert:
-    """An INSERT compiled once for the database in use, executed for many rows.
-
-    SQLAlchemy's executemany prepares every row's parameters through the compiled statement,
-    which costs more than the database write itself at thousands of rows a second. Here the
-    bind processors of the few columns that need one (datetimes, JSON) are looked up once, and
-    rows go to the driver as tuples, on the same connection and in the same transaction.
-    """
-
-    def __init__(self, statement: Insert, columns: tuple[str, ...], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        if not compiled.positional or list(compiled.positiontup or ()) != list(columns):
-            raise RuntimeError(f"cannot bulk insert with paramstyle {dialect.paramstyle}")
-        self.sql = compiled.string
-        table: Any = statement.table
-        types = [table.c[name].type.dialect_impl(dialect) for name in columns]
-        self._convert = [
-            (index, processor)
-            for index, kind in enumerate(types)
-            if (processor := kind.bind_processor(dialect)) is not None
-        ]
-
-    async def execute(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
-        """Insert `rows`, each a tuple in the order of the columns given."""
-        if self._convert:
-            convert = self._convert
-            params = []
-            for row in rows:
-                values = list(row)
-                for index, processor in convert:
-                    value = values[index]
-                    if value is not None:
-                        values[index] = processor(value)
-                params.append(tuple(values))
-        else:
-            params = list(rows)
-        await conn.exec_driver_sql(self.sql, params)
-
-
 @dataclass(slots=True)
 class _Activity:
     """What one member did in one group since the last flush."""
@@ -209,8 +170,8 @@ class ActivityLog:
         self._write_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._insert_events: BulkInsert | None = None
-        self._upsert_members: BulkInsert | None = None
+        self._insert_events: Bulk | None = None
+        self._upsert_members: Bulk | None = None
 
     # -- recording (synchronous, on the hot path) -------------------------------------------
 
@@ -366,10 +327,10 @@ class ActivityLog:
         ]
         if self._insert_events is None or self._upsert_members is None:
             dialect = self.engine.dialect
-            self._insert_events = BulkInsert(
-                insert(EVENTS).values(dict.fromkeys(EVENT_COLUMNS)), EVENT_COLUMNS, dialect
+            self._insert_events = Bulk(
+                insert(EVENTS).values(dict.fromkeys(EVENT_COLUMNS)), dialect, EVENT_COLUMNS
             )
-            self._upsert_members = BulkInsert(self._member_upsert(), MEMBER_ACTIVITY, dialect)
+            self._upsert_members = Bulk(self._member_upsert(), dialect, MEMBER_ACTIVITY)
         async with self.engine.begin() as conn:
             if events:
                 await self._insert_events.execute(conn, events)

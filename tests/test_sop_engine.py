@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -110,4 +112,40 @@ async def test_rules_button_continues_the_flow_and_skips_the_nudge(
             "done",
         ]
     finally:
+        await sop.close()
+
+
+async def test_a_press_while_the_greeting_is_still_being_sent_is_not_lost(
+    engine: AsyncEngine, registry: Registry, activity: ActivityLog, tmp_path
+):
+    sops = copy_sops(tmp_path, "welcome.yaml", source=ROOT / "sops")
+    sop, outbox, clock = await make_engine(
+        engine, registry, activity, sops, content=ROOT / "content"
+    )
+    sending, gate = asyncio.Event(), asyncio.Event()
+    send = outbox.send_message
+
+    async def slow_send(*args: Any, **kwargs: Any) -> Any:
+        sending.set()
+        await gate.wait()  # Telegram has the message; the bot has not heard back yet
+        return await send(*args, **kwargs)
+
+    outbox.send_message = slow_send  # type: ignore[method-assign]
+    await registry.save_group(GROUP)
+    sop.start()
+    try:
+        alice = user(1, "Alice")
+        await registry.member_joined(GROUP.id, alice, clock.now(), source="chat_member")
+        await sop.member_joined(GROUP.id, alice.id)
+        clock.advance(timedelta(minutes=1))
+        await asyncio.wait_for(sending.wait(), 5)
+        press = asyncio.create_task(sop.button(GROUP.id, alice.id, 1000, "s:welcome:rules"))
+        await asyncio.sleep(0.05)
+        assert not press.done(), "the press waits for the run to reach its wait"
+        gate.set()
+        assert await press is None
+        await eventually(lambda: len(outbox.sent) == 2, what="the rules")
+        assert "three simple rules" in outbox.sent[1].text
+    finally:
+        gate.set()
         await sop.close()

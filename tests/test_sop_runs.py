@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import textwrap
 from collections import Counter
 from datetime import timedelta
@@ -212,6 +213,26 @@ async def test_if_tags_points_emit_and_an_event_wait(world, engine):
     assert {r["error"] for r in refused} == {"not enough points (10) to take 100"}
 
 
+async def test_tags_are_added_once_and_removed(world, engine):
+    sop, _outbox, _clock = await world(
+        tags="""\
+        mode: parallel
+        triggers: [{type: command, command: tags}]
+        steps:
+          - tag: {add: [a, b, c]}
+          - tag: {add: [a]}
+          - tag: {remove: [b, c, never_there]}
+        """,
+    )
+    for member in (1, 2):
+        await sop.message(GROUP.id, member, member, "/tags", "bot")
+    await settle(sop)
+    tags = {(r["user_id"], r["tag"], r["source"]) for r in await rows(engine, MEMBER_TAGS)}
+    assert tags == {(1, "a", "sop:tags"), (2, "a", "sop:tags")}
+    runs = await rows(engine, SOP_RUNS, SOP_RUNS.c.sop_id == "tags")
+    assert [r["status"] for r in runs] == ["done", "done"]
+
+
 async def test_a_failing_step_fails_its_run_only(world, engine):
     sop, outbox, _clock = await world(
         bad="""\
@@ -232,6 +253,26 @@ async def test_a_failing_step_fails_its_run_only(world, engine):
     assert outbox.texts() == ["Hello M1 ()"]
     [run] = await rows(engine, SOP_RUNS, SOP_RUNS.c.sop_id == "bad")
     assert run["status"] == "failed" and run["error"] == "steps.0: not enough points (0) to take 1"
+
+
+async def test_the_timer_goes_on_after_a_database_error(world, monkeypatch):
+    sop, outbox, clock = await world(go=GO.format(mode="single"))
+    await sop.message(GROUP.id, 1, 1, "/go", "bot")
+    await settle(sop)
+    # Like the system clock, sleep until the next wake-up only: no polling to hide a stall.
+    clock.max_sleep = math.inf
+    claim_due, failures = sop.runs.claim_due, list[int]()
+
+    async def fails_once(*args: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise OSError("disk I/O error")
+        return await claim_due(*args)
+
+    monkeypatch.setattr(sop.runs, "claim_due", fails_once)
+    clock.advance(timedelta(hours=2))
+    await eventually(lambda: "Bye M1" in outbox.texts(), seconds=5, what="the wait to end")
+    assert failures == [1]
 
 
 async def test_leaving_ends_the_members_runs_and_joins_batch(world, engine, registry):

@@ -27,8 +27,9 @@ from zoneinfo import ZoneInfo
 
 from aiogram.types import FSInputFile, InlineKeyboardMarkup
 from loguru import logger
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import ClauseElement
 
 from bot.activity import ActivityLog, event_row
 from bot.clock import Clock
@@ -64,13 +65,15 @@ from bot.sop.format import (
 )
 from bot.sop.library import Library, LoadReport, Procedure
 from bot.sop.messages import Rendered, RenderError, TextCatalogue, compose, parse_button
-from bot.sop.runs import Run, RunMoved, RunStore, StepRecord
+from bot.sop.runs import Due, Run, RunMoved, RunStore, StepRecord
 from bot.sop.templates import group_context, load_catalogues
 
 DUE_BATCH = 5000  # runs taken from the database per wake-up
 CATCH_UP_AFTER = timedelta(seconds=60)  # later than this, a run fell due while the bot was down
 MAX_CHAIN = 8  # SOPs starting SOPs (emit, start) at most this deep: no endless loops
 PRESS_MEMORY = 60.0  # seconds a flow-button press is remembered, so a double tap counts once
+HELD_RECHECK = 1.0  # seconds between looks while due runs are in hand
+PRESS_PATIENCE = 5.0  # seconds a press waits for its run to finish the step in hand
 
 
 class Outbox(Protocol):
@@ -126,6 +129,21 @@ class CatchUpReport:
         return bool(self.late or self.skipped)
 
 
+TAG_COLUMNS = ("chat_id", "user_id", "tag", "source", "added_at")
+
+
+def _add_tags(conn: AsyncConnection) -> ClauseElement:
+    """Tags added to members, a tag already there left as it is."""
+    return insert_for(conn, MEMBER_TAGS).values(dict.fromkeys(TAG_COLUMNS)).on_conflict_do_nothing()
+
+
+_REMOVE_TAG = delete(MEMBER_TAGS).where(
+    MEMBER_TAGS.c.chat_id == bindparam("chat_id"),
+    MEMBER_TAGS.c.user_id == bindparam("user_id"),
+    MEMBER_TAGS.c.tag == bindparam("tag"),
+)
+
+
 class Engine:
     """Runs the SOPs of the library in every group the bot is in."""
 
@@ -159,6 +177,7 @@ class Engine:
         self.on_replan: Callable[[], None] | None = None  # the calendar re-reads its jobs
         self.on_deletion: Callable[[], None] | None = None  # a message to delete was stored
         self._busy: set[int] = set()
+        self._released = asyncio.Event()  # set whenever busy runs are released
         self._waits: dict[tuple[int, int | None, str], set[int]] = defaultdict(set)
         self._batches: dict[tuple[str, int], tuple[str, datetime]] = {}
         self._presses: dict[tuple[int, int, int, str], float] = {}
@@ -370,6 +389,12 @@ class Engine:
         path = flow.path_of[step_id]
         by_group = flow.sop.concurrency_key == "group"
         pending = await self.runs.pending(sop_id, chat_id, user_id, any_member=by_group)
+        working = {run.id for run in pending if run.id in self._busy}
+        if working:  # pressed while the run still sends the message: let it reach its wait
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PRESS_PATIENCE):
+                    await self._until_idle(working)
+            pending = await self.runs.pending(sop_id, chat_id, user_id, any_member=by_group)
         for run in pending:
             if run.status is RunStatus.WAITING and run.id not in self._busy:
                 await self._jump(flow, run, path, now)
@@ -576,10 +601,17 @@ class Engine:
     async def tick(self) -> int:
         """Take the runs due now (without the timer: simulations and tests); return how many."""
         now = self.clock.now()
-        due = await self.runs.claim_due(now, DUE_BATCH, self._busy)
-        if due:
-            await self._take_due(due, now)
-        return len(due)
+        due = await self._claim_due(now)
+        if due.runs:
+            await self._take_due(due.runs, now)
+        return len(due.runs)
+
+    async def _claim_due(self, now: datetime) -> Due:
+        # Runs released while the claim reads may be read as they were before: leave out those
+        # busy when it began as well as those busy now.
+        due = await self.runs.claim_due(now, DUE_BATCH, set(self._busy))
+        due.runs = [run for run in due.runs if run.id not in self._busy]
+        return due
 
     async def settle(self) -> None:
         """Wait until the work in hand (sends, steps after them) is finished."""
@@ -595,25 +627,30 @@ class Engine:
             self._wake.clear()
             try:
                 now = self.clock.now()
-                due = await self.runs.claim_due(now, DUE_BATCH, self._busy)
-                if due:
-                    await self._take_due(due, now)
+                due = await self._claim_due(now)
+                if due.runs:
+                    await self._take_due(due.runs, now)
                     continue
-                wake = await self.runs.next_wake()
             except Exception:
                 logger.exception("the SOP timer failed; trying again in 1s")
-                wake, now = None, self.clock.now()
                 await asyncio.sleep(1)
+                continue
             timeout = self.clock.max_sleep
-            if wake is not None:
-                timeout = min(timeout, max((wake - now).total_seconds(), 0.005))
+            if due.held:  # due runs in hand: should one be let go unsaved, look again soon
+                timeout = min(timeout, HELD_RECHECK)
+            if due.next_wake is not None:
+                seconds = (due.next_wake - self.clock.now()).total_seconds()
+                timeout = min(timeout, max(seconds, 0.001))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), None if math.isinf(timeout) else timeout)
 
     async def _take_due(self, due: list[Run], now: datetime) -> None:
+        """Skip the runs beyond their catch-up; move the others on, their wait's journal row
+        written with the next step's save."""
         report = CatchUpReport()
+        ended: list[Run] = []
         finished: list[StepRecord] = []
-        moving: list[Run] = []
+        going: list[Run] = []
         for run in due:
             procedure = self.library.get(run.sop_id)
             assert run.wake_at is not None
@@ -631,35 +668,33 @@ class Engine:
                         f"fell due {_ago(late)} late, while the bot was down; beyond the "
                         f"catch-up ({catch_up.policy}, grace {_ago(catch_up.grace)})"
                     )
-                    moving.append(run)
+                    ended.append(run)
                     continue
                 report.late[run.sop_id, run.chat_id] += 1
             if run.status is RunStatus.WAITING:
                 outcome = "timed_out" if run.wait_event is not None else "done"
-                finished.append(self._wait_record(run, procedure, now, outcome))
+                run.unsaved.append(self._wait_record(run, procedure, now, outcome))
                 run.variables["timed_out"] = run.wait_event is not None
                 self._unwait(run)
                 self._goto(run, procedure, run.position, now, past=True)
-            if not run.status.is_over:
+            if run.status.is_over:  # the wait was the last step
+                ended.append(run)
+            else:
                 run.status, run.wake_at = RunStatus.RUNNING, None
-            moving.append(run)
-        self._busy.update(run.id for run in moving)
-        try:
-            await self.runs.save(moving, now, finished=finished)
-        except RunMoved:
-            self._busy.difference_update(run.id for run in moving)
-            logger.debug("due runs moved meanwhile; taking them again")
-            return
-        except Exception:
-            self._busy.difference_update(run.id for run in moving)
-            raise
-        ended = [run for run in moving if run.status.is_over]
-        self._release(ended)
+                going.append(run)
+        self._busy.update(run.id for run in due)
+        if going:
+            # Saved by their next step (a run that moved meanwhile is left alone there).
+            self._spawn(self._advance(going, claimed=True))
         if ended:
-            self._spawn(self._promote(ended))
-        running = [run for run in moving if run.status is RunStatus.RUNNING]
-        if running:
-            self._spawn(self._advance(running, claimed=True))
+            try:
+                await self.runs.save(ended, now, finished=finished)
+            except RunMoved:
+                logger.debug("due runs moved meanwhile; left alone")
+            else:
+                self._spawn(self._promote(ended))
+            finally:
+                self._release(ended)
         if report:
             self._spawn(self._report_catch_up(report))
 
@@ -724,6 +759,13 @@ class Engine:
 
     def _release(self, runs: Iterable[Run]) -> None:
         self._busy.difference_update(run.id for run in runs)
+        self._released.set()
+
+    async def _until_idle(self, run_ids: set[int]) -> None:
+        """Wait until none of these runs is being worked on."""
+        while run_ids & self._busy:
+            self._released.clear()
+            await self._released.wait()
 
     def _goto(
         self,
@@ -974,26 +1016,17 @@ class Engine:
 
         async def effects(conn: AsyncConnection) -> None:
             if step.tag.add and members:
+                add = self.runs.bulk.get("add tags", conn, lambda: _add_tags(conn), TAG_COLUMNS)
                 rows = [
-                    {
-                        "chat_id": chat,
-                        "user_id": user,
-                        "tag": tag,
-                        "source": source,
-                        "added_at": now,
-                    }
-                    for chat, user in members
-                    for tag in step.tag.add
+                    (chat, user, tag, source, now) for chat, user in members for tag in step.tag.add
                 ]
-                await conn.execute(insert_for(conn, MEMBER_TAGS).on_conflict_do_nothing(), rows)
-            for chat, user in members if step.tag.remove else []:
-                await conn.execute(
-                    delete(MEMBER_TAGS).where(
-                        MEMBER_TAGS.c.chat_id == chat,
-                        MEMBER_TAGS.c.user_id == user,
-                        MEMBER_TAGS.c.tag.in_(step.tag.remove),
-                    )
+                await add.execute(conn, rows)
+            if step.tag.remove and members:
+                remove = self.runs.bulk.get(
+                    "remove tags", conn, lambda: _REMOVE_TAG, ("chat_id", "user_id", "tag")
                 )
+                gone = [(chat, user, tag) for chat, user in members for tag in step.tag.remove]
+                await remove.execute(conn, gone)
 
         return await self._simple(
             procedure, path, runs, now, "done", effects=effects, errors=errors

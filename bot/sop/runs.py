@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.db import LIVE, SOP_RUNS, SOP_STEPS, RunStatus
+from bot.db.bulk import BulkStatements
 
 CHUNK = 500
 Effects = Callable[[AsyncConnection], Awaitable[None]]
@@ -47,27 +48,70 @@ class Run:
     finished_at: datetime | None = None
     sop_digest: str = ""
     _base_seq: int = field(default=0, repr=False)  # seq as stored, for the conditional update
+    # Journal rows finished in memory, written with the run's next save (one transaction
+    # instead of two when a wait ends and the next step follows at once).
+    unsaved: list[StepRecord] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_row(cls, row: Any) -> Run:
+        """A run from a row of RUN_COLUMNS (unpacked by position: thousands are read at once)."""
+        (
+            run_id,
+            sop_id,
+            chat_id,
+            user_id,
+            status,
+            position,
+            seq,
+            variables,
+            batch,
+            trigger,
+            wake_at,
+            wait_event,
+            error,
+            finished_at,
+            sop_digest,
+        ) = row
         return cls(
-            row.id,
-            row.sop_id,
-            row.chat_id,
-            row.user_id,
-            RunStatus(row.status),
-            row.position,
-            row.seq,
-            dict(row.variables or {}),
-            row.batch,
-            row.trigger,
-            row.wake_at,
-            row.wait_event,
-            row.error,
-            row.finished_at,
-            row.sop_digest,
-            row.seq,
+            run_id,
+            sop_id,
+            chat_id,
+            user_id,
+            RunStatus(status),
+            position,
+            seq,
+            dict(variables or {}),
+            batch,
+            trigger,
+            wake_at,
+            wait_event,
+            error,
+            finished_at,
+            sop_digest,
+            seq,
         )
+
+
+RUN_COLUMNS = tuple(
+    SOP_RUNS.c[name]
+    for name in (
+        "id",
+        "sop_id",
+        "chat_id",
+        "user_id",
+        "status",
+        "position",
+        "seq",
+        "variables",
+        "batch",
+        "trigger",
+        "wake_at",
+        "wait_event",
+        "error",
+        "finished_at",
+        "sop_digest",
+    )
+)  # what Run.from_row reads
 
 
 @dataclass(slots=True)
@@ -118,6 +162,9 @@ _SAVE = (
         finished_at=bindparam("finished_at"),
     )
 )
+_BEGIN_STEP = insert(SOP_STEPS).values(
+    {name: bindparam(name) for name in StepRecord.__dataclass_fields__}
+)
 _FINISH_STEP = (
     update(SOP_STEPS)
     .where(SOP_STEPS.c.run_id == bindparam("_run"), SOP_STEPS.c.seq == bindparam("_seq"))
@@ -131,11 +178,22 @@ _FINISH_STEP = (
 )
 
 
+@dataclass(slots=True)
+class Due:
+    """What the timer found: runs due now, the next time after, and whether due runs it
+    already holds were passed over (they are being worked on)."""
+
+    runs: list[Run]
+    next_wake: datetime | None
+    held: bool
+
+
 class RunStore:
     """Reads and writes `sop_runs` and `sop_steps`."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.bulk = BulkStatements()  # for the thousands of runs that move at the same time
 
     async def create(self, rows: list[dict[str, Any]]) -> list[Run]:
         """Insert new runs (dicts of sop_runs columns); return them with their ids."""
@@ -145,7 +203,7 @@ class RunStore:
         async with self.engine.begin() as conn:
             for start in range(0, len(rows), CHUNK):
                 result = await conn.execute(
-                    SOP_RUNS.insert().returning(*SOP_RUNS.c), rows[start : start + CHUNK]
+                    SOP_RUNS.insert().returning(*RUN_COLUMNS), rows[start : start + CHUNK]
                 )
                 created += [Run.from_row(row) for row in result]
         return created
@@ -179,6 +237,7 @@ class RunStore:
             for run in runs
         ]
         begun_rows = [record.row() for record in begun]
+        held = [record for run in runs for record in run.unsaved]
         finished_rows = [
             {
                 "_run": record.run_id,
@@ -189,24 +248,29 @@ class RunStore:
                 "chat_id": record.chat_id,
                 "error": record.error,
             }
-            for record in finished
+            for record in (*held, *finished)
         ]
         async with self.engine.begin() as conn:
             if params:
                 await self._save_runs(conn, params)
             if begun_rows:
-                await conn.execute(SOP_STEPS.insert(), begun_rows)
+                begin = self.bulk.get("begin step", conn, lambda: _BEGIN_STEP)
+                await begin.execute(conn, begin.rows(begun_rows))
             if finished_rows:
-                await conn.execute(_FINISH_STEP, finished_rows)
+                finish = self.bulk.get("finish step", conn, lambda: _FINISH_STEP)
+                await finish.execute(conn, finish.rows(finished_rows))
             if effects is not None:
                 await effects(conn)
         for run in runs:
             run._base_seq = run.seq
+            run.unsaved.clear()
 
-    @staticmethod
-    async def _save_runs(conn: AsyncConnection, params: list[dict[str, Any]]) -> None:
-        if conn.dialect.supports_sane_multi_rowcount or len(params) == 1:
+    async def _save_runs(self, conn: AsyncConnection, params: list[dict[str, Any]]) -> None:
+        if len(params) == 1:
             changed = (await conn.execute(_SAVE, params)).rowcount
+        elif conn.dialect.supports_sane_multi_rowcount:
+            save = self.bulk.get("save", conn, lambda: _SAVE)
+            changed = await save.execute(conn, save.rows(params))
         else:  # asyncpg cannot count the rows of an executemany: one statement per run
             changed = 0
             for one in params:
@@ -214,20 +278,50 @@ class RunStore:
         if changed != len(params):
             raise RunMoved(f"{len(params) - changed} of {len(params)} runs moved meanwhile")
 
-    async def claim_due(self, now: datetime, limit: int, exclude: set[int]) -> list[Run]:
-        """Runs whose time has come (scheduled, or waiting for a deadline), oldest first."""
+    async def claim_due(self, now: datetime, limit: int, exclude: set[int]) -> Due:
+        """Runs whose time has come (scheduled, or waiting for a deadline), oldest first, and
+        when the next of the others falls due.
+
+        Runs in `exclude` (being worked on, maybe not saved yet) are skipped by their ids
+        alone, so that thousands of them cost little.
+        """
+        timed = SOP_RUNS.c.status.in_([RunStatus.SCHEDULED.value, RunStatus.WAITING.value])
+        order = (SOP_RUNS.c.wake_at, SOP_RUNS.c.id)
+        due = Due([], None, held=False)
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(SOP_RUNS)
-                .where(
-                    SOP_RUNS.c.status.in_([RunStatus.SCHEDULED.value, RunStatus.WAITING.value]),
-                    SOP_RUNS.c.wake_at <= now,
-                )
-                .order_by(SOP_RUNS.c.wake_at, SOP_RUNS.c.id)
+            found = await conn.execute(
+                select(SOP_RUNS.c.id)
+                .where(timed, SOP_RUNS.c.wake_at <= now)
+                .order_by(*order)
                 .limit(limit + len(exclude))
             )
-            runs = [Run.from_row(row) for row in rows if row.id not in exclude]
-        return runs[:limit]
+            wanted: list[int] = []
+            for (run_id,) in found:
+                if run_id in exclude:
+                    due.held = True
+                elif len(wanted) < limit:
+                    wanted.append(run_id)
+            for start in range(0, len(wanted), CHUNK):
+                rows = await conn.execute(
+                    select(*RUN_COLUMNS).where(
+                        SOP_RUNS.c.id.in_(wanted[start : start + CHUNK]),
+                        timed,
+                        SOP_RUNS.c.wake_at <= now,
+                    )
+                )
+                due.runs += [Run.from_row(row) for row in rows]
+            if wanted:
+                due.next_wake = now  # perhaps more
+            else:
+                later = await conn.execute(
+                    select(SOP_RUNS.c.id, SOP_RUNS.c.wake_at)
+                    .where(timed, SOP_RUNS.c.wake_at > now)
+                    .order_by(*order)
+                    .limit(len(exclude) + 1)
+                )
+                due.next_wake = next((at for run_id, at in later if run_id not in exclude), None)
+        due.runs.sort(key=lambda run: (run.wake_at, run.id))
+        return due
 
     async def next_wake(self) -> datetime | None:
         async with self.engine.connect() as conn:
@@ -241,14 +335,14 @@ class RunStore:
 
     async def get(self, run_id: int) -> Run | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(SOP_RUNS).where(SOP_RUNS.c.id == run_id))).first()
+            row = (await conn.execute(select(*RUN_COLUMNS).where(SOP_RUNS.c.id == run_id))).first()
         return Run.from_row(row) if row is not None else None
 
     async def pending(
         self, sop_id: str, chat_id: int, user_id: int | None, *, any_member: bool = False
     ) -> list[Run]:
         """Live and queued runs of an SOP in a group, for one member (or for anyone)."""
-        query = select(SOP_RUNS).where(
+        query = select(*RUN_COLUMNS).where(
             SOP_RUNS.c.sop_id == sop_id,
             SOP_RUNS.c.chat_id == chat_id,
             SOP_RUNS.c.status.in_([*(s.value for s in LIVE), RunStatus.QUEUED.value]),
@@ -264,7 +358,7 @@ class RunStore:
     async def with_status(self, *statuses: RunStatus) -> list[Run]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(SOP_RUNS).where(SOP_RUNS.c.status.in_([s.value for s in statuses]))
+                select(*RUN_COLUMNS).where(SOP_RUNS.c.status.in_([s.value for s in statuses]))
             )
             return [Run.from_row(row) for row in rows]
 
