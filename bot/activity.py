@@ -14,7 +14,7 @@ from sqlalchemy import case, func, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
-from bot.db import EVENTS, MEMBERS, EventType, insert_for
+from bot.db import EVENTS, MEMBERS, EventType, insert_for, writing
 from bot.db.bulk import Bulk
 
 MEMBER_ACTIVITY = (
@@ -331,7 +331,7 @@ class ActivityLog:
                 insert(EVENTS).values(dict.fromkeys(EVENT_COLUMNS)), dialect, EVENT_COLUMNS
             )
             self._upsert_members = Bulk(self._member_upsert(), dialect, MEMBER_ACTIVITY)
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             if events:
                 await self._insert_events.execute(conn, events)
             if members:

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock
-from bot.db import SCHEDULED_DELETIONS
+from bot.db import SCHEDULED_DELETIONS, writing
 from bot.delivery import Delivered
 
 BATCH = 200
@@ -39,7 +39,7 @@ class Deletions:
         self._task: asyncio.Task[None] | None = None
 
     async def schedule(self, chat_id: int, message_id: int, due_at: datetime, source: str) -> None:
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(
                 SCHEDULED_DELETIONS.insert().values(
                     chat_id=chat_id, message_id=message_id, due_at=due_at, source=source
@@ -79,7 +79,7 @@ class Deletions:
         await asyncio.gather(
             *(self.deleter.delete(row.chat_id, row.message_id, source=row.source) for row in rows)
         )
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(
                 delete(SCHEDULED_DELETIONS).where(
                     SCHEDULED_DELETIONS.c.id.in_([row.id for row in rows])

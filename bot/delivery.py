@@ -58,7 +58,7 @@ from loguru import logger
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import DELIVERIES, DeliveryStatus, GroupStatus, utcnow
+from bot.db import DELIVERIES, DeliveryStatus, GroupStatus, utcnow, writing
 from bot.registry import Registry
 
 MAX_ATTEMPTS = 5
@@ -635,7 +635,7 @@ class Delivery:
             if not rows:
                 return 0
             try:
-                async with self.engine.begin() as conn:
+                async with writing(self.engine) as conn:
                     await conn.execute(insert(DELIVERIES), rows)
             except BaseException:
                 self._records[:0] = rows

@@ -14,7 +14,17 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
-from bot.db import EVENTS, GROUPS, MEMBERS, EventType, GroupStatus, MemberStatus, insert_for, utcnow
+from bot.db import (
+    EVENTS,
+    GROUPS,
+    MEMBERS,
+    EventType,
+    GroupStatus,
+    MemberStatus,
+    insert_for,
+    utcnow,
+    writing,
+)
 
 GROUP_TYPES = frozenset({"group", "supergroup"})
 PRESENT = [s.value for s in MemberStatus if s.is_present]
@@ -135,7 +145,7 @@ class Registry:
         stmt = stmt.on_conflict_do_update(
             index_elements=["id"], set_={k: stmt.excluded[k] for k in row if k != "id"}
         )
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(stmt)
         known = self.groups.get(chat.id)
         if known is None:
@@ -158,7 +168,7 @@ class Registry:
 
     async def set_group(self, chat_id: int, **values: Any) -> None:
         """Update columns of a known group."""
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(
                 update(GROUPS).where(GROUPS.c.id == chat_id).values(updated_at=utcnow(), **values)
             )
@@ -211,7 +221,7 @@ class Registry:
         counted = await self._transition(chat_id, user, joined, was_present=False)
         if not counted and invite_link is not None:
             # Seen first through the service message, which has no link: add it now.
-            async with self.engine.begin() as conn:
+            async with writing(self.engine) as conn:
                 await conn.execute(
                     update(MEMBERS)
                     .where(
@@ -289,7 +299,7 @@ class Registry:
         }
         status = MEMBERS.c.status
         present = status.in_(PRESENT) if was_present else status.not_in(PRESENT)
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             result = await conn.execute(
                 update(MEMBERS)
                 .where(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user.id, present)
@@ -310,7 +320,7 @@ class Registry:
 
     async def member_status(self, chat_id: int, user: User, status: MemberStatus) -> None:
         """A present member changed standing (promoted, restricted) without joining or leaving."""
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(
                 update(MEMBERS)
                 .where(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user.id)
@@ -334,7 +344,7 @@ class Registry:
             return False
         self.activity.remap_chat(old_id, new_chat.id)
         await self.activity.flush()
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             old_row = (await conn.execute(select(GROUPS).where(GROUPS.c.id == old_id))).first()
             await self._merge_members(conn, old_id, new_chat.id)
             await conn.execute(

@@ -6,6 +6,7 @@ from bot.db.engine import (
     insert_for,
     session_factory,
     upgrade,
+    writing,
 )
 from bot.db.models import (
     DELIVERIES,
@@ -60,4 +61,5 @@ __all__ = [
     "session_factory",
     "upgrade",
     "utcnow",
+    "writing",
 ]

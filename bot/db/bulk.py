@@ -18,6 +18,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert
+
+ROWS_PER_INSERT = 500
+SQLITE_VARIABLES = 32766  # parameters per statement (SQLite 3.32 and later)
 
 
 class Bulk:
@@ -33,6 +37,15 @@ class Bulk:
         self.sql = compiled.string
         self.names = order  # the order of the values in each row given to `execute`
         self._pick: Callable[[Mapping[str, Any]], Any] = operator.itemgetter(*order)
+        # SQLite: an INSERT takes many rows per statement. Its driver runs in a thread of its
+        # own that wants Python's lock after each statement; while the event loop is busy it
+        # waits up to the switch interval (5 ms) for it, row after row with executemany.
+        group = "(" + ", ".join("?" * len(order)) + ")"
+        self._values: tuple[str, str] | None = None
+        if dialect.name == "sqlite" and isinstance(statement, Insert) and group in self.sql:
+            head, tail = self.sql.split(group, 1)
+            self._values = (head, tail)
+            self._per_statement = max(1, min(ROWS_PER_INSERT, SQLITE_VARIABLES // len(order)))
         types = [compiled.binds[name].type.dialect_impl(dialect) for name in order]
         self._convert = [
             (index, processor)
@@ -69,8 +82,18 @@ class Bulk:
                 params.append(tuple(values))
         else:
             params = [tuple(row) for row in rows]
-        result = await conn.exec_driver_sql(self.sql, params)
-        return int(result.rowcount)
+        if self._values is None:
+            result = await conn.exec_driver_sql(self.sql, params)
+            return int(result.rowcount)
+        head, tail = self._values
+        group = "(" + ", ".join("?" * len(self.names)) + ")"
+        count = 0
+        for start in range(0, len(params), self._per_statement):
+            chunk = params[start : start + self._per_statement]
+            sql = head + ", ".join([group] * len(chunk)) + tail
+            flat = tuple(value for row in chunk for value in row)
+            count += int((await conn.exec_driver_sql(sql, flat)).rowcount)
+        return count
 
 
 class BulkStatements:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -39,6 +43,31 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+# One per SQLite engine: the bot's writers take turns here (see `writing`).
+_WRITE_TURNS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A write transaction: committed at the end, rolled back on an error.
+
+    SQLite has one write lock per database, and a connection that finds it taken polls for it
+    with growing sleeps: under a steady stream of writes (the activity log at thousands of
+    messages a second) one writer can lose every round for the whole busy timeout and fail
+    with "database is locked". On SQLite the bot's own writers therefore queue here, first
+    come first served, and SQLite's lock is only ever contended by other processes.
+    """
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    turn = _WRITE_TURNS.get(engine.sync_engine)
+    if turn is None:
+        turn = _WRITE_TURNS[engine.sync_engine] = asyncio.Lock()
+    async with turn, engine.begin() as conn:
+        yield conn
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -630,7 +630,6 @@ class Engine:
                 due = await self._claim_due(now)
                 if due.runs:
                     await self._take_due(due.runs, now)
-                    continue
             except Exception:
                 logger.exception("the SOP timer failed; trying again in 1s")
                 await asyncio.sleep(1)
@@ -640,7 +639,9 @@ class Engine:
                 timeout = min(timeout, HELD_RECHECK)
             if due.next_wake is not None:
                 seconds = (due.next_wake - self.clock.now()).total_seconds()
-                timeout = min(timeout, max(seconds, 0.001))
+                if seconds <= 0:
+                    continue
+                timeout = min(timeout, seconds)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), None if math.isinf(timeout) else timeout)
 

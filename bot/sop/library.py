@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import SOP_GROUP_SETTINGS, insert_for
+from bot.db import SOP_GROUP_SETTINGS, insert_for, writing
 from bot.sop.check import LoadedSop, Problem, load_sops
 from bot.sop.format import IfStep, Sop, Step
 
@@ -161,7 +161,7 @@ class Library:
             index_elements=["sop_id", "chat_id"],
             set_={"enabled": enabled, "changed_by": by, "changed_at": at},
         )
-        async with engine.begin() as conn:
+        async with writing(engine) as conn:
             await conn.execute(stmt)
         self._switches[sop_id, chat_id] = enabled
 

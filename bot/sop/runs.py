@@ -17,10 +17,11 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.db import LIVE, SOP_RUNS, SOP_STEPS, RunStatus
+from bot.db import LIVE, SOP_RUNS, SOP_STEPS, RunStatus, writing
 from bot.db.bulk import BulkStatements
 
 CHUNK = 500
+HELD_IN_QUERY = 20_000  # runs in hand the timer's query leaves out by their ids
 Effects = Callable[[AsyncConnection], Awaitable[None]]
 
 
@@ -180,12 +181,11 @@ _FINISH_STEP = (
 
 @dataclass(slots=True)
 class Due:
-    """What the timer found: runs due now, the next time after, and whether due runs it
-    already holds were passed over (they are being worked on)."""
+    """What the timer found: runs due now, and the next time one falls due."""
 
     runs: list[Run]
     next_wake: datetime | None
-    held: bool
+    held: bool  # runs in hand were left out: one may be let go unsaved, still due
 
 
 class RunStore:
@@ -200,7 +200,7 @@ class RunStore:
         if not rows:
             return []
         created: list[Run] = []
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             for start in range(0, len(rows), CHUNK):
                 result = await conn.execute(
                     SOP_RUNS.insert().returning(*RUN_COLUMNS), rows[start : start + CHUNK]
@@ -250,7 +250,7 @@ class RunStore:
             }
             for record in (*held, *finished)
         ]
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             if params:
                 await self._save_runs(conn, params)
             if begun_rows:
@@ -282,46 +282,62 @@ class RunStore:
         """Runs whose time has come (scheduled, or waiting for a deadline), oldest first, and
         when the next of the others falls due.
 
-        Runs in `exclude` (being worked on, maybe not saved yet) are skipped by their ids
-        alone, so that thousands of them cost little.
+        Runs in `exclude` (being worked on, maybe not saved yet) are left out by the database:
+        every row read costs the driver's thread a turn at Python's lock, which under load can
+        take milliseconds. (Past HELD_IN_QUERY of them, their ids alone are read and skipped.)
         """
         timed = SOP_RUNS.c.status.in_([RunStatus.SCHEDULED.value, RunStatus.WAITING.value])
         order = (SOP_RUNS.c.wake_at, SOP_RUNS.c.id)
-        due = Due([], None, held=False)
+        due = Due([], None, held=bool(exclude))
+        few = len(exclude) <= HELD_IN_QUERY
+        free = (SOP_RUNS.c.id.not_in(exclude),) if exclude and few else ()
         async with self.engine.connect() as conn:
-            found = await conn.execute(
-                select(SOP_RUNS.c.id)
-                .where(timed, SOP_RUNS.c.wake_at <= now)
-                .order_by(*order)
-                .limit(limit + len(exclude))
-            )
-            wanted: list[int] = []
-            for (run_id,) in found:
-                if run_id in exclude:
-                    due.held = True
-                elif len(wanted) < limit:
-                    wanted.append(run_id)
-            for start in range(0, len(wanted), CHUNK):
+            if few:
                 rows = await conn.execute(
-                    select(*RUN_COLUMNS).where(
-                        SOP_RUNS.c.id.in_(wanted[start : start + CHUNK]),
-                        timed,
-                        SOP_RUNS.c.wake_at <= now,
-                    )
+                    select(*RUN_COLUMNS)
+                    .where(timed, SOP_RUNS.c.wake_at <= now, *free)
+                    .order_by(*order)
+                    .limit(limit)
                 )
-                due.runs += [Run.from_row(row) for row in rows]
-            if wanted:
+                due.runs = [Run.from_row(row) for row in rows]
+            else:
+                due.runs = await self._due_past(conn, now, limit, exclude)
+            if len(due.runs) == limit:
                 due.next_wake = now  # perhaps more
             else:
                 later = await conn.execute(
                     select(SOP_RUNS.c.id, SOP_RUNS.c.wake_at)
-                    .where(timed, SOP_RUNS.c.wake_at > now)
+                    .where(timed, SOP_RUNS.c.wake_at > now, *free)
                     .order_by(*order)
-                    .limit(len(exclude) + 1)
+                    .limit(1 if few else len(exclude) + 1)
                 )
                 due.next_wake = next((at for run_id, at in later if run_id not in exclude), None)
-        due.runs.sort(key=lambda run: (run.wake_at, run.id))
         return due
+
+    @staticmethod
+    async def _due_past(
+        conn: AsyncConnection, now: datetime, limit: int, exclude: set[int]
+    ) -> list[Run]:
+        """Due runs but those in `exclude`, skipped by their ids (too many for one query)."""
+        timed = SOP_RUNS.c.status.in_([RunStatus.SCHEDULED.value, RunStatus.WAITING.value])
+        is_due = (timed, SOP_RUNS.c.wake_at <= now)
+        found = await conn.execute(
+            select(SOP_RUNS.c.id)
+            .where(*is_due)
+            .order_by(SOP_RUNS.c.wake_at, SOP_RUNS.c.id)
+            .limit(limit + len(exclude))
+        )
+        wanted = [run_id for (run_id,) in found if run_id not in exclude][:limit]
+        runs: list[Run] = []
+        for start in range(0, len(wanted), CHUNK):
+            rows = await conn.execute(
+                select(*RUN_COLUMNS).where(
+                    SOP_RUNS.c.id.in_(wanted[start : start + CHUNK]), *is_due
+                )
+            )
+            runs += [Run.from_row(row) for row in rows]
+        runs.sort(key=lambda run: (run.wake_at, run.id))
+        return runs
 
     async def next_wake(self) -> datetime | None:
         async with self.engine.connect() as conn:
