@@ -30,7 +30,9 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-dev
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.sop
 
 emulator: $(VENV)/.installed
 	$(BIN)/tidepool emulator

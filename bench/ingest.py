@@ -1,5 +1,5 @@
-"""Ingest benchmark: group messages through the real dispatcher with activity logging, against a
-bare aiogram dispatcher with one trivial handler, in the same run.
+"""Ingest benchmark: group messages through the real dispatcher (activity log, SOP engine with the
+shipped SOPs), against a bare aiogram dispatcher with one trivial handler, in the same run.
 
     python bench/ingest.py [--updates 100000] [--groups 50] [--rounds 3]
 
@@ -25,14 +25,20 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import Chat, Message, MessageEntity, PhotoSize, Update, User
 from sqlalchemy import func, select
 
-from bot.app import create_dispatcher, open_services
+from bot.admins import Admins
+from bot.app import Operations, create_dispatcher, freeze_startup_heap, open_services
+from bot.clock import SystemClock
 from bot.db import EVENTS
 from bot.delivery import Delivery
+from bot.handlers import sops
 from bot.rights import RightsCheck
 from bot.settings import Settings
+from bot.sop.engine import Engine
+from bot.sop.library import Library
 
 BATCH = 100
 CONTENT = Path(__file__).resolve().parent.parent / "content"
+SOPS = CONTENT.parent / "sops"
 TOKEN = "123456:BENCH-token"
 
 
@@ -95,17 +101,38 @@ async def real_round(updates: list[Update], bot: Bot, folder: Path, round_no: in
         content_dir=CONTENT,
     )
     services = await open_services(settings)
+    delivery = Delivery(bot, services.registry, services.engine)
+    # The SOP engine with the shipped SOPs, as the bot runs it: each message is offered to it.
+    engine = Engine(
+        services.engine,
+        Library(SOPS, CONTENT),
+        services.registry,
+        services.activity,
+        delivery,
+        SystemClock(),
+        default_timezone=settings.tz,
+        default_language=settings.language,
+    )
+    await engine.open()
+    operations = Operations(
+        engine,
+        Admins(bot, []),
+        sops.Say(delivery, services.texts, services.registry),
+        "bench_bot",
+    )
     dispatcher = create_dispatcher(
         services,
-        RightsCheck(
-            Delivery(bot, services.registry, services.engine), services.registry, services.texts, []
-        ),
+        RightsCheck(delivery, services.registry, services.texts, []),
+        operations,
     )
     services.activity.start()
+    engine.start()
+    freeze_startup_heap()  # as the bot does once started
     began = time.perf_counter()
     await feed(dispatcher, bot, updates)
     await services.activity.close()
     elapsed = time.perf_counter() - began
+    await engine.close()
     async with services.engine.connect() as conn:
         stored = (await conn.execute(select(func.count()).select_from(EVENTS))).scalar_one()
     if stored != len(updates):

@@ -14,8 +14,6 @@ from bot.sop.admin import Key, Reply, SopAdmin
 from bot.sop.engine import Engine
 from bot.texts import Texts
 
-router = Router(name="sops")
-
 
 class Slash(Filter):
     """A message that starts with '/': cheap, so ordinary messages leave this router at once."""
@@ -23,9 +21,6 @@ class Slash(Filter):
     async def __call__(self, message: Message) -> bool:
         text = message.text
         return text is not None and text.startswith("/")
-
-
-router.message.filter(Slash())
 
 
 class Say:
@@ -65,13 +60,11 @@ async def _refused(message: Message, admins: Admins, say: Say) -> bool:
     return True
 
 
-@router.message(Command("sops"))
 async def list_sops(message: Message, admins: Admins, sop_admin: SopAdmin, say: Say) -> None:
     if message.chat.type in GROUP_TYPES and not await _refused(message, admins, say):
         await say(message, *await sop_admin.overview(message.chat.id))
 
 
-@router.message(Command("sop_on", "sop_off"))
 async def switch_sop(
     message: Message, command: CommandObject, admins: Admins, sop_admin: SopAdmin, say: Say
 ) -> None:
@@ -86,7 +79,6 @@ async def switch_sop(
     await say(message, await sop_admin.switch(message.chat.id, sop_id[0], on, by))
 
 
-@router.message(Command("sop_run"))
 async def run_sop(
     message: Message, command: CommandObject, admins: Admins, sop_admin: SopAdmin, say: Say
 ) -> None:
@@ -110,13 +102,11 @@ async def run_sop(
     await say(message, await sop_admin.run(message.chat.id, args[0], user_id, who))
 
 
-@router.message(Command("reload"))
 async def reload_sops(message: Message, admins: Admins, sop_admin: SopAdmin, say: Say) -> None:
     if not await _refused(message, admins, say):
         await say(message, *sop_admin.reload())
 
 
-@router.callback_query()
 async def pressed(query: CallbackQuery, engine: Engine, say: Say) -> None:
     """Any button on a group message: flow buttons continue their run; others may trigger."""
     message = query.message
@@ -127,3 +117,31 @@ async def pressed(query: CallbackQuery, engine: Engine, say: Say) -> None:
         message.chat.id, query.from_user.id, message.message_id, query.data
     )
     await query.answer(say.answer(message.chat.id, answer) if answer else None)
+
+
+COMMANDS = ("sops", "sop_on", "sop_off", "sop_run", "reload")
+
+
+async def sop_command(
+    message: Message,
+    command: CommandObject,
+    admins: Admins,
+    sop_admin: SopAdmin,
+    say: Say,
+) -> None:
+    """One handler for the SOP commands, so that other messages pay for one cheap filter."""
+    name = command.command
+    if name == "sops":
+        await list_sops(message, admins, sop_admin, say)
+    elif name == "reload":
+        await reload_sops(message, admins, sop_admin, say)
+    elif name == "sop_run":
+        await run_sop(message, command, admins, sop_admin, say)
+    else:
+        await switch_sop(message, command, admins, sop_admin, say)
+
+
+def register(router: Router) -> None:
+    """Add the SOP handlers to `router` (the dispatcher itself, like the membership handlers)."""
+    router.message.register(sop_command, Slash(), Command(*COMMANDS))
+    router.callback_query.register(pressed)
