@@ -3,16 +3,53 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+from aiogram.types import User
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
+from bot.clock import ManualClock
 from bot.db import EVENTS, MEMBER_TAGS, SOP_RUNS, SOP_STEPS, EventType
 from bot.registry import Registry
-from tests.sop_harness import GROUP, ROOT, copy_sops, eventually, make_engine, settle, user
+from bot.sop.engine import Engine
+from tests.sop_harness import (
+    GROUP,
+    ROOT,
+    RecordingOutbox,
+    copy_sops,
+    eventually,
+    make_engine,
+    settle,
+    user,
+)
+
+Welcome = tuple[Engine, RecordingOutbox, ManualClock]
+
+
+@pytest.fixture
+async def welcome(
+    engine: AsyncEngine, registry: Registry, activity: ActivityLog, tmp_path: Path
+) -> AsyncIterator[Welcome]:
+    """An engine over the shipped welcome.yaml and texts, in GROUP; the test starts it."""
+    sops = copy_sops(tmp_path, "welcome.yaml", source=ROOT / "sops")
+    sop, outbox, clock = await make_engine(
+        engine, registry, activity, sops, content=ROOT / "content"
+    )
+    await registry.save_group(GROUP)
+    yield sop, outbox, clock
+    await sop.close()
+
+
+async def join(welcome: Welcome, registry: Registry, member: User) -> None:
+    sop, _outbox, clock = welcome
+    await registry.member_joined(GROUP.id, member, clock.now(), source="chat_member")
+    await sop.member_joined(GROUP.id, member.id)
 
 
 async def rows(db: AsyncEngine, table, *where):
@@ -21,107 +58,88 @@ async def rows(db: AsyncEngine, table, *where):
 
 
 async def test_welcome_batches_joins_then_nudges_only_the_silent_member(
-    engine: AsyncEngine, registry: Registry, activity: ActivityLog, tmp_path
+    welcome: Welcome, engine: AsyncEngine, registry: Registry, activity: ActivityLog
 ):
-    sops = copy_sops(tmp_path, "welcome.yaml", source=ROOT / "sops")
-    sop, outbox, clock = await make_engine(
-        engine, registry, activity, sops, content=ROOT / "content"
-    )
-    await registry.save_group(GROUP)
+    sop, outbox, clock = welcome
     sop.start()
-    try:
-        alice, bob = user(1, "<b>&amp;"), user(2, "Bob")
-        for member in (alice, bob):
-            await registry.member_joined(GROUP.id, member, clock.now(), source="chat_member")
-            await sop.member_joined(GROUP.id, member.id)
-            clock.advance(timedelta(seconds=20))
-        await settle(sop)
-        assert outbox.sent == [], "joins within a minute wait for the batch to close"
+    alice, bob = user(1, "<b>&amp;"), user(2, "Bob")
+    for member in (alice, bob):
+        await join(welcome, registry, member)
+        clock.advance(timedelta(seconds=20))
+    await settle(sop)
+    assert outbox.sent == [], "joins within a minute wait for the batch to close"
 
-        clock.advance(timedelta(seconds=25))
-        await eventually(lambda: len(outbox.sent) == 1, what="one greeting")
-        greeting = outbox.sent[0]
-        assert "&lt;b&gt;&amp;amp;" in greeting.text and "Bob" in greeting.text
-        assert "<b>&amp;" not in greeting.text
-        button = greeting.markup.inline_keyboard[0][0]
-        assert button.callback_data == "s:welcome:rules"
-        await settle(sop)
-        tags = await rows(engine, MEMBER_TAGS)
-        assert {(t["user_id"], t["tag"]) for t in tags} == {(1, "newcomer"), (2, "newcomer")}
+    clock.advance(timedelta(seconds=25))
+    await eventually(lambda: len(outbox.sent) == 1, what="one greeting")
+    greeting = outbox.sent[0]
+    assert "&lt;b&gt;&amp;amp;" in greeting.text and "Bob" in greeting.text
+    assert "<b>&amp;" not in greeting.text
+    button = greeting.markup.inline_keyboard[0][0]
+    assert button.callback_data == "s:welcome:rules"
+    await settle(sop)
+    tags = await rows(engine, MEMBER_TAGS)
+    assert {(t["user_id"], t["tag"]) for t in tags} == {(1, "newcomer"), (2, "newcomer")}
 
-        # Bob writes within the day; Alice stays silent.
-        clock.advance(timedelta(hours=2))
-        activity.add(
-            event_row(chat_id=GROUP.id, user_id=bob.id, at=clock.now(), type=EventType.MESSAGE)
-        )
-        await sop.message(GROUP.id, bob.id, 77, "hi all", "tidepool_bot")
-        await settle(sop)
-        clock.advance(timedelta(hours=22))
-        await eventually(lambda: len(outbox.sent) == 2, what="the nudge")
-        await settle(sop)
-        assert "&lt;b&gt;" in outbox.sent[1].text and "Bob" not in outbox.sent[1].text
-        runs = await rows(engine, SOP_RUNS)
-        assert {r["status"] for r in runs} == {"done"}
-        clock.advance(timedelta(days=3))
-        await settle(sop)
-        assert len(outbox.sent) == 2, "exactly one nudge"
-        await activity.flush()
-        sent_events = await rows(engine, EVENTS, EVENTS.c.type == "sop_sent")
-        assert len(sent_events) == 3  # greeting for two members, one nudge
-    finally:
-        await sop.close()
+    # Bob writes within the day; Alice stays silent.
+    clock.advance(timedelta(hours=2))
+    activity.add(
+        event_row(chat_id=GROUP.id, user_id=bob.id, at=clock.now(), type=EventType.MESSAGE)
+    )
+    await sop.message(GROUP.id, bob.id, 77, "hi all", "tidepool_bot")
+    await settle(sop)
+    clock.advance(timedelta(hours=22))
+    await eventually(lambda: len(outbox.sent) == 2, what="the nudge")
+    await settle(sop)
+    assert "&lt;b&gt;" in outbox.sent[1].text and "Bob" not in outbox.sent[1].text
+    runs = await rows(engine, SOP_RUNS)
+    assert {r["status"] for r in runs} == {"done"}
+    clock.advance(timedelta(days=3))
+    await settle(sop)
+    assert len(outbox.sent) == 2, "exactly one nudge"
+    await activity.flush()
+    sent_events = await rows(engine, EVENTS, EVENTS.c.type == "sop_sent")
+    assert len(sent_events) == 3  # greeting for two members, one nudge
 
 
 async def test_rules_button_continues_the_flow_and_skips_the_nudge(
-    engine: AsyncEngine, registry: Registry, activity: ActivityLog, tmp_path
+    welcome: Welcome, engine: AsyncEngine, registry: Registry
 ):
-    sops = copy_sops(tmp_path, "welcome.yaml", source=ROOT / "sops")
-    sop, outbox, clock = await make_engine(
-        engine, registry, activity, sops, content=ROOT / "content"
-    )
-    await registry.save_group(GROUP)
+    sop, outbox, clock = welcome
     sop.start()
-    try:
-        alice = user(1, "Alice")
-        await registry.member_joined(GROUP.id, alice, clock.now(), source="chat_member")
-        await sop.member_joined(GROUP.id, alice.id)
-        clock.advance(timedelta(minutes=1))
-        await eventually(lambda: len(outbox.sent) == 1, what="the greeting")
-        await settle(sop)
-        greeting = outbox.sent[0]
-        assert await sop.button(GROUP.id, alice.id, greeting.message_id, "s:welcome:rules") is None
-        await eventually(lambda: len(outbox.sent) == 2, what="the rules")
-        assert "three simple rules" in outbox.sent[1].text
-        again = await sop.button(GROUP.id, alice.id, greeting.message_id, "s:welcome:rules")
-        assert again == "sop.pressed_already"
-        await settle(sop)
-        clock.advance(timedelta(days=2))
-        await settle(sop)
-        assert len(outbox.sent) == 2, "no nudge after the member engaged"
-        steps = await rows(engine, SOP_STEPS)
-        assert [s["step"] for s in sorted(steps, key=lambda s: s["seq"])] == [
-            "greet",
-            "mark_newcomer",
-            "wait_first",
-            "rules",
-        ]
-        assert [s["status"] for s in sorted(steps, key=lambda s: s["seq"])] == [
-            "done",
-            "done",
-            "interrupted",
-            "done",
-        ]
-    finally:
-        await sop.close()
+    alice = user(1, "Alice")
+    await join(welcome, registry, alice)
+    clock.advance(timedelta(minutes=1))
+    await eventually(lambda: len(outbox.sent) == 1, what="the greeting")
+    await settle(sop)
+    greeting = outbox.sent[0]
+    assert await sop.button(GROUP.id, alice.id, greeting.message_id, "s:welcome:rules") is None
+    await eventually(lambda: len(outbox.sent) == 2, what="the rules")
+    assert "three simple rules" in outbox.sent[1].text
+    again = await sop.button(GROUP.id, alice.id, greeting.message_id, "s:welcome:rules")
+    assert again == "sop.pressed_already"
+    await settle(sop)
+    clock.advance(timedelta(days=2))
+    await settle(sop)
+    assert len(outbox.sent) == 2, "no nudge after the member engaged"
+    steps = await rows(engine, SOP_STEPS)
+    assert [s["step"] for s in sorted(steps, key=lambda s: s["seq"])] == [
+        "greet",
+        "mark_newcomer",
+        "wait_first",
+        "rules",
+    ]
+    assert [s["status"] for s in sorted(steps, key=lambda s: s["seq"])] == [
+        "done",
+        "done",
+        "interrupted",
+        "done",
+    ]
 
 
 async def test_a_press_while_the_greeting_is_still_being_sent_is_not_lost(
-    engine: AsyncEngine, registry: Registry, activity: ActivityLog, tmp_path
+    welcome: Welcome, registry: Registry
 ):
-    sops = copy_sops(tmp_path, "welcome.yaml", source=ROOT / "sops")
-    sop, outbox, clock = await make_engine(
-        engine, registry, activity, sops, content=ROOT / "content"
-    )
+    sop, outbox, clock = welcome
     sending, gate = asyncio.Event(), asyncio.Event()
     send = outbox.send_message
 
@@ -131,12 +149,10 @@ async def test_a_press_while_the_greeting_is_still_being_sent_is_not_lost(
         return await send(*args, **kwargs)
 
     outbox.send_message = slow_send  # type: ignore[method-assign]
-    await registry.save_group(GROUP)
     sop.start()
     try:
         alice = user(1, "Alice")
-        await registry.member_joined(GROUP.id, alice, clock.now(), source="chat_member")
-        await sop.member_joined(GROUP.id, alice.id)
+        await join(welcome, registry, alice)
         clock.advance(timedelta(minutes=1))
         await asyncio.wait_for(sending.wait(), 5)
         press = asyncio.create_task(sop.button(GROUP.id, alice.id, 1000, "s:welcome:rules"))
@@ -148,4 +164,3 @@ async def test_a_press_while_the_greeting_is_still_being_sent_is_not_lost(
         assert "three simple rules" in outbox.sent[1].text
     finally:
         gate.set()
-        await sop.close()

@@ -255,6 +255,23 @@ async def test_a_failing_step_fails_its_run_only(world, engine):
     assert run["status"] == "failed" and run["error"] == "steps.0: not enough points (0) to take 1"
 
 
+async def test_the_timer_passes_over_runs_in_hand_however_many(world, engine, monkeypatch):
+    sop, outbox, clock = await world(go=GO.format(mode="parallel"))
+    for member in (1, 2, 3):
+        await sop.message(GROUP.id, member, member, "/go", "bot")
+    await settle(sop)
+    first = min(r["id"] for r in await rows(engine, SOP_RUNS))
+    # Past HELD_IN_QUERY runs in hand, the timer skips them by their ids after reading.
+    monkeypatch.setattr("bot.sop.runs.HELD_IN_QUERY", 0)
+    sop._busy.add(first)  # as if another task were working on M1's run
+    clock.advance(timedelta(hours=2))
+    await eventually(lambda: len(outbox.sent) == 5, what="the other two runs")
+    await settle(sop)
+    assert sorted(outbox.texts()[3:]) == ["Bye M2", "Bye M3"]
+    sop._busy.discard(first)  # let go without being saved: still due, taken again
+    await eventually(lambda: "Bye M1" in outbox.texts(), what="the run let go")
+
+
 async def test_the_timer_goes_on_after_a_database_error(world, monkeypatch):
     sop, outbox, clock = await world(go=GO.format(mode="single"))
     await sop.message(GROUP.id, 1, 1, "/go", "bot")

@@ -41,10 +41,10 @@ class Bulk:
         # own that wants Python's lock after each statement; while the event loop is busy it
         # waits up to the switch interval (5 ms) for it, row after row with executemany.
         group = "(" + ", ".join("?" * len(order)) + ")"
-        self._values: tuple[str, str] | None = None
+        self._values: tuple[str, str, str] | None = None
         if dialect.name == "sqlite" and isinstance(statement, Insert) and group in self.sql:
             head, tail = self.sql.split(group, 1)
-            self._values = (head, tail)
+            self._values = (head, group, tail)
             self._per_statement = max(1, min(ROWS_PER_INSERT, SQLITE_VARIABLES // len(order)))
         types = [compiled.binds[name].type.dialect_impl(dialect) for name in order]
         self._convert = [
@@ -85,8 +85,7 @@ class Bulk:
         if self._values is None:
             result = await conn.exec_driver_sql(self.sql, params)
             return int(result.rowcount)
-        head, tail = self._values
-        group = "(" + ", ".join("?" * len(self.names)) + ")"
+        head, group, tail = self._values
         count = 0
         for start in range(0, len(params), self._per_statement):
             chunk = params[start : start + self._per_statement]

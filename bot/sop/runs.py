@@ -10,7 +10,7 @@ is never sent again: `recover` marks it `interrupted` instead.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -56,63 +56,14 @@ class Run:
     @classmethod
     def from_row(cls, row: Any) -> Run:
         """A run from a row of RUN_COLUMNS (unpacked by position: thousands are read at once)."""
-        (
-            run_id,
-            sop_id,
-            chat_id,
-            user_id,
-            status,
-            position,
-            seq,
-            variables,
-            batch,
-            trigger,
-            wake_at,
-            wait_event,
-            error,
-            finished_at,
-            sop_digest,
-        ) = row
-        return cls(
-            run_id,
-            sop_id,
-            chat_id,
-            user_id,
-            RunStatus(status),
-            position,
-            seq,
-            dict(variables or {}),
-            batch,
-            trigger,
-            wake_at,
-            wait_event,
-            error,
-            finished_at,
-            sop_digest,
-            seq,
-        )
+        run_id, sop_id, chat_id, user_id, status, position, seq, variables, *rest = row
+        status, variables = RunStatus(status), dict(variables or {})
+        # `rest`: the fields from `batch` to `sop_digest`, in order; then `_base_seq`.
+        return cls(run_id, sop_id, chat_id, user_id, status, position, seq, variables, *rest, seq)  # type: ignore[call-arg]
 
 
-RUN_COLUMNS = tuple(
-    SOP_RUNS.c[name]
-    for name in (
-        "id",
-        "sop_id",
-        "chat_id",
-        "user_id",
-        "status",
-        "position",
-        "seq",
-        "variables",
-        "batch",
-        "trigger",
-        "wake_at",
-        "wait_event",
-        "error",
-        "finished_at",
-        "sop_digest",
-    )
-)  # what Run.from_row reads
+# The columns of a Run, in the order of its fields (what Run.from_row reads).
+RUN_COLUMNS = tuple(SOP_RUNS.c[f.name] for f in fields(Run) if f.name in SOP_RUNS.c)
 
 
 @dataclass(slots=True)
