@@ -18,7 +18,7 @@ from bot.activity import ActivityLog
 from bot.db import EVENTS, MEMBER_TAGS, POINTS, SOP_RUNS, SOP_STEPS
 from bot.delivery import Delivered
 from bot.registry import Registry
-from bot.sop.engine import Engine
+from bot.sop.engine import LOOKAHEAD, Engine
 from bot.sop.format import SendStep
 from bot.sop.messages import pick_variant
 from tests.sop_harness import GROUP, START, eventually, make_engine, settle, user
@@ -290,6 +290,47 @@ async def test_the_timer_goes_on_after_a_database_error(world, monkeypatch):
     clock.advance(timedelta(hours=2))
     await eventually(lambda: "Bye M1" in outbox.texts(), seconds=5, what="the wait to end")
     assert failures == [1]
+
+
+READ_AHEAD = """\
+mode: parallel
+triggers: [{type: command, command: w}]
+steps:
+  - wait: {event: checkin.done, timeout: 1h}
+  - if:
+      conditions: [{type: template, value: "run.timed_out"}]
+      then: [{send: {template: t.then}}]
+      else: [{send: {template: t.else}}]
+"""
+
+
+async def test_runs_read_ahead_are_taken_on_time_and_yield_to_events_and_leaving(
+    world, engine, registry
+):
+    sop, outbox, clock = await world(ahead=READ_AHEAD)
+    for member in (1, 2, 3):
+        await sop.message(GROUP.id, member, member, "/w", "bot")
+    await settle(sop)
+    clock.advance(timedelta(hours=1) - LOOKAHEAD / 2)
+    await eventually(lambda: len(sop._ahead) == 3, what="the timer to read the runs ahead")
+    await settle(sop)
+    assert outbox.sent == [], "read ahead, not taken before their time"
+    runs = await rows(engine, SOP_RUNS)
+    assert {r["status"] for r in runs} == {"waiting"}, "reading ahead changes nothing stored"
+
+    await sop.emit("checkin.done", GROUP.id, 2)  # M2's event comes just before the timeout
+    await sop.member_left(GROUP.id, 3)  # M3 leaves just before it
+    await settle(sop)
+    assert outbox.texts() == ["Else branch"]
+    clock.advance(LOOKAHEAD)
+    await eventually(lambda: len(outbox.sent) == 2, what="M1's timeout")
+    await settle(sop)
+    assert outbox.texts() == ["Else branch", "Then branch"]
+    assert [s.chat_id for s in outbox.sent] == [GROUP.id, GROUP.id]
+    by_member = {r["user_id"]: r["status"] for r in await rows(engine, SOP_RUNS)}
+    assert by_member == {1: "done", 2: "done", 3: "cancelled"}
+    waits = await rows(engine, SOP_STEPS, SOP_STEPS.c.action == "wait")
+    assert sorted(w["status"] for w in waits) == ["cancelled", "done", "timed_out"]
 
 
 async def test_leaving_ends_the_members_runs_and_joins_batch(world, engine, registry):

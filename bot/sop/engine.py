@@ -44,6 +44,7 @@ from bot.db import (
 )
 from bot.delivery import Delivered
 from bot.registry import Registry
+from bot.sop.ahead import HeldRuns
 from bot.sop.conditions import GroupFacts, holds, windows
 from bot.sop.facts import Facts, MemberFacts
 from bot.sop.format import (
@@ -69,6 +70,7 @@ from bot.sop.runs import Due, Run, RunMoved, RunStore, StepRecord
 from bot.sop.templates import group_context, load_catalogues
 
 DUE_BATCH = 5000  # runs taken from the database per wake-up
+LOOKAHEAD = timedelta(seconds=1)  # the timer reads runs due this soon, to hand on at their time
 CATCH_UP_AFTER = timedelta(seconds=60)  # later than this, a run fell due while the bot was down
 MAX_CHAIN = 8  # SOPs starting SOPs (emit, start) at most this deep: no endless loops
 PRESS_MEMORY = 60.0  # seconds a flow-button press is remembered, so a double tap counts once
@@ -177,6 +179,8 @@ class Engine:
         self.on_replan: Callable[[], None] | None = None  # the calendar re-reads its jobs
         self.on_deletion: Callable[[], None] | None = None  # a message to delete was stored
         self._busy: set[int] = set()
+        self._ahead = HeldRuns(clock, self._on_time)  # read ahead by the timer, not yet due
+        self._reading: list[set[int]] = []  # per claim in progress: runs moved meanwhile
         self._released = asyncio.Event()  # set whenever busy runs are released
         self._waits: dict[tuple[int, int | None, str], set[int]] = defaultdict(set)
         self._batches: dict[tuple[str, int], tuple[str, datetime]] = {}
@@ -212,6 +216,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
             self._loop = None
+        self._ahead.clear()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=grace)
 
@@ -582,8 +587,14 @@ class Engine:
         return kept
 
     async def _cancel(self, runs: Iterable[Run], now: datetime, reason: str) -> None:
+        runs = list(runs)
+        self._unhold(run.id for run in runs)
         live = [run for run in runs if not run.status.is_over and run.id not in self._busy]
+        waits = []
         for run in live:
+            if run.status is RunStatus.WAITING:
+                procedure = self.library.get(run.sop_id)
+                waits.append(self._wait_record(run, procedure, now, "cancelled"))
             self._unwait(run)
             run.seq += 1  # a step in flight elsewhere will find the run moved and stop
             run.status, run.error, run.finished_at, run.wake_at = (
@@ -593,25 +604,55 @@ class Engine:
                 None,
             )
         if live:
-            with contextlib.suppress(RunMoved):
-                await self.runs.save(live, now)
+            self._busy.update(run.id for run in live)
+            try:
+                await self.runs.save(live, now, finished=waits)
+            except RunMoved:
+                pass
+            finally:
+                self._release(live)
 
     # -- the timer ----------------------------------------------------------------------------
 
     async def tick(self) -> int:
         """Take the runs due now (without the timer: simulations and tests); return how many."""
         now = self.clock.now()
+        held = self._ahead.due(now)
         due = await self._claim_due(now)
-        if due.runs:
-            await self._take_due(due.runs, now)
-        return len(due.runs)
+        taken = held + due.runs
+        if taken:
+            self._busy.update(run.id for run in taken)
+            await self._take_due(taken, now)
+        return len(taken)
 
-    async def _claim_due(self, now: datetime) -> Due:
-        # Runs released while the claim reads may be read as they were before: leave out those
-        # busy when it began as well as those busy now.
-        due = await self.runs.claim_due(now, DUE_BATCH, set(self._busy))
-        due.runs = [run for run in due.runs if run.id not in self._busy]
+    async def _claim_due(self, until: datetime) -> Due:
+        """The runs due by `until` that nobody holds."""
+        # A run somebody moved while the claim read may be read as it was before: leave out
+        # those busy when it began (in SQL), those busy now, and those let go meanwhile.
+        moved: set[int] = set()
+        self._reading.append(moved)
+        try:
+            due = await self.runs.claim_due(until, DUE_BATCH, self._busy | self._ahead.ids())
+        finally:
+            self._reading.remove(moved)
+        due.runs = [
+            run
+            for run in due.runs
+            if run.id not in self._busy and run.id not in moved and run.id not in self._ahead
+        ]
         return due
+
+    def _unhold(self, run_ids: Iterable[int]) -> None:
+        """Somebody else moves these runs: the timer lets go of those it read ahead."""
+        run_ids = list(run_ids)
+        self._ahead.drop(run_ids)
+        for moved in self._reading:
+            moved.update(run_ids)
+
+    def _on_time(self, runs: list[Run], now: datetime) -> None:
+        """Runs read ahead fell due: take them (they are busy from now on)."""
+        self._busy.update(run.id for run in runs)
+        self._spawn(self._take_due(runs, now))
 
     async def settle(self) -> None:
         """Wait until the work in hand (sends, steps after them) is finished."""
@@ -623,13 +664,12 @@ class Engine:
         return await self.runs.next_wake()
 
     async def _due_loop(self) -> None:
+        """Read the runs falling due within LOOKAHEAD and hold them; each is taken on time."""
         while not self._stopping:
             self._wake.clear()
             try:
-                now = self.clock.now()
-                due = await self._claim_due(now)
-                if due.runs:
-                    await self._take_due(due.runs, now)
+                due = await self._claim_due(self.clock.now() + LOOKAHEAD)
+                self._ahead.hold(due.runs)
             except Exception:
                 logger.exception("the SOP timer failed; trying again in 1s")
                 await asyncio.sleep(1)
@@ -638,7 +678,7 @@ class Engine:
             if due.held:  # due runs in hand: should one be let go unsaved, look again soon
                 timeout = min(timeout, HELD_RECHECK)
             if due.next_wake is not None:
-                seconds = (due.next_wake - self.clock.now()).total_seconds()
+                seconds = (due.next_wake - LOOKAHEAD - self.clock.now()).total_seconds()
                 if seconds <= 0:
                     continue
                 timeout = min(timeout, seconds)
@@ -647,7 +687,7 @@ class Engine:
 
     async def _take_due(self, due: list[Run], now: datetime) -> None:
         """Skip the runs beyond their catch-up; move the others on, their wait's journal row
-        written with the next step's save."""
+        written with the next step's save. The caller marked the runs busy."""
         report = CatchUpReport()
         ended: list[Run] = []
         finished: list[StepRecord] = []
@@ -683,7 +723,6 @@ class Engine:
             else:
                 run.status, run.wake_at = RunStatus.RUNNING, None
                 going.append(run)
-        self._busy.update(run.id for run in due)
         if going:
             # Saved by their next step (a run that moved meanwhile is left alone there).
             self._spawn(self._advance(going, claimed=True))
@@ -759,7 +798,10 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
 
     def _release(self, runs: Iterable[Run]) -> None:
-        self._busy.difference_update(run.id for run in runs)
+        run_ids = [run.id for run in runs]
+        self._busy.difference_update(run_ids)
+        for moved in self._reading:
+            moved.update(run_ids)
         self._released.set()
 
     async def _until_idle(self, run_ids: set[int]) -> None:
@@ -1114,6 +1156,7 @@ class Engine:
         run_ids = self._waits.get((chat_id, user_id, event))
         if not run_ids:
             return
+        self._unhold(run_ids)  # the event comes first: its timeout no longer counts
         runs = []
         for run_id in list(run_ids):
             run = None if run_id in self._busy else await self.runs.get(run_id)
@@ -1146,6 +1189,7 @@ class Engine:
 
     async def _jump(self, procedure: Procedure, run: Run, path: str, now: datetime) -> None:
         """A flow button was pressed while its run waited: go on at the button's step."""
+        self._unhold([run.id])
         self._busy.add(run.id)
         record = self._wait_record(run, procedure, now, "interrupted")
         self._unwait(run)
