@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
-from aiogram.types import CallbackQuery, Message, Update
+from aiogram.types import CallbackQuery, Chat, Message, Update
 from sqlalchemy import select
 
 from bot.app import ALWAYS_ALLOWED, allowed_updates, create_dispatcher, open_services
@@ -53,6 +53,39 @@ async def test_button_press_in_a_group_is_an_event(tmp_path: Path) -> None:
         {"data": "checkin"},
     )
     assert bot.id == BOT
+    await services.engine.dispose()
+    await bot.session.close()
+
+
+async def test_handlers_see_commands_while_group_chatter_is_only_logged(tmp_path: Path) -> None:
+    settings = Settings(bot_token=TOKEN, database_url=f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    services = await open_services(settings)
+    bot = Bot(TOKEN)
+    delivery = Delivery(bot, services.registry, services.engine)
+    dispatcher = create_dispatcher(
+        services, RightsCheck(delivery, services.registry, services.texts, [])
+    )
+    seen: list[str | None] = []
+
+    @dispatcher.message()
+    async def probe(message: Message) -> None:
+        seen.append(message.text)
+
+    alice = user(11, "Alice")
+    private = Chat(id=11, type="private", first_name="Alice")
+    messages = [
+        group_message(1, alice, at(0), text="good morning"),
+        group_message(2, alice, at(1), text="/top month"),
+        group_message(3, alice, at(2), text=None, caption="/not a command"),
+        group_message(4, alice, at(3), chat=private, text="hello bot"),
+    ]
+    for n, message in enumerate(messages, start=1):
+        await dispatcher.feed_update(bot, Update(update_id=n, message=message))
+    await services.activity.close()
+    assert seen == ["/top month", "hello bot"]
+    async with services.engine.connect() as conn:
+        logged = (await conn.execute(select(EVENTS.c.message_id))).scalars().all()
+    assert sorted(logged) == [1, 2, 3], "every group message is logged, commands too"
     await services.engine.dispose()
     await bot.session.close()
 

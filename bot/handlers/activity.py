@@ -2,6 +2,11 @@
 
 A member's message is also shown to the SOP engine when something waits for it (a flow waiting
 for the member's reply, a keyword or command trigger): a cheap check on the hot path.
+
+Handlers see a group's commands (messages starting with "/") and nothing else of its chatter:
+a plain message ends with the activity log and the SOP engine, which is where keywords trigger
+things. Most group traffic is plain messages, and handing each one on to the handlers, only for
+every handler's filters to turn it down, cost as much as the activity log itself.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.activity import ActivityLog
@@ -34,8 +40,9 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 class RecordMessages(BaseMiddleware):
     """Outer middleware on messages: the gateway every group message passes first.
 
-    A member's message goes into the activity log; a service message about membership
-    (joins, leaves, migration, title) goes to the registry. Then handlers run as usual.
+    A member's message goes into the activity log and, when wanted, to the SOP engine; a service
+    message about membership (joins, leaves, migration, title) goes to the registry. Commands,
+    and every message outside groups, then go on to the handlers.
     """
 
     def __init__(
@@ -75,7 +82,14 @@ class RecordMessages(BaseMiddleware):
                     await engine.message(
                         chat.id, user.id, event.message_id, text, self.bot_username
                     )
+                if not is_command(event):
+                    return UNHANDLED
         return await handler(event, data)
+
+
+def is_command(message: Message) -> bool:
+    text = message.text
+    return text is not None and text.startswith("/")
 
 
 class RecordPresses(BaseMiddleware):
