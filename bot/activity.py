@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from aiogram.enums import ContentType
 from aiogram.types import CallbackQuery, Message, User
 from loguru import logger
 from sqlalchemy import case, func, insert
@@ -67,6 +68,8 @@ SERVICE_CONTENT = frozenset(
     }
 )
 
+
+_KIND: dict[str, str] = {kind: kind.value for kind in ContentType}
 
 EVENT_COLUMNS = (
     "chat_id",
@@ -146,6 +149,12 @@ class ActivityLog:
     write, whichever comes first. `close()` writes what is left, so a clean stop loses nothing.
     A failed write keeps the rows and is retried; nothing is dropped unless the buffer passes
     `max_buffered` rows (a database that has been down for a long time).
+
+    Updates that find `high_water` rows waiting wait until the writer takes them (`make_room`).
+    The writer runs in the driver's thread, which needs Python's lock for every statement; while
+    the event loop is never idle it gets that lock only now and then, and without this the
+    buffer (what a crash would lose, and what the garbage collector walks) grows for as long as
+    the stream lasts.
     """
 
     def __init__(
@@ -156,12 +165,16 @@ class ActivityLog:
         batch_size: int = 100,
         interval: float = 0.5,
         max_buffered: int = 1_000_000,
+        high_water: int = 5_000,
     ) -> None:
         self.engine = engine
         self.store_text = store_text
         self.batch_size = batch_size
         self.interval = interval
         self.max_buffered = max_buffered
+        self.high_water = high_water
+        self._failing = False  # the last background write failed: don't hold updates up
+        self._room = asyncio.Event()  # set when a write takes the buffer
         self.written = 0
         self._events: list[EventRow] = []
         self._activity: dict[tuple[int, int], _Activity] = {}
@@ -226,7 +239,7 @@ class ActivityLog:
                 None if user is None else user.id,
                 at,
                 event_type.value,
-                content,
+                _KIND.get(content, content),  # plain str: rows of plain values are not GC-tracked
                 message.message_id,
                 0 if body is None else len(body),
                 message.reply_to_message is not None and not message.is_topic_message,
@@ -256,6 +269,15 @@ class ActivityLog:
         if not query.from_user.is_bot:
             self.touch(message.chat.id, query.from_user, at)
 
+    async def make_room(self) -> None:
+        """On the hot path, after recording: past `high_water` rows waiting, wait until the
+        background writer takes them (while it writes them, new rows gather again)."""
+        if len(self._events) < self.high_water or self._failing or self._task is None:
+            return
+        self._room.clear()
+        self._full.set()
+        await self._room.wait()
+
     @property
     def pending(self) -> int:
         """Rows waiting to be written."""
@@ -272,6 +294,7 @@ class ActivityLog:
         """Stop the background writer after its current write, then write everything left."""
         self._closing = True
         self._full.set()
+        self._room.set()
         if self._task is not None:
             await self._task
             self._task = None
@@ -294,6 +317,7 @@ class ActivityLog:
             events, self._events = self._events, []
             activity, self._activity = self._activity, {}
             self._full.clear()
+            self._room.set()
             if not events and not activity:
                 return 0
             try:
@@ -331,11 +355,12 @@ class ActivityLog:
                 insert(EVENTS).values(dict.fromkeys(EVENT_COLUMNS)), dialect, EVENT_COLUMNS
             )
             self._upsert_members = Bulk(self._member_upsert(), dialect, MEMBER_ACTIVITY)
+        # Prepared before this writer's turn, so that other writers do not wait on it.
+        insert_events = await self._insert_events.prepare(events)
+        upsert_members = await self._upsert_members.prepare(members)
         async with writing(self.engine) as conn:
-            if events:
-                await self._insert_events.execute(conn, events)
-            if members:
-                await self._upsert_members.execute(conn, members)
+            await Bulk.run(conn, insert_events)
+            await Bulk.run(conn, upsert_members)
 
     def _restore(self, events: list[EventRow], activity: dict[tuple[int, int], _Activity]) -> None:
         """Put rows of a failed write back in front of newer ones."""
@@ -382,7 +407,9 @@ class ActivityLog:
                 return
             try:
                 await self.flush()
-                delay = self.interval
+                delay, self._failing = self.interval, False
             except Exception:
+                self._failing = True
+                self._room.set()
                 delay = min(max(delay * 2, 1.0), 30.0)
                 logger.exception("writing the activity log failed; retrying in {:.0f}s", delay)

@@ -124,3 +124,50 @@ async def test_failed_write_keeps_rows_until_it_succeeds(engine: AsyncEngine) ->
     await log.close()
     assert [r["message_id"] for r in await events(engine)] == [1, 2]
     assert [m["message_count"] for m in await members(engine)] == [2]
+
+
+async def test_a_stream_faster_than_the_writer_waits_for_it(
+    engine: AsyncEngine, monkeypatch
+) -> None:
+    """Past `high_water` waiting rows, recording waits until the writer takes them; a writer
+    that keeps failing holds nobody up (its rows stay buffered for the retry)."""
+    import asyncio
+
+    log = ActivityLog(engine, batch_size=1000, interval=30, high_water=3)
+    gate = asyncio.Event()
+    write = log._write
+
+    async def slow_write(*args: Any) -> None:
+        await gate.wait()
+        await write(*args)
+
+    monkeypatch.setattr(log, "_write", slow_write)
+    log.start()
+    for i in range(3):
+        log.message(group_message(i + 1, user(11), at(i)))
+    await log.make_room()  # the writer takes the three rows (and waits at the gate)
+    assert log.pending == 0
+    for i in range(3, 6):
+        log.message(group_message(i + 1, user(11), at(i)))
+    waiting = asyncio.create_task(log.make_room())
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "the writer is still busy with the first rows"
+    gate.set()
+    await asyncio.wait_for(waiting, 5)
+    await log.close()
+    assert [r["message_id"] for r in await events(engine)] == [1, 2, 3, 4, 5, 6]
+
+    async def failing_write(*args: Any) -> None:
+        raise OSError("disk I/O error")
+
+    broken = ActivityLog(engine, batch_size=1, interval=30, high_water=1)
+    monkeypatch.setattr(broken, "_write", failing_write)
+    broken.start()
+    broken.message(group_message(7, user(11), at(7)))
+    await asyncio.wait_for(broken.make_room(), 5)  # taken, then failed and put back
+    await asyncio.sleep(0.05)
+    assert broken._failing and broken.pending == 2
+    await asyncio.wait_for(broken.make_room(), 1)  # failing: returns at once
+    monkeypatch.delattr(broken, "_write")  # the database is back
+    await broken.close()
+    assert len(await events(engine)) == 7

@@ -5,12 +5,19 @@ costs more than the database write itself at thousands of rows a second. `Bulk` 
 bind processors of the few parameters that need one (datetimes, JSON) once, converts each
 distinct time once per batch, and hands the rows to the driver as tuples, on the same connection
 and in the same transaction.
+
+On SQLite the rows go to the driver's own `executemany`. Its thread wants Python's lock for each
+call it makes (SQLAlchemy's cursor takes three per statement: open, execute, close), and while
+the event loop is busy each wait for that lock can last the switch interval (5 ms): the fewer
+calls, the more rows a write gets through under load.
 """
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -21,6 +28,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
 ROWS_PER_INSERT = 500
+SLICE = 1000  # rows prepared between turns of the event loop
 SQLITE_VARIABLES = 32766  # parameters per statement (SQLite 3.32 and later)
 
 
@@ -61,38 +69,92 @@ class Bulk:
 
     async def execute(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> int:
         """Execute for each row (its values in the order of `names`); the rows it matched."""
-        if self._convert:
-            convert = self._convert
-            params = []
-            # The rows of a batch mostly share their times: convert each time once.
-            times: dict[tuple[int, datetime], Any] = {}
-            for row in rows:
-                values = list(row)
-                for index, processor in convert:
-                    value = values[index]
-                    if value is None:
-                        continue
-                    if type(value) is datetime:
-                        key = (index, value)
-                        if (done := times.get(key)) is None:
-                            done = times[key] = processor(value)
-                        values[index] = done
-                    else:
-                        values[index] = processor(value)
-                params.append(tuple(values))
-        else:
-            params = [tuple(row) for row in rows]
+        return await self.run(conn, await self.prepare(rows))
+
+    async def prepare(self, rows: Sequence[Sequence[Any]]) -> Prepared:
+        """The rows as the driver takes them: values converted (datetimes, JSON) and, for a
+        multi-row INSERT on SQLite, grouped into statements. Thousands of rows take a few ms,
+        so this lets the event loop run every SLICE rows; it needs no connection, so a writer
+        can prepare before its turn to write."""
+        params: list[tuple[Any, ...]] = []
+        times: dict[tuple[int, datetime], Any] = {}  # a batch's rows mostly share their times
+        for start in range(0, len(rows), SLICE):
+            if start:
+                await asyncio.sleep(0)
+            params += [self._converted(row, times) for row in rows[start : start + SLICE]]
         if self._values is None:
-            result = await conn.exec_driver_sql(self.sql, params)
-            return int(result.rowcount)
+            return Prepared(((self.sql, params),))
+        # Whole statements of `size` rows go in one call, the rows left over in another.
         head, group, tail = self._values
+        size = self._per_statement
+        whole = len(params) - len(params) % size
+        calls = []
+        if whole:
+            statements = []
+            every = max(1, SLICE // size)
+            for n, at in enumerate(range(0, whole, size)):
+                if n and n % every == 0:
+                    await asyncio.sleep(0)
+                statements.append(_flat(params[at : at + size]))
+            calls.append((head + ", ".join([group] * size) + tail, statements))
+        if whole < len(params):
+            rest = params[whole:]
+            calls.append((head + ", ".join([group] * len(rest)) + tail, [_flat(rest)]))
+        return Prepared(tuple(calls))
+
+    def _converted(
+        self, row: Sequence[Any], times: dict[tuple[int, datetime], Any]
+    ) -> tuple[Any, ...]:
+        if not self._convert:
+            return tuple(row)
+        values = list(row)
+        for index, processor in self._convert:
+            value = values[index]
+            if value is None:
+                continue
+            if type(value) is datetime:
+                key = (index, value)
+                if (done := times.get(key)) is None:
+                    done = times[key] = processor(value)
+                values[index] = done
+            else:
+                values[index] = processor(value)
+        return tuple(values)
+
+    @staticmethod
+    async def run(conn: AsyncConnection, prepared: Prepared) -> int:
+        """Execute prepared rows on `conn`, in its transaction; the rows they matched."""
         count = 0
-        for start in range(0, len(params), self._per_statement):
-            chunk = params[start : start + self._per_statement]
-            sql = head + ", ".join([group] * len(chunk)) + tail
-            flat = tuple(value for row in chunk for value in row)
-            count += int((await conn.exec_driver_sql(sql, flat)).rowcount)
+        for sql, params in prepared.calls:
+            if not params:
+                continue
+            if conn.dialect.name == "sqlite":
+                count += await _sqlite_many(conn, sql, params)
+            else:
+                count += int((await conn.exec_driver_sql(sql, params)).rowcount)
         return count
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Statements and their rows of parameters, ready for the driver."""
+
+    calls: tuple[tuple[str, list[tuple[Any, ...]]], ...]
+
+
+def _flat(rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    return tuple(value for row in rows for value in row)
+
+
+async def _sqlite_many(conn: AsyncConnection, sql: str, params: Sequence[tuple[Any, ...]]) -> int:
+    """`executemany` on the aiosqlite connection under `conn` (same transaction); rows changed."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    cursor = await driver.executemany(sql, params)
+    try:
+        return int(cursor.rowcount)
+    finally:
+        await cursor.close()
 
 
 class BulkStatements:

@@ -69,6 +69,7 @@ class RecordMessages(BaseMiddleware):
                 await membership_service_message(event, self.registry, self.bot_id)
             else:
                 self.activity.message(event)
+                await self.activity.make_room()
                 user = event.from_user
                 engine = self.engine
                 if (
