@@ -77,15 +77,18 @@ async def test_welcome_escaped_name_button_and_exactly_one_nudge(
     answer = await ctl.callback_answer(pressed["callback_query_id"])
     assert answer is not None
 
+    # The rules reply deletes itself after ten minutes.
+    [rules] = await greeted(ctl, group, "three simple rules")
+    assert not rules["deleted"]
+    await clock.forward(11 * 60)
+    await wait_until(lambda: _rules_deleted(ctl, group), what="the rules reply to go")
+
     await clock.forward(DAY)
     await wait_until(lambda: _has(ctl, group, "settling in", 1), what="the nudge")
     await clock.forward(3 * DAY)
     await wait_until(lambda: all_confirmed(ctl), what="quiet")
     nudges = await greeted(ctl, group, "settling in")
     assert len(nudges) == 1 and f"id={odd}" in nudges[0]["text"], "only the silent member"
-    # The rules reply deletes itself after ten minutes.
-    [rules] = await greeted(ctl, group, "three simple rules")
-    assert rules["deleted"]
     assert await tidepool.stop() == 0
 
     runs = {(r["user_id"], r["status"]) for r in await _runs(tidepool)}
@@ -187,6 +190,10 @@ async def test_broken_sop_is_reported_and_the_others_run(ctl: EmulatorClient, ti
     )
     assert tidepool.alive()
     assert await tidepool.stop() == 0
+
+
+async def _rules_deleted(ctl: EmulatorClient, chat: int) -> bool:
+    return all(m["deleted"] for m in await greeted(ctl, chat, "three simple rules"))
 
 
 async def _has(ctl: EmulatorClient, chat: int, needle: str, count: int) -> bool:
