@@ -9,6 +9,7 @@ from bot.db.engine import (
     writing,
 )
 from bot.db.models import (
+    CHECKINS,
     DELIVERIES,
     EVENTS,
     GROUPS,
@@ -34,6 +35,7 @@ from bot.db.models import (
 )
 
 __all__ = [
+    "CHECKINS",
     "DELIVERIES",
     "EVENTS",
     "GROUPS",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, Table
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, Table, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -312,6 +312,28 @@ class PointsEntry(SQLModel, table=True):
     at: datetime = Field(sa_type=UTCDateTime)
 
 
+class Checkin(SQLModel, table=True):
+    """A member's check-in in a group for one day (the group's day, see bot.checkin.days).
+
+    The unique key is what makes a double tap count once. The latest row of a member holds
+    their streak, so the next check-in reads one row."""
+
+    __tablename__ = "checkins"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "user_id", "day", name="uq_checkins_member_day"),
+        Index("ix_checkins_group_day", "chat_id", "day"),
+    )
+
+    id: int | None = Field(default=None, sa_type=EventId, primary_key=True)
+    chat_id: int = Field(sa_type=ChatId)
+    user_id: int = Field(sa_type=ChatId)
+    day: date
+    at: datetime = Field(sa_type=UTCDateTime)
+    streak: int  # check-in days in a row, this one included
+    frozen: int = 0  # missed days of this day's month that the streak got over
+    points: int = 0  # credited for it, streak bonus included
+
+
 class ScheduledDeletion(SQLModel, table=True):
     """A message the bot sent that it deletes at `due_at` (kept tidy, survives restarts)."""
 
@@ -335,3 +357,4 @@ SOP_GROUP_SETTINGS: Table = SopGroupSetting.__table__  # type: ignore[attr-defin
 MEMBER_TAGS: Table = MemberTag.__table__  # type: ignore[attr-defined]
 POINTS: Table = PointsEntry.__table__  # type: ignore[attr-defined]
 SCHEDULED_DELETIONS: Table = ScheduledDeletion.__table__  # type: ignore[attr-defined]
+CHECKINS: Table = Checkin.__table__  # type: ignore[attr-defined]
