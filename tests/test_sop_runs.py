@@ -462,6 +462,7 @@ async def test_a_send_cut_off_by_a_crash_is_never_repeated(world, engine):
     again.start()
     try:
         await eventually(lambda: outbox2.texts() == ["Bye M1"], what="the run to go on")
+        await settle(again)  # the send is journaled as done right after it returns
         steps = await rows(engine, SOP_STEPS)
         assert [(s["step"], s["status"]) for s in sorted(steps, key=lambda s: s["seq"])] == [
             ("first", "interrupted"),

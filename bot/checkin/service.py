@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.checkin.days import Streak, checkin_day, next_streak
-from bot.db import CHECKINS, POINTS, insert_for, writing
+from bot.db import CHECKINS, insert_for, writing
+from bot.points import Change, apply
 
 SOURCE = "checkin"
 
@@ -77,21 +78,15 @@ class CheckIns:
             checkin_id = inserted.scalar_one_or_none()
             if checkin_id is None:  # a check-in of the same day got in first
                 return await _already(conn, chat_id, user_id)
-            credits = ((rules.points, "check-in"), (bonus, f"streak bonus: {streak.length} days"))
-            entries = [
-                {
-                    "chat_id": chat_id,
-                    "user_id": user_id,
-                    "delta": delta,
-                    "reason": reason,
-                    "source": SOURCE,
-                    "at": at,
-                }
-                for delta, reason in credits
-                if delta
-            ]
-            if entries:
-                await conn.execute(POINTS.insert(), entries)
+            await apply(
+                conn,
+                [
+                    Change(chat_id, user_id, rules.points, "check-in", SOURCE, at),
+                    Change(
+                        chat_id, user_id, bonus, f"streak bonus: {streak.length} days", SOURCE, at
+                    ),
+                ],
+            )
             rank = await _rank(conn, chat_id, day, checkin_id)
         return CheckedIn(day, True, streak.length, points, bonus, rank)
 

@@ -9,6 +9,7 @@ from bot.db.engine import (
     writing,
 )
 from bot.db.models import (
+    BALANCES,
     CHECKINS,
     DELIVERIES,
     EVENTS,
@@ -35,6 +36,7 @@ from bot.db.models import (
 )
 
 __all__ = [
+    "BALANCES",
     "CHECKINS",
     "DELIVERIES",
     "EVENTS",

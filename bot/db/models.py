@@ -6,7 +6,16 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, Table, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    Table,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -312,6 +321,26 @@ class PointsEntry(SQLModel, table=True):
     at: datetime = Field(sa_type=UTCDateTime)
 
 
+class PointsBalance(SQLModel, table=True):
+    """A member's points in a group: the sum of their ledger rows, kept with every change.
+
+    Spending checks and moves the balance in one conditional UPDATE, so two spends at once can
+    never both pass, and the check constraint keeps it from going below zero whatever happens.
+    """
+
+    __tablename__ = "points_balances"
+    __table_args__ = (CheckConstraint("balance >= 0", name="ck_points_balances_not_negative"),)
+
+    chat_id: int = Field(
+        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    user_id: int = Field(
+        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    balance: int = 0
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class Checkin(SQLModel, table=True):
     """A member's check-in in a group for one day (the group's day, see bot.checkin.days).
 
@@ -358,3 +387,4 @@ MEMBER_TAGS: Table = MemberTag.__table__  # type: ignore[attr-defined]
 POINTS: Table = PointsEntry.__table__  # type: ignore[attr-defined]
 SCHEDULED_DELETIONS: Table = ScheduledDeletion.__table__  # type: ignore[attr-defined]
 CHECKINS: Table = Checkin.__table__  # type: ignore[attr-defined]
+BALANCES: Table = PointsBalance.__table__  # type: ignore[attr-defined]

@@ -31,12 +31,12 @@ from sqlalchemy import bindparam, delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 
+from bot import points
 from bot.activity import ActivityLog, event_row
 from bot.clock import Clock
 from bot.db import (
     LIVE,
     MEMBER_TAGS,
-    POINTS,
     SCHEDULED_DELETIONS,
     EventType,
     RunStatus,
@@ -1092,22 +1092,17 @@ class Engine:
                     fact = facts.get(run.user_id or 0)
                     if run.chat_id == chat_id and fact is not None and fact.points + award < 0:
                         errors[run.id] = f"not enough points ({fact.points}) to take {-award}"
-        rows = [
-            {
-                "chat_id": run.chat_id,
-                "user_id": run.user_id,
-                "delta": award,
-                "reason": step.points.reason,
-                "source": f"sop:{procedure.id}",
-                "at": now,
-            }
+        changes = [
+            points.Change(
+                run.chat_id, run.user_id, award, step.points.reason, f"sop:{procedure.id}", now
+            )
             for run in runs
-            if run.id not in errors
+            if run.id not in errors and run.user_id is not None
         ]
 
         async def effects(conn: AsyncConnection) -> None:
-            if rows:
-                await conn.execute(POINTS.insert(), rows)
+            # A spend that raced another is refused here: the whole save is rolled back.
+            await points.apply(conn, changes)
 
         return await self._simple(
             procedure, path, runs, now, "done", effects=effects, errors=errors

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
-from bot.db import EVENTS, MEMBER_TAGS, MEMBERS, POINTS, EventType, MemberStatus
+from bot.db import EVENTS, MEMBER_TAGS, MEMBERS, EventType, MemberStatus
+from bot.points import balances
 from bot.sop.templates import member_context
 
 CHUNK = 500  # ids per IN (...) list
@@ -99,13 +100,8 @@ class Facts:
                 )
                 for user_id, tag in tags:
                     facts[user_id].tags.add(tag)
-                points = await conn.execute(
-                    select(POINTS.c.user_id, func.sum(POINTS.c.delta))
-                    .where(POINTS.c.chat_id == chat_id, POINTS.c.user_id.in_(chunk))
-                    .group_by(POINTS.c.user_id)
-                )
-                for user_id, total in points:
-                    facts[user_id].points = int(total or 0)
+                for user_id, points in (await balances(conn, chat_id, chunk)).items():
+                    facts[user_id].points = points
                 for window in windows:
                     for fact in (facts[user_id] for user_id in chunk):
                         fact.messages[window] = 0

@@ -62,6 +62,7 @@ async def test_welcome_escaped_name_button_and_exactly_one_nudge(
     await ctl.join(group, odd)
     await ctl.join(group, presser)
     await wait_until(lambda: all_confirmed(ctl), what="the joins to be handled")
+    await wait_until(lambda: _run_count(tidepool, 2), what="a welcome run for each")
     assert await greeted(ctl, group, "Welcome") == [], "greetings wait for the join batch"
 
     await clock.forward(61)
@@ -77,9 +78,10 @@ async def test_welcome_escaped_name_button_and_exactly_one_nudge(
     answer = await ctl.callback_answer(pressed["callback_query_id"])
     assert answer is not None
 
-    # The rules reply deletes itself after ten minutes.
+    # The rules reply deletes itself ten minutes after it was sent (once the bot has noted it).
     [rules] = await greeted(ctl, group, "three simple rules")
     assert not rules["deleted"]
+    await wait_until(lambda: _deletion_noted(tidepool), what="the deletion to be noted")
     await clock.forward(11 * 60)
     await wait_until(lambda: _rules_deleted(ctl, group), what="the rules reply to go")
 
@@ -198,6 +200,17 @@ async def _rules_deleted(ctl: EmulatorClient, chat: int) -> bool:
 
 async def _has(ctl: EmulatorClient, chat: int, needle: str, count: int) -> bool:
     return len(await greeted(ctl, chat, needle)) >= count
+
+
+async def _deletion_noted(tidepool: Tidepool) -> bool:
+    import sqlite3
+
+    with sqlite3.connect(tidepool.folder / "tidepool.db") as db:
+        return bool(db.execute("SELECT count(*) FROM scheduled_deletions").fetchone()[0])
+
+
+async def _run_count(tidepool: Tidepool, count: int) -> bool:
+    return len(await _runs(tidepool)) >= count
 
 
 async def _runs(tidepool: Tidepool) -> list[dict[str, Any]]:

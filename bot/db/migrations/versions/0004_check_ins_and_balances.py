@@ -1,4 +1,4 @@
-"""check-ins: one row per member and day, holding the streak
+"""check-ins (one row per member and day, holding the streak) and points balances
 
 Revision ID: 0004
 Revises: 0003
@@ -17,6 +17,22 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "points_balances",
+        sa.Column("chat_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("user_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("balance", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("balance >= 0", name="ck_points_balances_not_negative"),
+        sa.PrimaryKeyConstraint("chat_id", "user_id"),
+    )
+    # Balances of the points awarded so far (a sum below zero, which the SOP engine never
+    # allowed, would be kept as 0: the ledger keeps every row either way).
+    op.execute(
+        "INSERT INTO points_balances (chat_id, user_id, balance, updated_at) "
+        "SELECT chat_id, user_id, CASE WHEN SUM(delta) > 0 THEN SUM(delta) ELSE 0 END, MAX(at) "
+        "FROM points_ledger GROUP BY chat_id, user_id"
+    )
     op.create_table(
         "checkins",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -39,3 +55,4 @@ def downgrade() -> None:
         batch_op.drop_index("ix_checkins_group_day")
 
     op.drop_table("checkins")
+    op.drop_table("points_balances")

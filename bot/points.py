@@ -1,0 +1,137 @@
+"""Points: an append-only ledger with a balance per member that never goes below zero.
+
+Every change is a ledger row with its reason and source (check-in, streak bonus, an SOP's
+award, an admin's adjustment, a redemption), written in the same transaction as the balance.
+A spend moves the balance with one conditional UPDATE (`balance + delta >= 0`): of two spends
+at once only those the balance covers pass, on SQLite and on PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.db import BALANCES, POINTS, insert_for
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One ledger row to be: `delta` points for a member, and why."""
+
+    chat_id: int
+    user_id: int
+    delta: int
+    reason: str
+    source: str  # checkin, sop:<id>, admin:<user id>, redemption:<order id>
+    at: datetime
+
+
+class NotEnoughPoints(Exception):
+    """A spend the member's balance does not cover; nothing of the transaction should stay."""
+
+    def __init__(self, chat_id: int, user_id: int, balance: int, wanted: int) -> None:
+        super().__init__(f"not enough points ({balance}) to take {wanted}")
+        self.chat_id, self.user_id, self.balance, self.wanted = chat_id, user_id, balance, wanted
+
+
+async def apply(conn: AsyncConnection, changes: Sequence[Change]) -> None:
+    """Write the ledger rows and move the balances, in the caller's transaction.
+
+    Raises NotEnoughPoints when a member's changes together would take their balance below
+    zero; the caller's transaction must then be rolled back (it is, when this raises inside
+    `writing()` or `engine.begin()`)."""
+    changes = [change for change in changes if change.delta]
+    if not changes:
+        return
+    net: dict[tuple[int, int], int] = defaultdict(int)
+    latest: dict[tuple[int, int], datetime] = {}
+    for change in changes:
+        key = (change.chat_id, change.user_id)
+        net[key] += change.delta
+        latest[key] = max(latest.get(key, change.at), change.at)
+    gains = [(key, delta) for key, delta in net.items() if delta >= 0]
+    if gains:
+        upsert = insert_for(conn, BALANCES)
+        await conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["chat_id", "user_id"],
+                set_={
+                    "balance": BALANCES.c.balance + upsert.excluded.balance,
+                    "updated_at": upsert.excluded.updated_at,
+                },
+            ),
+            [
+                {
+                    "chat_id": chat,
+                    "user_id": user,
+                    "balance": delta,
+                    "updated_at": latest[chat, user],
+                }
+                for (chat, user), delta in gains
+            ],
+        )
+    for (chat, user), delta in net.items():
+        if delta < 0:
+            await _spend(conn, chat, user, -delta, latest[chat, user])
+    await conn.execute(
+        POINTS.insert(),
+        [
+            {
+                "chat_id": change.chat_id,
+                "user_id": change.user_id,
+                "delta": change.delta,
+                "reason": change.reason,
+                "source": change.source,
+                "at": change.at,
+            }
+            for change in changes
+        ],
+    )
+
+
+_SPEND = (
+    update(BALANCES)
+    .where(
+        and_(
+            BALANCES.c.chat_id == bindparam("chat"),
+            BALANCES.c.user_id == bindparam("user"),
+            BALANCES.c.balance >= bindparam("amount"),
+        )
+    )
+    .values(balance=BALANCES.c.balance - bindparam("amount"), updated_at=bindparam("at"))
+)
+
+
+async def _spend(
+    conn: AsyncConnection, chat_id: int, user_id: int, amount: int, at: datetime
+) -> None:
+    moved = await conn.execute(
+        _SPEND, {"chat": chat_id, "user": user_id, "amount": amount, "at": at}
+    )
+    if moved.rowcount != 1:
+        raise NotEnoughPoints(chat_id, user_id, await balance(conn, chat_id, user_id), amount)
+
+
+async def balance(conn: AsyncConnection, chat_id: int, user_id: int) -> int:
+    """A member's points in a group (0 for someone who never had any)."""
+    found = await conn.execute(
+        select(BALANCES.c.balance).where(
+            BALANCES.c.chat_id == chat_id, BALANCES.c.user_id == user_id
+        )
+    )
+    return int(found.scalar_one_or_none() or 0)
+
+
+async def balances(conn: AsyncConnection, chat_id: int, user_ids: Sequence[int]) -> dict[int, int]:
+    """Points of these members in a group (members without any are left out)."""
+    found = await conn.execute(
+        select(BALANCES.c.user_id, BALANCES.c.balance).where(
+            BALANCES.c.chat_id == chat_id, BALANCES.c.user_id.in_(list(user_ids))
+        )
+    )
+    return {int(user): int(points) for user, points in found}
