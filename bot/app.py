@@ -32,7 +32,7 @@ from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.db import GroupStatus, create_engine, upgrade, utcnow
 from bot.deletions import Deletions
 from bot.delivery import Delivery
-from bot.handlers import membership, sops
+from bot.handlers import membership, points, sops
 from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.polling import Poller, TokenRejected, chat_of
 from bot.registry import Registry
@@ -120,6 +120,7 @@ def create_dispatcher(
     membership.register(dispatcher)
     if operations is not None:
         sops.register(dispatcher)
+        points.register(dispatcher)
 
     registry = services.registry
 
