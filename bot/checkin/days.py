@@ -10,7 +10,8 @@ earlier one (after a move west), gets no second.
 
 A streak counts check-in days in a row. A group may allow `freezes` missed days per calendar
 month (the month of the missed day) that do not break it; a frozen day does not add to the
-streak. A gap with more missed days in some month than that starts the streak again at 1.
+streak. A gap with more missed days in some month than that starts the streak again at 1, with
+the month's freezes whole again for the new streak.
 """
 
 from __future__ import annotations
