@@ -119,12 +119,7 @@ async def _spend(
 
 async def balance(conn: AsyncConnection, chat_id: int, user_id: int) -> int:
     """A member's points in a group (0 for someone who never had any)."""
-    found = await conn.execute(
-        select(BALANCES.c.balance).where(
-            BALANCES.c.chat_id == chat_id, BALANCES.c.user_id == user_id
-        )
-    )
-    return int(found.scalar_one_or_none() or 0)
+    return (await balances(conn, chat_id, [user_id])).get(user_id, 0)
 
 
 async def balances(conn: AsyncConnection, chat_id: int, user_ids: Sequence[int]) -> dict[int, int]:

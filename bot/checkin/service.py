@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.checkin.days import Streak, checkin_day, next_streak
@@ -55,10 +56,12 @@ class CheckIns:
     ) -> CheckedIn:
         day = checkin_day(at, zone, rules.start_hour)
         async with writing(self.engine) as conn:
-            last = await _last(conn, chat_id, user_id)
-            streak = next_streak(last, day, rules.freezes)
+            last = await _latest(conn, chat_id, user_id)
+            before = Streak(last.day, last.streak, last.frozen) if last is not None else None
+            streak = next_streak(before, day, rules.freezes)
             if streak is None:  # checked in already (or the group moved west)
-                return await _already(conn, chat_id, user_id)
+                assert last is not None
+                return await _already(conn, chat_id, last)
             bonus = rules.bonuses.get(streak.length, 0)
             points = rules.points + bonus
             inserted = await conn.execute(
@@ -77,7 +80,9 @@ class CheckIns:
             )
             checkin_id = inserted.scalar_one_or_none()
             if checkin_id is None:  # a check-in of the same day got in first
-                return await _already(conn, chat_id, user_id)
+                winner = await _latest(conn, chat_id, user_id)
+                assert winner is not None
+                return await _already(conn, chat_id, winner)
             await apply(
                 conn,
                 [
@@ -91,30 +96,25 @@ class CheckIns:
         return CheckedIn(day, True, streak.length, points, bonus, rank)
 
 
-async def _last(conn: AsyncConnection, chat_id: int, user_id: int) -> Streak | None:
-    row = (
-        await conn.execute(
-            select(CHECKINS.c.day, CHECKINS.c.streak, CHECKINS.c.frozen)
-            .where(CHECKINS.c.chat_id == chat_id, CHECKINS.c.user_id == user_id)
-            .order_by(CHECKINS.c.day.desc())
-            .limit(1)
-        )
-    ).first()
-    return Streak(row.day, row.streak, row.frozen) if row is not None else None
+async def _latest(
+    conn: AsyncConnection, chat_id: int, user_id: int
+) -> Row[Any, Any, Any, Any] | None:
+    """The member's latest check-in in the group (id, day, streak, frozen), if any."""
+    found = await conn.execute(
+        select(CHECKINS.c.id, CHECKINS.c.day, CHECKINS.c.streak, CHECKINS.c.frozen)
+        .where(CHECKINS.c.chat_id == chat_id, CHECKINS.c.user_id == user_id)
+        .order_by(CHECKINS.c.day.desc())
+        .limit(1)
+    )
+    return found.first()
 
 
-async def _already(conn: AsyncConnection, chat_id: int, user_id: int) -> CheckedIn:
-    """The member's latest check-in: the one of today (or of a later day, after a move west)."""
-    row = (
-        await conn.execute(
-            select(CHECKINS.c.id, CHECKINS.c.day, CHECKINS.c.streak)
-            .where(CHECKINS.c.chat_id == chat_id, CHECKINS.c.user_id == user_id)
-            .order_by(CHECKINS.c.day.desc())
-            .limit(1)
-        )
-    ).one()
-    rank = await _rank(conn, chat_id, row.day, row.id)
-    return CheckedIn(row.day, False, row.streak, 0, 0, rank)
+async def _already(
+    conn: AsyncConnection, chat_id: int, latest: Row[Any, Any, Any, Any]
+) -> CheckedIn:
+    """No new check-in: the latest stands (today's, or a later day's after a move west)."""
+    rank = await _rank(conn, chat_id, latest.day, latest.id)
+    return CheckedIn(latest.day, False, latest.streak, 0, 0, rank)
 
 
 async def _rank(conn: AsyncConnection, chat_id: int, day: date, checkin_id: int) -> int:

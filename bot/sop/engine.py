@@ -646,6 +646,10 @@ class Engine:
         """Somebody else moves these runs: the timer lets go of those it read ahead."""
         run_ids = list(run_ids)
         self._ahead.drop(run_ids)
+        self._note_moved(run_ids)
+
+    def _note_moved(self, run_ids: list[int]) -> None:
+        """Tell the claims reading right now to leave these runs out (they may read them stale)."""
         for moved in self._reading:
             moved.update(run_ids)
 
@@ -800,8 +804,7 @@ class Engine:
     def _release(self, runs: Iterable[Run]) -> None:
         run_ids = [run.id for run in runs]
         self._busy.difference_update(run_ids)
-        for moved in self._reading:
-            moved.update(run_ids)
+        self._note_moved(run_ids)
         self._released.set()
 
     async def _until_idle(self, run_ids: set[int]) -> None:
