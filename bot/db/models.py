@@ -361,6 +361,50 @@ class Checkin(SQLModel, table=True):
     streak: int  # check-in days in a row, this one included
     frozen: int = 0  # missed days of this day's month that the streak got over
     points: int = 0  # credited for it, streak bonus included
+    run_id: int | None = Field(default=None, sa_type=EventId)  # the SOP run that made it
+
+
+class OrderStatus(StrEnum):
+    """Where a reward order stands."""
+
+    OPEN = "open"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+
+
+class RewardStock(SQLModel, table=True):
+    """How many of a reward (from the catalogue in content/) are taken by orders not cancelled.
+
+    The catalogue says the stock; taking one is a conditional UPDATE of `taken`, so two members
+    redeeming the last one at once cannot both get it, and raising the stock in the file simply
+    makes more available."""
+
+    __tablename__ = "reward_stock"
+    __table_args__ = (CheckConstraint("taken >= 0", name="ck_reward_stock_not_negative"),)
+
+    reward_id: str = Field(primary_key=True)
+    taken: int = 0
+
+
+class Order(SQLModel, table=True):
+    """A member's redemption of a reward: points spent, waiting for an admin to hand it over."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_group_status", "chat_id", "status"),
+        Index("ix_orders_reward_member", "reward_id", "user_id"),
+    )
+
+    id: int | None = Field(default=None, sa_type=EventId, primary_key=True)
+    chat_id: int = Field(sa_type=ChatId)
+    user_id: int = Field(sa_type=ChatId)
+    reward_id: str
+    reward_name: str  # as the catalogue named it when ordered
+    cost: int
+    status: str = OrderStatus.OPEN
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_by: int | None = Field(default=None, sa_type=ChatId)  # the admin who closed it
 
 
 class ScheduledDeletion(SQLModel, table=True):
@@ -387,4 +431,6 @@ MEMBER_TAGS: Table = MemberTag.__table__  # type: ignore[attr-defined]
 POINTS: Table = PointsEntry.__table__  # type: ignore[attr-defined]
 SCHEDULED_DELETIONS: Table = ScheduledDeletion.__table__  # type: ignore[attr-defined]
 CHECKINS: Table = Checkin.__table__  # type: ignore[attr-defined]
+REWARD_STOCK: Table = RewardStock.__table__  # type: ignore[attr-defined]
+ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
 BALANCES: Table = PointsBalance.__table__  # type: ignore[attr-defined]
