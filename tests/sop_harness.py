@@ -65,6 +65,7 @@ class RecordingOutbox:
         source: str,
         reply_markup: Any = None,
         reply_to_message_id: int | None = None,
+        combine: str | None = None,
     ) -> Delivered:
         return self._record("sendMessage", chat_id, text, reply_markup, reply_to_message_id)
 

@@ -114,7 +114,7 @@ def test_valid_fixtures_load_and_drafts_are_skipped() -> None:
         (
             "undefined_variable",
             "8:22: steps.0.send.template: text 'broken.unknown_variable' (en) uses an unknown variable: "
-            "'coupon_code' is undefined; texts can use group, member, members, now, run, sop, trigger, vars (this SOP's vars: none)",
+            "'coupon_code' is undefined; texts can use checkin, group, leaderboard, member, members, now, run, sop, trigger, vars (this SOP's vars: none)",
         ),
     ],
 )
@@ -162,7 +162,13 @@ def test_more_schema_messages(tmp_path: Path) -> None:
 def test_shipped_sops_pass() -> None:
     assert [str(problem) for problem in check_path(ROOT / "sops", ROOT / "content")] == []
     sops, _ = load_sops(ROOT / "sops", ROOT / "content")
-    assert sorted(sops) == ["silent_reactivation", "welcome"]
+    assert sorted(sops) == [
+        "daily_checkin",
+        "silent_reactivation",
+        "streak_milestone",
+        "weekly_leaderboard",
+        "welcome",
+    ]
     for path in (ROOT / "sops").glob("*.yaml"):
         assert path.read_text().startswith("# yaml-language-server: $schema=schema.json\n")
 
@@ -231,7 +237,18 @@ def test_user_values_are_escaped_and_mentions_stay_links() -> None:
     assert render("{{ members | map(attribute='mention') | join(', ') }}", context) == (
         '<a href="tg://user?id=42">&lt;b&gt;&amp;amp;</a>'
     )
-    assert context_names() == {"member", "members", "group", "sop", "vars", "now", "trigger", "run"}
+    assert context_names() == {
+        "member",
+        "members",
+        "group",
+        "sop",
+        "vars",
+        "now",
+        "trigger",
+        "run",
+        "checkin",
+        "leaderboard",
+    }
 
 
 def test_schema_round_trips_durations() -> None:

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.checkin.days import Streak, checkin_day, next_streak
 from bot.db import CHECKINS, insert_for, writing
-from bot.points import Change, apply
+from bot.points import Change, apply, balance
+from bot.sop.format import CheckinAction
 
 SOURCE = "checkin"
 
@@ -33,6 +34,16 @@ class CheckinRules:
     bonuses: Mapping[int, int] = field(default_factory=dict)  # streak length -> extra points
 
 
+def checkin_rules(action: CheckinAction) -> CheckinRules:
+    """The rules of a `checkin` step of an SOP file."""
+    return CheckinRules(
+        start_hour=action.day_start_hour,
+        points=action.points,
+        freezes=action.freezes_per_month,
+        bonuses=dict(action.milestones),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CheckedIn:
     """What a check-in came to."""
@@ -43,6 +54,19 @@ class CheckedIn:
     points: int  # credited now, bonus included (0 when not new)
     bonus: int  # the streak bonus in `points`
     rank: int  # the member's place among today's check-ins in the group, from 1
+    balance: int  # the member's points in the group afterwards
+
+    def as_variables(self) -> dict[str, Any]:
+        """The `checkin` variable of SOP texts."""
+        return {
+            "new": self.new,
+            "day": self.day.isoformat(),
+            "streak": self.streak,
+            "points": self.points,
+            "bonus": self.bonus,
+            "rank": self.rank,
+            "balance": self.balance,
+        }
 
 
 class CheckIns:
@@ -52,48 +76,67 @@ class CheckIns:
         self.engine = engine
 
     async def check_in(
-        self, chat_id: int, user_id: int, at: datetime, zone: ZoneInfo, rules: CheckinRules
+        self,
+        chat_id: int,
+        user_id: int,
+        at: datetime,
+        zone: ZoneInfo,
+        rules: CheckinRules,
+        run_id: int | None = None,
     ) -> CheckedIn:
-        day = checkin_day(at, zone, rules.start_hour)
         async with writing(self.engine) as conn:
-            last = await _latest(conn, chat_id, user_id)
-            before = Streak(last.day, last.streak, last.frozen) if last is not None else None
-            streak = next_streak(before, day, rules.freezes)
-            if streak is None:  # checked in already (or the group moved west)
-                assert last is not None
-                return await _already(conn, chat_id, last)
-            bonus = rules.bonuses.get(streak.length, 0)
-            points = rules.points + bonus
-            inserted = await conn.execute(
-                insert_for(conn, CHECKINS)
-                .values(
-                    chat_id=chat_id,
-                    user_id=user_id,
-                    day=day,
-                    at=at,
-                    streak=streak.length,
-                    frozen=streak.frozen_this_month,
-                    points=points,
-                )
-                .on_conflict_do_nothing(index_elements=["chat_id", "user_id", "day"])
-                .returning(CHECKINS.c.id)
-            )
-            checkin_id = inserted.scalar_one_or_none()
-            if checkin_id is None:  # a check-in of the same day got in first
-                winner = await _latest(conn, chat_id, user_id)
-                assert winner is not None
-                return await _already(conn, chat_id, winner)
-            await apply(
-                conn,
-                [
-                    Change(chat_id, user_id, rules.points, "check-in", SOURCE, at),
-                    Change(
-                        chat_id, user_id, bonus, f"streak bonus: {streak.length} days", SOURCE, at
-                    ),
-                ],
-            )
-            rank = await _rank(conn, chat_id, day, checkin_id)
-        return CheckedIn(day, True, streak.length, points, bonus, rank)
+            return await check_in(conn, chat_id, user_id, at, zone, rules, run_id)
+
+
+async def check_in(
+    conn: AsyncConnection,
+    chat_id: int,
+    user_id: int,
+    at: datetime,
+    zone: ZoneInfo,
+    rules: CheckinRules,
+    run_id: int | None = None,
+) -> CheckedIn:
+    """Check a member in within the caller's write transaction (`run_id`: the SOP run asking)."""
+    day = checkin_day(at, zone, rules.start_hour)
+    last = await _latest(conn, chat_id, user_id)
+    before = Streak(last.day, last.streak, last.frozen) if last is not None else None
+    streak = next_streak(before, day, rules.freezes)
+    if streak is None:  # checked in already (or the group moved west)
+        assert last is not None
+        return await _already(conn, chat_id, user_id, last)
+    bonus = rules.bonuses.get(streak.length, 0)
+    points = rules.points + bonus
+    inserted = await conn.execute(
+        insert_for(conn, CHECKINS)
+        .values(
+            chat_id=chat_id,
+            user_id=user_id,
+            day=day,
+            at=at,
+            streak=streak.length,
+            frozen=streak.frozen_this_month,
+            points=points,
+            run_id=run_id,
+        )
+        .on_conflict_do_nothing(index_elements=["chat_id", "user_id", "day"])
+        .returning(CHECKINS.c.id)
+    )
+    checkin_id = inserted.scalar_one_or_none()
+    if checkin_id is None:  # a check-in of the same day got in first
+        winner = await _latest(conn, chat_id, user_id)
+        assert winner is not None
+        return await _already(conn, chat_id, user_id, winner)
+    await apply(
+        conn,
+        [
+            Change(chat_id, user_id, rules.points, "check-in", SOURCE, at),
+            Change(chat_id, user_id, bonus, f"streak bonus: {streak.length} days", SOURCE, at),
+        ],
+    )
+    rank = await _rank(conn, chat_id, day, checkin_id)
+    total = await balance(conn, chat_id, user_id)
+    return CheckedIn(day, True, streak.length, points, bonus, rank, total)
 
 
 async def _latest(
@@ -110,11 +153,12 @@ async def _latest(
 
 
 async def _already(
-    conn: AsyncConnection, chat_id: int, latest: Row[Any, Any, Any, Any]
+    conn: AsyncConnection, chat_id: int, user_id: int, latest: Row[Any, Any, Any, Any]
 ) -> CheckedIn:
     """No new check-in: the latest stands (today's, or a later day's after a move west)."""
     rank = await _rank(conn, chat_id, latest.day, latest.id)
-    return CheckedIn(latest.day, False, latest.streak, 0, 0, rank)
+    total = await balance(conn, chat_id, user_id)
+    return CheckedIn(latest.day, False, latest.streak, 0, 0, rank, total)
 
 
 async def _rank(conn: AsyncConnection, chat_id: int, day: date, checkin_id: int) -> int:

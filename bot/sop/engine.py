@@ -33,6 +33,8 @@ from sqlalchemy.sql import ClauseElement
 
 from bot import points
 from bot.activity import ActivityLog, event_row
+from bot.checkin.boards import Leaderboards, board_context
+from bot.checkin.service import CheckedIn, CheckinRules, check_in, checkin_rules
 from bot.clock import Clock
 from bot.db import (
     LIVE,
@@ -49,10 +51,12 @@ from bot.sop.conditions import GroupFacts, holds, windows
 from bot.sop.facts import Facts, MemberFacts
 from bot.sop.format import (
     ButtonTrigger,
+    CheckinStep,
     CommandTrigger,
     EmitStep,
     EventTrigger,
     IfStep,
+    LeaderboardStep,
     MemberJoinedTrigger,
     MemberLeftTrigger,
     MessageTrigger,
@@ -63,6 +67,7 @@ from bot.sop.format import (
     TagStep,
     WaitStep,
     format_duration,
+    walk_steps,
 )
 from bot.sop.library import Library, LoadReport, Procedure
 from bot.sop.messages import Rendered, RenderError, TextCatalogue, compose, parse_button
@@ -89,6 +94,7 @@ class Outbox(Protocol):
         source: str,
         reply_markup: InlineKeyboardMarkup | None = None,
         reply_to_message_id: int | None = None,
+        combine: str | None = None,
     ) -> Delivered: ...
 
     async def send_photo(
@@ -173,6 +179,7 @@ class Engine:
         self.notify = notify
         self.runs = RunStore(db)
         self.facts = Facts(db, activity)
+        self.boards = Leaderboards(db)
         self.texts = TextCatalogue({}, default_language)
         self.triggers = _Triggers()
         self.lateness: deque[float] = deque(maxlen=200_000)  # seconds, of runs taken when due
@@ -484,6 +491,17 @@ class Engine:
             members,
             zone,
         )
+
+    def checkin_rules(self, chat_id: int) -> CheckinRules:
+        """The check-in rules of a group: those of the first SOP running there that checks
+        members in (the defaults when none does)."""
+        for procedure in self.library:
+            if not self.runs_in(procedure, chat_id):
+                continue
+            for step in walk_steps(procedure.sop.steps):
+                if isinstance(step, CheckinStep) and step.enabled:
+                    return checkin_rules(step.checkin)
+        return CheckinRules()
 
     def runs_in(self, procedure: Procedure, chat_id: int) -> bool:
         known = self.registry.groups.get(chat_id)
@@ -895,24 +913,23 @@ class Engine:
             return await self._tag(procedure, path, step, runs, now)
         if isinstance(step, PointsStep):
             return await self._points(procedure, path, step, runs, now)
+        if isinstance(step, CheckinStep):
+            return await self._checkin(procedure, path, step, runs, now)
+        if isinstance(step, LeaderboardStep):
+            wanted = step.leaderboard
+            for run in runs:
+                zone = self.group_facts(run.chat_id).timezone
+                start_hour = self.checkin_rules(run.chat_id).start_hour
+                board = await self.boards.board(
+                    run.chat_id, wanted.period, now, zone, start_hour, wanted.limit
+                )
+                run.variables["leaderboard"] = board.as_variables()
+            return await self._simple(procedure, path, runs, now, "done")
         if isinstance(step, EmitStep):
             going = await self._simple(procedure, path, runs, now, "done")
             for run in runs:
-                self.activity.add(
-                    event_row(
-                        chat_id=run.chat_id,
-                        user_id=run.user_id,
-                        at=now,
-                        type=EventType.EMITTED,
-                        data={"event": step.emit.event, "sop": sop_id, "run": run.id},
-                    )
-                )
                 chain = int(run.variables.get("_chain", 0))
-                self._spawn(
-                    self.emit(
-                        step.emit.event, run.chat_id, run.user_id, dict(step.emit.data), chain=chain
-                    )
-                )
+                self._emitted(run, step.emit.event, dict(step.emit.data), sop_id, now, chain)
             return going
         if isinstance(step, StartStep):
             going = await self._simple(procedure, path, runs, now, "done")
@@ -952,6 +969,7 @@ class Engine:
         *,
         moved: bool = False,
         effects: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        first: Callable[[AsyncConnection], Awaitable[None]] | None = None,
         errors: dict[int, str] | None = None,
         branch: dict[int, str] | None = None,
     ) -> list[Run]:
@@ -988,7 +1006,7 @@ class Engine:
                     self._goto(run, procedure, target, now)
                 else:
                     self._goto(run, procedure, path, now, past=True)
-        await self.runs.save(runs, now, begun=records, effects=effects)
+        await self.runs.save(runs, now, begun=records, effects=effects, first=first)
         return await self._settle(runs)
 
     async def _settle(self, runs: list[Run]) -> list[Run]:
@@ -1110,6 +1128,61 @@ class Engine:
         return await self._simple(
             procedure, path, runs, now, "done", effects=effects, errors=errors
         )
+
+    async def _checkin(
+        self, procedure: Procedure, path: str, step: CheckinStep, runs: list[Run], now: datetime
+    ) -> list[Run]:
+        """Check members in, in the transaction that moves their runs on: all or nothing."""
+        rules = checkin_rules(step.checkin)
+        errors = {
+            run.id: "a check-in needs a member; this run is for the whole group"
+            for run in runs
+            if run.user_id is None
+        }
+        members = [run for run in runs if run.id not in errors]
+        results: dict[int, CheckedIn] = {}
+
+        async def first(conn: AsyncConnection) -> None:
+            results.clear()
+            for run in members:
+                assert run.user_id is not None
+                zone = self.group_facts(run.chat_id).timezone
+                done = await check_in(conn, run.chat_id, run.user_id, now, zone, rules, run.id)
+                results[run.id] = done
+                reached = done.new and done.streak in rules.bonuses
+                run.variables["checkin"] = {
+                    **done.as_variables(),
+                    "milestone": done.streak if reached else None,
+                }
+
+        going = await self._simple(procedure, path, runs, now, "done", first=first, errors=errors)
+        for run in members:
+            done = results[run.id]
+            if not done.new:
+                continue
+            chain = int(run.variables.get("_chain", 0))
+            details: dict[str, Any] = {"streak": done.streak, "points": done.points}
+            happened = [("checkin.done", {**details, "rank": done.rank})]
+            if done.streak in rules.bonuses:
+                happened.append(("checkin.milestone", {**details, "days": done.streak}))
+            for event, data in happened:
+                self._emitted(run, event, data, procedure.id, now, chain)
+        return going
+
+    def _emitted(
+        self, run: Run, event: str, data: dict[str, Any], sop_id: str, now: datetime, chain: int
+    ) -> None:
+        """Log that a run emitted `event` and hand it to the SOPs that trigger on it."""
+        self.activity.add(
+            event_row(
+                chat_id=run.chat_id,
+                user_id=run.user_id,
+                at=now,
+                type=EventType.EMITTED,
+                data={"event": event, "sop": sop_id, "run": run.id},
+            )
+        )
+        self._spawn(self.emit(event, run.chat_id, run.user_id, data, chain=chain))
 
     async def _wait(
         self, procedure: Procedure, path: str, step: WaitStep, runs: list[Run], now: datetime
@@ -1309,6 +1382,7 @@ class Engine:
                 source=source,
                 reply_markup=rendered.markup,
                 reply_to_message_id=reply_to,
+                combine=source if send.combine else None,
             )
         now = self.clock.now()
         label = procedure.label(path)
@@ -1405,6 +1479,8 @@ class Engine:
                 "timed_out": bool(variables.get("timed_out", False)),
                 "pressed": variables.get("pressed"),
             },
+            "checkin": variables.get("checkin"),
+            "leaderboard": board_context(variables.get("leaderboard")),
             "now": now.astimezone(group.timezone),
         }
 

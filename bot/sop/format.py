@@ -452,15 +452,19 @@ Condition = Annotated[
 
 
 class Button(Strict):
-    """An inline button: `text` is a text key; it continues the flow at `next` or opens `url`."""
+    """An inline button: `text` is a text key. It continues this flow at step `next`, opens
+    `url`, or sends `data`, which `button` triggers of any SOP start on (e.g. `checkin`)."""
 
     text: TextKey
     next: Identifier | None = None
     url: str | None = None
+    data: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> Button:
-        _exactly_one(self, "next", "url")
+        _exactly_one(self, "next", "url", "data")
         if self.url is not None and not self.url.startswith(("https://", "http://", "tg://")):
             raise ValueError(f"'url' must start with https:// or tg://, not {self.url!r}")
         return self
@@ -485,6 +489,9 @@ class SendAction(Strict):
     pin: bool = False
     delete_after: Duration | None = None
     to: Literal["group", "member"] = "group"
+    # When the group's send limit holds this message back, join it with this SOP's other
+    # messages waiting there into one (then not as a reply: the text should name the member).
+    combine: bool = False
 
     @field_validator("photo")
     @classmethod
@@ -496,6 +503,8 @@ class SendAction(Strict):
     @model_validator(mode="after")
     def _one_text(self) -> SendAction:
         _exactly_one(self, "template", "variants")
+        if self.combine and (self.buttons or self.photo or self.pin or self.to == "member"):
+            raise ValueError("'combine' is for plain group texts: no buttons, photo or pin")
         ids = [variant.id for variant in self.variants or []]
         duplicates = sorted({variant for variant in ids if ids.count(variant) > 1})
         if duplicates:
@@ -571,6 +580,27 @@ class PointsAction(Strict):
         return value
 
 
+class CheckinAction(Strict):
+    """Check the member in for today (once a day): points, streak and milestone bonuses.
+
+    Sets `checkin` for the texts after it (new, streak, points, bonus, rank, balance, milestone)
+    and emits `checkin.done` for a new check-in and `checkin.milestone` when the streak reaches
+    one of `milestones`."""
+
+    points: int = Field(default=10, ge=0, le=1_000_000)
+    day_start_hour: int = Field(default=4, ge=0, le=23)
+    freezes_per_month: int = Field(default=0, ge=0, le=31)
+    milestones: dict[Annotated[int, Field(ge=2)], Annotated[int, Field(ge=0, le=1_000_000)]] = {}
+
+
+class LeaderboardAction(Strict):
+    """Read the group's leaderboard (by check-ins and by points earned) for the texts after it
+    (`leaderboard`); a week runs Monday to Sunday in the group's time."""
+
+    period: Literal["week", "last_week", "month", "all"] = "last_week"
+    limit: int = Field(default=10, ge=1, le=50)
+
+
 class EmitAction(Strict):
     """Emit an event that other SOPs can trigger on or wait for."""
 
@@ -624,6 +654,16 @@ class PointsStep(StepBase):
     points: PointsAction
 
 
+class CheckinStep(StepBase):
+    action: ClassVar[str] = "checkin"
+    checkin: CheckinAction
+
+
+class LeaderboardStep(StepBase):
+    action: ClassVar[str] = "leaderboard"
+    leaderboard: LeaderboardAction
+
+
 class EmitStep(StepBase):
     action: ClassVar[str] = "emit"
     emit: EmitAction
@@ -644,7 +684,7 @@ class StopStep(StepBase):
         return {} if value is None else value
 
 
-ACTIONS = ("send", "wait", "if", "tag", "points", "emit", "start", "stop")
+ACTIONS = ("send", "wait", "if", "tag", "points", "checkin", "leaderboard", "emit", "start", "stop")
 COMMON_STEP_KEYS = ("id", "enabled", "continue_on_error")
 
 
@@ -683,6 +723,8 @@ Step = Annotated[
     | Annotated[IfStep, Tag("if")]
     | Annotated[TagStep, Tag("tag")]
     | Annotated[PointsStep, Tag("points")]
+    | Annotated[CheckinStep, Tag("checkin")]
+    | Annotated[LeaderboardStep, Tag("leaderboard")]
     | Annotated[EmitStep, Tag("emit")]
     | Annotated[StartStep, Tag("start")]
     | Annotated[StopStep, Tag("stop")],

@@ -106,8 +106,10 @@ def compose(
                 if button.url is not None:
                     buttons.append(InlineKeyboardButton(text=label, url=button.url))
                 else:
-                    assert button.next is not None
-                    data = button_data(sop_id, button.next)
+                    data = button.data
+                    if data is None:
+                        assert button.next is not None
+                        data = button_data(sop_id, button.next)
                     buttons.append(InlineKeyboardButton(text=label, callback_data=data))
             rows.append(buttons)
         markup = InlineKeyboardMarkup(inline_keyboard=rows)

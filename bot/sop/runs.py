@@ -167,41 +167,47 @@ class RunStore:
         begun: Iterable[StepRecord] = (),
         finished: Iterable[StepRecord] = (),
         effects: Effects | None = None,
+        first: Effects | None = None,
     ) -> None:
         """Store the runs as they are now, with journal rows begun or finished and the step's
-        effects, in one transaction; RunMoved (and nothing stored) if any run moved meanwhile."""
-        params = [
-            {
-                "_id": run.id,
-                "_seq": run._base_seq,
-                "status": run.status.value,
-                "position": run.position,
-                "seq": run.seq,
-                "variables": run.variables,
-                "wake_at": run.wake_at,
-                "wait_event": run.wait_event,
-                "batch": run.batch,
-                "error": run.error,
-                "updated_at": now,
-                "finished_at": run.finished_at,
-            }
-            for run in runs
-        ]
-        begun_rows = [record.row() for record in begun]
-        held = [record for run in runs for record in run.unsaved]
-        finished_rows = [
-            {
-                "_run": record.run_id,
-                "_seq": record.seq,
-                "status": record.status,
-                "finished_at": record.finished_at,
-                "message_id": record.message_id,
-                "chat_id": record.chat_id,
-                "error": record.error,
-            }
-            for record in (*held, *finished)
-        ]
+        effects, in one transaction; RunMoved (and nothing stored) if any run moved meanwhile.
+
+        `first` runs in the transaction before anything is stored, so it may still change the
+        runs (a check-in sets the variables the texts after it show)."""
         async with writing(self.engine) as conn:
+            if first is not None:
+                await first(conn)
+            params = [
+                {
+                    "_id": run.id,
+                    "_seq": run._base_seq,
+                    "status": run.status.value,
+                    "position": run.position,
+                    "seq": run.seq,
+                    "variables": run.variables,
+                    "wake_at": run.wake_at,
+                    "wait_event": run.wait_event,
+                    "batch": run.batch,
+                    "error": run.error,
+                    "updated_at": now,
+                    "finished_at": run.finished_at,
+                }
+                for run in runs
+            ]
+            begun_rows = [record.row() for record in begun]
+            held = [record for run in runs for record in run.unsaved]
+            finished_rows = [
+                {
+                    "_run": record.run_id,
+                    "_seq": record.seq,
+                    "status": record.status,
+                    "finished_at": record.finished_at,
+                    "message_id": record.message_id,
+                    "chat_id": record.chat_id,
+                    "error": record.error,
+                }
+                for record in (*held, *finished)
+            ]
             if params:
                 await self._save_runs(conn, params)
             if begun_rows:

@@ -190,7 +190,7 @@ class Timeline:
         for entry in self.entries:
             local = entry.at.astimezone(self.timezone).strftime("%H:%M")
             run = f"[run {entry.run}] " if several and entry.kind != "run" and entry.run else ""
-            lines.append(f"{self.offset(entry.at):<9}{local:<7}{entry.kind:<10}{run}{entry.text}")
+            lines.append(f"{self.offset(entry.at):<9}{local:<7}{entry.kind + ' ':<10}{run}{entry.text}")
         return "\n".join([*lines, "", *self.runs]) + "\n"
 
 
@@ -557,6 +557,15 @@ class _Simulation:
             said = " ".join([*(f"+{t}" for t in tags.add), *(f"-{t}" for t in tags.remove)])
         elif isinstance(step, fmt.PointsStep):
             said = f"{step.points.award:+d} ({step.points.reason})"
+        elif isinstance(step, fmt.CheckinStep):
+            done = (run.variables or {}).get("checkin") or {}
+            said = "already checked in today"
+            if done.get("new"):
+                said = f"+{done['points']} points, streak {done['streak']}, #{done['rank']} today"
+        elif isinstance(step, fmt.LeaderboardStep):
+            board = (run.variables or {}).get("leaderboard") or {}
+            counted = len(board.get("checkins", [])) + len(board.get("points", []))
+            said = f"{step.leaderboard.period}, top {step.leaderboard.limit}: {counted} entries"
         elif isinstance(step, fmt.EmitStep):
             said = f"event {step.emit.event}"
         elif isinstance(step, fmt.StartStep):

@@ -98,6 +98,21 @@ _SAMPLE_MEMBER = member_context(
     tenure_days=30,
 )
 
+_SAMPLE_ENTRY = {
+    "rank": 1,
+    "user_id": 100001,
+    "name": "Lin Xiao",
+    "value": 7,
+    "mention": mention(100001, "Lin Xiao"),
+}
+_OTHER_ENTRY = {
+    "rank": 2,
+    "user_id": 100002,
+    "name": "Ada",
+    "value": 6,
+    "mention": mention(100002, "Ada"),
+}
+
 SAMPLE_CONTEXT: Mapping[str, Any] = MappingProxyType(
     {
         "member": _SAMPLE_MEMBER,
@@ -105,8 +120,38 @@ SAMPLE_CONTEXT: Mapping[str, Any] = MappingProxyType(
         "group": group_context(id=-1001234567890, title="Tidepool Readers", members=250),
         "sop": {"id": "sample", "name": "Sample SOP"},
         "vars": {},
-        "trigger": {"type": "event", "event": "checkin.done", "data": {}, "message_id": None},
+        "trigger": {
+            "type": "event",
+            "event": "checkin.milestone",
+            "data": {"days": 7, "streak": 7, "points": 60, "rank": 3},
+            "message_id": None,
+        },
         "run": {"id": 1, "timed_out": False, "pressed": None},
+        # Set by a `checkin` step for the steps after it (None before one).
+        "checkin": {
+            "new": True,
+            "day": "2026-11-02",
+            "streak": 7,
+            "points": 60,
+            "bonus": 50,
+            "rank": 3,
+            "balance": 480,
+            "milestone": 7,
+        },
+        # Set by a `leaderboard` step; `shown` mentions a member the first time only.
+        "leaderboard": {
+            "period": "last_week",
+            "first_day": "2026-10-26",
+            "last_day": "2026-11-01",
+            "checkins": [
+                {**_SAMPLE_ENTRY, "shown": _SAMPLE_ENTRY["mention"]},
+                {**_OTHER_ENTRY, "shown": _OTHER_ENTRY["mention"]},
+            ],
+            "points": [
+                {**_OTHER_ENTRY, "value": 120, "shown": "Ada"},
+                {**_SAMPLE_ENTRY, "rank": 2, "value": 90, "shown": "Lin Xiao"},
+            ],
+        },
         "now": datetime(2026, 11, 2, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai")),
     }
 )
