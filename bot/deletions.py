@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from loguru import logger
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock
@@ -27,7 +27,8 @@ class Deletions:
     """Deletes each message in `scheduled_deletions` when its time comes.
 
     A deletion that fails (the message is already gone, the bot lost the right) is logged by
-    the delivery service and not tried again.
+    the delivery service and not tried again. A message scheduled several times (one combined
+    reply answering several SOP runs) is deleted once, at the earliest time asked.
     """
 
     def __init__(self, engine: AsyncEngine, deleter: Deleter, clock: Clock) -> None:
@@ -63,7 +64,7 @@ class Deletions:
             self._task = None
 
     async def delete_due(self) -> int:
-        """Delete every message that is due; return how many were tried."""
+        """Delete every message that is due, each once; return how many due rows were taken."""
         now = self.clock.now()
         async with self.engine.connect() as conn:
             rows = list(
@@ -76,16 +77,19 @@ class Deletions:
             )
         if not rows:
             return 0
+        messages: dict[tuple[int, int], str] = {}
+        for row in rows:
+            messages.setdefault((row.chat_id, row.message_id), row.source)
         await asyncio.gather(
-            *(self.deleter.delete(row.chat_id, row.message_id, source=row.source) for row in rows)
-        )
-        async with writing(self.engine) as conn:
-            await conn.execute(
-                delete(SCHEDULED_DELETIONS).where(
-                    SCHEDULED_DELETIONS.c.id.in_([row.id for row in rows])
-                )
+            *(
+                self.deleter.delete(chat_id, message_id, source=source)
+                for (chat_id, message_id), source in messages.items()
             )
-        self.deleted += len(rows)
+        )
+        message = tuple_(SCHEDULED_DELETIONS.c.chat_id, SCHEDULED_DELETIONS.c.message_id)
+        async with writing(self.engine) as conn:  # with any later time asked: the message is gone
+            await conn.execute(delete(SCHEDULED_DELETIONS).where(message.in_(list(messages))))
+        self.deleted += len(messages)
         return len(rows)
 
     async def _run(self) -> None:

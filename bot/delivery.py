@@ -23,13 +23,25 @@ Callers await a `Delivered`; nothing here raises for Telegram's errors. A 429 pa
 migration moves the group's queue to the new id; network errors and 5xx are retried with
 backoff (a message whose answer was lost may then arrive twice: Telegram has no idempotency
 key). Every delivery is recorded in the `deliveries` table, in batches, once it is over.
+
+Texts sent with a `combine` key may share a message. When one of them is due to go, every
+other text still queued in its chat with the same key, parse mode, notification setting and
+buttons goes with it, even from further back in the queue: one message with their texts on
+separate lines, in the order asked, up to Telegram's `TEXT_LIMIT` (the rest wait for the next
+message). So 10,000 check-in replies in a group do not need 10,000 of its 20 a minute. This
+happens only under backlog: a text that may go at once goes alone, as asked, and nothing waits
+on purpose to gather more. A combined message is not a reply to anyone; it is sent, retried
+and recorded as one request, and every caller gets the same `Delivered`, with `combined`
+saying how many requests it answered; each request still has its own record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -75,6 +87,9 @@ BACKOFF_MAX = 10.0
 # clock that runs faster than real time (in tests) works too.
 TICK = 0.05
 SWEEP_EVERY = 60.0  # seconds between forgetting chats that have nothing queued or pending
+TEXT_LIMIT = 4096  # Telegram's limit of a message's text, counted after parsing its markup
+_TAG = re.compile(r"<[^>]*>")
+_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#x[0-9a-f]+);", re.IGNORECASE)  # as Telegram's
 GONE = frozenset({GroupStatus.KICKED, GroupStatus.LEFT})
 
 Request = Callable[[int], Awaitable[object]]
@@ -82,13 +97,37 @@ Request = Callable[[int], Awaitable[object]]
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """How a delivery ended: `chat_id` is where it went (the new id after a migration)."""
+    """How a delivery ended: `chat_id` is where it went (the new id after a migration).
+
+    `combined` is how many requests the message answered: more than one when texts sent with
+    the same `combine` key went out together (see the module's docstring).
+    """
 
     ok: bool
     message_id: int | None
     chat_id: int
     error: str | None = None
     attempts: int = 0
+    combined: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """A text sent with a `combine` key: what it says and what must match to share a message."""
+
+    combine: str
+    text: str
+    parse_mode: str | None
+    disable_notification: bool
+    reply_markup: ReplyMarkupUnion | None
+
+    def alike(self, other: _Text) -> bool:
+        return (
+            self.combine == other.combine
+            and self.parse_mode == other.parse_mode
+            and self.disable_notification == other.disable_notification
+            and self.reply_markup == other.reply_markup
+        )
 
 
 @dataclass(eq=False, slots=True)
@@ -105,6 +144,18 @@ class _Job:
     queued_at: datetime
     message_id: int | None = None
     attempts: int = 0
+    text: _Text | None = None  # set when it may be combined with texts alike
+    parts: list[_Job] = field(default_factory=list)  # the requests a combined message answers
+
+    @property
+    def answers(self) -> list[_Job]:
+        """The requests this call answers: its parts when combined, else itself."""
+        return self.parts or [self]
+
+    @property
+    def given_up(self) -> bool:
+        """Every caller stopped waiting: the call can be dropped."""
+        return all(job.future.done() for job in self.answers)
 
 
 @dataclass(eq=False, slots=True)
@@ -190,8 +241,13 @@ class Delivery:
         reply_to_message_id: int | None = None,
         disable_notification: bool = False,
         parse_mode: str | None = "HTML",
+        combine: str | None = None,
     ) -> Delivered:
-        """Send a text message; a reply whose original is gone is sent as a plain message."""
+        """Send a text message; a reply whose original is gone is sent as a plain message.
+
+        With `combine`, the text may go out in one message with other texts of the same key
+        that are queued at the same time; that message is not a reply.
+        """
         reply = _reply_to(reply_to_message_id)
 
         async def request(target: int) -> Message:
@@ -204,7 +260,12 @@ class Delivery:
                 disable_notification=disable_notification,
             )
 
-        return await self._deliver("sendMessage", chat_id, source, request, paced=True)
+        combinable = None
+        if combine is not None:
+            combinable = _Text(combine, text, parse_mode, disable_notification, reply_markup)
+        return await self._deliver(
+            "sendMessage", chat_id, source, request, paced=True, text=combinable
+        )
 
     async def send_photo(
         self,
@@ -296,7 +357,8 @@ class Delivery:
     @property
     def pending(self) -> int:
         """Requests queued or in flight."""
-        return sum(len(lane.jobs) for lane in self._lanes.values()) + len(self._in_flight)
+        queued = sum(len(job.answers) for lane in self._lanes.values() for job in lane.jobs)
+        return queued + sum(len(job.answers) for job in self._in_flight.values())
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -358,6 +420,7 @@ class Delivery:
         *,
         paced: bool,
         message_id: int | None = None,
+        text: _Text | None = None,
     ) -> Delivered:
         job = _Job(
             method,
@@ -369,6 +432,7 @@ class Delivery:
             asyncio.get_running_loop().create_future(),
             utcnow(),
             message_id,
+            text=text,
         )
         refusal = "not sent: the bot is stopping" if self._closing else self._refusal(job.chat_id)
         if refusal is not None:
@@ -437,7 +501,7 @@ class Delivery:
             chosen = None
             for lane in self._ring:
                 job = lane.jobs[0]
-                if job.future.done():  # the caller gave up waiting: drop it without a call
+                if job.given_up:  # the caller gave up waiting: drop it without a call
                     chosen = lane
                     break
                 ready = self._ready_at(lane, job, now)
@@ -468,7 +532,7 @@ class Delivery:
 
     def _start(self, lane: _Lane) -> None:
         job = lane.jobs.popleft()
-        if job.future.done():
+        if job.given_up:
             logger.bind(chat_id=lane.chat_id).debug(
                 "dropped {} ({}): cancelled", job.method, job.source
             )
@@ -478,6 +542,8 @@ class Delivery:
         if refusal is not None:
             self._fail_lane(lane, job, refusal)
             return
+        if job.text is not None:
+            job = self._combine(lane, job, job.text)
         if job.paced:
             self._tokens -= 1
         job.attempts += 1
@@ -485,6 +551,45 @@ class Delivery:
         task = asyncio.create_task(self._attempt(lane, job), name=f"deliver-{lane.chat_id}")
         self._in_flight[task] = job
         task.add_done_callback(self._in_flight.pop)
+
+    def _combine(self, lane: _Lane, job: _Job, first: _Text) -> _Job:
+        """`job`, or one message for it and the texts alike queued behind it that fit."""
+        parts, texts = [job], [first.text]
+        length = _length(first.text, first.parse_mode)
+        for other in lane.jobs:
+            if other.text is None or other.given_up or not other.text.alike(first):
+                continue
+            length += 1 + _length(other.text.text, first.parse_mode)
+            if length > TEXT_LIMIT:
+                break
+            parts.append(other)
+            texts.append(other.text.text)
+        if len(parts) == 1:
+            return job
+        taken = set(parts)
+        lane.jobs = deque(other for other in lane.jobs if other not in taken)
+        text = "\n".join(texts)
+
+        async def request(target: int) -> Message:
+            return await self.bot.send_message(
+                target,
+                text,
+                parse_mode=first.parse_mode,
+                reply_markup=first.reply_markup,
+                disable_notification=first.disable_notification,
+            )
+
+        return _Job(
+            job.method,
+            job.requested_chat_id,
+            job.chat_id,
+            f"{len(parts)} combined as {first.combine}",
+            request,
+            job.paced,
+            asyncio.get_running_loop().create_future(),
+            job.queued_at,
+            parts=parts,
+        )
 
     def _sweep(self, now: float) -> None:
         self._swept = now
@@ -593,38 +698,41 @@ class Delivery:
     ) -> None:
         ok = error is None
         now = utcnow()
+        answers = job.answers
         if not self._closed:  # after the final write, a refusal is only logged
-            self._records.append(
+            self._records.extend(
                 {
                     "chat_id": job.chat_id,
-                    "requested_chat_id": job.requested_chat_id,
+                    "requested_chat_id": answered.requested_chat_id,
                     "method": job.method,
-                    "source": job.source,
+                    "source": answered.source,
                     "status": (DeliveryStatus.SENT if ok else DeliveryStatus.FAILED).value,
                     "error": error,
                     "message_id": message_id,
                     "attempts": job.attempts,
-                    "queued_at": job.queued_at,
+                    "queued_at": answered.queued_at,
                     "sent_at": now if ok else None,
                 }
+                for answered in answers
             )
         log = logger.bind(chat_id=job.chat_id)
         if ok:
-            self.sent += 1
+            self.sent += len(answers)
             log.debug("{} ({}) done after {} attempts", job.method, job.source, job.attempts)
         else:
-            self.failed += 1
+            self.failed += len(answers)
             log.info("could not deliver {} ({}): {}", job.method, job.source, error)
-        if not job.future.done():
-            job.future.set_result(
-                Delivered(
-                    ok=ok,
-                    message_id=message_id,
-                    chat_id=job.chat_id,
-                    error=error,
-                    attempts=job.attempts,
-                )
-            )
+        delivered = Delivered(
+            ok=ok,
+            message_id=message_id,
+            chat_id=job.chat_id,
+            error=error,
+            attempts=job.attempts,
+            combined=len(answers),
+        )
+        for waiting in (job, *job.parts):
+            if not waiting.future.done():
+                waiting.future.set_result(delivered)
 
     # -- records ------------------------------------------------------------------------------
 
@@ -657,6 +765,16 @@ class Delivery:
             except Exception:
                 delay = min(max(delay * 2, 1.0), 30.0)
                 logger.exception("writing deliveries failed; retrying in {:.0f}s", delay)
+
+
+def _length(text: str, parse_mode: str | None) -> int:
+    """The length Telegram limits, in UTF-16 units: in HTML, without tags, entities decoded.
+
+    Other markup is counted as written, which can only overestimate.
+    """
+    if parse_mode is not None and parse_mode.upper() == "HTML":
+        text = _ENTITY.sub(lambda entity: html.unescape(entity.group()), _TAG.sub("", text))
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _reply_to(message_id: int | None) -> ReplyParameters | None:

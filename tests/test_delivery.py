@@ -14,7 +14,7 @@ import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Chat
+from aiogram.types import Chat, InlineKeyboardButton, InlineKeyboardMarkup
 from sqlalchemy import select
 
 from bot.db import DELIVERIES, GroupStatus
@@ -312,3 +312,168 @@ async def test_close_waits_then_records_what_could_not_be_sent(
         statuses = (await conn.execute(select(DELIVERIES.c.status))).scalars().all()
     assert statuses == ["failed"], "recorded on close"
     assert await ctl.sent(chat) == []
+
+
+def counted(text: str) -> int:
+    """Length as Telegram limits it, for texts without markup: UTF-16 units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def lines(sent: list[dict[str, Any]]) -> list[str]:
+    return [line for message in sent for line in message["text"].split("\n")]
+
+
+async def test_a_burst_of_replies_shares_messages_within_every_limit(
+    world: World, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctl, _ = world
+    clock = fast_clock(monkeypatch)
+    await ctl.set_rate_limits(True)
+    chat = await group(ctl, registry)
+    # Long enough that the replies need more messages than the group may get in a minute.
+    texts = [f"Member {i} ✅ +10 points, #{i} today " + "·" * (i % 9 * 250) for i in range(100)]
+    async with delivering(world, registry, per_group_minute=20, clock=clock) as delivery:
+        results = await asyncio.gather(
+            *(
+                delivery.send_message(chat, text, source=f"sop:checkin:run:{i}", combine="checkin")
+                for i, text in enumerate(texts)
+            )
+        )
+        rows = await records(delivery)
+
+    assert all(r.ok and r.attempts == 1 for r in results), [r.error for r in results]
+    calls = await ctl.calls(method="sendMessage")
+    assert [c for c in calls if c.get("error_code") == 429] == []
+    sent = await ctl.sent(chat)
+    assert 20 < len(sent) == len(calls) < 40, "far fewer messages than replies"
+    assert lines(sent) == texts, "every reply exactly once, in the order asked"
+    assert max(counted(m["text"]) for m in sent) <= 4096
+    carried_by = {line: m["message_id"] for m in sent for line in m["text"].split("\n")}
+    size = {m["message_id"]: len(m["text"].split("\n")) for m in sent}
+    assert [(r.message_id, r.combined) for r in results] == [
+        (carried_by[text], size[carried_by[text]]) for text in texts
+    ]
+    assert [(r["source"], r["message_id"]) for r in rows] == [
+        (f"sop:checkin:run:{i}", carried_by[text]) for i, text in enumerate(texts)
+    ], "one record per reply"
+    first_sent: dict[int, datetime] = {}
+    for row in rows:
+        first_sent.setdefault(row["message_id"], row["sent_at"])
+    times = sorted(first_sent.values())
+    gaps = [(times[i + 20] - times[i]).total_seconds() for i in range(len(times) - 20)]
+    assert min(gaps) >= 60 / SPEED, "no more than 20 messages in any (scaled) minute"
+
+
+async def test_a_lone_reply_goes_as_asked(world: World, registry: Registry) -> None:
+    ctl, _ = world
+    chat = await group(ctl, registry)
+    async with delivering(world, registry, per_chat_second=50) as delivery:
+        question = await delivery.send_message(chat, "Check in below", source="test")
+        reply = await delivery.send_message(
+            chat,
+            "<b>Ann</b> ✅ +10 points",
+            source="test",
+            combine="checkin",
+            reply_to_message_id=question.message_id,
+        )
+
+    assert (reply.ok, reply.combined) == (True, 1)
+    assert [(m["text"], m["reply_to_message_id"]) for m in await ctl.sent(chat)] == [
+        ("Check in below", None),
+        ("<b>Ann</b> ✅ +10 points", question.message_id),
+    ]
+
+
+async def test_only_replies_alike_share_a_message(world: World, registry: Registry) -> None:
+    ctl, _ = world
+    chat = await group(ctl, registry)
+
+    def buttons(label: str) -> InlineKeyboardMarkup:
+        button = InlineKeyboardButton(text=label, callback_data=label)
+        return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+    asked = [
+        ("Ann checked in", "checkin", None),
+        ("Ann +10 points", "points", None),
+        ("Bob checked in", "checkin", None),
+        ("Cy checked in", "checkin", buttons("Me too")),
+        ("Dee checked in", "checkin", None),
+        ("Eve checked in", "checkin", buttons("Me too")),
+        ("Fay checked in", "checkin", buttons("Not me")),
+    ]
+    async with delivering(world, registry, per_chat_second=10) as delivery:
+        results = await asyncio.gather(
+            delivery.send_message(chat, "Good morning!", source="test"),
+            *(
+                delivery.send_message(chat, text, source="test", combine=key, reply_markup=markup)
+                for text, key, markup in asked
+            ),
+        )
+
+    sent = await ctl.sent(chat)
+    assert [m["text"] for m in sent] == [
+        "Good morning!",
+        "Ann checked in\nBob checked in\nDee checked in",
+        "Ann +10 points",
+        "Cy checked in\nEve checked in",
+        "Fay checked in",
+    ]
+    assert [m["reply_markup"] is not None for m in sent] == [False, False, False, True, True]
+    ids = [m["message_id"] for m in sent]
+    assert [(r.message_id, r.combined) for r in results] == [
+        (ids[0], 1),
+        (ids[1], 3),
+        (ids[2], 1),
+        (ids[1], 3),
+        (ids[3], 2),
+        (ids[1], 3),
+        (ids[3], 2),
+        (ids[4], 1),
+    ]
+
+
+async def test_a_reply_nobody_waits_for_is_left_out(world: World, registry: Registry) -> None:
+    ctl, _ = world
+    chat = await group(ctl, registry)
+    async with delivering(world, registry, per_chat_second=10) as delivery:
+        first = asyncio.create_task(delivery.send_message(chat, "Good morning!", source="test"))
+        replies = [
+            asyncio.create_task(
+                delivery.send_message(chat, f"Member {i} ✅", source=f"run:{i}", combine="checkin")
+            )
+            for i in range(4)
+        ]
+        await asyncio.sleep(0)  # all queued behind the first message
+        replies[0].cancel()
+        replies[2].cancel()
+        await first
+        kept = await asyncio.gather(replies[1], replies[3])
+        rows = await records(delivery)
+
+    assert replies[0].cancelled() and replies[2].cancelled()
+    sent = await ctl.sent(chat)
+    assert [m["text"] for m in sent] == ["Good morning!", "Member 1 ✅\nMember 3 ✅"]
+    assert [(r.ok, r.message_id, r.combined) for r in kept] == [
+        (True, sent[1]["message_id"], 2)
+    ] * 2
+    assert [r["source"] for r in rows] == ["test", "run:1", "run:3"]
+
+
+async def test_a_shared_message_is_retried_as_one(world: World, registry: Registry) -> None:
+    ctl, _ = world
+    chat = await group(ctl, registry)
+    async with delivering(world, registry) as delivery:
+        await delivery.send_message(chat, "Good morning!", source="test")
+        await ctl.add_fault("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
+        results = await asyncio.gather(
+            *(
+                delivery.send_message(chat, f"Member {i} ✅", source="test", combine="checkin")
+                for i in range(3)
+            )
+        )
+        rows = await records(delivery)
+
+    sent = await ctl.sent(chat)
+    assert [m["text"] for m in sent] == ["Good morning!", "Member 0 ✅\nMember 1 ✅\nMember 2 ✅"]
+    assert set(results) == {Delivered(True, sent[1]["message_id"], chat, attempts=2, combined=3)}
+    assert [(r["message_id"], r["attempts"]) for r in rows[1:]] == [(sent[1]["message_id"], 2)] * 3

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -282,6 +284,13 @@ async def get_webhook_info(w: World, p: Params) -> Any:
 
 
 # ----- messages --------------------------------------------------------------------------
+def shown_length(text: str, parse_mode: str | None) -> int:
+    """What Telegram's 4096 limit counts: UTF-16 units of the text once its HTML is parsed."""
+    if (parse_mode or "").upper() == "HTML":
+        text = html.unescape(re.sub(r"<[^>]*>", "", text))
+    return len(text.encode("utf-16-le")) // 2
+
+
 @method("sendMessage")
 async def send_message(w: World, p: Params) -> Any:
     chat = resolve_chat(w, p)
@@ -289,7 +298,7 @@ async def send_message(w: World, p: Params) -> Any:
     assert text is not None
     if not text.strip():
         raise bad("message text is empty")
-    if len(text) > 4096:
+    if shown_length(text, p.str_("parse_mode")) > 4096:
         raise bad("message is too long")
     return send(w, chat, p, "text", {"text": text, "entities": parse_entities(p, "entities")})
 
@@ -344,7 +353,7 @@ async def edit_message_text(w: World, p: Params) -> Any:
     assert text is not None
     if rec.message.text is None:
         raise bad("there is no text in the message to edit")
-    if len(text) > 4096:
+    if shown_length(text, p.str_("parse_mode")) > 4096:
         raise bad("message is too long")
     entities = parse_entities(p, "entities")
     same = text == rec.message.text and entities == rec.message.entities
