@@ -75,6 +75,7 @@ from bot.sop.runs import Due, Run, RunMoved, RunStore, StepRecord
 from bot.sop.templates import group_context, load_catalogues
 
 DUE_BATCH = 5000  # runs taken from the database per wake-up
+MEMBERS_IN_QUERY = 500  # more members than this starting at once: read every live run
 LOOKAHEAD = timedelta(seconds=1)  # the timer reads runs due this soon, to hand on at their time
 CATCH_UP_AFTER = timedelta(seconds=60)  # later than this, a run fell due while the bot was down
 MAX_CHAIN = 8  # SOPs starting SOPs (emit, start) at most this deep: no endless loops
@@ -536,7 +537,13 @@ class Engine:
             return []
         async with self._start_lock:
             by_group = sop.concurrency_key == "group"
-            pending = await self.runs.pending(procedure.id, chat_id, None, any_member=True)
+            # Only the runs that can stand in the way: a group key's, or these members' (a busy
+            # group may have thousands of runs live, say check-in replies waiting their turn).
+            members = [user for user in users if user is not None]
+            if by_group or len(members) > MEMBERS_IN_QUERY:
+                pending = await self.runs.pending(procedure.id, chat_id, None, any_member=True)
+            else:
+                pending = await self.runs.pending(procedure.id, chat_id, None, members=members)
             holders: dict[int | None, list[Run]] = defaultdict(list)
             for run in pending:
                 holders[None if by_group else run.user_id].append(run)

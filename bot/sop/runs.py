@@ -9,12 +9,12 @@ is never sent again: `recover` marks it `interrupted` instead.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.db import LIVE, SOP_RUNS, SOP_STEPS, RunStatus, writing
@@ -312,18 +312,26 @@ class RunStore:
         return Run.from_row(row) if row is not None else None
 
     async def pending(
-        self, sop_id: str, chat_id: int, user_id: int | None, *, any_member: bool = False
+        self,
+        sop_id: str,
+        chat_id: int,
+        user_id: int | None,
+        *,
+        any_member: bool = False,
+        members: Collection[int] = (),
     ) -> list[Run]:
-        """Live and queued runs of an SOP in a group, for one member (or for anyone)."""
+        """Live and queued runs of an SOP in a group, for one member, for `members` too (or
+        for anyone)."""
         query = select(*RUN_COLUMNS).where(
             SOP_RUNS.c.sop_id == sop_id,
             SOP_RUNS.c.chat_id == chat_id,
             SOP_RUNS.c.status.in_([*(s.value for s in LIVE), RunStatus.QUEUED.value]),
         )
         if not any_member:
-            query = query.where(
-                SOP_RUNS.c.user_id.is_(None) if user_id is None else SOP_RUNS.c.user_id == user_id
-            )
+            who = SOP_RUNS.c.user_id.is_(None) if user_id is None else SOP_RUNS.c.user_id == user_id
+            if members:
+                who = or_(who, SOP_RUNS.c.user_id.in_(list(members)))
+            query = query.where(who)
         async with self.engine.connect() as conn:
             rows = await conn.execute(query.order_by(SOP_RUNS.c.id))
             return [Run.from_row(row) for row in rows]

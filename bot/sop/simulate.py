@@ -190,7 +190,9 @@ class Timeline:
         for entry in self.entries:
             local = entry.at.astimezone(self.timezone).strftime("%H:%M")
             run = f"[run {entry.run}] " if several and entry.kind != "run" and entry.run else ""
-            lines.append(f"{self.offset(entry.at):<9}{local:<7}{entry.kind + ' ':<10}{run}{entry.text}")
+            lines.append(
+                f"{self.offset(entry.at):<9}{local:<7}{entry.kind + ' ':<10}{run}{entry.text}"
+            )
         return "\n".join([*lines, "", *self.runs]) + "\n"
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 from pathlib import Path
 from typing import Any
 
+from bot.clock import SHIFT_REREAD
 from bot.emulator import EmulatorClient
 from tests.e2e.conftest import ROOT, Tidepool, all_confirmed, wait_until
 
@@ -26,6 +28,7 @@ class TimeShift:
         self.shift += seconds
         self.file.write_text(str(self.shift))
         await self.ctl.advance_clock(seconds)
+        await asyncio.sleep(3 * SHIFT_REREAD)  # the bot reads the file this often
 
 
 async def setup(
