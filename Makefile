@@ -33,6 +33,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.sop
+	$(BIN)/python -m bench.checkin
 
 emulator: $(VENV)/.installed
 	$(BIN)/tidepool emulator
