@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.sop.facts import MemberFacts
+from bot.sop.facts import MESSAGES_7D, MemberFacts
 from bot.sop.format import (
     Condition,
     GroupCondition,
@@ -35,12 +35,14 @@ class GroupFacts:
 
 
 def windows(conditions: Iterable[Condition]) -> set[timedelta]:
-    """The message-count windows these conditions need."""
-    return {
-        condition.messages.window
-        for condition in conditions
-        if isinstance(condition, MemberCondition) and condition.messages is not None
-    }
+    """The message-count windows these conditions need (7 days for `member.messages_7d`)."""
+    needed: set[timedelta] = set()
+    for condition in conditions:
+        if isinstance(condition, MemberCondition) and condition.messages is not None:
+            needed.add(condition.messages.window)
+        elif isinstance(condition, TemplateCondition) and MESSAGES_7D in condition.value:
+            needed.add(timedelta(days=7))
+    return needed
 
 
 def holds(

@@ -48,7 +48,7 @@ from bot.delivery import Delivered
 from bot.registry import Registry
 from bot.sop.ahead import HeldRuns
 from bot.sop.conditions import GroupFacts, holds, windows
-from bot.sop.facts import Facts, MemberFacts
+from bot.sop.facts import MESSAGES_7D, WEEK, Facts, MemberFacts
 from bot.sop.format import (
     ButtonTrigger,
     CheckinStep,
@@ -1296,9 +1296,12 @@ class Engine:
         records: list[StepRecord] = []
         outgoing: list[tuple[list[Run], Rendered | None, str | None]] = []
         facts_by_chat: dict[int, dict[int, MemberFacts]] = {}
+        keys = [send.template] if send.template else [v.template for v in send.variants or []]
+        keys += [button.text for row in send.buttons for button in row]
+        counts_needed = {WEEK} if self.texts.mentions(keys, MESSAGES_7D) else set()
         for chat_id in {run.chat_id for run in runs}:
             users = [run.user_id for run in runs if run.chat_id == chat_id and run.user_id]
-            facts_by_chat[chat_id] = await self.facts.members(chat_id, users, now)
+            facts_by_chat[chat_id] = await self.facts.members(chat_id, users, now, counts_needed)
         counts = {chat_id: await self.facts.member_count(chat_id) for chat_id in facts_by_chat}
         for group_runs in messages.values():
             first = group_runs[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +17,9 @@ from bot.points import balances
 from bot.sop.templates import member_context
 
 CHUNK = 500  # ids per IN (...) list
+COUNT_TTL = 10.0  # seconds a group's member count is reused
+MESSAGES_7D = "messages_7d"  # the member variable that needs a 7-day message count
+WEEK = timedelta(days=7)
 PRESENT = [status.value for status in MemberStatus if status.is_present]
 SPOKEN = [EventType.MESSAGE.value, EventType.COMMAND.value]  # what counts as a member writing
 
@@ -65,6 +69,7 @@ class Facts:
     def __init__(self, engine: AsyncEngine, activity: ActivityLog) -> None:
         self.engine = engine
         self.activity = activity
+        self._counts: dict[int, tuple[float, int]] = {}  # chat id -> (monotonic time, count)
 
     async def members(
         self,
@@ -73,13 +78,15 @@ class Facts:
         now: datetime,
         windows: Iterable[timedelta] = (),
     ) -> dict[int, MemberFacts]:
-        """Facts of these members of `chat_id`, with message counts for each window given."""
+        """Facts of these members of `chat_id`, with message counts for each window given
+        (counting reads the activity log: ask only for the windows a text or condition uses;
+        `messages_7d` is 0 without the 7-day one)."""
         ids = sorted(set(user_ids))
         facts = {user_id: MemberFacts(user_id) for user_id in ids}
         if not ids:
             return facts
-        windows = sorted(set(windows) | {timedelta(days=7)})
-        if self.activity.pending:
+        windows = sorted(set(windows))
+        if windows and self.activity.pending:  # counts must include what was just said
             await self.activity.flush()
         async with self.engine.connect() as conn:
             for chunk in _chunks(ids):
@@ -120,7 +127,17 @@ class Facts:
         return facts
 
     async def member_count(self, chat_id: int) -> int:
-        """Members present in the group, as far as the bot has seen them (bots excluded)."""
+        """Members present in the group, as far as the bot has seen them (bots excluded);
+        counted at most every COUNT_TTL seconds per group (texts and conditions need no more)."""
+        tick = time.monotonic()
+        known = self._counts.get(chat_id)
+        if known is not None and tick - known[0] < COUNT_TTL:
+            return known[1]
+        count = await self._count_members(chat_id)
+        self._counts[chat_id] = (tick, count)
+        return count
+
+    async def _count_members(self, chat_id: int) -> int:
         async with self.engine.connect() as conn:
             count = await conn.execute(
                 select(func.count()).where(

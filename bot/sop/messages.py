@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,12 @@ class TextCatalogue:
     def __init__(self, catalogues: Mapping[str, Mapping[str, str]], default_language: str) -> None:
         self.catalogues = catalogues
         self.default_language = default_language
+
+    def mentions(self, keys: Iterable[str], word: str) -> bool:
+        """Whether any language's text of these keys contains `word` (say, a variable)."""
+        return any(
+            word in catalogue.get(key, "") for catalogue in self.catalogues.values() for key in keys
+        )
 
     def render(self, key: str, language: str | None, context: Mapping[str, Any]) -> str:
         first = self.default_language
