@@ -33,6 +33,7 @@ class Admins:
         self.ttl = ttl
         self.clock = clock
         self._cache: dict[int, tuple[float, frozenset[int]]] = {}
+        self._bots: dict[int, frozenset[int]] = {}  # bots among each group's admins
 
     async def is_admin(self, chat_id: int, user_id: int) -> bool:
         if user_id in self.owner_ids:
@@ -63,7 +64,13 @@ class Admins:
             return cached[1] if cached is not None else frozenset()
         admins = frozenset(member.user.id for member in members)
         self._cache[chat_id] = (now, admins)
+        self._bots[chat_id] = frozenset(member.user.id for member in members if member.user.is_bot)
         return admins
+
+    async def people_of(self, chat_id: int) -> list[int]:
+        """The group's admins who are people, not bots: whom to tell of something privately."""
+        admins = await self.admins_of(chat_id)
+        return sorted(admins - self._bots.get(chat_id, frozenset()))
 
     def forget(self, chat_id: int) -> None:
         """The group's admins changed (a promotion or demotion was seen): ask again next time."""

@@ -32,10 +32,11 @@ from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.db import GroupStatus, create_engine, upgrade, utcnow
 from bot.deletions import Deletions
 from bot.delivery import Delivery
-from bot.handlers import membership, points, sops
+from bot.handlers import boards, membership, points, rewards, sops
 from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.polling import Poller, TokenRejected, chat_of
 from bot.registry import Registry
+from bot.rewards import Rewards
 from bot.rights import RightsCheck
 from bot.settings import Settings, SettingsError
 from bot.sop.admin import SopAdmin
@@ -89,6 +90,7 @@ class Operations:
     admins: Admins
     say: sops.Say
     bot_username: str
+    rewards: Rewards | None = None  # the catalogue and orders; None: no /rewards, /orders
 
     def workflow_data(self) -> dict[str, Any]:
         return {
@@ -96,6 +98,7 @@ class Operations:
             "admins": self.admins,
             "sop_admin": SopAdmin(self.engine),
             "say": self.say,
+            **({"rewards": self.rewards} if self.rewards is not None else {}),
         }
 
 
@@ -119,8 +122,11 @@ def create_dispatcher(
     # it (about 7 µs here). Plain group messages stop at RecordMessages; handlers see commands.
     membership.register(dispatcher)
     if operations is not None:
+        if operations.rewards is not None:
+            rewards.register(dispatcher)  # before sops: its handler takes every other button
         sops.register(dispatcher)
         points.register(dispatcher)
+        boards.register(dispatcher)
 
     registry = services.registry
 
@@ -205,6 +211,7 @@ async def run(settings: Settings) -> None:
             Admins(bot, settings.owner_ids),
             sops.Say(delivery, services.texts, services.registry),
             me.username or "",
+            Rewards(services.engine, settings.content_dir / "rewards.yaml", timezone=settings.tz),
         )
         dispatcher = create_dispatcher(services, rights, operations)
         _on_reload(engine, notify)
