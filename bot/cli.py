@@ -180,7 +180,26 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _check(args: argparse.Namespace, settings: Settings) -> int:
-    return _report_sop_problems(args.path or settings.sops_dir, settings.content_dir)
+    status = _report_sop_problems(args.path or settings.sops_dir, settings.content_dir)
+    if args.path is None:  # the whole set-up: the rewards catalogue too
+        status = max(status, _report_catalogue_problems(settings.content_dir / "rewards.yaml"))
+    return status
+
+
+def _report_catalogue_problems(path: Path) -> int:
+    from bot.rewards import CatalogueError, load_catalogue
+
+    if not path.is_file():
+        return 0
+    try:
+        catalogue = load_catalogue(path)
+    except CatalogueError as exc:
+        for problem in exc.problems:
+            sys.stdout.write(f"{problem}\n")
+        sys.stderr.write(f"{_plural(len(exc.problems), 'problem')} in {path}\n")
+        return 1
+    sys.stderr.write(f"{path}: {_plural(len(catalogue.rewards), 'reward')} OK\n")
+    return 0
 
 
 def _report_sop_problems(path: Path, content_dir: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from datetime import time, timedelta
@@ -256,3 +257,19 @@ def test_schema_round_trips_durations() -> None:
     data = sops["onboarding"].sop.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     assert data["steps"][0]["send"]["delete_after"] == "1d12h"
     assert Sop.model_validate(data) == sops["onboarding"].sop
+
+
+def test_check_command_checks_the_rewards_catalogue_too(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = workdir / "content"
+    shutil.copytree(CONTENT, content)
+    monkeypatch.setenv("CONTENT_DIR", str(content))
+    (workdir / "sops").mkdir()
+    (content / "rewards.yaml").write_text("rewards:\n  - id: mug\n    cots: 5\n")
+    assert main(["check"]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{content}/rewards.yaml:3:5: ") and "cots" in out
+    assert err.startswith("0 SOP files OK\n") and "in " + str(content / "rewards.yaml") in err
+    (content / "rewards.yaml").unlink()
+    assert main(["check"]) == 0
