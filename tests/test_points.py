@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -75,3 +77,44 @@ async def test_the_database_itself_refuses_a_negative_balance(engine: AsyncEngin
     with pytest.raises(IntegrityError):
         async with writing(engine) as conn:
             await conn.execute(BALANCES.update().values(balance=-1))
+
+
+async def test_random_concurrent_changes_keep_the_ledger_invariants(engine: AsyncEngine) -> None:
+    """Property: whatever mix of gains and spends runs at once, each member's balance is the sum
+    of their ledger rows and never below zero, and a refused spend leaves no row."""
+    rng = random.Random(20261123)
+    accepted: Counter[int] = Counter()
+    for round_no in range(25):
+        changes = [
+            Change(GROUP, rng.randint(1, 4), rng.choice([-1, 1]) * rng.randint(1, 60), "r", "t", AT)
+            for _ in range(rng.randint(1, 12))
+        ]
+
+        async def attempt(change: Change) -> bool:
+            try:
+                async with writing(engine) as conn:
+                    await points.apply(conn, [change])
+            except NotEnoughPoints:
+                return False
+            return True
+
+        accepted[round_no] = sum(await asyncio.gather(*(attempt(c) for c in changes)))
+        async with engine.connect() as conn:
+            sums = dict(
+                (
+                    await conn.execute(
+                        select(POINTS.c.user_id, func.sum(POINTS.c.delta)).group_by(
+                            POINTS.c.user_id
+                        )
+                    )
+                ).all()
+            )
+            balances = dict(
+                (await conn.execute(select(BALANCES.c.user_id, BALANCES.c.balance))).all()
+            )
+            rows = (await conn.execute(select(func.count()).select_from(POINTS))).scalar_one()
+        assert {user: int(total) for user, total in sums.items()} == {
+            user: balance for user, balance in balances.items() if user in sums
+        }
+        assert all(balance >= 0 for balance in balances.values())
+        assert rows == sum(accepted.values())
