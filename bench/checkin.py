@@ -25,6 +25,7 @@ import asyncio
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -196,8 +197,8 @@ async def run(members: int, span: float, repeat: float, folder: Path) -> None:
     print("\n".join(verdicts.lines))
 
 
-async def _at_least(count: object, wanted: int) -> bool:
-    return await count() >= wanted  # type: ignore[operator]
+async def _at_least(count: Callable[[], Awaitable[int]], wanted: int) -> bool:
+    return await count() >= wanted
 
 
 async def main() -> None:

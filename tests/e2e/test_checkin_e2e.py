@@ -80,7 +80,8 @@ async def test_keywords_button_once_a_day_streak_bonus_milestone_top_and_me(
     for day in range(2, 8):
         await clock.forward(DAY)
         await ctl.send_message(group, ann, "/checkin")
-        await wait_until(lambda d=day: _has(ctl, group, f"streak {d} ", 1), what=f"day {day}")
+        needle = f"streak {day} "
+        await wait_until(lambda: _has(ctl, group, needle, 1), what=f"day {day}")  # noqa: B023
     await wait_until(lambda: _has(ctl, group, "7 days in a row", 1), what="the celebration")
     [seventh] = await greeted(ctl, group, "streak 7 ")
     assert "+60 points (with a 50 bonus for 7 days)" in seventh["text"]
