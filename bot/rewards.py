@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot import points
 from bot.db import MEMBERS, ORDERS, REWARD_STOCK, OrderStatus, insert_for, writing
-from bot.sop.check import Problem
+from bot.sop.check import Problem, describe, locate, schema_message
 from bot.sop.format import Strict
 from bot.texts import LANGUAGES
 
@@ -71,18 +71,16 @@ def _wording(value: object) -> Wording:
                     f"'{language}' is not a language here; use {' and '.join(LANGUAGES)}"
                 )
             if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"'{language}' must be a text, not {_describe(text)}")
+                raise ValueError(f"'{language}' must be a text, not {describe(text)}")
         return Wording(tuple((language, text.strip()) for language, text in value.items()))
-    raise ValueError(
-        f"must be a text or a mapping such as {{zh: …, en: …}}, not {_describe(value)}"
-    )
+    raise ValueError(f"must be a text or a mapping such as {{zh: …, en: …}}, not {describe(value)}")
 
 
 def _reward_id(value: object) -> str:
     if not isinstance(value, str) or not REWARD_ID.fullmatch(value):
         raise ValueError(
             f"must be 1-32 lowercase letters, digits, - or _ (it goes into the button), "
-            f"not {_describe(value)}"
+            f"not {describe(value)}"
         )
     return value
 
@@ -172,33 +170,19 @@ def load_catalogue(path: Path) -> Catalogue:
     return Catalogue(tuple(parsed.rewards))
 
 
-_EXPECTED = {
-    "int_type": "a whole number",
-    "list_type": "a list",
-    "model_type": "a mapping of keys",
-    "dict_type": "a mapping of keys",
-}
 _NULL_MEANS = {"stock": "null for no limit", "per_member": "null for no limit"}
 
 
 def _problem(path: Path, root: yaml.Node | None, error: ErrorDetails) -> Problem:
     where = tuple(error["loc"])
-    kind, context = error["type"], error.get("ctx", {})
-    if kind == "unknown_key":
-        return _at(path, root, (*where, str(context["key"])), error["msg"], at_key=True)
-    if kind == "missing":
+    if error["type"] == "unknown_key":
+        key = str(error.get("ctx", {})["key"])
+        return _at(path, root, (*where, key), error["msg"], at_key=True)
+    if error["type"] == "missing":
         key = str(where[-1])
         hint = f" ({_NULL_MEANS[key]})" if key in _NULL_MEANS else ""
         return _at(path, root, where[:-1], f"missing required key '{key}'{hint}")
-    if kind in _EXPECTED:
-        message = f"must be {_EXPECTED[kind]}, not {_describe(error['input'])}"
-    elif kind == "greater_than":
-        message = f"must be more than {context['gt']}, not {_describe(error['input'])}"
-    elif kind == "greater_than_equal":
-        message = f"must be at least {context['ge']}, not {_describe(error['input'])}"
-    else:
-        message = error["msg"].removeprefix("Value error, ")
-    return _at(path, root, where, message)
+    return _at(path, root, where, schema_message(error))
 
 
 def _at(
@@ -210,34 +194,9 @@ def _at(
     at_key: bool = False,
 ) -> Problem:
     """A problem at the key path `where`, with the line and column of that key in the file."""
-    node = root
-    for index, part in enumerate(where):
-        last = index == len(where) - 1
-        if isinstance(node, yaml.MappingNode):
-            pair = next((pair for pair in node.value if pair[0].value == str(part)), None)
-            if pair is None:
-                break
-            node = pair[0] if last and at_key else pair[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if not 0 <= part < len(node.value):
-                break
-            node = node.value[part]
-        else:
-            break
+    node = locate(root, where, at_key=at_key)
     line, column = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
     return Problem(path, line, column, ".".join(str(part) for part in where), message)
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value) if isinstance(value, str) else str(value)
 
 
 # --- Orders -------------------------------------------------------------------------------------

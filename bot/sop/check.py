@@ -94,7 +94,7 @@ class _Document:
     problems: list[Problem] = field(default_factory=list)
 
     def problem(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
-        node = _locate(self.root, path, at_key=at_key)
+        node = locate(self.root, path, at_key=at_key)
         line, column = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
         dotted = ".".join(str(part) for part in path)
         self.problems.append(Problem(self.file, line, column, dotted, message))
@@ -264,7 +264,7 @@ def _duplicate_keys(document: _Document, node: yaml.Node | None) -> None:
             _duplicate_keys(document, item)
 
 
-def _locate(root: yaml.Node | None, path: KeyPath, *, at_key: bool = False) -> yaml.Node | None:
+def locate(root: yaml.Node | None, path: KeyPath, *, at_key: bool = False) -> yaml.Node | None:
     """The YAML node at `path`, or the nearest parent that exists; the key node if `at_key`."""
     node = root
     for index, part in enumerate(path):
@@ -312,21 +312,22 @@ def _schema_problem(document: _Document, error: ErrorDetails) -> None:
     if kind == "missing":
         document.problem(tuple(path), f"missing required key '{path[-1]}'")
         return
-    document.problem(tuple(path), _schema_message(error))
+    document.problem(tuple(path), schema_message(error))
 
 
-def _schema_message(error: ErrorDetails) -> str:
+def schema_message(error: ErrorDetails) -> str:
+    """A pydantic error said for people: what was expected and what the file has."""
     kind = error["type"]
     context = error.get("ctx", {})
     value = error["input"]
     if kind in _EXPECTED:
-        return f"must be {_EXPECTED[kind]}, not {_describe(value)}"
+        return f"must be {_EXPECTED[kind]}, not {describe(value)}"
     if kind == "literal_error":
         expected = str(context["expected"])
         choices = re.findall(r"'([^']*)'", expected)
         close = difflib.get_close_matches(str(value), choices, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"must be {expected}, not {_describe(value)}{hint}"
+        return f"must be {expected}, not {describe(value)}{hint}"
     if kind == "too_short":
         count = context["min_length"]
         return f"needs at least {count} item{'s' if count != 1 else ''}"
@@ -334,12 +335,15 @@ def _schema_message(error: ErrorDetails) -> str:
         return "must not be empty"
     if kind == "string_too_long":
         return f"must be at most {context['max_length']} characters"
+    if kind == "greater_than":
+        return f"must be more than {context['gt']}, not {describe(value)}"
     if kind == "greater_than_equal":
-        return f"must be at least {context['ge']}, not {_describe(value)}"
+        return f"must be at least {context['ge']}, not {describe(value)}"
     return error["msg"].removeprefix("Value error, ")
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """A value from a YAML file, as error messages name it."""
     if value is None:
         return "empty"
     if isinstance(value, bool):
