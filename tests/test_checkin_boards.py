@@ -10,10 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import points
 from bot.checkin.boards import Leaderboards, board_context, span_of
-from bot.checkin.service import CheckinRules, CheckIns
+from bot.checkin.service import CheckinRules
 from bot.db import writing
 from bot.handlers.boards import parse_period
 from bot.registry import Registry
+from tests.test_checkin_service import CheckIns
 
 GROUP = -1001
 SHANGHAI = ZoneInfo("Asia/Shanghai")

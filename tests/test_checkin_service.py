@@ -9,13 +9,26 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.checkin.service import CheckinRules, CheckIns
-from bot.db import CHECKINS, POINTS
+from bot.checkin.service import CheckedIn, CheckinRules, check_in
+from bot.db import CHECKINS, POINTS, writing
 
 GROUP = -1001
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 RULES = CheckinRules(start_hour=4, points=10, freezes=1, bonuses={3: 5, 7: 20})
 MORNING = datetime(2026, 11, 23, 1, tzinfo=UTC)  # 09:00 in Shanghai
+
+
+class CheckIns:
+    """Check-ins each in their own write transaction, as an SOP run makes them."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def check_in(
+        self, chat_id: int, user_id: int, at: datetime, zone: ZoneInfo, rules: CheckinRules
+    ) -> CheckedIn:
+        async with writing(self.engine) as conn:
+            return await check_in(conn, chat_id, user_id, at, zone, rules)
 
 
 async def ledger(engine: AsyncEngine, user_id: int) -> list[tuple[int, str]]:

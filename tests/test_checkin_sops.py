@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
 from bot.clock import ManualClock
-from bot.db import CHECKINS, POINTS, SOP_RUNS
+from bot.db import CHECKINS, SOP_RUNS
 from bot.registry import Registry
 from bot.sop.engine import Engine
 from tests.sop_harness import (
@@ -26,6 +26,7 @@ from tests.sop_harness import (
     settle,
     user,
 )
+from tests.test_checkin_service import ledger
 
 Shipped = tuple[Engine, RecordingOutbox, ManualClock]
 SHIPPED = ("daily_checkin.yaml", "streak_milestone.yaml", "weekly_leaderboard.yaml")
@@ -53,16 +54,6 @@ async def say(sop: Engine, user_id: int, text: str, message_id: int = 1) -> None
     await settle(sop)
 
 
-async def points_of(db: AsyncEngine, user_id: int) -> list[tuple[int, str]]:
-    async with db.connect() as conn:
-        rows = await conn.execute(
-            select(POINTS.c.delta, POINTS.c.reason)
-            .where(POINTS.c.user_id == user_id)
-            .order_by(POINTS.c.id)
-        )
-        return [(delta, reason) for delta, reason in rows]
-
-
 async def test_each_way_in_checks_in_once_a_day(shipped: Shipped, engine: AsyncEngine) -> None:
     sop, outbox, _clock = shipped
     await say(sop, 1, "/checkin", message_id=11)
@@ -83,7 +74,7 @@ async def test_each_way_in_checks_in_once_a_day(shipped: Shipped, engine: AsyncE
         assert all(run_id is not None for _, run_id in rows)
         runs = (await conn.execute(select(SOP_RUNS.c.status))).scalars().all()
     assert set(runs) == {"done"}
-    assert await points_of(engine, 1) == [(10, "check-in")]
+    assert await ledger(engine, 1) == [(10, "check-in")]
 
 
 async def test_a_seven_day_streak_earns_its_bonus_and_the_milestone_sop_runs(
@@ -99,7 +90,7 @@ async def test_a_seven_day_streak_earns_its_bonus_and_the_milestone_sop_runs(
     done = [s.text for s in outbox.sent if "✅" in s.text]
     assert "streak 7" in done[-1] and "with a 50 bonus for 7 days" in done[-1]
     assert "streak 6" in done[-2]
-    assert (await points_of(engine, 1))[-2:] == [(10, "check-in"), (50, "streak bonus: 7 days")]
+    assert (await ledger(engine, 1))[-2:] == [(10, "check-in"), (50, "streak bonus: 7 days")]
     async with engine.connect() as conn:
         milestone = (
             await conn.execute(select(SOP_RUNS).where(SOP_RUNS.c.sop_id == "streak_milestone"))
@@ -146,5 +137,5 @@ async def test_concurrent_check_ins_of_one_member_count_once(
         sop.button(GROUP.id, 1, 99, "checkin"),
     )
     await settle(sop)
-    assert await points_of(engine, 1) == [(10, "check-in")]
+    assert await ledger(engine, 1) == [(10, "check-in")]
     assert sum("✅" in sent.text for sent in outbox.sent) == 1

@@ -14,10 +14,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.checkin.days import Streak, checkin_day, next_streak
-from bot.db import CHECKINS, insert_for, writing
+from bot.db import CHECKINS, insert_for
 from bot.points import Change, apply, balance
 from bot.sop.format import CheckinAction
 
@@ -67,25 +67,6 @@ class CheckedIn:
             "rank": self.rank,
             "balance": self.balance,
         }
-
-
-class CheckIns:
-    """Check-ins of members in groups, over the `checkins` table and the points ledger."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    async def check_in(
-        self,
-        chat_id: int,
-        user_id: int,
-        at: datetime,
-        zone: ZoneInfo,
-        rules: CheckinRules,
-        run_id: int | None = None,
-    ) -> CheckedIn:
-        async with writing(self.engine) as conn:
-            return await check_in(conn, chat_id, user_id, at, zone, rules, run_id)
 
 
 async def check_in(

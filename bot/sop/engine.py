@@ -1157,10 +1157,8 @@ class Engine:
                 done = await check_in(conn, run.chat_id, run.user_id, now, zone, rules, run.id)
                 results[run.id] = done
                 reached = done.new and done.streak in rules.bonuses
-                run.variables["checkin"] = {
-                    **done.as_variables(),
-                    "milestone": done.streak if reached else None,
-                }
+                milestone = done.streak if reached else None
+                run.variables["checkin"] = {**done.as_variables(), "milestone": milestone}
 
         going = await self._simple(procedure, path, runs, now, "done", first=first, errors=errors)
         for run in members:
@@ -1170,7 +1168,7 @@ class Engine:
             chain = int(run.variables.get("_chain", 0))
             details: dict[str, Any] = {"streak": done.streak, "points": done.points}
             happened = [("checkin.done", {**details, "rank": done.rank})]
-            if done.streak in rules.bonuses:
+            if run.variables["checkin"]["milestone"] is not None:
                 happened.append(("checkin.milestone", {**details, "days": done.streak}))
             for event, data in happened:
                 self._emitted(run, event, data, procedure.id, now, chain)
