@@ -1,0 +1,1 @@
+"""Lotteries: eligibility, entries, verifiable draws and rerolls."""
