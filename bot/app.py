@@ -32,8 +32,9 @@ from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.db import GroupStatus, create_engine, upgrade, utcnow
 from bot.deletions import Deletions
 from bot.delivery import Delivery
-from bot.handlers import boards, membership, points, rewards, sops
+from bot.handlers import boards, lottery, membership, points, rewards, sops
 from bot.handlers.activity import RecordMessages, RecordPresses
+from bot.lottery.service import Lotteries
 from bot.polling import Poller, TokenRejected, chat_of
 from bot.registry import Registry
 from bot.rewards import Rewards
@@ -91,6 +92,7 @@ class Operations:
     say: sops.Say
     bot_username: str
     rewards: Rewards | None = None  # the catalogue and orders; None: no /rewards, /orders
+    lotteries: Lotteries | None = None  # None: no lottery commands
 
     def workflow_data(self) -> dict[str, Any]:
         return {
@@ -99,6 +101,7 @@ class Operations:
             "sop_admin": SopAdmin(self.engine),
             "say": self.say,
             **({"rewards": self.rewards} if self.rewards is not None else {}),
+            **({"lotteries": self.lotteries} if self.lotteries is not None else {}),
         }
 
 
@@ -124,6 +127,8 @@ def create_dispatcher(
     if operations is not None:
         if operations.rewards is not None:
             rewards.register(dispatcher)  # before sops: its handler takes every other button
+        if operations.lotteries is not None:
+            lottery.register(dispatcher)
         sops.register(dispatcher)
         points.register(dispatcher)
         boards.register(dispatcher)
@@ -182,6 +187,7 @@ async def run(settings: Settings) -> None:
     engine: Engine | None = None
     deletions: Deletions | None = None
     calendar: Calendar | None = None
+    lotteries: Lotteries | None = None
     try:
         me = await _connect(bot, stop)
         if me is None:
@@ -205,6 +211,17 @@ async def run(settings: Settings) -> None:
         deletions = Deletions(services.engine, delivery, clock)
         engine.on_deletion = deletions.wake
         services.registry.on_member = _member_triggers(engine)
+        lotteries = Lotteries(
+            services.engine,
+            services.registry,
+            services.activity,
+            delivery,
+            services.texts,
+            clock,
+            default_timezone=settings.tz,
+        )
+        engine.lotteries = lotteries
+        lotteries.on_won = _lottery_won(engine)
         await _report_broken(await engine.open(), notify)
         operations = Operations(
             engine,
@@ -212,6 +229,7 @@ async def run(settings: Settings) -> None:
             sops.Say(delivery, services.texts, services.registry),
             me.username or "",
             Rewards(services.engine, settings.content_dir / "rewards.yaml", timezone=settings.tz),
+            lotteries,
         )
         dispatcher = create_dispatcher(services, rights, operations)
         _on_reload(engine, notify)
@@ -219,6 +237,7 @@ async def run(settings: Settings) -> None:
         delivery.start()
         engine.start()
         deletions.start()
+        lotteries.start()
         calendar = Calendar(engine, settings.database_url)
         calendar.start()
         services.registry.on_groups_changed = calendar.replan
@@ -244,6 +263,8 @@ async def run(settings: Settings) -> None:
     finally:
         if calendar is not None:
             await calendar.close()
+        if lotteries is not None:
+            await lotteries.close()
         if engine is not None:
             await engine.drain(grace=5.0)
         if delivery is not None:
@@ -311,6 +332,15 @@ def _member_triggers(engine: Engine) -> Any:
             await engine.member_left(chat_id, user.id)
 
     return on_member
+
+
+def _lottery_won(engine: Engine) -> Any:
+    """Each winner of a draw, passed to the SOP engine as the event `lottery.won`."""
+
+    async def won(chat_id: int, user_id: int, data: dict[str, Any]) -> None:
+        await engine.emit("lottery.won", chat_id, user_id, data)
+
+    return won
 
 
 def _on_reload(engine: Engine, notify: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiogram.types import Chat, User
 from loguru import logger
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
@@ -271,6 +271,21 @@ class Registry:
             )
             await self._tell("left", chat_id, user, at)
         return counted
+
+    async def find_member(self, chat_id: int, who: str, *, present: bool = True) -> int | None:
+        """A member of the group by @username or numeric id, if the bot knows them (and, with
+        `present`, they are still in the group)."""
+        name = who.removeprefix("@")
+        if name.isdigit():
+            match = MEMBERS.c.user_id == int(name)
+        else:
+            match = func.lower(MEMBERS.c.username) == name.lower()
+        query = select(MEMBERS.c.user_id).where(MEMBERS.c.chat_id == chat_id, match)
+        if present:
+            query = query.where(MEMBERS.c.status.in_(PRESENT))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return int(row.user_id) if row is not None else None
 
     def _groups_changed(self) -> None:
         if self.on_groups_changed is not None:

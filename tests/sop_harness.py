@@ -45,6 +45,7 @@ class RecordingOutbox:
     sent: list[Sent] = field(default_factory=list)
     pinned: list[tuple[int, int]] = field(default_factory=list)
     deleted: list[tuple[int, int]] = field(default_factory=list)
+    edited: list[Sent] = field(default_factory=list)
     refuse: set[int] = field(default_factory=set)  # chats that answer 403
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -80,6 +81,20 @@ class RecordingOutbox:
         reply_to_message_id: int | None = None,
     ) -> Delivered:
         return self._record("sendPhoto", chat_id, caption or "", reply_markup, reply_to_message_id)
+
+    async def edit_text(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        source: str,
+        reply_markup: Any = None,
+    ) -> Delivered:
+        if chat_id in self.refuse:
+            return Delivered(False, None, chat_id, "Forbidden: bot was kicked", 1)
+        self.edited.append(Sent(chat_id, text, message_id, "editMessageText", reply_markup))
+        return Delivered(True, message_id, chat_id, None, 1)
 
     async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered:
         self.pinned.append((chat_id, message_id))

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.db import LIVE, MEMBERS, SOP_RUNS, MemberStatus, RunStatus
+from bot.db import LIVE, SOP_RUNS, RunStatus
 from bot.sop.engine import Engine
 from bot.sop.library import LoadReport
 
@@ -119,21 +119,7 @@ class SopAdmin:
 
     async def find_member(self, chat_id: int, who: str) -> int | None:
         """A member of the group by @username or numeric id, if the bot knows them."""
-        name = who.removeprefix("@")
-        present = [s.value for s in MemberStatus if s.is_present]
-        if name.isdigit():
-            match = MEMBERS.c.user_id == int(name)
-        else:
-            match = func.lower(MEMBERS.c.username) == name.lower()
-        async with self.engine.db.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(MEMBERS.c.user_id).where(
-                        MEMBERS.c.chat_id == chat_id, match, MEMBERS.c.status.in_(present)
-                    )
-                )
-            ).first()
-        return int(row.user_id) if row is not None else None
+        return await self.engine.registry.find_member(chat_id, who)
 
     def _tags(self, chat_id: int) -> list[str]:
         known = self.engine.registry.groups.get(chat_id)

@@ -1,0 +1,572 @@
+"""Lotteries at work: the post with its Enter button, entries at press speed, the draw at the
+deadline (kept in the database, so a restart loses none), the announcement, rerolls.
+
+Presses are admitted in batches: each press waits a moment for others, the batch is checked
+against the rules in a few bulk queries and written in one transaction (bot.lottery.store), so
+thousands of presses a minute cost tens of transactions, not thousands. The post's entry count
+is edited at most every EDIT_INTERVAL seconds, one edit at a time.
+
+The draw loop wakes at the soonest deadline (read from the database, on the bot's clock), draws
+what is due and announces it. An announcement is claimed before it is sent, so it goes out at
+most once; a draw whose announcement was cut short by a restart is announced on start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from loguru import logger
+from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.activity import ActivityLog, event_row
+from bot.clock import Clock
+from bot.db import MEMBERS, EventType, LotteryStatus, writing
+from bot.delivery import Delivered
+from bot.lottery.rules import Eligibility, Refusal
+from bot.lottery.store import (
+    Drawn,
+    Entered,
+    Lottery,
+    LotteryStore,
+    Rerolled,
+    Verification,
+    open_lottery,
+)
+from bot.registry import Registry
+from bot.sop.format import LotteryAction, LotteryRules, Wording, format_duration
+from bot.sop.templates import mention
+from bot.texts import Texts
+
+BATCH = 500  # presses admitted in one transaction
+GATHER = 0.02  # seconds a press waits for others to share its transaction
+EDIT_INTERVAL = 5.0  # seconds between edits of a post's entry count
+SOURCE = "lottery"
+BUTTON = "lottery:enter:"
+
+Outcome = Entered | Refusal
+
+
+def in_language(wording: Wording, language: str) -> str:
+    """An SOP text given once or per language, in `language` (else the first one given)."""
+    if isinstance(wording, str):
+        return wording
+    return wording.get(language) or next(iter(wording.values()))  # type: ignore[call-overload]
+
+
+class Poster(Protocol):
+    """What lotteries need of the delivery service (bot.delivery.Delivery)."""
+
+    async def send_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        source: str,
+        reply_markup: Any = None,
+        reply_to_message_id: int | None = None,
+    ) -> Delivered: ...
+
+    async def edit_text(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        source: str,
+        reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> Delivered: ...
+
+
+@dataclass(slots=True)
+class _Press:
+    user_id: int
+    at: datetime
+    answer: asyncio.Future[Outcome]
+
+
+class Lotteries:
+    """Opens, posts, admits, draws and announces lotteries in every group."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        registry: Registry,
+        activity: ActivityLog,
+        delivery: Poster,
+        texts: Texts,
+        clock: Clock,
+        *,
+        default_timezone: ZoneInfo,
+        edit_interval: float = EDIT_INTERVAL,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.activity = activity
+        self.delivery = delivery
+        self.texts = texts
+        self.clock = clock
+        self.default_timezone = default_timezone
+        self.edit_interval = edit_interval
+        self.store = LotteryStore(engine)
+        self.eligibility = Eligibility(engine, activity)
+        # Told of each draw's winners (the SOP engine's `lottery.won` event).
+        self.on_won: Callable[[int, int, dict[str, Any]], Coroutine[Any, Any, Any]] | None = None
+        self._presses: dict[int, list[_Press]] = {}
+        self._admitting: dict[int, asyncio.Task[None]] = {}
+        self._dirty: set[int] = set()
+        self._editors: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- the group's language and time -------------------------------------------------------
+
+    def language(self, chat_id: int) -> str:
+        known = self.registry.groups.get(chat_id)
+        return (known.language if known else None) or self.texts.default_language
+
+    def zone(self, chat_id: int) -> ZoneInfo:
+        known = self.registry.groups.get(chat_id)
+        if known is not None and known.timezone:
+            with contextlib.suppress(Exception):
+                return ZoneInfo(known.timezone)
+        return self.default_timezone
+
+    def say(self, chat_id: int, key: str, **values: Any) -> str:
+        return self.texts(key, self.language(chat_id), **values)
+
+    def when(self, chat_id: int, moment: datetime) -> str:
+        local = moment.astimezone(self.zone(chat_id))
+        return f"{local:%m-%d %H:%M} ({local.tzname()})"
+
+    # -- opening -----------------------------------------------------------------------------
+
+    async def create(
+        self,
+        chat_id: int,
+        *,
+        prize: str,
+        winners: int,
+        duration: timedelta,
+        rules: LotteryRules,
+        by: int | None,
+        reply_to: int | None = None,
+    ) -> Lottery:
+        """Open a lottery by an admin's command and post it in the group."""
+        now = self.clock.now()
+        async with writing(self.engine) as conn:
+            lottery = await open_lottery(
+                conn,
+                chat_id,
+                prize=prize,
+                winners=winners,
+                rules=rules,
+                claim="",
+                source=f"command:{by}" if by is not None else "command",
+                created_by=by,
+                now=now,
+                draws_at=now + duration,
+            )
+        self.wake()
+        await self.post(lottery.id, reply_to=reply_to)
+        return lottery
+
+    async def open_in(
+        self,
+        conn: AsyncConnection,
+        chat_id: int,
+        action: LotteryAction,
+        *,
+        source: str,
+        run_id: int | None,
+        now: datetime,
+    ) -> Lottery:
+        """Open a lottery for an SOP step, in the transaction that moves its run on; the step
+        then calls `post` (and a restart in between posts it on start)."""
+        language = self.language(chat_id)
+        return await open_lottery(
+            conn,
+            chat_id,
+            prize=in_language(action.prize, language),
+            winners=action.winners,
+            rules=action.rules,
+            claim=in_language(action.claim, language) if action.claim is not None else "",
+            source=source,
+            created_by=None,
+            now=now,
+            draws_at=now + action.duration,
+            run_id=run_id,
+        )
+
+    async def post(self, lottery_id: int, *, reply_to: int | None = None) -> None:
+        """Send the lottery's post with its Enter button, and remember the message."""
+        lottery = await self.store.get(lottery_id)
+        if lottery is None or lottery.message_id is not None:
+            return
+        sent = await self.delivery.send_message(
+            lottery.chat_id,
+            self.post_text(lottery),
+            source=SOURCE,
+            reply_markup=self._enter_button(lottery),
+            reply_to_message_id=reply_to,
+        )
+        if sent.ok and sent.message_id is not None:
+            await self.store.set_values(lottery_id, message_id=sent.message_id)
+            if sent.chat_id != lottery.chat_id:  # the group became a supergroup meanwhile
+                await self.store.set_values(lottery_id, chat_id=sent.chat_id)
+        else:
+            logger.bind(chat_id=lottery.chat_id).error(
+                "lottery #{}: the post could not be sent: {}", lottery_id, sent.error
+            )
+        self.wake()
+
+    def post_text(self, lottery: Lottery, count: int | None = None) -> str:
+        chat_id = lottery.chat_id
+        values = {
+            "id": lottery.id,
+            "prize": lottery.prize,
+            "winners": lottery.winners,
+            "draws_at": self.when(chat_id, lottery.draws_at),
+            "rules": self.rules_text(chat_id, lottery.rules),
+            "count": lottery.entry_count if count is None else count,
+            "commitment": lottery.commitment,
+        }
+        if lottery.status == LotteryStatus.OPEN:
+            return self.say(chat_id, "lottery.post", **values)
+        return self.say(chat_id, f"lottery.post_{lottery.status.value}", **values)
+
+    def rules_text(self, chat_id: int, rules: LotteryRules) -> Markup:
+        """The rules as lines for the post (empty: everyone in the group may enter)."""
+        lines = []
+        say = self.say
+        if rules.min_tenure is not None:
+            needed = format_duration(rules.min_tenure)
+            lines.append(say(chat_id, "lottery.rule.tenure", needed=needed))
+        for kind, wanted in (("messages", rules.min_messages), ("checkins", rules.min_checkins)):
+            if wanted is not None:
+                lines.append(
+                    say(
+                        chat_id,
+                        f"lottery.rule.{kind}",
+                        needed=wanted.count,
+                        window=format_duration(wanted.window),
+                    )
+                )
+        if rules.min_points:
+            lines.append(say(chat_id, "lottery.rule.points", needed=rules.min_points))
+        if rules.tiers:
+            tiers = ", ".join(say(chat_id, f"boards.tiers.{tier}") for tier in rules.tiers)
+            lines.append(say(chat_id, "lottery.rule.tiers", tiers=tiers))
+        if rules.tags:
+            lines.append(say(chat_id, "lottery.rule.tags", tags=", ".join(rules.tags)))
+        if rules.exclude_winners_within is not None:
+            window = format_duration(rules.exclude_winners_within)
+            lines.append(say(chat_id, "lottery.rule.recent_winners", window=window))
+        if rules.entry_cost:
+            lines.append(say(chat_id, "lottery.rule.cost", cost=rules.entry_cost))
+        if rules.max_entries:
+            lines.append(say(chat_id, "lottery.rule.cap", cap=rules.max_entries))
+        return Markup("\n").join(Markup(line) for line in lines)  # each line is rendered HTML
+
+    def _enter_button(self, lottery: Lottery) -> InlineKeyboardMarkup:
+        label = self.say(lottery.chat_id, "lottery.enter_button")
+        button = InlineKeyboardButton(text=label, callback_data=f"{BUTTON}{lottery.id}")
+        return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+    # -- entering ----------------------------------------------------------------------------
+
+    async def enter(self, chat_id: int, lottery_id: int, user_id: int) -> Outcome:
+        """A member pressed Enter: an entry, or why not (for a private popup)."""
+        now = self.clock.now()
+        loop = asyncio.get_running_loop()
+        press = _Press(user_id, now, loop.create_future())
+        self._presses.setdefault(lottery_id, []).append(press)
+        if lottery_id not in self._admitting:
+            self._admitting[lottery_id] = self._spawn(self._admit(chat_id, lottery_id))
+        return await press.answer
+
+    async def _admit(self, chat_id: int, lottery_id: int) -> None:
+        try:
+            while self._presses.get(lottery_id):
+                await asyncio.sleep(GATHER)
+                waiting = self._presses[lottery_id]
+                batch, self._presses[lottery_id] = waiting[:BATCH], waiting[BATCH:]
+                try:
+                    outcomes = await self._admit_batch(chat_id, lottery_id, batch)
+                except Exception as exc:
+                    logger.bind(chat_id=chat_id).exception("lottery #{}: entering", lottery_id)
+                    for press in batch:
+                        if not press.answer.done():
+                            press.answer.set_exception(exc)
+                    continue
+                answered: set[int] = set()
+                for press in batch:
+                    outcome = outcomes[press.user_id]
+                    if press.user_id in answered and isinstance(outcome, Entered):
+                        outcome = Refusal("entered")  # pressed twice in one batch
+                    answered.add(press.user_id)
+                    if not press.answer.done():
+                        press.answer.set_result(outcome)
+        finally:
+            self._admitting.pop(lottery_id, None)
+            self._presses.pop(lottery_id, None)
+
+    async def _admit_batch(
+        self, chat_id: int, lottery_id: int, batch: list[_Press]
+    ) -> dict[int, Outcome]:
+        lottery = await self.store.get(lottery_id)
+        now = max(press.at for press in batch)
+        if lottery is None or lottery.chat_id != chat_id:
+            return {press.user_id: Refusal("unknown") for press in batch}
+        if lottery.status != LotteryStatus.OPEN or now >= lottery.draws_at:
+            return {press.user_id: Refusal("closed") for press in batch}
+        users = sorted({press.user_id for press in batch})
+        outcomes: dict[int, Outcome] = dict(
+            await self.eligibility.refusals(chat_id, lottery.rules, users, now)
+        )
+        eligible = [user for user in users if user not in outcomes]
+        if eligible:
+            outcomes.update(await self.store.admit(lottery_id, eligible, now))
+        for user_id, outcome in outcomes.items():
+            if isinstance(outcome, Entered):
+                self.activity.add(
+                    event_row(
+                        chat_id=chat_id,
+                        user_id=user_id,
+                        at=now,
+                        type=EventType.LOTTERY_ENTERED,
+                        data={"lottery": lottery_id, "cost": outcome.cost},
+                    )
+                )
+        if any(isinstance(outcome, Entered) for outcome in outcomes.values()):
+            self._count_changed(lottery_id)
+        return outcomes
+
+    def _count_changed(self, lottery_id: int) -> None:
+        self._dirty.add(lottery_id)
+        if lottery_id not in self._editors:
+            self._editors[lottery_id] = self._spawn(self._edit_count(lottery_id))
+
+    async def _edit_count(self, lottery_id: int) -> None:
+        """Show the entry count on the post: at most every edit_interval, one edit at a time."""
+        try:
+            while lottery_id in self._dirty:
+                self._dirty.discard(lottery_id)
+                lottery = await self.store.get(lottery_id)
+                if lottery is None or lottery.status != LotteryStatus.OPEN:
+                    return
+                if lottery.message_id is not None:
+                    await self.delivery.edit_text(
+                        lottery.chat_id,
+                        lottery.message_id,
+                        self.post_text(lottery),
+                        source=SOURCE,
+                        reply_markup=self._enter_button(lottery),
+                    )
+                await asyncio.sleep(self.edit_interval)
+        finally:
+            self._editors.pop(lottery_id, None)
+
+    # -- drawing -----------------------------------------------------------------------------
+
+    async def draw(self, lottery_id: int, by: int | None = None) -> Drawn | Refusal:
+        """Draw now (at the deadline, or early by an admin) and announce the winners."""
+        await self._settle_presses(lottery_id)
+        drawn = await self.store.draw(lottery_id, self.clock.now(), by)
+        if isinstance(drawn, Drawn):
+            logger.bind(chat_id=drawn.lottery.chat_id).info(
+                "lottery #{} drawn: {} winners of {} entrants",
+                lottery_id,
+                len(drawn.winners),
+                drawn.lottery.entrants,
+            )
+            await self.announce(lottery_id)
+            self.wake()
+        return drawn
+
+    async def _settle_presses(self, lottery_id: int) -> None:
+        """Let presses already being admitted finish before the draw closes the lottery."""
+        task = self._admitting.get(lottery_id)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), timeout=10)
+
+    async def announce(self, lottery_id: int) -> None:
+        """Announce a drawn lottery's winners (once), and close its post."""
+        if not await self.store.claim_announcement(lottery_id, self.clock.now()):
+            return
+        lottery = await self.store.get(lottery_id)
+        if lottery is None:
+            return
+        winners = await self.store.winners(lottery_id)
+        sent = await self.delivery.send_message(
+            lottery.chat_id,
+            await self.announcement_text(lottery, winners),
+            source=SOURCE,
+            reply_to_message_id=lottery.message_id,
+        )
+        if sent.ok:
+            await self.store.set_values(lottery_id, announcement_id=sent.message_id)
+        else:
+            logger.bind(chat_id=lottery.chat_id).error(
+                "lottery #{}: the announcement could not be sent: {}", lottery_id, sent.error
+            )
+        await self._close_post(lottery)
+        if self.on_won is not None:
+            for place, user_id in enumerate(winners, start=1):
+                data = {"lottery": lottery_id, "prize": lottery.prize, "place": place}
+                self._spawn(self.on_won(lottery.chat_id, user_id, data))
+
+    async def announcement_text(self, lottery: Lottery, winners: list[int]) -> str:
+        chat_id = lottery.chat_id
+        names = await self.names(chat_id, winners)
+        mentions = Markup("、" if self.language(chat_id) == "zh" else ", ").join(
+            mention(user_id, names.get(user_id, str(user_id))) for user_id in winners
+        )
+        claim = lottery.claim or self.say(chat_id, "lottery.claim_default")
+        return self.say(
+            chat_id,
+            "lottery.announce" if winners else "lottery.announce_none",
+            id=lottery.id,
+            prize=lottery.prize,
+            winners=mentions,
+            winner_count=len(winners),
+            claim=claim,
+            entrants=lottery.entrants or 0,
+            seed=lottery.seed,
+            digest=lottery.entrants_digest or "",
+            commitment=lottery.commitment,
+        )
+
+    async def _close_post(self, lottery: Lottery) -> None:
+        current = await self.store.get(lottery.id)
+        if current is None or current.message_id is None:
+            return
+        await self.delivery.edit_text(
+            current.chat_id,
+            current.message_id,
+            self.post_text(current),
+            source=SOURCE,
+            reply_markup=None,
+        )
+
+    async def names(self, chat_id: int, user_ids: Iterable[int]) -> dict[int, str]:
+        """Members' names as the bot knows them (for mentions)."""
+        ids = list(user_ids)
+        if not ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(MEMBERS.c.user_id, MEMBERS.c.first_name, MEMBERS.c.last_name).where(
+                    MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id.in_(ids)
+                )
+            )
+            return {
+                row.user_id: " ".join(filter(None, [row.first_name, row.last_name]))
+                or str(row.user_id)
+                for row in rows
+            }
+
+    async def cancel(self, lottery_id: int, by: int | None) -> Lottery | Refusal:
+        """Cancel an open lottery: entry costs are refunded and the post says so."""
+        await self._settle_presses(lottery_id)
+        cancelled = await self.store.cancel(lottery_id, self.clock.now(), by)
+        if isinstance(cancelled, Lottery):
+            await self._close_post(cancelled)
+            self.wake()
+        return cancelled
+
+    async def reroll(
+        self, lottery_id: int, user_id: int, reason: str, by: int | None
+    ) -> Rerolled | Refusal:
+        """Replace a winner with the next pick and show the new winners on the announcement."""
+        rerolled = await self.store.reroll(lottery_id, user_id, reason, self.clock.now(), by)
+        if isinstance(rerolled, Rerolled):
+            lottery = await self.store.get(lottery_id)
+            if lottery is not None and lottery.announcement_id is not None:
+                winners = await self.store.winners(lottery_id)
+                await self.delivery.edit_text(
+                    lottery.chat_id,
+                    lottery.announcement_id,
+                    await self.announcement_text(lottery, winners),
+                    source=SOURCE,
+                )
+        return rerolled
+
+    async def verify(self, lottery_id: int) -> Verification | Refusal:
+        return await self.store.verify(lottery_id)
+
+    # -- the draw loop -----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="lotteries")
+
+    async def close(self) -> None:
+        for task in [self._task, *self._background]:
+            if task is not None:
+                task.cancel()
+        for task in [self._task, *self._background]:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._task = None
+
+    async def recover(self) -> None:
+        """On start: post lotteries an SOP opened just before a stop, announce draws whose
+        announcement a stop cut short."""
+        for lottery_id in await self.store.unposted():
+            await self.post(lottery_id)
+        for lottery_id in await self.store.unannounced():
+            await self.announce(lottery_id)
+
+    async def draw_due(self) -> int:
+        """Draw every lottery whose deadline has passed; how many draws failed."""
+        failed = 0
+        for lottery_id in await self.store.due(self.clock.now()):
+            try:
+                await self.draw(lottery_id)
+            except Exception:
+                failed += 1
+                logger.exception("lottery #{}: the draw failed; trying again in 10s", lottery_id)
+        return failed
+
+    async def _run(self) -> None:
+        try:
+            await self.recover()
+        except Exception:
+            logger.exception("recovering lotteries failed")
+        while True:
+            self._wake.clear()
+            timeout = self.clock.max_sleep
+            try:
+                failed = await self.draw_due()
+                due = await self.store.next_due()
+                if failed:
+                    timeout = 10.0
+                elif due is not None:
+                    timeout = min(timeout, max((due - self.clock.now()).total_seconds(), 0.01))
+            except Exception:
+                logger.exception("the lottery draw loop failed; trying again in 10s")
+                timeout = 10.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), None if math.isinf(timeout) else timeout)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
