@@ -115,7 +115,7 @@ def test_valid_fixtures_load_and_drafts_are_skipped() -> None:
         (
             "undefined_variable",
             "8:22: steps.0.send.template: text 'broken.unknown_variable' (en) uses an unknown variable: "
-            "'coupon_code' is undefined; texts can use checkin, group, leaderboard, member, members, now, run, sop, trigger, vars (this SOP's vars: none)",
+            "'coupon_code' is undefined; texts can use checkin, group, leaderboard, lottery, member, members, now, run, sop, trigger, vars (this SOP's vars: none)",
         ),
     ],
 )
@@ -168,6 +168,7 @@ def test_shipped_sops_pass() -> None:
         "silent_reactivation",
         "streak_milestone",
         "weekly_leaderboard",
+        "weekly_lottery",
         "welcome",
     ]
     for path in (ROOT / "sops").glob("*.yaml"):
@@ -249,6 +250,7 @@ def test_user_values_are_escaped_and_mentions_stay_links() -> None:
         "run",
         "checkin",
         "leaderboard",
+        "lottery",
     }
 
 

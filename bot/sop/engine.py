@@ -57,6 +57,8 @@ from bot.sop.format import (
     EventTrigger,
     IfStep,
     LeaderboardStep,
+    LotteryAction,
+    LotteryStep,
     MemberJoinedTrigger,
     MemberLeftTrigger,
     MessageTrigger,
@@ -153,6 +155,27 @@ _REMOVE_TAG = delete(MEMBER_TAGS).where(
 )
 
 
+class LotteryOpener(Protocol):
+    """What a `lottery` step needs of bot.lottery.service.Lotteries."""
+
+    async def open_in(
+        self,
+        conn: AsyncConnection,
+        chat_id: int,
+        action: LotteryAction,
+        *,
+        source: str,
+        run_id: int | None,
+        now: datetime,
+    ) -> Any: ...
+
+    async def post(self, lottery_id: int, *, reply_to: int | None = None) -> None: ...
+
+    def when(self, chat_id: int, moment: datetime) -> str: ...
+
+    def wake(self) -> None: ...
+
+
 class Engine:
     """Runs the SOPs of the library in every group the bot is in."""
 
@@ -186,6 +209,7 @@ class Engine:
         self.lateness: deque[float] = deque(maxlen=200_000)  # seconds, of runs taken when due
         self.on_replan: Callable[[], None] | None = None  # the calendar re-reads its jobs
         self.on_deletion: Callable[[], None] | None = None  # a message to delete was stored
+        self.lotteries: LotteryOpener | None = None  # opens the lotteries of `lottery` steps
         self._busy: set[int] = set()
         self._ahead = HeldRuns(clock, self._on_time)  # read ahead by the timer, not yet due
         self._reading: list[set[int]] = []  # per claim in progress: runs moved meanwhile
@@ -932,6 +956,8 @@ class Engine:
                 )
                 run.variables["leaderboard"] = board.as_variables()
             return await self._simple(procedure, path, runs, now, "done")
+        if isinstance(step, LotteryStep):
+            return await self._lottery(procedure, path, step, runs, now)
         if isinstance(step, EmitStep):
             going = await self._simple(procedure, path, runs, now, "done")
             for run in runs:
@@ -1172,6 +1198,43 @@ class Engine:
                 happened.append(("checkin.milestone", {**details, "days": done.streak}))
             for event, data in happened:
                 self._emitted(run, event, data, procedure.id, now, chain)
+        return going
+
+    async def _lottery(
+        self, procedure: Procedure, path: str, step: LotteryStep, runs: list[Run], now: datetime
+    ) -> list[Run]:
+        """Open a lottery per run in the transaction that moves the run on (a restart never
+        opens it twice), then post it."""
+        lotteries = self.lotteries
+        if lotteries is None:
+            errors = {run.id: "lotteries are not available in this process" for run in runs}
+            return await self._simple(procedure, path, runs, now, "done", errors=errors)
+        opened: dict[int, int] = {}
+
+        async def first(conn: AsyncConnection) -> None:
+            opened.clear()
+            for run in runs:
+                lottery = await lotteries.open_in(
+                    conn,
+                    run.chat_id,
+                    step.lottery,
+                    source=f"sop:{procedure.id}",
+                    run_id=run.id,
+                    now=now,
+                )
+                opened[run.id] = lottery.id
+                run.variables["lottery"] = {
+                    "id": lottery.id,
+                    "prize": lottery.prize,
+                    "winners": lottery.winners,
+                    "draws_at": lotteries.when(run.chat_id, lottery.draws_at),
+                    "commitment": lottery.commitment,
+                }
+
+        going = await self._simple(procedure, path, runs, now, "done", first=first)
+        for lottery_id in opened.values():
+            self._spawn(lotteries.post(lottery_id))
+        lotteries.wake()
         return going
 
     def _emitted(

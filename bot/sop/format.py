@@ -601,6 +601,46 @@ class LeaderboardAction(Strict):
     limit: int = Field(default=10, ge=1, le=50)
 
 
+class ActivityCount(Strict):
+    """At least `count` of something within the last `window`."""
+
+    count: int = Field(ge=1, le=100_000)
+    window: Duration
+
+
+Language = Literal["zh", "en"]
+Wording = NonEmptyText | dict[Language, NonEmptyText]  # one text, or one per language
+
+
+class LotteryRules(Strict):
+    """Who may enter a lottery, and what entering costs. Every rule left out lets everyone in.
+
+    A member's tenure counts from the join the bot saw, or from when the bot came to the group
+    for members who were there before it."""
+
+    min_tenure: Duration | None = None
+    min_messages: ActivityCount | None = None
+    min_checkins: ActivityCount | None = None
+    min_points: int | None = Field(default=None, ge=1)
+    tiers: list[Tier] = []
+    tags: list[NonEmptyText] = []  # any one of these
+    exclude_winners_within: Duration | None = None  # winners of the group's recent lotteries
+    entry_cost: int = Field(default=0, ge=0, le=1_000_000)
+    max_entries: int | None = Field(default=None, ge=1)
+
+
+class LotteryAction(Strict):
+    """Open a lottery in the group: a post with an Enter button, drawn after `duration`.
+
+    Sets `lottery` (id, prize, winners, draws_at, commitment) for the texts after it."""
+
+    prize: Wording
+    winners: int = Field(default=1, ge=1, le=100)
+    duration: Duration
+    rules: LotteryRules = LotteryRules()
+    claim: Wording | None = None  # how winners claim the prize; default: contact an admin
+
+
 class EmitAction(Strict):
     """Emit an event that other SOPs can trigger on or wait for."""
 
@@ -664,6 +704,11 @@ class LeaderboardStep(StepBase):
     leaderboard: LeaderboardAction
 
 
+class LotteryStep(StepBase):
+    action: ClassVar[str] = "lottery"
+    lottery: LotteryAction
+
+
 class EmitStep(StepBase):
     action: ClassVar[str] = "emit"
     emit: EmitAction
@@ -684,7 +729,19 @@ class StopStep(StepBase):
         return {} if value is None else value
 
 
-ACTIONS = ("send", "wait", "if", "tag", "points", "checkin", "leaderboard", "emit", "start", "stop")
+ACTIONS = (
+    "send",
+    "wait",
+    "if",
+    "tag",
+    "points",
+    "checkin",
+    "leaderboard",
+    "lottery",
+    "emit",
+    "start",
+    "stop",
+)
 COMMON_STEP_KEYS = ("id", "enabled", "continue_on_error")
 
 
@@ -725,6 +782,7 @@ Step = Annotated[
     | Annotated[PointsStep, Tag("points")]
     | Annotated[CheckinStep, Tag("checkin")]
     | Annotated[LeaderboardStep, Tag("leaderboard")]
+    | Annotated[LotteryStep, Tag("lottery")]
     | Annotated[EmitStep, Tag("emit")]
     | Annotated[StartStep, Tag("start")]
     | Annotated[StopStep, Tag("stop")],

@@ -152,6 +152,14 @@ SAMPLE_CONTEXT: Mapping[str, Any] = MappingProxyType(
                 {**_SAMPLE_ENTRY, "rank": 2, "value": 90, "shown": "Lin Xiao"},
             ],
         },
+        # Set by a `lottery` step: the lottery it opened (its post is sent by the bot).
+        "lottery": {
+            "id": 12,
+            "prize": "Three course vouchers",
+            "winners": 3,
+            "draws_at": "11-04 20:00 (CST)",  # in the group's time zone
+            "commitment": "9f2c…",
+        },
         "now": datetime(2026, 11, 2, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai")),
     }
 )
