@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     revision = db_commands.add_parser("revision", help="(developers) autogenerate a migration")
     revision.add_argument("message", help="what the migration changes")
 
-    export = commands.add_parser("export", help="write groups, members or events to stdout")
-    export.add_argument("table", choices=["events", "members", "groups"])
+    export = commands.add_parser(
+        "export", help="write groups, members, events or the lotteries' audit trail to stdout"
+    )
+    export.add_argument("table", choices=["events", "members", "groups", "lotteries"])
     export.add_argument("--group", type=int, metavar="ID", help="only this group (chat id)")
     export.add_argument(
         "--since", metavar="DATE", help="only rows from this date or date-time (in TIMEZONE)"
@@ -87,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--group-title", default="Simulated group", metavar="TITLE")
     simulate.add_argument("--text", help="the message that starts a flow with a message trigger")
+
+    lottery = commands.add_parser("lottery", help="lotteries: verify a draw")
+    actions = lottery.add_subparsers(dest="lottery_command", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "verify", help="recompute a draw from the stored seed and entries; exit 1 if it differs"
+    )
+    verify.add_argument("id", type=int, metavar="ID", help="the lottery's number")
 
     emulator = commands.add_parser("emulator", help="run the Telegram Bot API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
@@ -288,11 +297,41 @@ async def _with_database_errors(work: Coroutine[Any, Any, Any]) -> Any:
         raise
 
 
+async def _lottery(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db import create_engine, upgrade
+    from bot.lottery.rules import Refusal
+    from bot.lottery.store import LotteryStore
+
+    engine = _engine(create_engine, settings)
+    try:
+        await _with_database_errors(upgrade(engine))
+        checked = await _with_database_errors(LotteryStore(engine).verify(args.id))
+    finally:
+        await engine.dispose()
+    if isinstance(checked, Refusal):
+        why = {"unknown": "there is no such lottery", "not_drawn": "it is not drawn yet"}
+        reason = why.get(checked.reason, "it was cancelled")
+        raise Failure(f"lottery #{args.id} cannot be verified: {reason}", 2)
+    lottery = checked.lottery
+    lines = [
+        f"lottery #{lottery.id} in group {lottery.chat_id}: {lottery.prize}",
+        f"seed        {lottery.seed}",
+        f"commitment  {lottery.commitment}",
+        f"entrants    {len(checked.entrants)} (digest {lottery.entrants_digest})",
+        f"winners     {', '.join(map(str, checked.winners)) or 'none'}",
+    ]
+    lines += [f"{'ok  ' if held else 'FAIL'}  {name}" for name, held in checked.checks]
+    lines.append("the draw checks out" if checked.ok else "the draw does NOT check out")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0 if checked.ok else 1
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
     "run": _run,
     "db": _db,
     "export": _export,
     "check": _check,
     "simulate": _simulate,
+    "lottery": _lottery,
     "emulator": _emulator,
 }

@@ -13,8 +13,9 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import EVENTS, GROUPS, MEMBERS
+from bot.lottery import audit
 
-Table = Literal["events", "members", "groups"]
+Table = Literal["events", "members", "groups", "lotteries"]
 Format = Literal["csv", "jsonl"]
 
 
@@ -65,6 +66,8 @@ def export_query(table: Table, group: int | None, since: datetime | None) -> Sel
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
     return value
 
 
@@ -95,18 +98,26 @@ async def export(
     group: int | None = None,
     since: datetime | None = None,
 ) -> int:
-    """Write the rows to `out`; return how many."""
+    """Write the rows to `out`; return how many. `lotteries` is their audit trail."""
+    if table == "lotteries":
+        return await _write(audit.COLUMNS, audit.audit_rows(engine, group, since), out, fmt)
     query = export_query(table, group, since)
     columns = [column.name for column in query.selected_columns]
+    return await _write(columns, rows(engine, query), out, fmt)
+
+
+async def _write(
+    columns: list[str], found: AsyncIterator[Mapping[str, Any]], out: IO[str], fmt: Format
+) -> int:
     count = 0
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
-        async for row in rows(engine, query):
+        async for row in found:
             writer.writerow([_cell(row[name]) for name in columns])
             count += 1
     else:
-        async for row in rows(engine, query):
+        async for row in found:
             out.write(json.dumps({k: _plain(row[k]) for k in columns}, ensure_ascii=False) + "\n")
             count += 1
     out.flush()
