@@ -4,6 +4,11 @@ aiogram's own polling cancels updates that are still being handled when it stops
 confirms the last batch, so a restart would see it again. Here every update fetched is handled
 to the end before the offset is confirmed to Telegram, updates of one chat run one after the
 other (a join is stored before that member's first message), and different chats run side by side.
+
+Button presses are the exception within a chat: a press waits for the chat's updates before it,
+and for the same member's earlier presses, but nothing waits for it. Thousands of members
+pressing one lottery's button within seconds are then handled side by side (and admitted in
+batches) instead of one after the other.
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ class Poller:
         self.workflow_data = workflow_data
         self.offset: int | None = None
         self.handled = 0
-        self._tails: dict[int | None, asyncio.Task[None]] = {}
+        # The last task of each chat, and of each member's presses in a chat.
+        self._tails: dict[int | tuple[int, int], asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -111,18 +117,30 @@ class Poller:
 
     def _submit(self, update: Update) -> None:
         key = chat_of(update)
-        previous = self._tails.get(key) if key is not None else None
-        task = asyncio.create_task(self._handle(update, key, previous))
+        tail: int | tuple[int, int] | None = key
+        waits_for: list[asyncio.Task[None]] = []
         if key is not None:
-            self._tails[key] = task
+            if key in self._tails:
+                waits_for.append(self._tails[key])
+            if update.callback_query is not None:  # see the module docstring
+                tail = (key, update.callback_query.from_user.id)
+                if tail in self._tails:
+                    waits_for.append(self._tails[tail])
+        task = asyncio.create_task(self._handle(update, key, tail, waits_for))
+        if tail is not None:
+            self._tails[tail] = task
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
     async def _handle(
-        self, update: Update, key: int | None, previous: asyncio.Task[None] | None
+        self,
+        update: Update,
+        key: int | None,
+        tail: int | tuple[int, int] | None,
+        waits_for: list[asyncio.Task[None]],
     ) -> None:
-        if previous is not None:
-            await asyncio.wait({previous})
+        if waits_for:
+            await asyncio.wait(waits_for)
         try:
             with logger.contextualize(chat_id=key):
                 await self.dispatcher.feed_update(self.bot, update, **self.workflow_data)
@@ -131,8 +149,8 @@ class Poller:
         finally:
             self.handled += 1
             current = asyncio.current_task()
-            if key is not None and self._tails.get(key) is current:
-                del self._tails[key]
+            if tail is not None and self._tails.get(tail) is current:
+                del self._tails[tail]
 
     async def _drain(self) -> None:
         """Wait for updates still being handled."""

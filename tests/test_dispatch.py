@@ -120,3 +120,45 @@ async def test_poller_keeps_each_chats_order_and_runs_chats_side_by_side() -> No
     assert overlapped, "different chats are handled concurrently"
     assert poller.handled == 60
     await bot.session.close()
+
+
+async def test_presses_in_one_chat_run_side_by_side_but_each_member_in_order() -> None:
+    log: list[tuple[str, int, int]] = []
+    running = 0
+    most = 0
+    dispatcher = Dispatcher()
+
+    @dispatcher.message()
+    async def written(message: Message) -> None:
+        await asyncio.sleep(0.02)
+        log.append(("message", message.from_user.id if message.from_user else 0, 0))
+
+    @dispatcher.callback_query()
+    async def pressed(query: CallbackQuery) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(random.random() / 100)
+        log.append(("press", query.from_user.id, int(query.data or 0)))
+        running -= 1
+
+    bot = Bot(TOKEN)
+    poller = Poller(bot, dispatcher, allowed_updates=["message", "callback_query"])
+    post = group_message(1, user(11), at(0))
+    poller._submit(Update(update_id=1, message=post))
+    for n in range(2, 42):
+        query = CallbackQuery(
+            id=str(n),
+            from_user=user(20 + n % 4),
+            chat_instance="1",
+            message=post,
+            data=str(n),
+        )
+        poller._submit(Update(update_id=n, callback_query=query))
+    await poller._drain()
+    assert log[0] == ("message", 11, 0), "presses wait for the chat's updates before them"
+    for member in range(20, 24):
+        mine = [data for kind, who, data in log if kind == "press" and who == member]
+        assert mine == sorted(mine) and len(mine) == 10
+    assert most > 1, "different members' presses overlap"
+    await bot.session.close()
