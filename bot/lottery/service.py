@@ -108,6 +108,8 @@ class Lotteries:
         *,
         default_timezone: ZoneInfo,
         edit_interval: float = EDIT_INTERVAL,
+        batch: int = BATCH,
+        gather: float = GATHER,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -117,6 +119,7 @@ class Lotteries:
         self.clock = clock
         self.default_timezone = default_timezone
         self.edit_interval = edit_interval
+        self.batch, self.gather = batch, gather  # presses per transaction, wait for company
         self.store = LotteryStore(engine)
         self.eligibility = Eligibility(engine, activity)
         # Told of each draw's winners (the SOP engine's `lottery.won` event).
@@ -298,9 +301,9 @@ class Lotteries:
     async def _admit(self, chat_id: int, lottery_id: int) -> None:
         try:
             while self._presses.get(lottery_id):
-                await asyncio.sleep(GATHER)
+                await asyncio.sleep(self.gather)
                 waiting = self._presses[lottery_id]
-                batch, self._presses[lottery_id] = waiting[:BATCH], waiting[BATCH:]
+                batch, self._presses[lottery_id] = waiting[: self.batch], waiting[self.batch :]
                 try:
                     outcomes = await self._admit_batch(chat_id, lottery_id, batch)
                 except Exception as exc:

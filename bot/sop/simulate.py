@@ -29,12 +29,14 @@ from bot.activity import ActivityLog, event_row
 from bot.clock import Clock, ManualClock
 from bot.db import SOP_RUNS, SOP_STEPS, EventType, create_engine, upgrade
 from bot.delivery import Delivered
+from bot.lottery.service import Lotteries
 from bot.registry import Registry
 from bot.sop import format as fmt
 from bot.sop.engine import Engine
 from bot.sop.format import format_duration, parse_duration
 from bot.sop.library import Library, Procedure
 from bot.sop.messages import RenderError, button_data, parse_button
+from bot.texts import Texts
 
 GROUP_ID = -1000000000001
 MEMBER_ID = 100001
@@ -92,6 +94,9 @@ class RecordingOutbox:
         if delivered.ok:
             self.sent[-1].photo = photo if isinstance(photo, str) else Path(str(photo.path)).name
         return delivered
+
+    async def edit_text(self, chat_id: int, message_id: int, text: str, **_: Any) -> Delivered:
+        return Delivered(True, message_id, chat_id, None, 1)  # the timeline shows what was sent
 
     async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered:
         self.pinned.append((chat_id, message_id))
@@ -269,6 +274,11 @@ class _Simulation:
         self.library = Library(file.parent, content)
         parts = (db, self.library, self.registry, self.activity, self.outbox, self.clock)
         self.engine = Engine(*parts, default_timezone=zone, default_language=lang)
+        texts = Texts.load(content, lang)
+        self.lotteries = Lotteries(
+            db, self.registry, self.activity, self.outbox, texts, self.clock, default_timezone=zone
+        )
+        self.engine.lotteries = self.lotteries
         self.user = User(id=MEMBER_ID, is_bot=False, first_name=script.member)
         self.chat_id = GROUP_ID
         self.notes: list[str] = []
@@ -290,6 +300,7 @@ class _Simulation:
             await self._loop(start + self.script.until)
             return await self._timeline(start)
         finally:
+            await self.lotteries.close()
             await self.engine.close()
             await self.activity.close()
 
@@ -482,7 +493,12 @@ class _Simulation:
                 await self.engine.settle()
             await self.engine.tick()
             await self.engine.settle()
-            moments = [await self.engine.next_wake(), pending[0][0] if pending else None]
+            await self.lotteries.draw_due()
+            moments = [
+                await self.engine.next_wake(),
+                await self.lotteries.store.next_due(),
+                pending[0][0] if pending else None,
+            ]
             upcoming = min((moment for moment in moments if moment is not None), default=None)
             stuck = stuck + 1 if upcoming is not None and upcoming <= now else 0
             if upcoming is None or upcoming > end or stuck > STUCK:
@@ -568,6 +584,12 @@ class _Simulation:
             board = (run.variables or {}).get("leaderboard") or {}
             counted = len(board.get("checkins", [])) + len(board.get("points", []))
             said = f"{step.leaderboard.period}, top {step.leaderboard.limit}: {counted} entries"
+        elif isinstance(step, fmt.LotteryStep):
+            opened = (run.variables or {}).get("lottery") or {}
+            said = (
+                f"opens lottery #{opened.get('id')}: {opened.get('prize')}, "
+                f"{step.lottery.winners} winner(s), drawn {opened.get('draws_at')}"
+            )
         elif isinstance(step, fmt.EmitStep):
             said = f"event {step.emit.event}"
         elif isinstance(step, fmt.StartStep):
