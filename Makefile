@@ -34,6 +34,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.sop
 	$(BIN)/python -m bench.checkin
+	$(BIN)/python -m bench.lottery
 
 emulator: $(VENV)/.installed
 	$(BIN)/tidepool emulator

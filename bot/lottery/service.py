@@ -519,6 +519,12 @@ class Lotteries:
             self._task = asyncio.create_task(self._run(), name="lotteries")
 
     async def close(self) -> None:
+        """Stop the draw loop and background work (call after polling has drained: presses
+        still waiting then are answered with an error rather than left hanging)."""
+        for presses in self._presses.values():
+            for press in presses:
+                if not press.answer.done():
+                    press.answer.set_exception(RuntimeError("the bot is stopping"))
         for task in [self._task, *self._background]:
             if task is not None:
                 task.cancel()
