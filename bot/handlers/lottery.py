@@ -46,7 +46,11 @@ async def entered(query: CallbackQuery, lotteries: Lotteries) -> None:
         await query.answer()
         return
     chat_id = message.chat.id
-    outcome = await lotteries.enter(chat_id, int(number), query.from_user.id)
+    try:
+        outcome = await lotteries.enter(chat_id, int(number), query.from_user.id)
+    except Exception:  # logged where it happened; the member may simply press again
+        await query.answer(lotteries.say(chat_id, "lottery.refused.failed"), show_alert=True)
+        return
     if isinstance(outcome, Entered):
         text = lotteries.say(
             chat_id, "lottery.entered_toast", id=int(number), count=outcome.count, cost=outcome.cost
