@@ -352,11 +352,29 @@ async def test_an_interrupted_announcement_is_sent_on_start(setup: Setup) -> Non
     await join(setup, 1)
     lottery_id = await create(setup)
     await enter(setup, lottery_id, 1)
-    drawn = await setup.lotteries.store.draw(lottery_id, setup.clock.now())  # stopped here
+    drawn = await setup.lotteries.store.draw(lottery_id, setup.clock.now())
     assert isinstance(drawn, Drawn)
-    await setup.lotteries.recover()
+    # it stopped while sending: the announcement was begun but is not recorded as sent
+    await setup.lotteries.store.set_values(lottery_id, announced_at=setup.clock.now())
+    await asyncio.gather(setup.lotteries.recover(), setup.lotteries.recover())
     await setup.lotteries.recover()
     assert len([s for s in setup.outbox.sent if "is drawn" in s.text]) == 1
+
+
+async def test_a_refused_post_is_tried_again_and_never_posted_twice(setup: Setup) -> None:
+    setup.outbox.refuse.add(GROUP.id)
+    lottery_id = await create(setup)
+    assert setup.outbox.sent == []
+    setup.outbox.refuse.clear()
+    await setup.lotteries.recover()  # too soon after the failure
+    assert setup.outbox.sent == []
+    setup.lotteries._failures.clear()  # a minute later
+    await asyncio.gather(
+        setup.lotteries.recover(), setup.lotteries.post(lottery_id), setup.lotteries.recover()
+    )
+    assert len([s for s in setup.outbox.sent if "Lottery #" in s.text]) == 1
+    stored = await setup.lotteries.store.get(lottery_id)
+    assert stored is not None and stored.message_id == setup.outbox.sent[0].message_id
 
 
 async def test_no_entrants_means_no_winner(setup: Setup) -> None:

@@ -7,8 +7,10 @@ thousands of presses a minute cost tens of transactions, not thousands. The post
 is edited at most every EDIT_INTERVAL seconds, one edit at a time.
 
 The draw loop wakes at the soonest deadline (read from the database, on the bot's clock), draws
-what is due and announces it. An announcement is claimed before it is sent, so it goes out at
-most once; a draw whose announcement was cut short by a restart is announced on start.
+what is due and announces it. A post or an announcement that is not recorded as sent (Telegram
+refused it, or the bot stopped in between) is tried again by the loop, a few times, and on every
+start: a stop in the middle of sending may therefore, rarely, announce a draw twice, but never
+leaves a draw unannounced and its seed unrevealed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,6 +53,8 @@ from bot.texts import Texts
 BATCH = 500  # presses admitted in one transaction
 GATHER = 0.02  # seconds a press waits for others to share its transaction
 EDIT_INTERVAL = 5.0  # seconds between edits of a post's entry count
+RETRIES = 5  # tries of a post or announcement Telegram refuses, a minute apart, then at start
+RETRY_AFTER = 60.0
 SOURCE = "lottery"
 BUTTON = "lottery:enter:"
 
@@ -131,6 +136,8 @@ class Lotteries:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._sending: set[tuple[str, int]] = set()  # ("post" | "announce", lottery id)
+        self._failures: dict[tuple[str, int], tuple[int, float]] = {}  # -> (tries, next try)
 
     # -- the group's language and time -------------------------------------------------------
 
@@ -213,6 +220,16 @@ class Lotteries:
 
     async def post(self, lottery_id: int, *, reply_to: int | None = None) -> None:
         """Send the lottery's post with its Enter button, and remember the message."""
+        key = ("post", lottery_id)
+        if key in self._sending:
+            return
+        self._sending.add(key)
+        try:
+            await self._post(lottery_id, reply_to)
+        finally:
+            self._sending.discard(key)
+
+    async def _post(self, lottery_id: int, reply_to: int | None) -> None:
         lottery = await self.store.get(lottery_id)
         if lottery is None or lottery.message_id is not None:
             return
@@ -227,10 +244,9 @@ class Lotteries:
             await self.store.set_values(lottery_id, message_id=sent.message_id)
             if sent.chat_id != lottery.chat_id:  # the group became a supergroup meanwhile
                 await self.store.set_values(lottery_id, chat_id=sent.chat_id)
+            self._failures.pop(("post", lottery_id), None)
         else:
-            logger.bind(chat_id=lottery.chat_id).error(
-                "lottery #{}: the post could not be sent: {}", lottery_id, sent.error
-            )
+            self._failed(("post", lottery_id), lottery.chat_id, sent.error)
         self.wake()
 
     def post_text(self, lottery: Lottery, count: int | None = None) -> str:
@@ -385,16 +401,21 @@ class Lotteries:
     async def draw(self, lottery_id: int, by: int | None = None) -> Drawn | Refusal:
         """Draw now (at the deadline, or early by an admin) and announce the winners."""
         await self._settle_presses(lottery_id)
-        drawn = await self.store.draw(lottery_id, self.clock.now(), by)
-        if isinstance(drawn, Drawn):
-            logger.bind(chat_id=drawn.lottery.chat_id).info(
-                "lottery #{} drawn: {} winners of {} entrants",
-                lottery_id,
-                len(drawn.winners),
-                drawn.lottery.entrants,
-            )
-            await self.announce(lottery_id)
-            self.wake()
+        key = ("announce", lottery_id)
+        self._sending.add(key)  # before the draw commits: the loop must not announce it too
+        try:
+            drawn = await self.store.draw(lottery_id, self.clock.now(), by)
+            if isinstance(drawn, Drawn):
+                logger.bind(chat_id=drawn.lottery.chat_id).info(
+                    "lottery #{} drawn: {} winners of {} entrants",
+                    lottery_id,
+                    len(drawn.winners),
+                    drawn.lottery.entrants,
+                )
+                await self._announce(lottery_id)
+                self.wake()
+        finally:
+            self._sending.discard(key)
         return drawn
 
     async def _settle_presses(self, lottery_id: int) -> None:
@@ -405,12 +426,23 @@ class Lotteries:
                 await asyncio.wait_for(asyncio.shield(task), timeout=10)
 
     async def announce(self, lottery_id: int) -> None:
-        """Announce a drawn lottery's winners (once), and close its post."""
-        if not await self.store.claim_announcement(lottery_id, self.clock.now()):
+        """Announce a drawn lottery's winners, unless that is recorded as done, and close its
+        post."""
+        key = ("announce", lottery_id)
+        if key in self._sending:
             return
+        self._sending.add(key)
+        try:
+            await self._announce(lottery_id)
+        finally:
+            self._sending.discard(key)
+
+    async def _announce(self, lottery_id: int) -> None:
         lottery = await self.store.get(lottery_id)
-        if lottery is None:
+        if lottery is None or lottery.announcement_id is not None:
             return
+        if lottery.announced_at is None:
+            await self.store.set_values(lottery_id, announced_at=self.clock.now())
         winners = await self.store.winners(lottery_id)
         sent = await self.delivery.send_message(
             lottery.chat_id,
@@ -418,12 +450,11 @@ class Lotteries:
             source=SOURCE,
             reply_to_message_id=lottery.message_id,
         )
-        if sent.ok:
-            await self.store.set_values(lottery_id, announcement_id=sent.message_id)
-        else:
-            logger.bind(chat_id=lottery.chat_id).error(
-                "lottery #{}: the announcement could not be sent: {}", lottery_id, sent.error
-            )
+        if not sent.ok:
+            self._failed(("announce", lottery_id), lottery.chat_id, sent.error)
+            return
+        await self.store.set_values(lottery_id, announcement_id=sent.message_id)
+        self._failures.pop(("announce", lottery_id), None)
         await self._close_post(lottery)
         if self.on_won is not None:
             for place, user_id in enumerate(winners, start=1):
@@ -535,12 +566,29 @@ class Lotteries:
         self._task = None
 
     async def recover(self) -> None:
-        """On start: post lotteries an SOP opened just before a stop, announce draws whose
-        announcement a stop cut short."""
-        for lottery_id in await self.store.unposted():
-            await self.post(lottery_id)
+        """Post open lotteries that have no post yet (an SOP opened one just before a stop, or
+        Telegram refused it), and announce draws not recorded as announced. The loop does this
+        on every pass; what keeps failing is tried RETRIES times, then again at the next start."""
+        now = self.clock.now()
+        for lottery_id in await self.store.unposted(now):
+            if self._may_try(("post", lottery_id)):
+                await self.post(lottery_id)
         for lottery_id in await self.store.unannounced():
-            await self.announce(lottery_id)
+            if self._may_try(("announce", lottery_id)):
+                await self.announce(lottery_id)
+
+    def _may_try(self, key: tuple[str, int]) -> bool:
+        tries, next_try = self._failures.get(key, (0, 0.0))
+        return tries < RETRIES and time.monotonic() >= next_try
+
+    def _failed(self, key: tuple[str, int], chat_id: int, error: str | None) -> None:
+        tries = self._failures.get(key, (0, 0.0))[0] + 1
+        self._failures[key] = (tries, time.monotonic() + RETRY_AFTER)
+        what, lottery_id = key
+        again = "trying again in a minute" if tries < RETRIES else "trying again at the next start"
+        logger.bind(chat_id=chat_id).error(
+            "lottery #{}: the {} could not be sent ({}); {}", lottery_id, what, error, again
+        )
 
     async def draw_due(self) -> int:
         """Draw every lottery whose deadline has passed; how many draws failed."""
@@ -554,19 +602,16 @@ class Lotteries:
         return failed
 
     async def _run(self) -> None:
-        try:
-            await self.recover()
-        except Exception:
-            logger.exception("recovering lotteries failed")
         while True:
             self._wake.clear()
             timeout = self.clock.max_sleep
             try:
                 failed = await self.draw_due()
+                await self.recover()
                 due = await self.store.next_due()
-                if failed:
-                    timeout = 10.0
-                elif due is not None:
+                if failed or self._failures:  # a draw, post or announcement to try again
+                    timeout = min(timeout, 10.0)
+                if due is not None and not failed:
                     timeout = min(timeout, max((due - self.clock.now()).total_seconds(), 0.01))
             except Exception:
                 logger.exception("the lottery draw loop failed; trying again in 10s")

@@ -236,21 +236,24 @@ class LotteryStore:
             return found
 
     async def unannounced(self) -> list[int]:
+        """Drawn lotteries whose announcement is not recorded as sent."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(LOTTERIES.c.id).where(
                     LOTTERIES.c.status == LotteryStatus.DRAWN.value,
-                    LOTTERIES.c.announced_at.is_(None),
+                    LOTTERIES.c.announcement_id.is_(None),
                 )
             )
             return [row.id for row in rows]
 
-    async def unposted(self) -> list[int]:
+    async def unposted(self, now: datetime) -> list[int]:
+        """Open lotteries, not yet due, whose post is not recorded as sent."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(LOTTERIES.c.id).where(
                     LOTTERIES.c.status == LotteryStatus.OPEN.value,
                     LOTTERIES.c.message_id.is_(None),
+                    LOTTERIES.c.draws_at > now,
                 )
             )
             return [row.id for row in rows]
@@ -260,16 +263,6 @@ class LotteryStore:
             await conn.execute(
                 update(LOTTERIES).where(LOTTERIES.c.id == lottery_id).values(**values)
             )
-
-    async def claim_announcement(self, lottery_id: int, now: datetime) -> bool:
-        """Mark the draw's announcement as being sent; False when it already was (once only)."""
-        async with writing(self.engine) as conn:
-            moved = await conn.execute(
-                update(LOTTERIES)
-                .where(LOTTERIES.c.id == lottery_id, LOTTERIES.c.announced_at.is_(None))
-                .values(announced_at=now)
-            )
-            return moved.rowcount == 1
 
     async def picks(self, lottery_id: int) -> list[Pick]:
         async with self.engine.connect() as conn:
