@@ -5,10 +5,11 @@ confirms the last batch, so a restart would see it again. Here every update fetc
 to the end before the offset is confirmed to Telegram, updates of one chat run one after the
 other (a join is stored before that member's first message), and different chats run side by side.
 
-Button presses are the exception within a chat: a press waits for the chat's updates before it,
-and for the same member's earlier presses, but nothing waits for it. Thousands of members
-pressing one lottery's button within seconds are then handled side by side (and admitted in
-batches) instead of one after the other.
+Presses of a lottery's Enter button are the exception within a chat: such a press waits for
+the chat's updates before it, and for the same member's earlier presses, but nothing waits for
+it. Thousands of members entering within seconds are then handled side by side (and admitted
+in batches) instead of one after the other. Other buttons keep the chat's order: a flow's
+buttons rely on it (two members pressing a group-wide flow's button start one run).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from aiogram.exceptions import (
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from loguru import logger
+
+SIDE_BY_SIDE = ("lottery:enter:",)  # button data whose presses need no chat order
 
 
 class TokenRejected(Exception):
@@ -122,8 +125,9 @@ class Poller:
         if key is not None:
             if key in self._tails:
                 waits_for.append(self._tails[key])
-            if update.callback_query is not None:  # see the module docstring
-                tail = (key, update.callback_query.from_user.id)
+            query = update.callback_query
+            if query is not None and (query.data or "").startswith(SIDE_BY_SIDE):
+                tail = (key, query.from_user.id)  # see the module docstring
                 if tail in self._tails:
                     waits_for.append(self._tails[tail])
         task = asyncio.create_task(self._handle(update, key, tail, waits_for))

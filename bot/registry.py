@@ -17,6 +17,7 @@ from bot.activity import ActivityLog, event_row
 from bot.db import (
     EVENTS,
     GROUPS,
+    LOTTERIES,
     MEMBERS,
     EventType,
     GroupStatus,
@@ -364,6 +365,9 @@ class Registry:
             await self._merge_members(conn, old_id, new_chat.id)
             await conn.execute(
                 update(EVENTS).where(EVENTS.c.chat_id == old_id).values(chat_id=new_chat.id)
+            )
+            await conn.execute(
+                update(LOTTERIES).where(LOTTERIES.c.chat_id == old_id).values(chat_id=new_chat.id)
             )
         carried: dict[str, Any] = {}
         if old_row is not None:

@@ -122,7 +122,7 @@ async def test_poller_keeps_each_chats_order_and_runs_chats_side_by_side() -> No
     await bot.session.close()
 
 
-async def test_presses_in_one_chat_run_side_by_side_but_each_member_in_order() -> None:
+async def test_lottery_presses_in_one_chat_run_side_by_side_but_each_member_in_order() -> None:
     log: list[tuple[str, int, int]] = []
     running = 0
     most = 0
@@ -139,7 +139,7 @@ async def test_presses_in_one_chat_run_side_by_side_but_each_member_in_order() -
         running += 1
         most = max(most, running)
         await asyncio.sleep(random.random() / 100)
-        log.append(("press", query.from_user.id, int(query.data or 0)))
+        log.append(("press", query.from_user.id, int((query.data or "").rsplit(":", 1)[-1])))
         running -= 1
 
     bot = Bot(TOKEN)
@@ -152,13 +152,18 @@ async def test_presses_in_one_chat_run_side_by_side_but_each_member_in_order() -
             from_user=user(20 + n % 4),
             chat_instance="1",
             message=post,
-            data=str(n),
+            data=f"lottery:enter:{n}",
         )
         poller._submit(Update(update_id=n, callback_query=query))
+    other = CallbackQuery(id="99", from_user=user(30), chat_instance="1", message=post, data="s:9")
+    poller._submit(Update(update_id=99, callback_query=other))
+    poller._submit(Update(update_id=100, message=group_message(100, user(12), at(1))))
     await poller._drain()
     assert log[0] == ("message", 11, 0), "presses wait for the chat's updates before them"
     for member in range(20, 24):
         mine = [data for kind, who, data in log if kind == "press" and who == member]
         assert mine == sorted(mine) and len(mine) == 10
     assert most > 1, "different members' presses overlap"
+    order = [who for _, who, _ in log]
+    assert order.index(30) < order.index(12), "other buttons keep the chat's order"
     await bot.session.close()

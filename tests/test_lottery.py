@@ -134,6 +134,13 @@ def test_the_command_reads_winners_duration_prize_and_rules() -> None:
         ("3 2h Book tier=gold", "bad_value"),
         ("3 2h Book messages=x/7d", "bad_value"),
         ("3 2h Book cost=-5", "bad_value"),
+        ("51 2h Book", "bad_winners"),
+        ("² 2h Book", "bad_winners"),
+        ("3 99999999999999d Book", "bad_duration"),
+        ("3 2h Book max=30000000000", "bad_value"),
+        ("3 2h Book exclude_winners=999999d", "bad_value"),
+        ("3 2h Book messages=1/400d", "bad_value"),
+        ("3 2h " + "Book " * 50, "long_prize"),
     ],
 )
 def test_a_bad_command_says_what_is_wrong(args: str, key: str) -> None:

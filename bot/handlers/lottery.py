@@ -21,7 +21,7 @@ from markupsafe import Markup
 from bot.admins import Admins
 from bot.handlers.filters import GROUP_TYPES
 from bot.handlers.sops import Say
-from bot.lottery.command import BadCommand, read_lottery
+from bot.lottery.command import BadCommand, read_id, read_lottery
 from bot.lottery.rules import Refusal
 from bot.lottery.service import BUTTON, Lotteries
 from bot.lottery.store import Entered, Lottery, Rerolled
@@ -41,19 +41,19 @@ class Pressed(Filter):
 
 async def entered(query: CallbackQuery, lotteries: Lotteries) -> None:
     message = query.message
-    number = (query.data or "").removeprefix(BUTTON)
-    if message is None or message.chat.type not in GROUP_TYPES or not number.isdigit():
+    number = read_id((query.data or "").removeprefix(BUTTON))
+    if message is None or message.chat.type not in GROUP_TYPES or number is None:
         await query.answer()
         return
     chat_id = message.chat.id
     try:
-        outcome = await lotteries.enter(chat_id, int(number), query.from_user.id)
+        outcome = await lotteries.enter(chat_id, number, query.from_user.id)
     except Exception:  # logged where it happened; the member may simply press again
         await query.answer(lotteries.say(chat_id, "lottery.refused.failed"), show_alert=True)
         return
     if isinstance(outcome, Entered):
         text = lotteries.say(
-            chat_id, "lottery.entered_toast", id=int(number), count=outcome.count, cost=outcome.cost
+            chat_id, "lottery.entered_toast", id=number, count=outcome.count, cost=outcome.cost
         )
         await query.answer(text)
     else:
@@ -82,12 +82,12 @@ async def lottery_command(
         await _open(message, command.args or "", lotteries, say)
     elif name == "lotteries":
         await say(message, *_listed(lotteries, await lotteries.store.open_ones(message.chat.id)))
-    elif not args or not args[0].removeprefix("#").isdigit():
+    elif not args or read_id(args[0]) is None:
         key = "lottery.reroll_usage" if name == "lottery_reroll" else "lottery.id_usage"
         await say(message, (key, {"command": name}))
     else:
-        lottery_id = int(args[0].removeprefix("#"))
-        found = await lotteries.store.get(lottery_id)
+        lottery_id = read_id(args[0]) or 0
+        found = await lotteries.store.get(lottery_id) if lottery_id < 2**62 else None
         if found is None or found.chat_id != message.chat.id:
             await say(message, ("lottery.unknown", {"id": lottery_id}))
         elif name == "lottery_verify":

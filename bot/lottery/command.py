@@ -11,11 +11,13 @@ from pydantic import ValidationError
 
 from bot.sop.format import LotteryRules, parse_duration
 
-MAX_WINNERS = 100
+MAX_WINNERS = 50  # the announcement mentions them all within Telegram's 4096 characters
+MAX_PRIZE = 200
 LONGEST = timedelta(days=60)
 SHORTEST = timedelta(minutes=1)
 DEFAULT_WINDOW = "7d"
 _OPTION = re.compile(r"(?P<name>[a-z_]+)=(?P<value>\S+)")
+_NUMBER = re.compile(r"[0-9]{1,12}")
 
 # option in the command -> key of LotteryRules, and how its value is read
 OPTIONS: dict[str, str] = {
@@ -55,7 +57,7 @@ def read_lottery(args: str) -> LotteryOrder:
     if len(words) < 3:
         raise BadCommand("usage")
     winners_text, duration_text, *rest = words
-    if not winners_text.isdigit() or not 1 <= int(winners_text) <= MAX_WINNERS:
+    if not _NUMBER.fullmatch(winners_text) or not 1 <= int(winners_text) <= MAX_WINNERS:
         raise BadCommand("bad_winners", value=winners_text, most=MAX_WINNERS)
     try:
         duration = parse_duration(duration_text)
@@ -76,6 +78,8 @@ def read_lottery(args: str) -> LotteryOrder:
     prize = " ".join(prize_words).strip()
     if not prize:
         raise BadCommand("no_prize")
+    if len(prize) > MAX_PRIZE:
+        raise BadCommand("long_prize", most=MAX_PRIZE)
     try:
         rules = LotteryRules.model_validate(raw)
     except ValidationError as invalid:
@@ -86,12 +90,19 @@ def read_lottery(args: str) -> LotteryOrder:
     return LotteryOrder(int(winners_text), duration, prize, rules)
 
 
+def read_id(text: str) -> int | None:
+    """A lottery's number as an admin writes it (`12` or `#12`), or None."""
+    number = text.removeprefix("#")
+    return int(number) if _NUMBER.fullmatch(number) else None
+
+
 def _value(name: str, value: str) -> Any:
     if name in ("messages", "checkins"):
         count, _, window = value.partition("/")
-        return {"count": int(count) if count.isdigit() else count, "window": window or "7d"}
+        number = int(count) if _NUMBER.fullmatch(count) else count
+        return {"count": number, "window": window or DEFAULT_WINDOW}
     if name in ("tier", "tag"):
         return [part for part in value.split(",") if part]
     if name in ("points", "cost", "max"):
-        return int(value) if value.isdigit() else value
+        return int(value) if _NUMBER.fullmatch(value) else value
     return value

@@ -54,7 +54,12 @@ def parse_duration(value: object) -> timedelta:
                 f"{value!r} is not a duration; write it like 30s, 10m, 24h, 3d or 1d12h"
             )
         units = {unit: int(number or 0) for unit, number in match.groupdict().items()}
-        delta = timedelta(days=units["d"], hours=units["h"], minutes=units["m"], seconds=units["s"])
+        try:
+            delta = timedelta(
+                days=units["d"], hours=units["h"], minutes=units["m"], seconds=units["s"]
+            )
+        except OverflowError:
+            raise ValueError(f"{value!r} is far too long a duration") from None
     if delta <= timedelta(0):
         raise ValueError("must be longer than 0s")
     return delta
@@ -601,15 +606,28 @@ class LeaderboardAction(Strict):
     limit: int = Field(default=10, ge=1, le=50)
 
 
+def _at_most(days: int) -> AfterValidator:
+    def check(value: timedelta | None) -> timedelta | None:
+        if value is not None and value > timedelta(days=days):
+            raise ValueError(f"must be at most {days}d")
+        return value
+
+    return AfterValidator(check)
+
+
+LongDuration = Annotated[Duration, _at_most(3650)]  # rule windows: ten years at most
+
+
 class ActivityCount(Strict):
     """At least `count` of something within the last `window`."""
 
     count: int = Field(ge=1, le=100_000)
-    window: Duration
+    window: Annotated[Duration, _at_most(366)]
 
 
 Language = Literal["zh", "en"]
-Wording = NonEmptyText | dict[Language, NonEmptyText]  # one text, or one per language
+PrizeText = Annotated[str, Field(min_length=1, max_length=200)]
+Wording = PrizeText | dict[Language, PrizeText]  # one text, or one per language
 
 
 class LotteryRules(Strict):
@@ -618,15 +636,17 @@ class LotteryRules(Strict):
     A member's tenure counts from the join the bot saw, or from when the bot came to the group
     for members who were there before it."""
 
-    min_tenure: Duration | None = None
+    min_tenure: LongDuration | None = None
     min_messages: ActivityCount | None = None
     min_checkins: ActivityCount | None = None
-    min_points: int | None = Field(default=None, ge=1)
+    min_points: int | None = Field(default=None, ge=1, le=1_000_000_000)
     tiers: list[Tier] = []
-    tags: list[NonEmptyText] = []  # any one of these
-    exclude_winners_within: Duration | None = None  # winners of the group's recent lotteries
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default=[], max_length=10
+    )  # any one of these
+    exclude_winners_within: Annotated[Duration, _at_most(366)] | None = None
     entry_cost: int = Field(default=0, ge=0, le=1_000_000)
-    max_entries: int | None = Field(default=None, ge=1)
+    max_entries: int | None = Field(default=None, ge=1, le=10_000_000)
 
 
 class LotteryAction(Strict):
@@ -635,8 +655,8 @@ class LotteryAction(Strict):
     Sets `lottery` (id, prize, winners, draws_at, commitment) for the texts after it."""
 
     prize: Wording
-    winners: int = Field(default=1, ge=1, le=100)
-    duration: Duration
+    winners: int = Field(default=1, ge=1, le=50)
+    duration: Annotated[Duration, _at_most(60)]
     rules: LotteryRules = LotteryRules()
     claim: Wording | None = None  # how winners claim the prize; default: contact an admin
 

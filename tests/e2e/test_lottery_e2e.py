@@ -39,8 +39,8 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
 
     # A malformed command gets what is wrong and the usage, no lottery.
     await ctl.send_message(group, owner, "/lottery two 2h Signed book")
-    await wait_until(lambda: _has(ctl, group, "whole number from 1 to 100", 1), what="an error")
-    [error] = await greeted(ctl, group, "whole number from 1 to 100")
+    await wait_until(lambda: _has(ctl, group, "whole number from 1 to 50", 1), what="an error")
+    [error] = await greeted(ctl, group, "whole number from 1 to 50")
     assert "Usage: /lottery WINNERS DURATION PRIZE" in error["text"]
     await ctl.send_message(group, people["Alice"], "/lottery 1 2h Free mug")
     await wait_until(lambda: _has(ctl, group, "Only the group's admins", 1), what="a refusal")
