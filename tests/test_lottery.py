@@ -431,6 +431,7 @@ async def test_verify_catches_tampering(setup: Setup) -> None:
     lottery_id = await create(setup, 2)
     await enter(setup, lottery_id, *range(1, 6))
     await setup.lotteries.draw(lottery_id)
+    drawn_first = (await setup.lotteries.store.winners(lottery_id))[0]
     async with writing(setup.engine) as conn:  # someone slips an entrant in afterwards
         await conn.execute(
             LOTTERY_ENTRIES.insert().values(
@@ -454,6 +455,20 @@ async def test_verify_catches_tampering(setup: Setup) -> None:
         "picks": False,
         "winners": True,
     }
+    async with writing(setup.engine) as conn:  # or turns a replaced winner back into one
+        await conn.execute(
+            update(LOTTERY_PICKS).where(LOTTERY_PICKS.c.pick == 0).values(user_id=drawn_first)
+        )
+    rerolled = await setup.lotteries.reroll(lottery_id, drawn_first, "unclaimed", by=99)
+    assert isinstance(rerolled, Rerolled)
+    verified = await setup.lotteries.verify(lottery_id)
+    assert isinstance(verified, Verification) and verified.ok
+    async with writing(setup.engine) as conn:
+        await conn.execute(
+            update(LOTTERY_PICKS).where(LOTTERY_PICKS.c.pick == 0).values(outcome="won")
+        )
+    verified = await setup.lotteries.verify(lottery_id)
+    assert isinstance(verified, Verification) and dict(verified.checks)["winners"] is False
     open_id = await create(setup)
     assert await setup.lotteries.verify(open_id) == Refusal("not_drawn")
 
@@ -481,3 +496,25 @@ async def test_the_weekly_lottery_sop_opens_a_lottery_once(setup: Setup, tmp_pat
     post = next(s for s in setup.outbox.sent if s.message_id == lottery.message_id)
     assert "at least 1 message(s) in the last 7d" in post.text
     await engine.close()
+
+
+async def test_a_member_who_wins_elsewhere_before_the_draw_sits_it_out(setup: Setup) -> None:
+    await join(setup, 1, 2)
+    weekly = await create(setup, exclude_winners_within="7d")
+    await enter(setup, weekly, 1, 2)
+    flash = await create(setup)
+    await enter(setup, flash, 1)
+    await setup.lotteries.draw(flash)  # 1 wins it
+    drawn = await setup.lotteries.draw(weekly)
+    assert isinstance(drawn, Drawn) and drawn.winners == [2]
+    async with setup.engine.connect() as conn:
+        out = await conn.execute(
+            select(LOTTERY_ENTRIES.c.user_id, LOTTERY_ENTRIES.c.out_reason).where(
+                LOTTERY_ENTRIES.c.lottery_id == weekly, LOTTERY_ENTRIES.c.in_draw.is_(False)
+            )
+        )
+        assert [tuple(row) for row in out] == [
+            (1, "won another lottery of the group since entering")
+        ]
+    verified = await setup.lotteries.verify(weekly)
+    assert isinstance(verified, Verification) and verified.ok

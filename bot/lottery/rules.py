@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.activity import ActivityLog
 from bot.db import (
@@ -171,23 +171,8 @@ class Eligibility:
         return tagged
 
     async def _recent_winners(self, chat_id: int, ids: list[int], since: datetime) -> set[int]:
-        won: set[int] = set()
         async with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
-                rows = await conn.execute(
-                    select(LOTTERY_PICKS.c.user_id)
-                    .select_from(
-                        LOTTERY_PICKS.join(LOTTERIES, LOTTERIES.c.id == LOTTERY_PICKS.c.lottery_id)
-                    )
-                    .where(
-                        LOTTERIES.c.chat_id == chat_id,
-                        LOTTERY_PICKS.c.outcome == PickOutcome.WON.value,
-                        LOTTERY_PICKS.c.at >= since,
-                        LOTTERY_PICKS.c.user_id.in_(chunk),
-                    )
-                )
-                won.update(row.user_id for row in rows)
-        return won
+            return await recent_winners(conn, chat_id, ids, since)
 
     async def _counted(
         self,
@@ -241,3 +226,33 @@ class Eligibility:
                     if user_id is not None:
                         counts[int(user_id)] = int(count)
         return counts
+
+
+async def recent_winners(
+    conn: AsyncConnection,
+    chat_id: int,
+    user_ids: Sequence[int],
+    since: datetime,
+    *,
+    other_than: int | None = None,
+) -> set[int]:
+    """Of these members, those who won one of the group's lotteries (not `other_than`) since
+    `since` and were not replaced."""
+    won: set[int] = set()
+    for chunk in _chunks(user_ids):
+        query = (
+            select(LOTTERY_PICKS.c.user_id)
+            .select_from(
+                LOTTERY_PICKS.join(LOTTERIES, LOTTERIES.c.id == LOTTERY_PICKS.c.lottery_id)
+            )
+            .where(
+                LOTTERIES.c.chat_id == chat_id,
+                LOTTERY_PICKS.c.outcome == PickOutcome.WON.value,
+                LOTTERY_PICKS.c.at >= since,
+                LOTTERY_PICKS.c.user_id.in_(chunk),
+            )
+        )
+        if other_than is not None:
+            query = query.where(LOTTERIES.c.id != other_than)
+        won.update(int(row.user_id) for row in await conn.execute(query))
+    return won

@@ -30,12 +30,13 @@ from bot.db import (
     writing,
 )
 from bot.lottery import draw as drawing
-from bot.lottery.rules import Refusal
+from bot.lottery.rules import Refusal, recent_winners
 from bot.sop.format import LotteryRules
 
 CHUNK = 500
 PRESENT = frozenset(status.value for status in MemberStatus if status.is_present)
 LEFT_GROUP = "left the group"
+WON_SINCE = "won another lottery of the group since entering"
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +374,14 @@ class LotteryStore:
             if lottery.status != LotteryStatus.OPEN:
                 return Refusal(f"already_{lottery.status.value}")
             present, gone = await _entrants(conn, lottery)
+            out = dict.fromkeys(gone, LEFT_GROUP)
+            window = lottery.rules.exclude_winners_within
+            if window is not None:  # they may have won another lottery since they entered
+                won = await recent_winners(
+                    conn, lottery.chat_id, present, now - window, other_than=lottery.id
+                )
+                present = [user_id for user_id in present if user_id not in won]
+                out.update(dict.fromkeys(won, WON_SINCE))
             winners = drawing.draw(lottery.seed, present, lottery.winners)
             digest = drawing.entrants_digest(present)
             await conn.execute(
@@ -380,15 +389,16 @@ class LotteryStore:
                 .where(LOTTERY_ENTRIES.c.lottery_id == lottery_id)
                 .values(in_draw=True, out_reason=None)
             )
-            for chunk in _chunks(gone):
-                await conn.execute(
-                    update(LOTTERY_ENTRIES)
-                    .where(
-                        LOTTERY_ENTRIES.c.lottery_id == lottery_id,
-                        LOTTERY_ENTRIES.c.user_id.in_(chunk),
+            for reason in set(out.values()):
+                for chunk in _chunks(sorted(u for u, why in out.items() if why == reason)):
+                    await conn.execute(
+                        update(LOTTERY_ENTRIES)
+                        .where(
+                            LOTTERY_ENTRIES.c.lottery_id == lottery_id,
+                            LOTTERY_ENTRIES.c.user_id.in_(chunk),
+                        )
+                        .values(in_draw=False, out_reason=reason)
                     )
-                    .values(in_draw=False, out_reason=LEFT_GROUP)
-                )
             if winners:
                 await conn.execute(
                     LOTTERY_PICKS.insert(),
@@ -537,10 +547,35 @@ class LotteryStore:
         result.checks.append(("count", len(entrants) == lottery.entrants))
         expected = list(drawing.draw(lottery.seed, entrants, len(stored)))
         result.checks.append(("picks", [p.user_id for p in stored] == expected))
-        first = [p for p in stored if p.replaces is None and p.outcome != PickOutcome.SKIPPED]
-        result.checks.append(("winners", len(first) == min(lottery.winners, len(entrants))))
+        wanted = min(lottery.winners, len(entrants))
+        result.checks.append(("winners", _consistent(stored, wanted)))
         result.winners = [p.user_id for p in stored if p.outcome == PickOutcome.WON]
         return result
+
+
+def _consistent(stored: list[Pick], wanted: int) -> bool:
+    """The picks tell one story: numbered 0, 1, 2, …; the first `wanted` are the draw's
+    winners; every later pick is skipped or a reroll replacing one earlier winner, each
+    replaced winner replaced exactly once; and `wanted` winners stand at the end."""
+    if [p.pick for p in stored] != list(range(len(stored))):
+        return False
+    replaced: list[int] = []
+    for p in stored:
+        if p.pick < wanted:
+            if p.replaces is not None or p.outcome == PickOutcome.SKIPPED:
+                return False
+        elif p.outcome == PickOutcome.SKIPPED:
+            if p.replaces is not None:
+                return False
+        elif p.replaces is None or p.replaces >= p.pick:
+            return False
+        else:
+            replaced.append(p.replaces)
+    by_number = {p.pick: p for p in stored}
+    gone = sorted(p.pick for p in stored if p.outcome == PickOutcome.REPLACED)
+    if sorted(replaced) != gone or any(by_number[r].outcome != PickOutcome.REPLACED for r in gone):
+        return False
+    return sum(p.outcome == PickOutcome.WON for p in stored) == wanted
 
 
 async def _entrants(conn: AsyncConnection, lottery: Lottery) -> tuple[list[int], list[int]]:
