@@ -15,6 +15,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
+    TelegramAPIError,
     TelegramForbiddenError,
     TelegramMigrateToChat,
     TelegramNetworkError,
@@ -222,6 +223,7 @@ async def run(settings: Settings) -> None:
         )
         engine.lotteries = lotteries
         lotteries.on_won = _lottery_won(engine)
+        lotteries.ask_member = _member_status(bot)
         await _report_broken(await engine.open(), notify)
         operations = Operations(
             engine,
@@ -332,6 +334,20 @@ def _member_triggers(engine: Engine) -> Any:
             await engine.member_left(chat_id, user.id)
 
     return on_member
+
+
+def _member_status(bot: Bot) -> Any:
+    """A user's status in a group as Telegram says it (None when it cannot say)."""
+
+    async def status(chat_id: int, user_id: int) -> str | None:
+        try:
+            member = await bot.get_chat_member(chat_id, user_id)
+        except TelegramAPIError as exc:
+            logger.bind(chat_id=chat_id).warning("getChatMember {} failed: {}", user_id, exc)
+            return None
+        return str(member.status)
+
+    return status
 
 
 def _lottery_won(engine: Engine) -> Any:

@@ -336,10 +336,14 @@ class Registry:
 
     async def member_status(self, chat_id: int, user: User, status: MemberStatus) -> None:
         """A present member changed standing (promoted, restricted) without joining or leaving."""
+        await self.set_member_status(chat_id, user.id, status)
+
+    async def set_member_status(self, chat_id: int, user_id: int, status: MemberStatus) -> None:
+        """Correct a known member's stored status (as Telegram reports it now)."""
         async with writing(self.engine) as conn:
             await conn.execute(
                 update(MEMBERS)
-                .where(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user.id)
+                .where(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user_id)
                 .values(status=status.value)
             )
 

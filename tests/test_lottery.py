@@ -518,3 +518,37 @@ async def test_a_member_who_wins_elsewhere_before_the_draw_sits_it_out(setup: Se
         ]
     verified = await setup.lotteries.verify(weekly)
     assert isinstance(verified, Verification) and verified.ok
+
+
+async def test_pressers_the_bot_does_not_know_are_checked_with_telegram(setup: Setup) -> None:
+    await join(setup, 1, 2)
+    await leave(setup, 2)  # the bot saw 2 leave, and missed the rejoin
+    asked: list[int] = []
+
+    async def telegram_says(chat_id: int, user_id: int) -> str | None:
+        asked.append(user_id)
+        return {2: "member", 3: "left"}.get(user_id)  # 4: Telegram cannot say
+
+    setup.lotteries.ask_member = telegram_says
+    lottery_id = await create(setup)
+    outcomes = await enter(setup, lottery_id, 1, 2, 3, 4)
+    assert [o.reason if isinstance(o, Refusal) else "entered" for o in outcomes] == [
+        "entered",
+        "entered",
+        "not_member",  # a visitor of a public group
+        "entered",
+    ]
+    assert sorted(asked) == [2, 3, 4], "known present members are not asked about"
+    await enter(setup, lottery_id, 3)
+    assert sorted(asked) == [2, 3, 4], "the answer is remembered for a while"
+    drawn = await setup.lotteries.draw(lottery_id)
+    assert isinstance(drawn, Drawn) and drawn.lottery.entrants == 3  # 2 counts as present again
+
+
+def test_refusals_read_as_plain_text_with_tier_names(setup: Setup) -> None:
+    text = setup.lotteries.refusal_text(
+        GROUP.id, Refusal("tier", {"tiers": "seed, core", "tier": "new"})
+    )
+    assert text == "This lottery is only for: seed member, core member. You are currently: newcomer."
+    tagged = setup.lotteries.refusal_text(GROUP.id, Refusal("tag", {"tags": "a&b"}))
+    assert tagged == "This lottery is for members tagged a&b."

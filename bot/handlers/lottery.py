@@ -57,8 +57,7 @@ async def entered(query: CallbackQuery, lotteries: Lotteries) -> None:
         )
         await query.answer(text)
     else:
-        text = lotteries.say(chat_id, f"lottery.refused.{outcome.reason}", **outcome.values)
-        await query.answer(text, show_alert=True)
+        await query.answer(lotteries.refusal_text(chat_id, outcome), show_alert=True)
 
 
 async def lottery_command(

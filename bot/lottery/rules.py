@@ -131,6 +131,11 @@ class Eligibility:
                 )
         return refused
 
+    async def statuses(self, chat_id: int, ids: list[int]) -> dict[int, str]:
+        """The stored status of those of these members the bot knows."""
+        found = await self._members(chat_id, ids)
+        return {user_id: row["status"] for user_id, row in found.items()}
+
     async def _members(self, chat_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}
         columns = (MEMBERS.c.user_id, MEMBERS.c.status, MEMBERS.c.joined_at, MEMBERS.c.tier)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import math
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.activity import ActivityLog, event_row
 from bot.clock import Clock
-from bot.db import MEMBERS, EventType, LotteryStatus, writing
+from bot.db import MEMBERS, EventType, LotteryStatus, MemberStatus, writing
 from bot.delivery import Delivered
 from bot.lottery.rules import Eligibility, Refusal
 from bot.lottery.store import (
@@ -55,6 +56,8 @@ GATHER = 0.02  # seconds a press waits for others to share its transaction
 EDIT_INTERVAL = 5.0  # seconds between edits of a post's entry count
 RETRIES = 5  # tries of a post or announcement Telegram refuses, a minute apart, then at start
 RETRY_AFTER = 60.0
+ASKED_TTL = 60.0  # seconds Telegram's word on a presser's membership is reused
+PRESENT_STATUSES = frozenset(status.value for status in MemberStatus if status.is_present)
 SOURCE = "lottery"
 BUTTON = "lottery:enter:"
 
@@ -127,6 +130,10 @@ class Lotteries:
         self.batch, self.gather = batch, gather  # presses per transaction, wait for company
         self.store = LotteryStore(engine)
         self.eligibility = Eligibility(engine, activity)
+        # Asks Telegram for a member's status in a group (getChatMember): None when it cannot
+        # say. Presses by people the bot does not know as present members are checked with it.
+        self.ask_member: Callable[[int, int], Awaitable[str | None]] | None = None
+        self._asked: dict[tuple[int, int], tuple[float, bool]] = {}
         # Told of each draw's winners (the SOP engine's `lottery.won` event).
         self.on_won: Callable[[int, int, dict[str, Any]], Coroutine[Any, Any, Any]] | None = None
         self._presses: dict[int, list[_Press]] = {}
@@ -350,9 +357,11 @@ class Lotteries:
         if lottery.status != LotteryStatus.OPEN or now >= lottery.draws_at:
             return {press.user_id: Refusal("closed") for press in batch}
         users = sorted({press.user_id for press in batch})
-        outcomes: dict[int, Outcome] = dict(
-            await self.eligibility.refusals(chat_id, lottery.rules, users, now)
-        )
+        outcomes: dict[int, Outcome] = {
+            user_id: Refusal("not_member") for user_id in await self._not_members(chat_id, users)
+        }
+        users = [user_id for user_id in users if user_id not in outcomes]
+        outcomes.update(await self.eligibility.refusals(chat_id, lottery.rules, users, now))
         eligible = [user for user in users if user not in outcomes]
         if eligible:
             outcomes.update(await self.store.admit(lottery_id, eligible, now))
@@ -370,6 +379,44 @@ class Lotteries:
         if any(isinstance(outcome, Entered) for outcome in outcomes.values()):
             self._count_changed(lottery_id)
         return outcomes
+
+    async def _not_members(self, chat_id: int, users: list[int]) -> set[int]:
+        """Of these pressers, those Telegram says are not in the group. Asked only about people
+        the bot does not know as present members (a visitor of a public group can press too, and
+        a rejoin may have been missed); what it says is remembered for a minute."""
+        if self.ask_member is None:
+            return set()
+        known = await self.eligibility.statuses(chat_id, users)
+        doubtful = [u for u in users if known.get(u) not in PRESENT_STATUSES]
+        if not doubtful:
+            return set()
+        answers = await asyncio.gather(*(self._is_member(chat_id, u) for u in doubtful))
+        for user_id, present in zip(doubtful, answers, strict=True):
+            if present and user_id in known:  # back in the group: the bot missed the rejoin
+                await self.registry.set_member_status(chat_id, user_id, MemberStatus.MEMBER)
+        return {user_id for user_id, present in zip(doubtful, answers, strict=True) if not present}
+
+    async def _is_member(self, chat_id: int, user_id: int) -> bool:
+        tick = time.monotonic()
+        cached = self._asked.get((chat_id, user_id))
+        if cached is not None and tick - cached[0] < ASKED_TTL:
+            return cached[1]
+        assert self.ask_member is not None
+        status = await self.ask_member(chat_id, user_id)
+        if status is None:  # Telegram could not say: trust the press
+            return True
+        present = status in PRESENT_STATUSES
+        self._asked[chat_id, user_id] = (tick, present)
+        return present
+
+    def refusal_text(self, chat_id: int, refusal: Refusal) -> str:
+        """Why a member may not enter, for a popup (plain text: no HTML entities)."""
+        values = dict(refusal.values)
+        if refusal.reason == "tier":
+            values["tier"] = self.say(chat_id, f"boards.tiers.{values['tier']}")
+            names = [self.say(chat_id, f"boards.tiers.{t}") for t in values["tiers"].split(", ")]
+            values["tiers"] = ("、" if self.language(chat_id) == "zh" else ", ").join(names)
+        return html.unescape(self.say(chat_id, f"lottery.refused.{refusal.reason}", **values))
 
     def _count_changed(self, lottery_id: int) -> None:
         self._dirty.add(lottery_id)
@@ -526,6 +573,14 @@ class Lotteries:
         """Replace a winner with the next pick and show the new winners on the announcement."""
         rerolled = await self.store.reroll(lottery_id, user_id, reason, self.clock.now(), by)
         if isinstance(rerolled, Rerolled):
+            if self.on_won is not None:
+                winners = await self.store.winners(lottery_id)
+                data = {
+                    "lottery": lottery_id,
+                    "prize": rerolled.lottery.prize,
+                    "place": winners.index(rerolled.winner) + 1,
+                }
+                self._spawn(self.on_won(rerolled.lottery.chat_id, rerolled.winner, data))
             lottery = await self.store.get(lottery_id)
             if lottery is not None and lottery.announcement_id is not None:
                 winners = await self.store.winners(lottery_id)
