@@ -23,7 +23,7 @@ from bot.handlers.filters import GROUP_TYPES
 from bot.handlers.sops import Say
 from bot.lottery.command import BadCommand, read_id, read_lottery
 from bot.lottery.rules import Refusal
-from bot.lottery.service import BUTTON, Lotteries
+from bot.lottery.service import BUTTON, Lotteries, popup
 from bot.lottery.store import Entered, Lottery, Rerolled
 from bot.registry import Registry
 from bot.sop.templates import mention
@@ -49,13 +49,13 @@ async def entered(query: CallbackQuery, lotteries: Lotteries) -> None:
     try:
         outcome = await lotteries.enter(chat_id, number, query.from_user.id)
     except Exception:  # logged where it happened; the member may simply press again
-        await query.answer(lotteries.say(chat_id, "lottery.refused.failed"), show_alert=True)
+        await query.answer(popup(lotteries.say(chat_id, "lottery.refused.failed")), show_alert=True)
         return
     if isinstance(outcome, Entered):
         text = lotteries.say(
             chat_id, "lottery.entered_toast", id=number, count=outcome.count, cost=outcome.cost
         )
-        await query.answer(text)
+        await query.answer(popup(text))
     else:
         await query.answer(lotteries.refusal_text(chat_id, outcome), show_alert=True)
 

@@ -56,6 +56,8 @@ GATHER = 0.02  # seconds a press waits for others to share its transaction
 EDIT_INTERVAL = 5.0  # seconds between edits of a post's entry count
 RETRIES = 5  # tries of a post or announcement Telegram refuses, a minute apart, then at start
 RETRY_AFTER = 60.0
+POPUP = 200  # characters Telegram shows in a button's answer
+NAME = 32  # characters of a winner's name in the announcement
 ASKED_TTL = 60.0  # seconds Telegram's word on a presser's membership is reused
 PRESENT_STATUSES = frozenset(status.value for status in MemberStatus if status.is_present)
 SOURCE = "lottery"
@@ -93,6 +95,17 @@ class Poster(Protocol):
         source: str,
         reply_markup: InlineKeyboardMarkup | None = None,
     ) -> Delivered: ...
+
+
+def popup(text: str) -> str:
+    """A rendered text as a button's answer shows it: plain, at most POPUP characters."""
+    plain = html.unescape(text)
+    return plain if len(plain) <= POPUP else plain[: POPUP - 1] + "…"
+
+
+def _short(name: str) -> str:
+    """A name short enough that 50 winners' mentions fit in one message."""
+    return name if len(name) <= NAME else name[: NAME - 1] + "…"
 
 
 @dataclass(slots=True)
@@ -416,7 +429,7 @@ class Lotteries:
             values["tier"] = self.say(chat_id, f"boards.tiers.{values['tier']}")
             names = [self.say(chat_id, f"boards.tiers.{t}") for t in values["tiers"].split(", ")]
             values["tiers"] = ("、" if self.language(chat_id) == "zh" else ", ").join(names)
-        return html.unescape(self.say(chat_id, f"lottery.refused.{refusal.reason}", **values))
+        return popup(self.say(chat_id, f"lottery.refused.{refusal.reason}", **values))
 
     def _count_changed(self, lottery_id: int) -> None:
         self._dirty.add(lottery_id)
@@ -512,9 +525,9 @@ class Lotteries:
         chat_id = lottery.chat_id
         names = await self.names(chat_id, winners)
         mentions = Markup("、" if self.language(chat_id) == "zh" else ", ").join(
-            mention(user_id, names.get(user_id, str(user_id))) for user_id in winners
+            mention(user_id, _short(names.get(user_id, str(user_id)))) for user_id in winners
         )
-        claim = lottery.claim or self.say(chat_id, "lottery.claim_default")
+        claim = lottery.claim or Markup(self.say(chat_id, "lottery.claim_default"))
         return self.say(
             chat_id,
             "lottery.announce" if winners else "lottery.announce_none",
