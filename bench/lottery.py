@@ -452,9 +452,7 @@ async def main() -> None:
             batched = await one_round(Path(tmp), args.members, args.span, args.repeat, batched=True)
             report("in one process: batched admission", batched, args.members)
             single = await one_round(Path(tmp), args.members, args.span, args.repeat, batched=False)
-            report(
-                "in one process with the emulator: one transaction per press", single, args.members
-            )
+            report("in one process: one transaction per press", single, args.members)
     members = args.members
     exact = all(
         r.entries == r.distinct == r.entry_count == r.events == r.entered == members
