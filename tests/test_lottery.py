@@ -549,6 +549,8 @@ def test_refusals_read_as_plain_text_with_tier_names(setup: Setup) -> None:
     text = setup.lotteries.refusal_text(
         GROUP.id, Refusal("tier", {"tiers": "seed, core", "tier": "new"})
     )
-    assert text == "This lottery is only for: seed member, core member. You are currently: newcomer."
+    assert (
+        text == "This lottery is only for: seed member, core member. You are currently: newcomer."
+    )
     tagged = setup.lotteries.refusal_text(GROUP.id, Refusal("tag", {"tags": "a&b"}))
     assert tagged == "This lottery is for members tagged a&b."
