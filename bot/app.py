@@ -189,6 +189,7 @@ async def run(settings: Settings) -> None:
     deletions: Deletions | None = None
     calendar: Calendar | None = None
     lotteries: Lotteries | None = None
+    review: asyncio.Task[None] | None = None
     try:
         me = await _connect(bot, stop)
         if me is None:
@@ -258,11 +259,12 @@ async def run(settings: Settings) -> None:
         review = asyncio.create_task(rights.review_all(), name="rights-review")
         poller = Poller(bot, dispatcher, allowed_updates=allowed_updates(dispatcher))
         await poller.run(stop)
-        review.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await review
         logger.info("stopped after {} updates", poller.handled)
     finally:
+        if review is not None:  # also when a second signal cut the stop short
+            review.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await review
         if calendar is not None:
             await calendar.close()
         if lotteries is not None:

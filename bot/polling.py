@@ -109,6 +109,9 @@ class Poller:
         stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # stopping at once: the request must not outlive us
+            fetch.cancel()
+            raise
         finally:
             stopped.cancel()
         if not fetch.done():
