@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -139,3 +140,34 @@ async def test_concurrent_check_ins_of_one_member_count_once(
     await settle(sop)
     assert await ledger(engine, 1) == [(10, "check-in")]
     assert sum("✅" in sent.text for sent in outbox.sent) == 1
+
+
+async def test_member_streak_in_texts_is_the_current_streak(
+    engine: AsyncEngine, registry: Registry, activity: ActivityLog, tmp_path: Path
+) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(ROOT / "content", content)
+    for language in ("en", "zh"):
+        with (content / "texts" / f"{language}.yaml").open("a", encoding="utf-8") as texts:
+            texts.write('streaks:\n  mine: "{{ member.name }}: {{ member.streak }}"\n')
+    sops = copy_sops(tmp_path, "daily_checkin.yaml", source=ROOT / "sops")
+    (sops / "my_streak.yaml").write_text(
+        "schema_version: 1\nid: my_streak\nname: My streak\ngroups: all\nmode: parallel\n"
+        "triggers: [{type: command, command: mystreak}]\n"
+        "steps: [{send: {template: streaks.mine}}]\n"
+    )
+    sop, outbox, clock = await make_engine(engine, registry, activity, sops, content=content)
+    await registry.save_group(GROUP)
+    await registry.member_joined(GROUP.id, user(1, "Ann"), clock.now(), source="chat_member")
+    sop.start()
+    try:
+        for day in range(3):
+            await say(sop, 1, "/checkin", message_id=100 + day)
+            clock.advance(timedelta(days=1))
+        await say(sop, 1, "/mystreak", message_id=200)
+        await eventually(lambda: outbox.texts(GROUP.id)[-1] == "Ann: 3", what="streak 3")
+        clock.advance(timedelta(days=4))  # three days missed, two forgiven: the streak lapsed
+        await say(sop, 1, "/mystreak", message_id=201)
+        await eventually(lambda: outbox.texts(GROUP.id)[-1] == "Ann: 0", what="streak 0")
+    finally:
+        await sop.close()

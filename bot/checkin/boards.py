@@ -156,14 +156,7 @@ class Leaderboards:
                     )
                 )
             ).scalar_one_or_none() or 0
-            latest = (
-                await conn.execute(
-                    select(CHECKINS.c.day, CHECKINS.c.streak, CHECKINS.c.frozen)
-                    .where(CHECKINS.c.chat_id == chat_id, CHECKINS.c.user_id == user_id)
-                    .order_by(CHECKINS.c.day.desc())
-                    .limit(1)
-                )
-            ).first()
+            streak = (await _streaks(conn, chat_id, [user_id], today, freezes)).get(user_id, 0)
             total = (
                 await conn.execute(
                     select(func.count())
@@ -181,12 +174,49 @@ class Leaderboards:
                     )
                 )
             ).scalar_one_or_none()
-        streak = 0
-        if latest is not None:
-            last = Streak(latest.day, latest.streak, latest.frozen)
-            then = next_streak(last, today, freezes)  # None: checked in today
-            streak = latest.streak if then is None or then.length > 1 else 0
         return Standing(balance, streak, total, week_count, week_rank, points_rank, tier)
+
+    async def streaks(
+        self,
+        chat_id: int,
+        user_ids: list[int],
+        now: datetime,
+        zone: ZoneInfo,
+        start_hour: int = 0,
+        freezes: int = 0,
+    ) -> dict[int, int]:
+        """Members' current check-in streaks (0 once lapsed beyond the allowed misses)."""
+        today = checkin_day(now, zone, start_hour)
+        async with self.engine.connect() as conn:
+            return await _streaks(conn, chat_id, user_ids, today, freezes)
+
+
+async def _streaks(
+    conn: AsyncConnection, chat_id: int, user_ids: list[int], today: date, freezes: int
+) -> dict[int, int]:
+    """Each member's streak as it stands today: their latest check-in's, unless lapsed."""
+    found: dict[int, int] = {}
+    for start in range(0, len(user_ids), 500):
+        chunk = user_ids[start : start + 500]
+        latest = (
+            select(CHECKINS.c.user_id, func.max(CHECKINS.c.day).label("day"))
+            .where(CHECKINS.c.chat_id == chat_id, CHECKINS.c.user_id.in_(chunk))
+            .group_by(CHECKINS.c.user_id)
+            .subquery()
+        )
+        rows = await conn.execute(
+            select(CHECKINS.c.user_id, CHECKINS.c.day, CHECKINS.c.streak, CHECKINS.c.frozen)
+            .join(
+                latest,
+                (CHECKINS.c.user_id == latest.c.user_id) & (CHECKINS.c.day == latest.c.day),
+            )
+            .where(CHECKINS.c.chat_id == chat_id)
+        )
+        for row in rows:
+            then = next_streak(Streak(row.day, row.streak, row.frozen), today, freezes)
+            # None: checked in today; a new streak of 1: the old one lapsed
+            found[row.user_id] = row.streak if then is None or then.length > 1 else 0
+    return found
 
 
 def _checkin_counts(chat_id: int, span: Span) -> Select[Any]:

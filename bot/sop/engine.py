@@ -48,7 +48,7 @@ from bot.delivery import Delivered
 from bot.registry import Registry
 from bot.sop.ahead import HeldRuns
 from bot.sop.conditions import GroupFacts, holds, windows
-from bot.sop.facts import MESSAGES_7D, WEEK, Facts, MemberFacts
+from bot.sop.facts import MESSAGES_7D, STREAK, WEEK, Facts, MemberFacts
 from bot.sop.format import (
     ButtonTrigger,
     CheckinStep,
@@ -1360,9 +1360,18 @@ class Engine:
         keys = [send.template] if send.template else [v.template for v in send.variants or []]
         keys += [button.text for row in send.buttons for button in row]
         counts_needed = {WEEK} if self.texts.mentions(keys, MESSAGES_7D) else set()
+        streaks_needed = self.texts.mentions(keys, STREAK)
         for chat_id in {run.chat_id for run in runs}:
             users = [run.user_id for run in runs if run.chat_id == chat_id and run.user_id]
             facts_by_chat[chat_id] = await self.facts.members(chat_id, users, now, counts_needed)
+            if streaks_needed and users:
+                rules = self.checkin_rules(chat_id)
+                zone = self.group_facts(chat_id).timezone
+                streaks = await self.boards.streaks(
+                    chat_id, users, now, zone, rules.start_hour, rules.freezes
+                )
+                for user_id, fact in facts_by_chat[chat_id].items():
+                    fact.streak = streaks.get(user_id, 0)
         counts = {chat_id: await self.facts.member_count(chat_id) for chat_id in facts_by_chat}
         for group_runs in messages.values():
             first = group_runs[0]

@@ -19,6 +19,7 @@ from bot.sop.templates import member_context
 CHUNK = 500  # ids per IN (...) list
 COUNT_TTL = 10.0  # seconds a group's member count is reused
 MESSAGES_7D = "messages_7d"  # the member variable that needs a 7-day message count
+STREAK = "member.streak"  # the member variable that needs the check-ins read
 WEEK = timedelta(days=7)
 PRESENT = [status.value for status in MemberStatus if status.is_present]
 SPOKEN = [EventType.MESSAGE.value, EventType.COMMAND.value]  # what counts as a member writing
@@ -38,6 +39,7 @@ class MemberFacts:
     tier: str = "new"
     tags: set[str] = field(default_factory=set)
     points: int = 0
+    streak: int = 0  # read only when a text uses it (see the engine's sends)
     messages: dict[timedelta, int] = field(default_factory=dict)  # window -> count
 
     def tenure(self, now: datetime) -> timedelta:
@@ -52,6 +54,7 @@ class MemberFacts:
             username=self.username,
             tags=self.tags,
             points=self.points,
+            streak=self.streak,
             tier=self.tier,
             messages_7d=self.messages.get(timedelta(days=7), 0),
             tenure_days=self.tenure(now).days,
