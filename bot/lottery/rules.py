@@ -20,15 +20,14 @@ from bot.db import (
     LOTTERY_PICKS,
     MEMBER_TAGS,
     MEMBERS,
-    MemberStatus,
+    PRESENT,
     PickOutcome,
 )
 from bot.points import balances
-from bot.sop.facts import CHUNK, SPOKEN
+from bot.sop.facts import SPOKEN, chunks
 from bot.sop.format import ActivityCount, LotteryRules, format_duration
 
 COUNTS_TTL = 30.0  # seconds a group's message and check-in counts are reused
-PRESENT = frozenset(status.value for status in MemberStatus if status.is_present)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +36,6 @@ class Refusal:
 
     reason: str
     values: dict[str, Any] = field(default_factory=dict)
-
-
-def _chunks(ids: Sequence[int]) -> list[list[int]]:
-    return [list(ids[start : start + CHUNK]) for start in range(0, len(ids), CHUNK)]
 
 
 class Eligibility:
@@ -64,11 +59,14 @@ class Eligibility:
         rules: LotteryRules,
         user_ids: Sequence[int],
         now: datetime,
+        known: dict[int, dict[str, Any]] | None = None,
     ) -> dict[int, Refusal]:
-        """The members of `user_ids` who may not enter, with the first rule each one fails."""
+        """The members of `user_ids` who may not enter, with the first rule each one fails.
+
+        `known`: their rows as `members` read them, when the caller has them already."""
         ids = sorted(set(user_ids))
         refused: dict[int, Refusal] = {}
-        members = await self._members(chat_id, ids)
+        members = known if known is not None else await self.members(chat_id, ids)
         for user_id in ids:
             row = members.get(user_id)
             if row is not None and row["status"] not in PRESENT:
@@ -131,16 +129,12 @@ class Eligibility:
                 )
         return refused
 
-    async def statuses(self, chat_id: int, ids: list[int]) -> dict[int, str]:
-        """The stored status of those of these members the bot knows."""
-        found = await self._members(chat_id, ids)
-        return {user_id: row["status"] for user_id, row in found.items()}
-
-    async def _members(self, chat_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
+    async def members(self, chat_id: int, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The rows (status, joined_at, tier) of those of these members the bot knows."""
         found: dict[int, dict[str, Any]] = {}
         columns = (MEMBERS.c.user_id, MEMBERS.c.status, MEMBERS.c.joined_at, MEMBERS.c.tier)
         async with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 rows = await conn.execute(
                     select(*columns).where(
                         MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id.in_(chunk)
@@ -164,7 +158,7 @@ class Eligibility:
     async def _tagged(self, chat_id: int, ids: list[int], tags: list[str]) -> set[int]:
         tagged: set[int] = set()
         async with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 rows = await conn.execute(
                     select(MEMBER_TAGS.c.user_id).where(
                         MEMBER_TAGS.c.chat_id == chat_id,
@@ -223,7 +217,7 @@ class Eligibility:
             condition = and_(CHECKINS.c.chat_id == chat_id, CHECKINS.c.at >= since)
         counts: dict[int, int] = {}
         async with self.engine.connect() as conn:
-            for chunk in _chunks(ids) if ids is not None else [None]:
+            for chunk in chunks(ids) if ids is not None else [None]:
                 query = select(who, func.count()).where(condition).group_by(who)
                 if chunk is not None:
                     query = query.where(who.in_(chunk))
@@ -244,7 +238,7 @@ async def recent_winners(
     """Of these members, those who won one of the group's lotteries (not `other_than`) since
     `since` and were not replaced."""
     won: set[int] = set()
-    for chunk in _chunks(user_ids):
+    for chunk in chunks(user_ids):
         query = (
             select(LOTTERY_PICKS.c.user_id)
             .select_from(

@@ -24,17 +24,16 @@ from bot.db import (
     LOTTERY_ENTRIES,
     LOTTERY_PICKS,
     MEMBERS,
+    PRESENT,
     LotteryStatus,
-    MemberStatus,
     PickOutcome,
     writing,
 )
 from bot.lottery import draw as drawing
 from bot.lottery.rules import Refusal, recent_winners
+from bot.sop.facts import chunks
 from bot.sop.format import LotteryRules
 
-CHUNK = 500
-PRESENT = frozenset(status.value for status in MemberStatus if status.is_present)
 LEFT_GROUP = "left the group"
 WON_SINCE = "won another lottery of the group since entering"
 
@@ -139,10 +138,6 @@ class Verification:
     @property
     def ok(self) -> bool:
         return bool(self.checks) and all(held for _, held in self.checks)
-
-
-def _chunks(ids: Sequence[int]) -> list[list[int]]:
-    return [list(ids[start : start + CHUNK]) for start in range(0, len(ids), CHUNK)]
 
 
 async def _locked(conn: AsyncConnection, lottery_id: int) -> Lottery | None:
@@ -289,16 +284,6 @@ class LotteryStore:
         """The current winners, in the order of their picks."""
         return [p.user_id for p in await self.picks(lottery_id) if p.outcome == PickOutcome.WON]
 
-    async def entered(self, lottery_id: int, user_id: int) -> bool:
-        async with self.engine.connect() as conn:
-            found = await conn.execute(
-                select(LOTTERY_ENTRIES.c.user_id).where(
-                    LOTTERY_ENTRIES.c.lottery_id == lottery_id,
-                    LOTTERY_ENTRIES.c.user_id == user_id,
-                )
-            )
-            return found.first() is not None
-
     async def admit(
         self, lottery_id: int, user_ids: Sequence[int], now: datetime
     ) -> dict[int, Entered | Refusal]:
@@ -328,7 +313,7 @@ class LotteryStore:
             if lottery is None or lottery.status != LotteryStatus.OPEN or now >= lottery.draws_at:
                 return {user_id: Refusal("closed") for user_id in wanted}
             existing: set[int] = set()
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted):
                 rows = await conn.execute(
                     select(LOTTERY_ENTRIES.c.user_id).where(
                         LOTTERY_ENTRIES.c.lottery_id == lottery_id,
@@ -390,7 +375,7 @@ class LotteryStore:
                 .values(in_draw=True, out_reason=None)
             )
             for reason in set(out.values()):
-                for chunk in _chunks(sorted(u for u, why in out.items() if why == reason)):
+                for chunk in chunks(sorted(u for u, why in out.items() if why == reason)):
                     await conn.execute(
                         update(LOTTERY_ENTRIES)
                         .where(

@@ -61,7 +61,8 @@ class MemberFacts:
         )
 
 
-def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
+def chunks(ids: Sequence[int]) -> Iterable[list[int]]:
+    """`ids` in lists of at most CHUNK, for IN (...) clauses."""
     for start in range(0, len(ids), CHUNK):
         yield list(ids[start : start + CHUNK])
 
@@ -92,7 +93,7 @@ class Facts:
         if windows and self.activity.pending:  # counts must include what was just said
             await self.activity.flush()
         async with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 rows = await conn.execute(
                     select(MEMBERS).where(
                         MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id.in_(chunk)
