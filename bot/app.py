@@ -347,7 +347,7 @@ def _member_status(bot: Bot) -> Any:
         except TelegramAPIError as exc:
             logger.bind(chat_id=chat_id).warning("getChatMember {} failed: {}", user_id, exc)
             return None
-        return str(member.status)
+        return str(getattr(member.status, "value", member.status))  # an enum in aiogram
 
     return status
 

@@ -339,12 +339,15 @@ class Registry:
         await self.set_member_status(chat_id, user.id, status)
 
     async def set_member_status(self, chat_id: int, user_id: int, status: MemberStatus) -> None:
-        """Correct a known member's stored status (as Telegram reports it now)."""
+        """Store a user's status in a group as Telegram reports it now (a row if none yet)."""
         async with writing(self.engine) as conn:
+            upsert = insert_for(conn, MEMBERS).values(
+                chat_id=chat_id, user_id=user_id, status=status.value
+            )
             await conn.execute(
-                update(MEMBERS)
-                .where(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user_id)
-                .values(status=status.value)
+                upsert.on_conflict_do_update(
+                    index_elements=["chat_id", "user_id"], set_={"status": status.value}
+                )
             )
 
     # -- migration ----------------------------------------------------------------------------

@@ -10,12 +10,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiogram.types import Chat
+from aiogram.types import Chat, ChatMemberMember
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import points
 from bot.activity import ActivityLog, event_row
+from bot.app import _member_status
 from bot.clock import ManualClock
 from bot.db import (
     CHECKINS,
@@ -554,3 +555,12 @@ def test_refusals_read_as_plain_text_with_tier_names(setup: Setup) -> None:
     )
     tagged = setup.lotteries.refusal_text(GROUP.id, Refusal("tag", {"tags": "a&b"}))
     assert tagged == "This lottery is for members tagged a&b."
+
+
+async def test_telegrams_member_status_is_read_as_its_value() -> None:
+    class FakeBot:
+        async def get_chat_member(self, chat_id: int, user_id: int) -> ChatMemberMember:
+            return ChatMemberMember(user=user(user_id, "Frank"))
+
+    status = _member_status(FakeBot())  # type: ignore[arg-type]  # a stand-in for aiogram's Bot
+    assert await status(GROUP.id, 5) == "member"  # not "ChatMemberStatus.MEMBER"

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.activity import ActivityLog, event_row
 from bot.clock import Clock
-from bot.db import MEMBERS, EventType, LotteryStatus, MemberStatus, writing
+from bot.db import MEMBERS, PRESENT, EventType, LotteryStatus, MemberStatus, writing
 from bot.delivery import Delivered
 from bot.lottery.rules import Eligibility, Refusal
 from bot.lottery.store import (
@@ -59,7 +59,6 @@ RETRY_AFTER = 60.0
 POPUP = 200  # characters Telegram shows in a button's answer
 NAME = 32  # characters of a winner's name in the announcement
 ASKED_TTL = 60.0  # seconds Telegram's word on a presser's membership is reused
-PRESENT_STATUSES = frozenset(status.value for status in MemberStatus if status.is_present)
 SOURCE = "lottery"
 BUTTON = "lottery:enter:"
 
@@ -146,7 +145,7 @@ class Lotteries:
         # Asks Telegram for a member's status in a group (getChatMember): None when it cannot
         # say. Presses by people the bot does not know as present members are checked with it.
         self.ask_member: Callable[[int, int], Awaitable[str | None]] | None = None
-        self._asked: dict[tuple[int, int], tuple[float, bool]] = {}
+        self._asked: dict[tuple[int, int], tuple[float, str]] = {}
         # Told of each draw's winners (the SOP engine's `lottery.won` event).
         self.on_won: Callable[[int, int, dict[str, Any]], Coroutine[Any, Any, Any]] | None = None
         self._presses: dict[int, list[_Press]] = {}
@@ -269,7 +268,7 @@ class Lotteries:
             self._failed(("post", lottery_id), lottery.chat_id, sent.error)
         self.wake()
 
-    def post_text(self, lottery: Lottery, count: int | None = None) -> str:
+    def post_text(self, lottery: Lottery) -> str:
         chat_id = lottery.chat_id
         values = {
             "id": lottery.id,
@@ -277,7 +276,7 @@ class Lotteries:
             "winners": lottery.winners,
             "draws_at": self.when(chat_id, lottery.draws_at),
             "rules": self.rules_text(chat_id, lottery.rules),
-            "count": lottery.entry_count if count is None else count,
+            "count": lottery.entry_count,
             "commitment": lottery.commitment,
         }
         if lottery.status == LotteryStatus.OPEN:
@@ -370,11 +369,13 @@ class Lotteries:
         if lottery.status != LotteryStatus.OPEN or now >= lottery.draws_at:
             return {press.user_id: Refusal("closed") for press in batch}
         users = sorted({press.user_id for press in batch})
+        known = await self.eligibility.members(chat_id, users)
         outcomes: dict[int, Outcome] = {
-            user_id: Refusal("not_member") for user_id in await self._not_members(chat_id, users)
+            user_id: Refusal("not_member")
+            for user_id in await self._not_members(chat_id, users, known)
         }
         users = [user_id for user_id in users if user_id not in outcomes]
-        outcomes.update(await self.eligibility.refusals(chat_id, lottery.rules, users, now))
+        outcomes.update(await self.eligibility.refusals(chat_id, lottery.rules, users, now, known))
         eligible = [user for user in users if user not in outcomes]
         if eligible:
             outcomes.update(await self.store.admit(lottery_id, eligible, now))
@@ -393,34 +394,39 @@ class Lotteries:
             self._count_changed(lottery_id)
         return outcomes
 
-    async def _not_members(self, chat_id: int, users: list[int]) -> set[int]:
+    async def _not_members(
+        self, chat_id: int, users: list[int], known: dict[int, dict[str, Any]]
+    ) -> set[int]:
         """Of these pressers, those Telegram says are not in the group. Asked only about people
         the bot does not know as present members (a visitor of a public group can press too, and
-        a rejoin may have been missed); what it says is remembered for a minute."""
+        a rejoin may have been missed); what it says is stored, in the database and in `known`,
+        and remembered for a minute."""
         if self.ask_member is None:
             return set()
-        known = await self.eligibility.statuses(chat_id, users)
-        doubtful = [u for u in users if known.get(u) not in PRESENT_STATUSES]
-        if not doubtful:
-            return set()
-        answers = await asyncio.gather(*(self._is_member(chat_id, u) for u in doubtful))
-        for user_id, present in zip(doubtful, answers, strict=True):
-            if present and user_id in known:  # back in the group: the bot missed the rejoin
-                await self.registry.set_member_status(chat_id, user_id, MemberStatus.MEMBER)
-        return {user_id for user_id, present in zip(doubtful, answers, strict=True) if not present}
+        doubtful = [u for u in users if (known.get(u) or {}).get("status") not in PRESENT]
+        answers = await asyncio.gather(*(self._status(chat_id, u) for u in doubtful))
+        refused = set()
+        for user_id, status in zip(doubtful, answers, strict=True):
+            if status is None:  # Telegram could not say: trust the press
+                continue
+            row = known.setdefault(user_id, {"user_id": user_id, "joined_at": None, "tier": "new"})
+            if row.get("status") != status:
+                await self.registry.set_member_status(chat_id, user_id, MemberStatus(status))
+                row["status"] = status
+            if status not in PRESENT:
+                refused.add(user_id)
+        return refused
 
-    async def _is_member(self, chat_id: int, user_id: int) -> bool:
+    async def _status(self, chat_id: int, user_id: int) -> str | None:
         tick = time.monotonic()
         cached = self._asked.get((chat_id, user_id))
         if cached is not None and tick - cached[0] < ASKED_TTL:
             return cached[1]
         assert self.ask_member is not None
         status = await self.ask_member(chat_id, user_id)
-        if status is None:  # Telegram could not say: trust the press
-            return True
-        present = status in PRESENT_STATUSES
-        self._asked[chat_id, user_id] = (tick, present)
-        return present
+        if status is not None:
+            self._asked[chat_id, user_id] = (tick, status)
+        return status
 
     def refusal_text(self, chat_id: int, refusal: Refusal) -> str:
         """Why a member may not enter, for a popup (plain text: no HTML entities)."""

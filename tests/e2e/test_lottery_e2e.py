@@ -36,6 +36,10 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
     dave = (await ctl.create_user("Dave", username="dave"))["id"]
     await ctl.join(group, dave)  # joined just now: too new for a 1-day tenure rule
     await wait_until(lambda: all_confirmed(ctl), what="Dave's join")
+    # Frank was in the group before the bot (no update about him); Vera only visits it.
+    people["Frank"] = (await ctl.create_user("Frank", username="frank"))["id"]
+    await ctl.set_member(group, people["Frank"], "member")
+    vera = (await ctl.create_user("Vera"))["id"]
 
     # A malformed command gets what is wrong and the usage, no lottery.
     await ctl.send_message(group, owner, "/lottery two 2h Signed book")
@@ -53,7 +57,7 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
     button = post["reply_markup"]["inline_keyboard"][0][0]
     assert button["callback_data"] == "lottery:enter:1"
 
-    for name in ("Alice", "Bob", "Carol", "Erin"):
+    for name in ("Alice", "Bob", "Carol", "Erin", "Frank"):  # Frank: Telegram says he is in
         pressed = await ctl.press(group, people[name], post["message_id"], "lottery:enter:1")
         answer = await answer_of(ctl, pressed)
         assert "You're in lottery #1" in answer["text"] and not answer["show_alert"]
@@ -66,12 +70,16 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
     )
     assert refused["show_alert"] and "in the group for 1d" in refused["text"]
     assert await greeted(ctl, group, "in the group for 1d") == [], "refusals stay private"
+    visitor = await answer_of(
+        ctl, await ctl.press(group, vera, post["message_id"], "lottery:enter:1")
+    )
+    assert visitor["text"] == "Only members of this group can enter."
 
     async def counted() -> bool:
         [current] = [m for m in await ctl.sent(group) if m["message_id"] == post["message_id"]]
-        return "Entries so far: <b>4</b>" in current["text"]
+        return "Entries so far: <b>5</b>" in current["text"]
 
-    await wait_until(counted, 15, what="the post to show 4 entries")
+    await wait_until(counted, 15, what="the post to show 5 entries")
     await ctl.leave(group, people["Carol"])  # Carol leaves before the draw: she is out
     await wait_until(lambda: all_confirmed(ctl), what="Carol's leave")
 
@@ -84,9 +92,9 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
     [(seed, digest, entrants, status)] = rows(
         tidepool, "SELECT seed, entrants_digest, entrants, status FROM lotteries"
     )
-    eligible = sorted(people[name] for name in ("Alice", "Bob", "Erin"))
+    eligible = sorted(people[name] for name in ("Alice", "Bob", "Erin", "Frank"))
     winners = drawing.draw(seed, eligible, 2)
-    assert (status, entrants, digest) == ("drawn", 3, drawing.entrants_digest(eligible))
+    assert (status, entrants, digest) == ("drawn", 4, drawing.entrants_digest(eligible))
     assert drawing.commitment(seed) == commitment
     assert seed in announced["text"] and digest in announced["text"]
     assert all(f"tg://user?id={winner}" in announced["text"] for winner in winners)
@@ -98,7 +106,7 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
 
     async def post_closed() -> bool:
         [current] = [m for m in await ctl.sent(group) if m["message_id"] == post["message_id"]]
-        return "Drawn. 4 entered" in current["text"] and not current["reply_markup"]
+        return "Drawn. 5 entered" in current["text"] and not current["reply_markup"]
 
     await wait_until(post_closed, what="the post to say it is drawn")
     # Anyone can check the draw; an admin rerolls a winner who did not claim.
@@ -110,7 +118,7 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
     )
     await wait_until(lambda: _has(ctl, group, "🔁 Lottery #1", 1), what="the reroll")
     [rerolled] = await greeted(ctl, group, "🔁 Lottery #1")
-    [newcomer] = [user for user in eligible if user not in winners]
+    newcomer = list(drawing.picks(seed, eligible))[2]
     assert f"tg://user?id={newcomer}" in rerolled["text"] and "(unclaimed)" in rerolled["text"]
 
     async def announcement_updated() -> bool:
@@ -135,12 +143,12 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
     assert code == 0 and "the draw checks out" in out
     trail = await tidepool.export("lotteries")
     actions = [row["action"] for row in trail]
-    assert actions[:5] == ["opened", "entered", "entered", "entered", "entered"]
-    assert actions[5:] == ["out", "drawn", "picked", "picked", "rerolled"]
+    assert actions[:6] == ["opened", "entered", "entered", "entered", "entered", "entered"]
+    assert actions[6:] == ["out", "drawn", "picked", "picked", "rerolled"]
     drawn = next(row for row in trail if row["action"] == "drawn")
     details = (
         drawn["details"] if isinstance(drawn["details"], dict) else json.loads(drawn["details"])
     )
     assert details["seed"] == seed and details["entrant_ids"] == drawing.entrants_text(eligible)
     entered = rows(tidepool, "SELECT count(*) FROM events WHERE type = 'lottery_entered'")
-    assert entered == [(4,)]
+    assert entered == [(5,)]
