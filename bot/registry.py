@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, tzinfo
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiogram.types import Chat, User
 from loguru import logger
@@ -42,6 +44,9 @@ class KnownGroup:
     missing_rights: list[str] = field(default_factory=list)
     timezone: str | None = None
     tags: list[str] = field(default_factory=list)
+
+
+Zone = TypeVar("Zone", bound=tzinfo)  # the default's own type: a ZoneInfo stays a ZoneInfo
 
 
 class Registry:
@@ -101,6 +106,15 @@ class Registry:
         """Whether the bot is an administrator there (and so receives `chat_member` updates)."""
         known = self.groups.get(chat_id)
         return known is not None and known.bot_status in ("administrator", "creator")
+
+    def zone(self, chat_id: int, default: Zone) -> ZoneInfo | Zone:
+        """The group's time zone (/timezone), else `default`; a zone no longer known to the
+        system's database falls back to `default` too."""
+        known = self.groups.get(chat_id)
+        if known is not None and known.timezone:
+            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+                return ZoneInfo(known.timezone)
+        return default
 
     def active_group_ids(self) -> list[int]:
         return [

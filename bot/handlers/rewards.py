@@ -15,9 +15,7 @@ order's state as it is now.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject, Filter
@@ -57,10 +55,7 @@ class _Chat:
         self.say, self.chat_id = say, chat_id
         self.language = (known.language if known else None) or say.texts.default_language
         self.title = known.title if known is not None else str(chat_id)
-        self.timezone = rewards.timezone
-        if known is not None and known.timezone:
-            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-                self.timezone = ZoneInfo(known.timezone)
+        self.timezone = say.registry.zone(chat_id, rewards.timezone)
 
     def __call__(self, key: str, **values: Any) -> str:
         return self.say.texts(key, self.language, **values)

@@ -165,11 +165,7 @@ class Lotteries:
         return (known.language if known else None) or self.texts.default_language
 
     def zone(self, chat_id: int) -> ZoneInfo:
-        known = self.registry.groups.get(chat_id)
-        if known is not None and known.timezone:
-            with contextlib.suppress(Exception):
-                return ZoneInfo(known.timezone)
-        return self.default_timezone
+        return self.registry.zone(chat_id, self.default_timezone)
 
     def say(self, chat_id: int, key: str, **values: Any) -> str:
         return self.texts(key, self.language(chat_id), **values)

@@ -505,10 +505,7 @@ class Engine:
 
     def group_facts(self, chat_id: int, members: int = 0) -> GroupFacts:
         known = self.registry.groups.get(chat_id)
-        zone = self.default_timezone
-        if known is not None and known.timezone:
-            with contextlib.suppress(Exception):
-                zone = ZoneInfo(known.timezone)
+        zone = self.registry.zone(chat_id, self.default_timezone)
         return GroupFacts(
             chat_id,
             known.title if known else "",
