@@ -20,7 +20,6 @@ from bot.db import utcnow, writing
 from bot.handlers.filters import GROUP_TYPES
 from bot.handlers.sops import Say
 from bot.registry import Registry
-from bot.sop.admin import SopAdmin
 
 MAX_CHANGE = 1_000_000
 AMOUNT = re.compile(r"[+-]?\d{1,7}")
@@ -54,7 +53,6 @@ async def adjust_points(
     message: Message,
     command: CommandObject,
     admins: Admins,
-    sop_admin: SopAdmin,
     registry: Registry,
     say: Say,
 ) -> None:
@@ -70,7 +68,7 @@ async def adjust_points(
         await say(message, ("points.usage", {}))
         return
     if wanted.who is not None:
-        user_id = await sop_admin.find_member(message.chat.id, wanted.who)
+        user_id = await registry.find_member(message.chat.id, wanted.who)
         who = wanted.who
         if user_id is None:
             await say(message, ("sop.unknown_member", {"who": who}))

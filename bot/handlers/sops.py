@@ -85,7 +85,7 @@ async def run_sop(
     replied = message.reply_to_message
     if len(args) == 2:
         who = args[1]
-        user_id = await sop_admin.find_member(message.chat.id, who)
+        user_id = await say.registry.find_member(message.chat.id, who)
         if user_id is None:
             await say(message, ("sop.unknown_member", {"who": who}))
             return

@@ -117,10 +117,6 @@ class SopAdmin:
         ids = ", ".join(p.id for p in self.engine.library) or "-"
         return "sop.unknown", {"id": sop_id, "ids": ids}
 
-    async def find_member(self, chat_id: int, who: str) -> int | None:
-        """A member of the group by @username or numeric id, if the bot knows them."""
-        return await self.engine.registry.find_member(chat_id, who)
-
     def _tags(self, chat_id: int) -> list[str]:
         known = self.engine.registry.groups.get(chat_id)
         return known.tags if known is not None else []
