@@ -33,10 +33,12 @@ from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.db import GroupStatus, create_engine, upgrade, utcnow
 from bot.deletions import Deletions
 from bot.delivery import Delivery
-from bot.handlers import boards, lottery, membership, points, rewards, sops
+from bot.handlers import boards, broadcasts, lives, lottery, membership, points, rewards, sops
 from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.lottery.service import Lotteries
 from bot.polling import Poller, TokenRejected, chat_of
+from bot.push.lives import Lives
+from bot.push.queue import PushQueue
 from bot.registry import Registry
 from bot.rewards import Rewards
 from bot.rights import RightsCheck
@@ -94,6 +96,8 @@ class Operations:
     bot_username: str
     rewards: Rewards | None = None  # the catalogue and orders; None: no /rewards, /orders
     lotteries: Lotteries | None = None  # None: no lottery commands
+    lives: Lives | None = None  # None: no live or broadcast commands
+    broadcasting: broadcasts.Broadcasting | None = None
 
     def workflow_data(self) -> dict[str, Any]:
         return {
@@ -101,6 +105,9 @@ class Operations:
             "admins": self.admins,
             "sop_admin": SopAdmin(self.engine),
             "say": self.say,
+            "delivery": self.say.delivery,
+            **({"lives": self.lives} if self.lives is not None else {}),
+            **({"broadcasting": self.broadcasting} if self.broadcasting is not None else {}),
             **({"rewards": self.rewards} if self.rewards is not None else {}),
             **({"lotteries": self.lotteries} if self.lotteries is not None else {}),
         }
@@ -130,6 +137,9 @@ def create_dispatcher(
             rewards.register(dispatcher)  # before sops: its handler takes every other button
         if operations.lotteries is not None:
             lottery.register(dispatcher)
+        if operations.lives is not None and operations.broadcasting is not None:
+            lives.register(dispatcher)
+            broadcasts.register(dispatcher)
         sops.register(dispatcher)
         points.register(dispatcher)
         boards.register(dispatcher)
@@ -189,6 +199,7 @@ async def run(settings: Settings) -> None:
     deletions: Deletions | None = None
     calendar: Calendar | None = None
     lotteries: Lotteries | None = None
+    pushes: PushQueue | None = None
     review: asyncio.Task[None] | None = None
     try:
         me = await _connect(bot, stop)
@@ -225,14 +236,41 @@ async def run(settings: Settings) -> None:
         engine.lotteries = lotteries
         lotteries.on_won = _lottery_won(engine)
         lotteries.ask_member = _member_status(bot)
+        pushes = PushQueue(
+            services.engine,
+            services.registry,
+            delivery,
+            clock,
+            default_zone=settings.tz,
+            quiet_hours=settings.quiet_hours,
+            daily_cap=settings.daily_cap,
+            notify=notify,
+        )
+        live_sessions = Lives(
+            services.engine,
+            services.registry,
+            services.activity,
+            delivery,
+            services.texts,
+            pushes,
+            clock,
+            default_zone=settings.tz,
+            bot_username=me.username or "",
+        )
+        pushes.lives = live_sessions
+        engine.lives = live_sessions
+        await pushes.recover()
         await _report_broken(await engine.open(), notify)
+        say = sops.Say(delivery, services.texts, services.registry)
         operations = Operations(
             engine,
             Admins(bot, settings.owner_ids),
-            sops.Say(delivery, services.texts, services.registry),
+            say,
             me.username or "",
             Rewards(services.engine, settings.content_dir / "rewards.yaml", timezone=settings.tz),
             lotteries,
+            live_sessions,
+            broadcasts.Broadcasting(pushes, say, clock),
         )
         dispatcher = create_dispatcher(services, rights, operations)
         _on_reload(engine, notify)
@@ -241,6 +279,7 @@ async def run(settings: Settings) -> None:
         engine.start()
         deletions.start()
         lotteries.start()
+        pushes.start()
         calendar = Calendar(engine, settings.database_url)
         calendar.start()
         services.registry.on_groups_changed = calendar.replan
@@ -269,11 +308,15 @@ async def run(settings: Settings) -> None:
             await calendar.close()
         if lotteries is not None:
             await lotteries.close()
+        if pushes is not None:
+            await pushes.halt()
         if engine is not None:
             await engine.drain(grace=5.0)
         if delivery is not None:
             await delivery.close()
             logger.info("delivery closed: {} sent, {} failed", delivery.sent, delivery.failed)
+        if pushes is not None:
+            await pushes.close()
         if engine is not None:
             await engine.close(grace=5.0)
         if deletions is not None:

@@ -97,6 +97,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("id", type=int, metavar="ID", help="the lottery's number")
 
+    broadcast = commands.add_parser(
+        "broadcast",
+        help="queue a message to many groups (the running bot sends it), or show progress",
+        description="tidepool broadcast --groups all --template sample; "
+        "tidepool broadcast status [ID]",
+    )
+    broadcast.add_argument(
+        "action", nargs="?", choices=["status"], help="status: show the progress of broadcasts"
+    )
+    broadcast.add_argument("id", nargs="?", type=int, metavar="ID", help="(status) one broadcast")
+    broadcast.add_argument(
+        "--groups",
+        metavar="TARGET",
+        help="all, a group tag (vip; tag:vip,course for any of several) or ids (-100123,-100456)",
+    )
+    broadcast.add_argument(
+        "--template", metavar="NAME", help="a text key under broadcast: in content/texts"
+    )
+    broadcast.add_argument(
+        "--urgent", action="store_true", help="send in quiet hours and over daily caps too"
+    )
+    broadcast.add_argument(
+        "--drop",
+        action="store_true",
+        help="skip groups over their daily cap instead of sending the next day",
+    )
+    broadcast.add_argument("--pin", action="store_true", help="pin the message in each group")
+
     emulator = commands.add_parser("emulator", help="run the Telegram Bot API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8081)
@@ -326,6 +354,59 @@ async def _lottery(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if checked.ok else 1
 
 
+async def _broadcast(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime
+
+    from bot.clock import Clock, ShiftedClock, SystemClock
+    from bot.db import create_engine, upgrade
+    from bot.push import broadcasts
+    from bot.texts import Texts
+
+    if args.action is None and (args.groups is None or args.template is None or args.id):
+        raise Failure("broadcast needs --groups TARGET and --template NAME (or: status [ID])", 2)
+    engine = _engine(create_engine, settings)
+    try:
+        await _with_database_errors(upgrade(engine))
+        if args.action == "status":
+            found = await _with_database_errors(broadcasts.progress(engine, args.id))
+            if args.id is not None and not found:
+                raise Failure(f"there is no broadcast #{args.id}", 1)
+            zone = settings.tz
+
+            def when(moment: datetime) -> str:
+                return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
+
+            lines = [line for item in found for line in broadcasts.summary_lines(item, when)]
+            sys.stdout.write("\n".join(lines or ["no broadcasts yet"]) + "\n")
+            return 0
+        texts = Texts.load(settings.content_dir, settings.language)
+        clock: Clock = ShiftedClock(settings.clock_file) if settings.clock_file else SystemClock()
+        try:
+            broadcast_id = await _with_database_errors(
+                broadcasts.create(
+                    engine,
+                    texts,
+                    target=broadcasts.Target.parse(args.groups),
+                    template=args.template,
+                    urgent=args.urgent,
+                    over_cap="drop" if args.drop else "postpone",
+                    pin=args.pin,
+                    source="cli",
+                    now=clock.now(),
+                )
+            )
+        except broadcasts.BroadcastError as exc:
+            raise Failure(str(exc), 1) from None
+        found = await broadcasts.progress(engine, broadcast_id)
+    finally:
+        await engine.dispose()
+    sys.stdout.write(
+        f"broadcast #{broadcast_id} queued for {found[0].groups} groups; the running bot sends "
+        f"it (tidepool broadcast status {broadcast_id})\n"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
     "run": _run,
     "db": _db,
@@ -333,5 +414,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any,
     "check": _check,
     "simulate": _simulate,
     "lottery": _lottery,
+    "broadcast": _broadcast,
     "emulator": _emulator,
 }

@@ -355,6 +355,11 @@ class Delivery:
         )
 
     @property
+    def closing(self) -> bool:
+        """Stopping: new requests are refused, and those never tried are failed unattempted."""
+        return self._closing
+
+    @property
     def pending(self) -> int:
         """Requests queued or in flight."""
         queued = sum(len(job.answers) for lane in self._lanes.values() for job in lane.jobs)

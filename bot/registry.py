@@ -19,8 +19,10 @@ from bot.activity import ActivityLog, event_row
 from bot.db import (
     EVENTS,
     GROUPS,
+    LIVES,
     LOTTERIES,
     MEMBERS,
+    PUSHES,
     EventType,
     GroupStatus,
     MemberStatus,
@@ -44,6 +46,8 @@ class KnownGroup:
     missing_rights: list[str] = field(default_factory=list)
     timezone: str | None = None
     tags: list[str] = field(default_factory=list)
+    quiet_hours: str | None = None  # None: the QUIET_HOURS setting; "off": none
+    daily_cap: int | None = None  # None: the DAILY_CAP setting; 0: no cap
 
 
 Zone = TypeVar("Zone", bound=tzinfo)  # the default's own type: a ZoneInfo stays a ZoneInfo
@@ -85,6 +89,8 @@ class Registry:
                     GROUPS.c.missing_rights,
                     GROUPS.c.timezone,
                     GROUPS.c.tags,
+                    GROUPS.c.quiet_hours,
+                    GROUPS.c.daily_cap,
                 )
             )
             for row in rows:
@@ -96,6 +102,8 @@ class Registry:
                     list(row.missing_rights or []),
                     row.timezone,
                     list(row.tags or []),
+                    row.quiet_hours,
+                    row.daily_cap,
                 )
 
     def is_active(self, chat_id: int) -> bool:
@@ -174,7 +182,7 @@ class Registry:
         known.title = chat.title or known.title
         if "missing_rights" in values:
             known.missing_rights = list(values["missing_rights"])
-        for name in ("timezone", "language"):
+        for name in ("timezone", "language", "quiet_hours", "daily_cap"):
             if name in values:
                 setattr(known, name, values[name])
         if "tags" in values:
@@ -196,11 +204,13 @@ class Registry:
                 known.missing_rights = list(values["missing_rights"])
             if "bot_status" in values:
                 known.bot_status = values["bot_status"]
-            for name in ("timezone", "language"):
+            for name in ("timezone", "language", "quiet_hours", "daily_cap"):
                 if name in values:
                     setattr(known, name, values[name])
             if "tags" in values:
                 known.tags = list(values["tags"])
+            if "tags" in values or "timezone" in values:
+                self._groups_changed()  # the SOPs that run there and their times may change
 
     async def bot_removed(self, chat_id: int, status: GroupStatus, reason: str) -> None:
         """The bot is no longer in a group (left, kicked, or the chat is gone)."""
@@ -387,15 +397,23 @@ class Registry:
             await conn.execute(
                 update(EVENTS).where(EVENTS.c.chat_id == old_id).values(chat_id=new_chat.id)
             )
-            await conn.execute(
-                update(LOTTERIES).where(LOTTERIES.c.chat_id == old_id).values(chat_id=new_chat.id)
-            )
+            for table, column in (
+                (LOTTERIES, "chat_id"),
+                (LIVES, "chat_id"),
+                (PUSHES, "chat_id"),
+                (PUSHES, "group_id"),
+            ):
+                await conn.execute(
+                    update(table).where(table.c[column] == old_id).values({column: new_chat.id})
+                )
         carried: dict[str, Any] = {}
         if old_row is not None:
             carried = {
                 "timezone": old_row.timezone,
                 "language": old_row.language,
                 "tags": old_row.tags or [],
+                "quiet_hours": old_row.quiet_hours,
+                "daily_cap": old_row.daily_cap,
                 "bot_status": old_row.bot_status,
             }
         bot_status = carried.pop("bot_status", None) or (old.bot_status if old else None)

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.push.rules import QuietHours
+
 TELEGRAM_API = "https://api.telegram.org"
 TOKEN_PATTERN = re.compile(r"^\d+:[A-Za-z0-9_-]{1,}$")
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
@@ -37,6 +39,10 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     store_text: bool = False
     language: Literal["zh", "en"] = "zh"
+    # Pushes (broadcasts, live reminders) wait out each group's quiet hours, in its time zone,
+    # and stop at its daily cap; /group changes both for one group.
+    quiet_hours: str = "22:00-08:00"
+    daily_cap: int = Field(default=6, ge=0, le=1000)
     # For end-to-end tests: a file holding seconds to add to the bot's clock.
     clock_file: Path | None = None
 
@@ -80,6 +86,12 @@ class Settings(BaseSettings):
                 f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai"
             ) from None
         return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_window(cls, value: str) -> str:
+        window = QuietHours.parse(value)
+        return str(window) if window is not None else "off"
 
     @field_validator("owner_ids", mode="before")
     @classmethod

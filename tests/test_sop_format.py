@@ -115,7 +115,7 @@ def test_valid_fixtures_load_and_drafts_are_skipped() -> None:
         (
             "undefined_variable",
             "8:22: steps.0.send.template: text 'broken.unknown_variable' (en) uses an unknown variable: "
-            "'coupon_code' is undefined; texts can use checkin, group, leaderboard, lottery, member, members, now, run, sop, trigger, vars (this SOP's vars: none)",
+            "'coupon_code' is undefined; texts can use checkin, group, leaderboard, live, lottery, member, members, now, run, sop, trigger, vars (this SOP's vars: none)",
         ),
     ],
 )
@@ -165,6 +165,8 @@ def test_shipped_sops_pass() -> None:
     sops, _ = load_sops(ROOT / "sops", ROOT / "content")
     assert sorted(sops) == [
         "daily_checkin",
+        "daily_tip",
+        "live_reminders",
         "silent_reactivation",
         "streak_milestone",
         "weekly_leaderboard",
@@ -251,6 +253,7 @@ def test_user_values_are_escaped_and_mentions_stay_links() -> None:
         "checkin",
         "leaderboard",
         "lottery",
+        "live",
     }
 
 

@@ -22,7 +22,9 @@ from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from bot.push import rotations
 from bot.sop.format import (
+    BroadcastStep,
     Condition,
     IfStep,
     MessageTrigger,
@@ -527,6 +529,8 @@ class _Content:
             return
         context = _sample_context(sop)
         for at, step in _steps_with_paths(sop.steps, ("steps",)):
+            if isinstance(step, BroadcastStep):
+                self._broadcast(document, catalogues, context, (*at, "broadcast"), step)
             if not isinstance(step, SendStep):
                 continue
             send = step.send
@@ -585,6 +589,25 @@ class _Content:
             except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
                 document.problem(at, f"text '{key}' ({language}) cannot render: {exc}")
                 return
+
+    def _broadcast(
+        self,
+        document: _Document,
+        catalogues: dict[str, dict[str, str]],
+        context: dict[str, Any],
+        at: KeyPath,
+        step: BroadcastStep,
+    ) -> None:
+        """The template renders, with `item` when the step rotates through a readable list."""
+        rotate = step.broadcast.rotate
+        if rotate is not None:
+            try:
+                entries = rotations.load(self.content_dir, rotate)
+            except rotations.RotationError as exc:
+                document.problem((*at, "rotate"), str(exc))
+                return
+            context = {**context, "item": rotations.in_language(entries[0], "en", "en")}
+        self._text(document, catalogues, context, (*at, "template"), step.broadcast.template)
 
     def _photo(self, document: _Document, at: KeyPath, photo: str) -> None:
         base = self.content_dir.resolve()

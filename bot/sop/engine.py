@@ -41,15 +41,19 @@ from bot.db import (
     MEMBER_TAGS,
     SCHEDULED_DELETIONS,
     EventType,
+    PushKind,
     RunStatus,
     insert_for,
 )
 from bot.delivery import Delivered
+from bot.push import rotations
+from bot.push.queue import add_pushes, push_row
 from bot.registry import Registry
 from bot.sop.ahead import HeldRuns
 from bot.sop.conditions import GroupFacts, holds, windows
 from bot.sop.facts import MESSAGES_7D, STREAK, WEEK, Facts, MemberFacts
 from bot.sop.format import (
+    BroadcastStep,
     ButtonTrigger,
     CheckinStep,
     CommandTrigger,
@@ -57,6 +61,7 @@ from bot.sop.format import (
     EventTrigger,
     IfStep,
     LeaderboardStep,
+    LiveStep,
     LotteryAction,
     LotteryStep,
     MemberJoinedTrigger,
@@ -176,6 +181,33 @@ class LotteryOpener(Protocol):
     def wake(self) -> None: ...
 
 
+class LiveMaker(Protocol):
+    """What a `live` step needs of bot.push.lives.Lives."""
+
+    async def create_in(
+        self,
+        conn: AsyncConnection,
+        chat_id: int,
+        *,
+        title: str,
+        starts_at: datetime,
+        url: str | None = None,
+        host: str = "",
+        reminders: Sequence[str] = (),
+        length: timedelta = ...,
+        pin: bool = True,
+        source: str,
+        created_by: int | None = None,
+        key: str | None = None,
+    ) -> int: ...
+
+
+class Waker(Protocol):
+    """The push queue, told that pushes were added."""
+
+    def wake(self) -> None: ...
+
+
 class Engine:
     """Runs the SOPs of the library in every group the bot is in."""
 
@@ -210,6 +242,8 @@ class Engine:
         self.on_replan: Callable[[], None] | None = None  # the calendar re-reads its jobs
         self.on_deletion: Callable[[], None] | None = None  # a message to delete was stored
         self.lotteries: LotteryOpener | None = None  # opens the lotteries of `lottery` steps
+        self.lives: LiveMaker | None = None  # plans the lives of `live` steps
+        self.pushes: Waker | None = None  # the push queue of `broadcast` and `live` steps
         self._busy: set[int] = set()
         self._ahead = HeldRuns(clock, self._on_time)  # read ahead by the timer, not yet due
         self._reading: list[set[int]] = []  # per claim in progress: runs moved meanwhile
@@ -955,6 +989,10 @@ class Engine:
             return await self._simple(procedure, path, runs, now, "done")
         if isinstance(step, LotteryStep):
             return await self._lottery(procedure, path, step, runs, now)
+        if isinstance(step, BroadcastStep):
+            return await self._broadcast(procedure, path, step, runs, now)
+        if isinstance(step, LiveStep):
+            return await self._live(procedure, path, step, runs, now)
         if isinstance(step, EmitStep):
             going = await self._simple(procedure, path, runs, now, "done")
             for run in runs:
@@ -1232,6 +1270,135 @@ class Engine:
         for lottery_id in opened.values():
             self._spawn(lotteries.post(lottery_id))
         lotteries.wake()
+        return going
+
+    async def _broadcast(
+        self, procedure: Procedure, path: str, step: BroadcastStep, runs: list[Run], now: datetime
+    ) -> list[Run]:
+        """Queue each run's group text as a push, in the transaction that moves the run on (so a
+        restart never queues it twice); with `rotate`, the group's next entry is `item`."""
+        action = step.broadcast
+        errors: dict[int, str] = {}
+        rows: list[dict[str, Any]] = []
+        advances: list[tuple[int, int]] = []
+        entries: list[Any] = []
+        if self.pushes is None:
+            errors = {run.id: "broadcasts are not available in this process" for run in runs}
+        elif action.rotate is not None:
+            try:
+                entries = rotations.load(self.library.content_dir, action.rotate)
+            except rotations.RotationError as exc:
+                errors = {run.id: str(exc) for run in runs}
+        for run in runs:
+            if run.id in errors:
+                continue
+            known = self.registry.groups.get(run.chat_id)
+            language = known.language if known is not None else None
+            variables = dict(run.variables)
+            context = self._context(
+                procedure,
+                run.chat_id,
+                self.group_facts(run.chat_id, await self.facts.member_count(run.chat_id)),
+                [],
+                variables,
+                now,
+                run.id,
+            )
+            if action.rotate is not None:
+                async with self.db.connect() as conn:
+                    at = await rotations.position(conn, run.chat_id, action.rotate)
+                entry = entries[at % len(entries)]
+                context["item"] = rotations.in_language(
+                    entry, language, self.texts.default_language
+                )
+                advances.append((run.chat_id, at + 1))
+            try:
+                text = self.texts.render(action.template, language, context)
+            except RenderError as exc:
+                errors[run.id] = str(exc)
+                continue
+            rows.append(
+                push_row(
+                    key=f"sop:{procedure.id}:{run.id}:{path}",
+                    kind=PushKind.TEXT,
+                    chat_id=run.chat_id,
+                    source=f"sop:{procedure.id}",
+                    due_at=now,
+                    now=now,
+                    text=text,
+                    pin=action.pin,
+                    urgent=action.urgent,
+                    over_cap=action.over_cap,
+                )
+            )
+
+        async def effects(conn: AsyncConnection) -> None:
+            await add_pushes(conn, rows)
+            if action.rotate is not None:
+                for chat_id, to in advances:
+                    await rotations.advance(conn, chat_id, action.rotate, to)
+
+        going = await self._simple(
+            procedure, path, runs, now, "done", effects=effects, errors=errors
+        )
+        if rows and self.pushes is not None:
+            self.pushes.wake()
+        return going
+
+    async def _live(
+        self, procedure: Procedure, path: str, step: LiveStep, runs: list[Run], now: datetime
+    ) -> list[Run]:
+        """Plan a live per run's group, in the transaction that moves the run on."""
+        action = step.live
+        lives = self.lives
+        errors: dict[int, str] = {}
+        planned: list[tuple[Run, str, datetime]] = []
+        for run in runs:
+            if lives is None:
+                errors[run.id] = "lives are not available in this process"
+                continue
+            zone = (
+                ZoneInfo(action.start.timezone)
+                if action.start.timezone
+                else self.group_facts(run.chat_id).timezone
+            )
+            day = action.start.on or now.astimezone(zone).date() + timedelta(days=action.start.days)
+            starts_at = datetime.combine(day, action.start.at, tzinfo=zone).astimezone(UTC)
+            if starts_at <= now:
+                errors[run.id] = (
+                    f"the live would start in the past ({starts_at:%Y-%m-%d %H:%M} UTC)"
+                )
+                continue
+            known = self.registry.groups.get(run.chat_id)
+            language = (known.language if known is not None else None) or self.default_language
+            title = action.title
+            if isinstance(title, dict):
+                title = title.get(language) or next(iter(title.values()))  # type: ignore[call-overload]
+            planned.append((run, str(title), starts_at))
+
+        async def first(conn: AsyncConnection) -> None:
+            assert lives is not None
+            for run, title, starts_at in planned:
+                live_id = await lives.create_in(
+                    conn,
+                    run.chat_id,
+                    title=title,
+                    starts_at=starts_at,
+                    url=action.link,
+                    host=action.host,
+                    reminders=action.reminders,
+                    length=action.length,
+                    pin=action.pin,
+                    source=f"sop:{procedure.id}",
+                    key=f"sop:{procedure.id}:{run.id}:{path}",
+                )
+                run.variables["live"] = {"id": live_id, "title": title}
+
+        going = await self._simple(
+            procedure, path, runs, now, "done", first=first if planned else None, errors=errors
+        )
+        if planned and self.pushes is not None:
+            self.pushes.wake()
         return going
 
     def _emitted(
@@ -1558,6 +1725,8 @@ class Engine:
             },
             "checkin": variables.get("checkin"),
             "leaderboard": board_context(variables.get("leaderboard")),
+            "lottery": variables.get("lottery"),
+            "live": variables.get("live"),
             "now": now.astimezone(group.timezone),
         }
 

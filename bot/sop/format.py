@@ -10,8 +10,9 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -661,6 +662,80 @@ class LotteryAction(Strict):
     claim: Wording | None = None  # how winners claim the prize; default: contact an admin
 
 
+class BroadcastAction(Strict):
+    """Queue a text to the group as a push: it waits out the group's quiet hours, counts
+    toward its daily cap (over it: postponed a day, or dropped), and goes once, restarts or not.
+
+    With `rotate`, the text gets `item`: the group's next entry of
+    `content/rotations/<rotate>.yaml` (a list; each entry a text, or one text per language)."""
+
+    template: TextKey
+    rotate: Identifier | None = None
+    urgent: bool = False  # sent in quiet hours and over the cap too
+    over_cap: Literal["postpone", "drop"] = "postpone"
+    pin: bool = False
+
+
+def _reminder_before(value: str) -> str:
+    if value.strip().lower() in ("start", "0", "0s"):
+        return "start"
+    parse_duration(value)
+    return value.strip()
+
+
+ReminderBefore = Annotated[
+    str,
+    AfterValidator(_reminder_before),
+    WithJsonSchema({"type": "string", "examples": ["1d", "1h", "10m", "start"]}),
+]
+
+
+class LiveStart(Strict):
+    """When a live starts: `at` a time of day, `days` after the day the step runs (or `on` a
+    fixed date), on the wall clock of the group's time zone (or `timezone`)."""
+
+    at: TimeOfDay
+    days: int = Field(default=0, ge=0, le=366)
+    on: date | None = None
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}; e.g. Asia/Shanghai") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_day(self) -> LiveStart:
+        if self.on is not None and self.days:
+            raise ValueError("use either 'on' or 'days', not both")
+        return self
+
+
+class LiveAction(Strict):
+    """Plan a live-stream session in the group: an announcement (pinned until it ends) with
+    ⏰ Remind me and ▶️ Watch buttons, and reminders `reminders` before it starts."""
+
+    title: Wording
+    start: LiveStart
+    link: str | None = None
+    host: Annotated[str, Field(max_length=100)] = ""
+    length: Annotated[Duration, _at_most(1)] = timedelta(hours=2)
+    reminders: list[ReminderBefore] = Field(default=["1d", "1h", "10m", "start"], max_length=8)
+    pin: bool = True
+
+    @field_validator("link")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"'link' must start with https://, not {value!r}")
+        return value
+
+
 class EmitAction(Strict):
     """Emit an event that other SOPs can trigger on or wait for."""
 
@@ -729,6 +804,16 @@ class LotteryStep(StepBase):
     lottery: LotteryAction
 
 
+class BroadcastStep(StepBase):
+    action: ClassVar[str] = "broadcast"
+    broadcast: BroadcastAction
+
+
+class LiveStep(StepBase):
+    action: ClassVar[str] = "live"
+    live: LiveAction
+
+
 class EmitStep(StepBase):
     action: ClassVar[str] = "emit"
     emit: EmitAction
@@ -758,6 +843,8 @@ ACTIONS = (
     "checkin",
     "leaderboard",
     "lottery",
+    "broadcast",
+    "live",
     "emit",
     "start",
     "stop",
@@ -803,6 +890,8 @@ Step = Annotated[
     | Annotated[CheckinStep, Tag("checkin")]
     | Annotated[LeaderboardStep, Tag("leaderboard")]
     | Annotated[LotteryStep, Tag("lottery")]
+    | Annotated[BroadcastStep, Tag("broadcast")]
+    | Annotated[LiveStep, Tag("live")]
     | Annotated[EmitStep, Tag("emit")]
     | Annotated[StartStep, Tag("start")]
     | Annotated[StopStep, Tag("stop")],

@@ -160,6 +160,8 @@ SAMPLE_CONTEXT: Mapping[str, Any] = MappingProxyType(
             "draws_at": "11-04 20:00 (CST)",  # in the group's time zone
             "commitment": "9f2c…",
         },
+        # Set by a `live` step: the live it planned (the bot posts its announcement).
+        "live": {"id": 3, "title": "Weekly live Q&A"},
         "now": datetime(2026, 11, 2, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai")),
     }
 )

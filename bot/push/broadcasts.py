@@ -1,0 +1,305 @@
+"""Broadcasts: one message to many groups, chosen by tag or id, each reached at most once.
+
+A broadcast is a row in `broadcasts` and, once confirmed, one push per target group (key
+`broadcast:<id>:<chat>`), rendered in the group's language when it is confirmed. The push queue
+sends them within each group's quiet hours and daily cap. `tidepool broadcast` confirms at once;
+`/broadcast` in a private chat shows a preview first and confirms with a button.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jinja2 import TemplateError
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.db import BROADCASTS, GROUPS, PUSHES, GroupStatus, PushKind, PushStatus, writing
+from bot.push.queue import add_pushes, push_row
+from bot.texts import Texts
+
+TEMPLATE_PREFIX = "broadcast."
+_IDS = re.compile(r"^-?\d+(,-?\d+)*$")
+_TAG = re.compile(r"^[\w.-]{1,64}$")
+
+
+class BroadcastError(Exception):
+    """A broadcast that cannot be made as asked; the message says why, for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Which groups: every active group, those with any of `tags`, or those with these `ids`."""
+
+    tags: tuple[str, ...] = ()
+    ids: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """`all`, `vip` or `tag:vip,course` (any of the tags), or `-100123,-100456` (ids)."""
+        text = text.strip()
+        if text.lower() == "all":
+            return cls()
+        if _IDS.match(text):
+            return cls(ids=tuple(int(part) for part in text.split(",")))
+        tags = tuple(part for part in text.removeprefix("tag:").split(",") if part)
+        if not tags or not all(_TAG.match(tag) for tag in tags):
+            raise BroadcastError(
+                f"{text!r} names no groups: use all, a group tag (vip, or tag:vip,course for "
+                "any of several), or group ids separated by commas"
+            )
+        return cls(tags=tags)
+
+    def __str__(self) -> str:
+        if self.ids:
+            return ",".join(str(chat_id) for chat_id in self.ids)
+        return f"tag:{','.join(self.tags)}" if self.tags else "all"
+
+    def selects(self, chat_id: int, tags: list[str]) -> bool:
+        if self.ids:
+            return chat_id in self.ids
+        return not self.tags or bool(set(self.tags) & set(tags))
+
+
+@dataclass(frozen=True, slots=True)
+class TargetGroup:
+    id: int
+    title: str
+    language: str | None
+
+
+async def target_groups(engine: AsyncEngine, target: Target) -> list[TargetGroup]:
+    """The active groups `target` selects, by id."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(GROUPS.c.id, GROUPS.c.title, GROUPS.c.language, GROUPS.c.tags)
+            .where(GROUPS.c.status == GroupStatus.ACTIVE.value, GROUPS.c.id < 0)
+            .order_by(GROUPS.c.id)
+        )
+        return [
+            TargetGroup(row.id, row.title, row.language)
+            for row in rows
+            if target.selects(row.id, list(row.tags or []))
+        ]
+
+
+def template_key(name: str) -> str:
+    """`spring_sale` or `broadcast.spring_sale` → `broadcast.spring_sale`."""
+    return name if name.startswith(TEMPLATE_PREFIX) else f"{TEMPLATE_PREFIX}{name}"
+
+
+def render(texts: Texts, template: str | None, text: str | None, group: TargetGroup) -> str:
+    """The broadcast's text for one group, in its language."""
+    if template is None:
+        return text or ""
+    try:
+        return texts(template, group.language, group={"id": group.id, "title": group.title})
+    except TemplateError as exc:
+        raise BroadcastError(f"template {template} cannot be rendered: {exc}") from None
+
+
+def check_template(texts: Texts, name: str) -> str:
+    """The text key of template `name`, or a BroadcastError listing the templates there are."""
+    key = template_key(name)
+    if key not in texts.catalogues.get(texts.default_language, {}):
+        known = sorted(
+            k.removeprefix(TEMPLATE_PREFIX)
+            for k in texts.catalogues.get(texts.default_language, {})
+            if k.startswith(TEMPLATE_PREFIX)
+        )
+        raise BroadcastError(
+            f"no template {name!r} in content/texts; templates are the keys under broadcast: "
+            f"{', '.join(known) or 'none yet'}"
+        )
+    return key
+
+
+async def create(
+    engine: AsyncEngine,
+    texts: Texts,
+    *,
+    target: Target,
+    template: str | None = None,
+    text: str | None = None,
+    urgent: bool = False,
+    over_cap: str = "postpone",
+    pin: bool = False,
+    source: str,
+    created_by: int | None = None,
+    now: datetime,
+    confirm: bool = True,
+) -> int:
+    """Make a broadcast (a draft when not `confirm`); return its id."""
+    if (template is None) == (text is None):
+        raise BroadcastError("a broadcast needs a template or a text, not both")
+    if over_cap not in ("postpone", "drop"):
+        raise BroadcastError("over the daily cap a broadcast is either postponed or dropped")
+    key = check_template(texts, template) if template is not None else None
+    if not await target_groups(engine, target):
+        raise BroadcastError(f"no active group matches {target}")
+    async with writing(engine) as conn:
+        result = await conn.execute(
+            BROADCASTS.insert().values(
+                template=key,
+                text=text,
+                target=str(target),
+                urgent=urgent,
+                over_cap=over_cap,
+                pin=pin,
+                source=source,
+                created_by=created_by,
+                created_at=now,
+                groups=0,
+            )
+        )
+        broadcast_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    if confirm:
+        await confirm_broadcast(engine, texts, broadcast_id, now)
+    return broadcast_id
+
+
+async def confirm_broadcast(
+    engine: AsyncEngine, texts: Texts, broadcast_id: int, now: datetime
+) -> int:
+    """Queue a broadcast to its groups (once: confirming again adds nothing); return how many."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(BROADCASTS).where(BROADCASTS.c.id == broadcast_id))
+        ).first()
+    if row is None:
+        raise BroadcastError(f"there is no broadcast #{broadcast_id}")
+    if row.confirmed_at is not None:
+        return 0
+    groups = await target_groups(engine, Target.parse(row.target))
+    pushes = [
+        push_row(
+            key=f"broadcast:{broadcast_id}:{group.id}",
+            kind=PushKind.TEXT,
+            chat_id=group.id,
+            source=f"broadcast:{broadcast_id}",
+            due_at=now,
+            now=now,
+            broadcast_id=broadcast_id,
+            text=render(texts, row.template, row.text, group),
+            pin=row.pin,
+            urgent=row.urgent,
+            over_cap=row.over_cap,
+        )
+        for group in groups
+    ]
+    async with writing(engine) as conn:
+        claimed = await conn.execute(
+            update(BROADCASTS)
+            .where(BROADCASTS.c.id == broadcast_id, BROADCASTS.c.confirmed_at.is_(None))
+            .values(confirmed_at=now, groups=len(pushes))
+        )
+        if not claimed.rowcount:
+            return 0  # confirmed meanwhile (a double tap)
+        await add_pushes(conn, pushes)
+    return len(pushes)
+
+
+async def discard(engine: AsyncEngine, broadcast_id: int) -> bool:
+    """Drop a draft that was never confirmed; whether there was one."""
+    async with writing(engine) as conn:
+        result = await conn.execute(
+            BROADCASTS.delete().where(
+                BROADCASTS.c.id == broadcast_id, BROADCASTS.c.confirmed_at.is_(None)
+            )
+        )
+    return bool(result.rowcount)
+
+
+@dataclass
+class Progress:
+    """How far a broadcast got: pushes by status, why some failed, when postponed ones go."""
+
+    id: int
+    target: str
+    what: str  # the template, or the start of the text
+    created_at: datetime
+    confirmed_at: datetime | None
+    groups: int
+    counts: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)  # failed and dropped: why
+    failed_groups: list[tuple[int, str, str]] = field(default_factory=list)  # id, title, why
+    next_due: datetime | None = None  # the earliest pending push
+
+    @property
+    def pending(self) -> int:
+        return self.counts[PushStatus.PENDING] + self.counts[PushStatus.SENDING]
+
+    @property
+    def done(self) -> bool:
+        return self.confirmed_at is not None and self.pending == 0
+
+
+async def progress(
+    engine: AsyncEngine, broadcast_id: int | None = None, limit: int = 5
+) -> list[Progress]:
+    """The progress of one broadcast, or of the `limit` latest confirmed ones (newest first)."""
+    query = select(BROADCASTS)
+    if broadcast_id is not None:
+        query = query.where(BROADCASTS.c.id == broadcast_id)
+    else:
+        query = query.where(BROADCASTS.c.confirmed_at.is_not(None))
+    query = query.order_by(BROADCASTS.c.id.desc()).limit(limit)
+    async with engine.connect() as conn:
+        broadcasts = list(await conn.execute(query))
+        found: list[Progress] = []
+        for row in broadcasts:
+            what = row.template.removeprefix(TEMPLATE_PREFIX) if row.template else _start(row.text)
+            item = Progress(row.id, row.target, what, row.created_at, row.confirmed_at, row.groups)
+            counts = await conn.execute(
+                select(PUSHES.c.status, func.count(), func.min(PUSHES.c.due_at))
+                .where(PUSHES.c.broadcast_id == row.id)
+                .group_by(PUSHES.c.status)
+            )
+            for status, count, earliest in counts:
+                item.counts[status] = count
+                if status == PushStatus.PENDING:
+                    item.next_due = earliest
+            unsent = await conn.execute(
+                select(PUSHES.c.group_id, PUSHES.c.note, GROUPS.c.title)
+                .select_from(PUSHES.outerjoin(GROUPS, GROUPS.c.id == PUSHES.c.group_id))
+                .where(
+                    PUSHES.c.broadcast_id == row.id,
+                    PUSHES.c.status.in_((PushStatus.FAILED.value, PushStatus.DROPPED.value)),
+                )
+                .order_by(PUSHES.c.group_id)
+            )
+            for group_id, note, title in unsent:
+                why = note or "unknown"
+                item.reasons[why] += 1
+                item.failed_groups.append((group_id, title or "", why))
+            found.append(item)
+    return found
+
+
+def _start(text: str | None, length: int = 30) -> str:
+    text = re.sub(r"<[^>]+>", "", text or "").replace("\n", " ").strip()
+    return text if len(text) <= length else f"{text[: length - 1]}…"
+
+
+def summary_lines(item: Progress, when: Any = str) -> list[str]:
+    """Plain lines for the command line: counts, reasons of failures, the next postponed time."""
+    counts = item.counts
+    lines = [
+        f"#{item.id} {item.what} → {item.target}: {item.groups} groups; "
+        f"sent {counts[PushStatus.SENT]}, pending {item.pending}, "
+        f"failed {counts[PushStatus.FAILED]}, dropped {counts[PushStatus.DROPPED]}"
+        + (", done" if item.done else "")
+    ]
+    if item.confirmed_at is None:
+        lines.append("  a draft: not confirmed, nothing queued")
+    if item.next_due is not None:
+        lines.append(f"  next pending push at {when(item.next_due)}")
+    for group_id, title, why in item.failed_groups[:20]:
+        lines.append(f"  {group_id} {title}: {why}")
+    if len(item.failed_groups) > 20:
+        lines.append(f"  … and {len(item.failed_groups) - 20} more")
+    return lines
