@@ -46,6 +46,7 @@ class RecordingOutbox:
     pinned: list[tuple[int, int]] = field(default_factory=list)
     deleted: list[tuple[int, int]] = field(default_factory=list)
     edited: list[Sent] = field(default_factory=list)
+    unpinned: list[tuple[int, int | None]] = field(default_factory=list)
     refuse: set[int] = field(default_factory=set)  # chats that answer 403
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -103,6 +104,14 @@ class RecordingOutbox:
     async def delete(self, chat_id: int, message_id: int, *, source: str) -> Delivered:
         self.deleted.append((chat_id, message_id))
         return Delivered(True, message_id, chat_id, None, 1)
+
+    async def unpin(self, chat_id: int, message_id: int | None = None, *, source: str) -> Delivered:
+        self.unpinned.append((chat_id, message_id))
+        return Delivered(True, message_id, chat_id, None, 1)
+
+    @property
+    def closing(self) -> bool:
+        return False
 
     def texts(self, chat_id: int | None = None) -> list[str]:
         return [s.text for s in self.sent if chat_id is None or s.chat_id == chat_id]

@@ -202,7 +202,7 @@ async def start(message: Message, command: CommandObject, lives: Lives, delivery
             text = lives.texts("live.popup.over", language, title=live.title)
         await delivery.send_message(user_id, text, source=f"live:{live.id}")
         return
-    lives.clicked(live, user_id)
+    # The click was recorded when the Watch button was pressed; this only delivers the link.
     text = lives.texts("live.link", language, live=lives.context(live))
     await delivery.send_message(
         user_id, text, source=f"live:{live.id}", reply_markup=lives.link_button(live, language)

@@ -403,15 +403,12 @@ class Lives:
                     .limit(20)
                 )
             )
-            counts: dict[int, int] = dict(
-                (
-                    await conn.execute(
-                        select(LIVE_SUBSCRIPTIONS.c.live_id, func.count())
-                        .where(LIVE_SUBSCRIPTIONS.c.live_id.in_([live.id for live in lives]))
-                        .group_by(LIVE_SUBSCRIPTIONS.c.live_id)
-                    )
-                ).tuples()
+            subscribed = await conn.execute(
+                select(LIVE_SUBSCRIPTIONS.c.live_id, func.count())
+                .where(LIVE_SUBSCRIPTIONS.c.live_id.in_([live.id for live in lives]))
+                .group_by(LIVE_SUBSCRIPTIONS.c.live_id)
             )
+            counts = {live_id: count for live_id, count in subscribed}
         return [(live, counts.get(live.id, 0)) for live in lives]
 
     # -- members ------------------------------------------------------------------------------

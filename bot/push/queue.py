@@ -252,6 +252,11 @@ class PushQueue:
     def busy(self) -> int:
         return len(self._in_flight)
 
+    async def settle(self) -> None:
+        """Wait until the pushes in flight are sent and recorded (tests, simulations)."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+
     async def _run(self) -> None:
         while True:
             self._wake.clear()

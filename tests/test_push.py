@@ -1,0 +1,396 @@
+"""The push queue: quiet hours, daily caps, de-duplication, restarts; reminder times; broadcasts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiogram.types import Chat
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.clock import ManualClock
+from bot.db import BROADCASTS, PUSHES, GroupStatus, PushKind, PushStatus, writing
+from bot.delivery import Delivered
+from bot.push import broadcasts
+from bot.push.broadcasts import BroadcastError, Target
+from bot.push.queue import INTERRUPTED, PushQueue, add_pushes, push_row
+from bot.push.rules import QuietHours, day_start, next_day, reminder_at
+from bot.registry import Registry
+from bot.texts import Texts
+from tests.sop_harness import RecordingOutbox
+
+ROOT = Path(__file__).resolve().parent.parent
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NEW_YORK = ZoneInfo("America/New_York")
+NOON = datetime(2026, 11, 2, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
+GROUP, OTHER = -1001, -1002
+
+
+# -- the rules -------------------------------------------------------------------------------
+
+
+def test_quiet_hours_parse_and_refuse_nonsense() -> None:
+    assert str(QuietHours.parse("22:00-08:00")) == "22:00-08:00"
+    assert str(QuietHours.parse(" 9:30 - 12:00 ")) == "09:30-12:00"
+    assert QuietHours.parse("off") is None
+    for bad in ("22-08", "25:00-08:00", "08:00-08:00", "soon"):
+        with pytest.raises(ValueError):
+            QuietHours.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("local", "ends"),
+    [
+        ("21:59", None),
+        ("22:00", "2026-11-03 08:00"),  # wraps midnight: ends tomorrow morning
+        ("23:30", "2026-11-03 08:00"),
+        ("03:00", "2026-11-02 08:00"),  # after midnight: ends this morning
+        ("08:00", None),
+    ],
+)
+def test_quiet_hours_end_in_the_group_time(local: str, ends: str | None) -> None:
+    window = QuietHours(time(22), time(8))
+    hour, minute = map(int, local.split(":"))
+    moment = datetime(2026, 11, 2, hour, minute, tzinfo=SHANGHAI)
+    until = window.until(moment, SHANGHAI)
+    if ends is None:
+        assert until is None
+    else:
+        assert until is not None
+        assert f"{until.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" == ends
+
+
+def test_a_daytime_window_does_not_wrap() -> None:
+    window = QuietHours(time(12), time(14))
+    assert window.until(datetime(2026, 11, 2, 13, tzinfo=SHANGHAI), SHANGHAI) == datetime(
+        2026, 11, 2, 14, tzinfo=SHANGHAI
+    )
+    assert window.until(datetime(2026, 11, 2, 23, tzinfo=SHANGHAI), SHANGHAI) is None
+
+
+def test_reminders_keep_the_wall_clock_across_daylight_saving() -> None:
+    # New York springs forward on 2026-03-08: a live at 20:00 that Sunday.
+    start = datetime(2026, 3, 8, 20, tzinfo=NEW_YORK)
+    day_before = reminder_at(start, NEW_YORK, timedelta(days=1))
+    assert day_before == datetime(2026, 3, 7, 20, tzinfo=NEW_YORK)
+    assert start - day_before == timedelta(hours=23)  # the day was an hour short
+    assert start - reminder_at(start, NEW_YORK, timedelta(hours=1)) == timedelta(hours=1)
+    # ... and falls back on 2026-11-01: that day is 25 hours long.
+    start = datetime(2026, 11, 1, 20, tzinfo=NEW_YORK)
+    day_before = reminder_at(start, NEW_YORK, timedelta(days=1))
+    assert day_before == datetime(2026, 10, 31, 20, tzinfo=NEW_YORK)
+    assert start - day_before == timedelta(hours=25)
+    # A day and a half: the day on the wall clock, the half in elapsed time.
+    mixed = reminder_at(start, NEW_YORK, timedelta(days=1, hours=12))
+    assert mixed == day_before - timedelta(hours=12)
+
+
+def test_the_cap_day_is_the_group_day() -> None:
+    moment = datetime(2026, 11, 2, 17, tzinfo=UTC)  # 01:00 on the 3rd in Shanghai
+    assert day_start(moment, SHANGHAI) == datetime(2026, 11, 3, tzinfo=SHANGHAI)
+    assert next_day(moment, SHANGHAI) == datetime(2026, 11, 4, tzinfo=SHANGHAI)
+    assert day_start(moment, UTC) == datetime(2026, 11, 2, tzinfo=UTC)
+
+
+# -- the queue -------------------------------------------------------------------------------
+
+
+class Notices:
+    def __init__(self) -> None:
+        self.told: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, key: str, **values: Any) -> None:
+        self.told.append((key, values))
+
+
+@pytest.fixture
+async def groups(registry: Registry) -> Registry:
+    for chat_id, title, tags in ((GROUP, "Readers", ["vip"]), (OTHER, "Writers", [])):
+        await registry.save_group(Chat(id=chat_id, type="supergroup", title=title), tags=tags)
+    return registry
+
+
+def make_queue(
+    engine: AsyncEngine, registry: Registry, clock: ManualClock, **options: Any
+) -> tuple[PushQueue, RecordingOutbox, Notices]:
+    outbox = RecordingOutbox(clock)
+    notices = Notices()
+    options = {"quiet_hours": "22:00-08:00", "daily_cap": 6, **options}
+    queue = PushQueue(
+        engine, registry, outbox, clock, default_zone=SHANGHAI, notify=notices, **options
+    )
+    return queue, outbox, notices
+
+
+async def add(engine: AsyncEngine, now: datetime, *rows: dict[str, Any]) -> int:
+    async with writing(engine) as conn:
+        return await add_pushes(conn, list(rows))
+
+
+def text_push(key: str, chat_id: int, now: datetime, **values: Any) -> dict[str, Any]:
+    return push_row(
+        key=key,
+        kind=PushKind.TEXT,
+        chat_id=chat_id,
+        source="test",
+        due_at=now,
+        now=now,
+        text=f"hello {key}",
+        **values,
+    )
+
+
+async def run(queue: PushQueue) -> None:
+    await queue.run_due()
+    await queue.settle()
+
+
+async def statuses(engine: AsyncEngine) -> dict[str, tuple[str, str | None, datetime]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(PUSHES.c.key, PUSHES.c.status, PUSHES.c.note, PUSHES.c.due_at)
+        )
+        return {row.key: (row.status, row.note, row.due_at) for row in rows}
+
+
+async def test_a_push_in_quiet_hours_waits_for_their_end(
+    engine: AsyncEngine, groups: Registry
+) -> None:
+    late = datetime(2026, 11, 2, 23, 30, tzinfo=SHANGHAI)
+    clock = ManualClock(late)
+    queue, outbox, _ = make_queue(engine, groups, clock)
+    await add(engine, late, text_push("a", GROUP, late), text_push("b", GROUP, late, urgent=True))
+    await run(queue)
+    assert outbox.texts(GROUP) == ["hello b"]  # urgent goes at once
+    status, note, due = (await statuses(engine))["a"]
+    assert status == PushStatus.PENDING
+    assert due == datetime(2026, 11, 3, 8, tzinfo=SHANGHAI)
+    assert note == "postponed: quiet hours (22:00-08:00)"
+    clock.set(datetime(2026, 11, 3, 7, 59, tzinfo=SHANGHAI))
+    await run(queue)
+    assert outbox.texts(GROUP) == ["hello b"]
+    clock.set(datetime(2026, 11, 3, 8, tzinfo=SHANGHAI))
+    await run(queue)
+    assert outbox.texts(GROUP) == ["hello b", "hello a"]
+    assert (await statuses(engine))["a"][0] == PushStatus.SENT
+
+
+async def test_each_group_keeps_its_own_quiet_hours_and_zone(
+    engine: AsyncEngine, groups: Registry
+) -> None:
+    await groups.set_group(OTHER, timezone="Europe/Berlin", quiet_hours="off")
+    await groups.set_group(GROUP, quiet_hours="12:00-14:00")
+    clock = ManualClock(NOON)  # 12:00 in Shanghai, 05:00 in Berlin
+    queue, outbox, _ = make_queue(engine, groups, clock)
+    await add(engine, NOON, text_push("a", GROUP, NOON), text_push("b", OTHER, NOON))
+    await run(queue)
+    assert outbox.texts(OTHER) == ["hello b"]
+    assert outbox.texts(GROUP) == []
+    assert (await statuses(engine))["a"][2] == datetime(2026, 11, 2, 14, tzinfo=SHANGHAI)
+
+
+async def test_over_the_daily_cap_a_push_waits_a_day_or_is_dropped(
+    engine: AsyncEngine, groups: Registry
+) -> None:
+    clock = ManualClock(NOON)
+    queue, outbox, notices = make_queue(engine, groups, clock, daily_cap=2)
+    await add(
+        engine,
+        NOON,
+        text_push("1", GROUP, NOON),
+        text_push("2", GROUP, NOON),
+        text_push("3", GROUP, NOON, broadcast_id=7),
+        text_push("4", GROUP, NOON, broadcast_id=8, over_cap="drop"),
+        text_push("5", GROUP, NOON, urgent=True),
+        text_push("6", OTHER, NOON),
+    )
+    await run(queue)
+    await run(queue)  # two at a time per chat
+    assert sorted(outbox.texts(GROUP)) == ["hello 1", "hello 2", "hello 5"]
+    assert outbox.texts(OTHER) == ["hello 6"]
+    found = await statuses(engine)
+    assert found["3"][0] == PushStatus.PENDING
+    assert found["3"][2] == datetime(2026, 11, 3, tzinfo=SHANGHAI)  # the group's next day
+    assert found["3"][1] == "postponed: the group's daily cap of 2 was reached"
+    assert found["4"][:2] == (PushStatus.DROPPED, "the group's daily cap of 2 was reached")
+    assert sorted((values["what"], values["action"]) for _, values in notices.told) == [
+        ("#7", "postponed"),
+        ("#8", "dropped"),
+    ]
+    # Midnight is in quiet hours: it moves on to 08:00, and then goes (a new day's count).
+    clock.set(datetime(2026, 11, 3, tzinfo=SHANGHAI))
+    await run(queue)
+    clock.set(datetime(2026, 11, 3, 8, tzinfo=SHANGHAI))
+    await run(queue)
+    assert outbox.texts(GROUP)[-1] == "hello 3"
+    assert len(notices.told) == 2  # told once a day per broadcast
+
+
+async def test_a_push_key_is_queued_once(engine: AsyncEngine, groups: Registry) -> None:
+    assert await add(engine, NOON, text_push("same", GROUP, NOON)) == 1
+    assert await add(engine, NOON, text_push("same", GROUP, NOON)) == 0
+    clock = ManualClock(NOON)
+    queue, outbox, _ = make_queue(engine, groups, clock)
+    await run(queue)
+    await run(queue)
+    assert outbox.texts(GROUP) == ["hello same"]
+
+
+async def test_a_group_that_removed_the_bot_is_skipped_and_marked(
+    engine: AsyncEngine, groups: Registry
+) -> None:
+    await groups.bot_removed(OTHER, GroupStatus.KICKED, "Forbidden: bot was kicked")
+    clock = ManualClock(NOON)
+    queue, outbox, _ = make_queue(engine, groups, clock)
+    await add(engine, NOON, text_push("a", GROUP, NOON), text_push("b", OTHER, NOON))
+    await run(queue)
+    assert outbox.texts(OTHER) == []
+    assert (await statuses(engine))["b"][:2] == (
+        PushStatus.FAILED,
+        "not sent: the bot is no longer in this group (kicked)",
+    )
+    # Telegram's 403 on sending is recorded with its reason too.
+    outbox.refuse.add(GROUP)
+    await add(engine, NOON, text_push("c", GROUP, NOON))
+    await run(queue)
+    assert (await statuses(engine))["c"][:2] == (PushStatus.FAILED, "Forbidden: bot was kicked")
+
+
+async def test_a_crash_mid_send_never_sends_twice(engine: AsyncEngine, groups: Registry) -> None:
+    clock = ManualClock(NOON)
+    await add(engine, NOON, text_push("a", GROUP, NOON), text_push("b", GROUP, NOON))
+    async with writing(engine) as conn:  # the crash left "a" claimed
+        await conn.execute(
+            update(PUSHES).where(PUSHES.c.key == "a").values(status=PushStatus.SENDING.value)
+        )
+    queue, outbox, _ = make_queue(engine, groups, clock)
+    assert await queue.recover() == 1
+    await run(queue)
+    assert outbox.texts(GROUP) == ["hello b"]
+    assert (await statuses(engine))["a"][:2] == (PushStatus.FAILED, INTERRUPTED)
+
+
+class Stopping(RecordingOutbox):
+    """A delivery service that is stopping: it refuses without trying."""
+
+    @property
+    def closing(self) -> bool:
+        return True
+
+    async def send_message(self, chat_id: int, text: str, **_: Any) -> Delivered:
+        return Delivered(False, None, chat_id, "not sent: the bot is stopping", 0)
+
+
+async def test_what_a_stop_kept_from_trying_goes_after_the_restart(
+    engine: AsyncEngine, groups: Registry
+) -> None:
+    clock = ManualClock(NOON)
+    await add(engine, NOON, text_push("a", GROUP, NOON))
+    queue = PushQueue(engine, groups, Stopping(clock), clock, default_zone=SHANGHAI)
+    await run(queue)
+    assert (await statuses(engine))["a"][0] == PushStatus.PENDING
+    queue, outbox, _ = make_queue(engine, groups, clock)
+    await queue.recover()
+    await run(queue)
+    assert outbox.texts(GROUP) == ["hello a"]
+
+
+async def test_one_busy_chat_does_not_hold_up_the_others(
+    engine: AsyncEngine, groups: Registry
+) -> None:
+    clock = ManualClock(NOON)
+    queue, outbox, _ = make_queue(engine, groups, clock, daily_cap=0)
+    rows = [text_push(f"g{n}", GROUP, NOON) for n in range(5)] + [text_push("o", OTHER, NOON)]
+    await add(engine, NOON, *rows)
+    await queue.run_due()
+    assert queue.busy == 3  # two of the busy group's (PER_CHAT), and the other group's
+    await queue.settle()
+    while len(outbox.sent) < 6:
+        await run(queue)
+    assert outbox.texts(OTHER) == ["hello o"]
+
+
+# -- broadcasts ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def texts() -> Texts:
+    return Texts.load(ROOT / "content", "en")
+
+
+def test_targets_read_as_operators_write_them() -> None:
+    assert Target.parse("all") == Target()
+    assert Target.parse("vip") == Target(tags=("vip",))
+    assert Target.parse("tag:vip,course") == Target(tags=("vip", "course"))
+    assert Target.parse("-1001,-1002") == Target(ids=(-1001, -1002))
+    assert str(Target.parse("tag:vip,course")) == "tag:vip,course"
+    with pytest.raises(BroadcastError, match="names no groups"):
+        Target.parse("v i p")
+
+
+async def test_a_broadcast_reaches_each_target_group_once(
+    engine: AsyncEngine, groups: Registry, texts: Texts
+) -> None:
+    await groups.set_group(OTHER, language="zh")
+    broadcast_id = await broadcasts.create(
+        engine, texts, target=Target(), template="sample", source="cli", now=NOON, confirm=False
+    )
+    assert await broadcasts.confirm_broadcast(engine, texts, broadcast_id, NOON) == 2
+    assert await broadcasts.confirm_broadcast(engine, texts, broadcast_id, NOON) == 0  # double tap
+    clock = ManualClock(NOON)
+    queue, outbox, _ = make_queue(engine, groups, clock)
+    await run(queue)
+    assert "Hello Readers" in outbox.texts(GROUP)[0]
+    assert "Writers 的朋友们好" in outbox.texts(OTHER)[0]  # in the group's language
+    [progress] = await broadcasts.progress(engine, broadcast_id)
+    assert (progress.groups, progress.counts["sent"], progress.pending, progress.done) == (
+        2,
+        2,
+        0,
+        True,
+    )
+
+
+async def test_broadcast_targets_and_templates_are_checked(
+    engine: AsyncEngine, groups: Registry, texts: Texts
+) -> None:
+    vip = await broadcasts.target_groups(engine, Target(tags=("vip",)))
+    assert [group.id for group in vip] == [GROUP]
+    with pytest.raises(BroadcastError, match=r"no template 'nope'.*sample"):
+        await broadcasts.create(
+            engine, texts, target=Target(), template="nope", source="cli", now=NOON
+        )
+    with pytest.raises(BroadcastError, match="no active group matches tag:ghost"):
+        await broadcasts.create(
+            engine, texts, target=Target(tags=("ghost",)), template="sample", source="cli", now=NOON
+        )
+    draft = await broadcasts.create(
+        engine, texts, target=Target(), text="<b>Hi</b>", source="cli", now=NOON, confirm=False
+    )
+    assert await broadcasts.discard(engine, draft)
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(BROADCASTS.c.id))).all() == []
+
+
+async def test_progress_lists_failures_with_their_reasons(
+    engine: AsyncEngine, groups: Registry, texts: Texts
+) -> None:
+    # Made while both groups were active; then one removes the bot before it goes.
+    broadcast_id = await broadcasts.create(
+        engine, texts, target=Target(), template="sample", source="cli", now=NOON
+    )
+    await groups.bot_removed(OTHER, GroupStatus.KICKED, "kicked")
+    clock = ManualClock(NOON)
+    queue, _, _ = make_queue(engine, groups, clock)
+    await run(queue)
+    [progress] = await broadcasts.progress(engine, broadcast_id)
+    assert progress.counts["sent"] == 1
+    assert progress.failed_groups == [
+        (OTHER, "Writers", "not sent: the bot is no longer in this group (kicked)")
+    ]
+    lines = broadcasts.summary_lines(progress)
+    assert "sent 1, pending 0, failed 1, dropped 0, done" in lines[0]
