@@ -191,3 +191,29 @@ def test_the_command_prints_the_timeline_in_the_groups_language(tmp_path: Path) 
     assert greet.startswith("+1m ") and "欢迎 Lin 加入Simulated group！👋" in greet
     assert any(line.startswith("+1d1m ") and "nudge → group" in line for line in lines)
     assert lines[-1] == "run 1 (welcome, Lin): done at +1d1m, stop reason: welcomed"
+
+
+async def test_a_live_step_shows_its_announcement_and_each_reminder() -> None:
+    timeline = await run(ROOT / "sops/live_reminders.yaml", until="2d")
+    pushes = [(timeline.offset(e.at), e.text) for e in timeline.entries if e.kind == "push"]
+    assert [offset for offset, _ in pushes] == [
+        "+0s",
+        "+11h",
+        "+1d10h",
+        "+1d10h50m",
+        "+1d11h",
+        "+1d12h30m",
+    ]
+    assert "Live: Weekly live Q&A" in pushes[0][1]
+    assert "starts in 1 day" in pushes[1][1] and "starting now" in pushes[4][1]
+    assert "unpins" in pushes[5][1]
+
+
+async def test_the_daily_tip_waits_out_quiet_hours() -> None:
+    options = {"start": "2026-11-02T07:00", "until": "1h"}
+    script = parse_script(options, SHANGHAI)
+    timeline = await simulate(
+        ROOT / "sops/daily_tip.yaml", ROOT / "content", script, timezone=SHANGHAI, language="en"
+    )
+    [push] = [e for e in timeline.entries if e.kind == "push"]
+    assert timeline.offset(push.at) == "+1h" and "Tip of the day" in push.text

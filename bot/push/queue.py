@@ -252,6 +252,15 @@ class PushQueue:
     def busy(self) -> int:
         return len(self._in_flight)
 
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending push is due (simulations move their clock to it)."""
+        async with self.engine.connect() as conn:
+            found = await conn.execute(
+                select(func.min(PUSHES.c.due_at)).where(PUSHES.c.status == PushStatus.PENDING.value)
+            )
+            due: datetime | None = found.scalar()
+        return due
+
     async def settle(self) -> None:
         """Wait until the pushes in flight are sent and recorded (tests, simulations)."""
         while self._in_flight:

@@ -27,9 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
 from bot.clock import Clock, ManualClock
-from bot.db import SOP_RUNS, SOP_STEPS, EventType, create_engine, upgrade
+from bot.db import PUSHES, SOP_RUNS, SOP_STEPS, EventType, create_engine, upgrade
 from bot.delivery import Delivered
 from bot.lottery.service import Lotteries
+from bot.push.lives import Lives
+from bot.push.queue import PushQueue
 from bot.registry import Registry
 from bot.sop import format as fmt
 from bot.sop.engine import Engine
@@ -105,6 +107,13 @@ class RecordingOutbox:
     async def delete(self, chat_id: int, message_id: int, *, source: str) -> Delivered:
         self.deleted.append((chat_id, message_id))
         return Delivered(True, message_id, chat_id, None, 1)
+
+    async def unpin(self, chat_id: int, message_id: int | None = None, *, source: str) -> Delivered:
+        return Delivered(True, message_id, chat_id, None, 1)
+
+    @property
+    def closing(self) -> bool:
+        return False
 
     def texts(self, chat_id: int | None = None) -> list[str]:
         return [sent.text for sent in self.sent if chat_id is None or sent.chat_id == chat_id]
@@ -279,6 +288,18 @@ class _Simulation:
             db, self.registry, self.activity, self.outbox, texts, self.clock, default_timezone=zone
         )
         self.engine.lotteries = self.lotteries
+        self.pushes = PushQueue(db, self.registry, self.outbox, self.clock, default_zone=zone)
+        self.pushes.lives = self.engine.lives = Lives(
+            db,
+            self.registry,
+            self.activity,
+            self.outbox,
+            texts,
+            self.pushes,
+            self.clock,
+            default_zone=zone,
+        )
+        self.engine.pushes = self.pushes
         self.user = User(id=MEMBER_ID, is_bot=False, first_name=script.member)
         self.chat_id = GROUP_ID
         self.notes: list[str] = []
@@ -494,9 +515,12 @@ class _Simulation:
             await self.engine.tick()
             await self.engine.settle()
             await self.lotteries.draw_due()
+            await self.pushes.run_due()
+            await self.pushes.settle()
             moments = [
                 await self.engine.next_wake(),
                 await self.lotteries.store.next_due(),
+                await self.pushes.next_due(),
                 pending[0][0] if pending else None,
             ]
             upcoming = min((moment for moment in moments if moment is not None), default=None)
@@ -512,6 +536,7 @@ class _Simulation:
             steps: dict[int, list[Any]] = {}
             for row in await conn.execute(journal):
                 steps.setdefault(row.run_id, []).append(row)
+            pushes = list(await conn.execute(select(PUSHES).order_by(PUSHES.c.id)))
         timeline = Timeline(self.flow.id, start, self.zone, self.notes)
         entries = list(self.entries)
         for run in runs:
@@ -524,6 +549,7 @@ class _Simulation:
             for row in rows:
                 entries += self._entries(run, row)
             timeline.runs.append(self._summary(run, rows, timeline))
+        entries += [_push_entry(push, self.outbox) for push in pushes if push.status != "pending"]
         timeline.entries = sorted(entries, key=lambda entry: (entry.at, entry.order))
         if not runs:
             timeline.runs.append(f"no run of {self.flow.id} started: its conditions did not hold")
@@ -590,6 +616,11 @@ class _Simulation:
                 f"opens lottery #{opened.get('id')}: {opened.get('prize')}, "
                 f"{step.lottery.winners} winner(s), drawn {opened.get('draws_at')}"
             )
+        elif isinstance(step, fmt.BroadcastStep):
+            said = "queued to the group (it waits out quiet hours and counts toward the cap)"
+        elif isinstance(step, fmt.LiveStep):
+            planned = (run.variables or {}).get("live") or {}
+            said = f"plans live #{planned.get('id')}: {planned.get('title')}"
         elif isinstance(step, fmt.EmitStep):
             said = f"event {step.emit.event}"
         elif isinstance(step, fmt.StartStep):
@@ -631,3 +662,16 @@ class _Simulation:
             event = f" or {run.wait_event}" if run.wait_event else ""
             return f"{head} at {at} until {timeline.offset(run.wake_at)}{event}"
         return head
+
+
+def _push_entry(push: Any, outbox: RecordingOutbox) -> Entry:
+    """A push the queue handled: what was sent (or why not), when."""
+    at = push.sent_at or push.claimed_at or push.due_at
+    if push.status == "sent" and push.kind == "live_unpin":
+        said = "unpins the live's announcement"
+    elif push.status == "sent":
+        sent = next((s for s in outbox.sent if s.message_id == push.message_id), None)
+        said = one_line(sent.text) if sent is not None else push.kind
+    else:
+        said = f"{push.status}: {push.note or ''}"
+    return Entry(at, "push", f"{push.key} {said}", None, (2, push.id))
