@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -41,7 +41,7 @@ from bot.db import (
     writing,
 )
 from bot.delivery import Delivered
-from bot.push.queue import PushQueue, add_pushes, push_row
+from bot.push.queue import Outbox, PushQueue, add_pushes, push_row
 from bot.push.rules import before_text, parse_before, reminder_at
 from bot.registry import Registry
 from bot.texts import Texts
@@ -61,34 +61,6 @@ class LiveError(Exception):
         super().__init__(key)
         self.key = key
         self.values = values
-
-
-class Outbox(Protocol):
-    async def send_message(
-        self,
-        chat_id: int,
-        text: str,
-        *,
-        source: str,
-        reply_markup: InlineKeyboardMarkup | None = None,
-        reply_to_message_id: int | None = None,
-    ) -> Delivered: ...
-
-    async def edit_text(
-        self,
-        chat_id: int,
-        message_id: int,
-        text: str,
-        *,
-        source: str,
-        reply_markup: InlineKeyboardMarkup | None = None,
-    ) -> Delivered: ...
-
-    async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered: ...
-
-    async def unpin(
-        self, chat_id: int, message_id: int | None = None, *, source: str
-    ) -> Delivered: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,35 +132,10 @@ class Lives:
 
     # -- making, moving, cancelling -----------------------------------------------------------
 
-    async def create(
-        self,
-        chat_id: int,
-        *,
-        title: str,
-        starts_at: datetime,
-        url: str | None = None,
-        host: str = "",
-        reminders: Sequence[str] = DEFAULT_REMINDERS,
-        length: timedelta = DEFAULT_LENGTH,
-        pin: bool = True,
-        source: str,
-        created_by: int | None = None,
-    ) -> Row[Any]:
-        """Make a live and queue its announcement, reminders and unpin."""
+    async def create(self, chat_id: int, **plan: Any) -> Row[Any]:
+        """Make a live and queue its announcement, reminders and unpin (see `create_in`)."""
         async with writing(self.engine) as conn:
-            live_id = await self.create_in(
-                conn,
-                chat_id,
-                title=title,
-                starts_at=starts_at,
-                url=url,
-                host=host,
-                reminders=reminders,
-                length=length,
-                pin=pin,
-                source=source,
-                created_by=created_by,
-            )
+            live_id = await self.create_in(conn, chat_id, **plan)
         self.queue.wake()
         live = await self.get(live_id)
         assert live is not None
@@ -210,9 +157,11 @@ class Lives:
         created_by: int | None = None,
         key: str | None = None,
     ) -> int:
-        """`create` inside the caller's transaction (an SOP step's); the live's id.
+        """Make a live in the caller's transaction (an SOP step's); return its id.
 
-        With `key`, a live already made under that key is returned instead of a second one.
+        `reminders` are offsets before the start (`1d`, `1h`, `10m`, `0s`); the announcement
+        is unpinned `length` after the start. With `key`, a live already made under that key is
+        returned instead of a second one.
         """
         now = self.clock.now()
         title = title.strip()

@@ -59,7 +59,9 @@ class Sender(Protocol):
         """A group reminder is going: add its subscribers' private copies."""
 
 
-class Deliverer(Protocol):
+class Outbox(Protocol):
+    """What pushes need of the delivery service (bot.delivery.Delivery)."""
+
     async def send_message(
         self,
         chat_id: int,
@@ -67,9 +69,24 @@ class Deliverer(Protocol):
         *,
         source: str,
         reply_markup: InlineKeyboardMarkup | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> Delivered: ...
+
+    async def edit_text(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        source: str,
+        reply_markup: InlineKeyboardMarkup | None = None,
     ) -> Delivered: ...
 
     async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered: ...
+
+    async def unpin(
+        self, chat_id: int, message_id: int | None = None, *, source: str
+    ) -> Delivered: ...
 
     @property
     def closing(self) -> bool: ...
@@ -161,7 +178,7 @@ class PushQueue:
         self,
         engine: AsyncEngine,
         registry: Registry,
-        delivery: Deliverer,
+        delivery: Outbox,
         clock: Clock,
         *,
         default_zone: tzinfo,
