@@ -35,6 +35,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.sop
 	$(BIN)/python -m bench.checkin
 	$(BIN)/python -m bench.lottery
+	$(BIN)/python -m bench.broadcast
 
 emulator: $(VENV)/.installed
 	$(BIN)/tidepool emulator

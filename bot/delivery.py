@@ -242,15 +242,20 @@ class Delivery:
         disable_notification: bool = False,
         parse_mode: str | None = "HTML",
         combine: str | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> Delivered:
         """Send a text message; a reply whose original is gone is sent as a plain message.
 
         With `combine`, the text may go out in one message with other texts of the same key
-        that are queued at the same time; that message is not a reply.
+        that are queued at the same time; that message is not a reply. `before` is awaited
+        each time just before Telegram is asked (the push queue notes that a message may now
+        arrive); a text with `before` is never combined.
         """
         reply = _reply_to(reply_to_message_id)
 
         async def request(target: int) -> Message:
+            if before is not None:
+                await before()
             return await self.bot.send_message(
                 target,
                 text,
@@ -261,7 +266,7 @@ class Delivery:
             )
 
         combinable = None
-        if combine is not None:
+        if combine is not None and before is None:
             combinable = _Text(combine, text, parse_mode, disable_notification, reply_markup)
         return await self._deliver(
             "sendMessage", chat_id, source, request, paced=True, text=combinable

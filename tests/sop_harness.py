@@ -68,7 +68,10 @@ class RecordingOutbox:
         reply_markup: Any = None,
         reply_to_message_id: int | None = None,
         combine: str | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> Delivered:
+        if before is not None and chat_id not in self.refuse:
+            await before()
         return self._record("sendMessage", chat_id, text, reply_markup, reply_to_message_id)
 
     async def send_photo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -260,18 +261,55 @@ async def test_a_group_that_removed_the_bot_is_skipped_and_marked(
     assert (await statuses(engine))["c"][:2] == (PushStatus.FAILED, "Forbidden: bot was kicked")
 
 
-async def test_a_crash_mid_send_never_sends_twice(engine: AsyncEngine, groups: Registry) -> None:
+async def test_a_crash_mid_send_never_sends_twice_and_loses_only_what_was_on_the_wire(
+    engine: AsyncEngine, groups: Registry
+) -> None:
     clock = ManualClock(NOON)
-    await add(engine, NOON, text_push("a", GROUP, NOON), text_push("b", GROUP, NOON))
-    async with writing(engine) as conn:  # the crash left "a" claimed
-        await conn.execute(
-            update(PUSHES).where(PUSHES.c.key == "a").values(status=PushStatus.SENDING.value)
-        )
+    rows = [text_push(key, GROUP, NOON) for key in ("asked", "waiting", "due")]
+    await add(engine, NOON, *rows)
+    async with writing(engine) as conn:  # the crash: Telegram was asked for one, not the other
+        for key, status in (("asked", PushStatus.SENDING), ("waiting", PushStatus.QUEUED)):
+            await conn.execute(
+                update(PUSHES).where(PUSHES.c.key == key).values(status=status.value)
+            )
     queue, outbox, _ = make_queue(engine, groups, clock)
     assert await queue.recover() == 1
     await run(queue)
-    assert outbox.texts(GROUP) == ["hello b"]
-    assert (await statuses(engine))["a"][:2] == (PushStatus.FAILED, INTERRUPTED)
+    assert sorted(outbox.texts(GROUP)) == ["hello due", "hello waiting"]
+    found = await statuses(engine)
+    assert found["asked"][:2] == (PushStatus.FAILED, INTERRUPTED)
+    assert found["waiting"][0] == found["due"][0] == PushStatus.SENT
+
+
+@dataclass
+class Marks(RecordingOutbox):
+    """Notes the push's status before and after `before`, as Telegram is asked."""
+
+    db: AsyncEngine | None = None
+    seen: list[str] = field(default_factory=list)
+
+    async def status(self) -> str:
+        assert self.db is not None
+        async with self.db.connect() as conn:
+            return str((await conn.execute(select(PUSHES.c.status))).scalar())
+
+    async def send_message(self, chat_id: int, text: str, **options: Any) -> Delivered:
+        self.seen.append(await self.status())
+        await options["before"]()
+        self.seen.append(await self.status())
+        return await super().send_message(chat_id, text, source="test")
+
+
+async def test_a_push_is_sending_only_once_telegram_is_asked(
+    engine: AsyncEngine, groups: Registry
+) -> None:
+    clock = ManualClock(NOON)
+    await add(engine, NOON, text_push("a", GROUP, NOON))
+    outbox = Marks(clock, db=engine)
+    queue = PushQueue(engine, groups, outbox, clock, default_zone=SHANGHAI)
+    await run(queue)
+    assert outbox.seen == [PushStatus.QUEUED, PushStatus.SENDING]
+    assert (await statuses(engine))["a"][0] == PushStatus.SENT
 
 
 class Stopping(RecordingOutbox):

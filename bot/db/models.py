@@ -518,7 +518,8 @@ class PushStatus(StrEnum):
     """Where a queued push (a broadcast's message, a live's announcement or reminder) is."""
 
     PENDING = "pending"  # waiting for `due_at` (maybe moved on by quiet hours or the cap)
-    SENDING = "sending"  # handed to the delivery service; after a crash: may have arrived
+    QUEUED = "queued"  # handed to the delivery service, which has not tried it yet
+    SENDING = "sending"  # Telegram was asked; after a crash it may have arrived
     SENT = "sent"
     FAILED = "failed"
     DROPPED = "dropped"  # not sent on purpose: over the daily cap, or too late

@@ -231,7 +231,8 @@ class Progress:
 
     @property
     def pending(self) -> int:
-        return self.counts[PushStatus.PENDING] + self.counts[PushStatus.SENDING]
+        waiting = (PushStatus.PENDING, PushStatus.QUEUED, PushStatus.SENDING)
+        return sum(self.counts[status] for status in waiting)
 
     @property
     def done(self) -> bool:

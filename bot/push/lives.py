@@ -41,7 +41,7 @@ from bot.db import (
     writing,
 )
 from bot.delivery import Delivered
-from bot.push.queue import Outbox, PushQueue, add_pushes, push_row
+from bot.push.queue import Before, Outbox, PushQueue, add_pushes, push_row
 from bot.push.rules import before_text, parse_before, reminder_at
 from bot.registry import Registry
 from bot.texts import Texts
@@ -478,8 +478,9 @@ class Lives:
 
     # -- the push queue's side ----------------------------------------------------------------
 
-    async def send(self, push: Row[Any]) -> Delivered | None:
-        """Send a live's push as the live is now; None when the live was cancelled."""
+    async def send(self, push: Row[Any], before: Before) -> Delivered | None:
+        """Send a live's push as the live is now (awaiting `before` just before Telegram is
+        asked for a message); None when the live was cancelled."""
         live = await self.get(push.live_id)
         if live is None:
             return None
@@ -498,6 +499,7 @@ class Lives:
                 self.announcement(live),
                 source=source,
                 reply_markup=self.buttons(live, language),
+                before=before,
             )
             if delivered.ok and delivered.message_id is not None:
                 async with writing(self.engine) as conn:
@@ -524,6 +526,7 @@ class Lives:
                 source=source,
                 reply_markup=self.buttons(live, language),
                 reply_to_message_id=live.message_id,
+                before=before,
             )
         return await self.outbox.send_message(
             push.chat_id,
@@ -537,6 +540,7 @@ class Lives:
             ),
             source=source,
             reply_markup=self.link_button(live, language),
+            before=before,
         )
 
     def _title(self, chat_id: int) -> str:

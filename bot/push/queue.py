@@ -12,11 +12,12 @@ on the bot's clock takes what is due, in order, and for each push decides in one
 - else claimed: status `sending`, then handed to the delivery service, which paces everything
   the bot sends to Telegram's limits (about 28/s overall, 20/min per group) and waits out 429s.
 
-A claimed push is never claimed again: after a crash it stays `sending` and is marked failed at
-the next start ("may have arrived"), so nothing is sent twice. A clean stop puts back what the
-delivery service never tried, so nothing is lost either. At most `IN_FLIGHT` pushes are claimed
-at a time (`PER_CHAT` per chat), so a crash leaves few in doubt and one group's backlog does not
-hold up the others.
+A claimed push is `queued` in the delivery service, which paces it; just before Telegram is
+asked, it becomes `sending`. After a crash, `queued` pushes were never tried and go back to
+pending; `sending` ones may have arrived and are marked failed ("interrupted"), never sent
+again. So nothing is sent twice, and only the few messages on the wire at the moment of a
+crash are in doubt. A clean stop finishes or puts back everything. At most `IN_FLIGHT` pushes
+are claimed at a time (`PER_CHAT` per chat), so one group's backlog does not hold up others.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from bot.push.rules import QuietHours, day_start, next_day
 from bot.registry import Registry
 from bot.sop.facts import chunks
 
-IN_FLIGHT = 40  # pushes claimed and not answered yet: above 28/s times Telegram's latency
+IN_FLIGHT = 40  # pushes claimed and not answered yet: keeps the delivery service busy
 PER_CHAT = 2  # of those, in one chat (a group sends 20 a minute at most anyway)
 CANDIDATES = 500  # due pushes read per look
 POLL = 1.0  # seconds between looks when nothing is due sooner (`tidepool broadcast` adds rows)
@@ -52,8 +53,9 @@ BLOCKED = "has not started the bot or has blocked it"
 class Sender(Protocol):
     """What the queue needs for live pushes (bot.push.lives.Lives)."""
 
-    async def send(self, push: Row[Any]) -> Delivered | None:
-        """Send a live push; None when there is nothing to send any more (cancelled)."""
+    async def send(self, push: Row[Any], before: Before) -> Delivered | None:
+        """Send a live push, awaiting `before` just before asking Telegram for its message;
+        None when there is nothing to send any more (cancelled)."""
 
     async def fan_out(self, conn: AsyncConnection, push: Row[Any], now: datetime) -> None:
         """A group reminder is going: add its subscribers' private copies."""
@@ -70,6 +72,7 @@ class Outbox(Protocol):
         source: str,
         reply_markup: InlineKeyboardMarkup | None = None,
         reply_to_message_id: int | None = None,
+        before: Before | None = None,
     ) -> Delivered: ...
 
     async def edit_text(
@@ -93,6 +96,7 @@ class Outbox(Protocol):
 
 
 Notify = Callable[..., Awaitable[None]]
+Before = Callable[[], Awaitable[None]]
 
 
 def push_row(
@@ -226,13 +230,19 @@ class PushQueue:
     # -- life cycle ---------------------------------------------------------------------------
 
     async def recover(self) -> int:
-        """At start: pushes a crash left `sending` may have arrived; mark them, never resend."""
+        """At start: pushes a crash left `sending` may have arrived, so they are marked and
+        never sent again; those still `queued` were never tried and go back to pending.
+        Return how many were in doubt."""
         async with writing(self.engine) as conn:
+            await conn.execute(
+                update(PUSHES)
+                .where(PUSHES.c.status == PushStatus.QUEUED.value)
+                .values(status=PushStatus.PENDING.value, claimed_at=None)
+            )
             result = await conn.execute(
                 update(PUSHES)
                 .where(PUSHES.c.status == PushStatus.SENDING.value)
                 .values(status=PushStatus.FAILED.value, note=INTERRUPTED, sent_at=None)
-                .execution_options(synchronize_session=False)
             )
         count = max(result.rowcount or 0, 0)
         if count:
@@ -373,7 +383,7 @@ class PushQueue:
                     update(PUSHES)
                     .where(PUSHES.c.id == bindparam("push_id"))
                     .values(
-                        status=PushStatus.SENDING.value,
+                        status=PushStatus.QUEUED.value,
                         claimed_at=now,
                         attempts=PUSHES.c.attempts + 1,
                     ),
@@ -420,7 +430,9 @@ class PushQueue:
                     PUSHES.c.group_id.in_(part),
                     PUSHES.c.counts.is_(True),
                     PUSHES.c.claimed_at >= since,
-                    PUSHES.c.status.in_((PushStatus.SENDING.value, PushStatus.SENT.value)),
+                    PUSHES.c.status.in_(
+                        (PushStatus.QUEUED.value, PushStatus.SENDING.value, PushStatus.SENT.value)
+                    ),
                 )
             )
             starts = {group: day_start(now, self.rules(group).zone) for group in part}
@@ -450,13 +462,21 @@ class PushQueue:
             self._wake.set()
 
     async def _deliver(self, push: Row[Any]) -> Delivered | None:
+        async def before() -> None:  # Telegram is about to be asked: it may arrive from now on
+            async with writing(self.engine) as conn:
+                await conn.execute(
+                    update(PUSHES)
+                    .where(PUSHES.c.id == push.id)
+                    .values(status=PushStatus.SENDING.value)
+                )
+
         if push.kind != PushKind.TEXT.value:
             if self.lives is None:
                 return Delivered(False, None, push.chat_id, "lives are not available here")
-            return await self.lives.send(push)
+            return await self.lives.send(push, before)
         markup = InlineKeyboardMarkup.model_validate(push.markup) if push.markup else None
         delivered = await self.delivery.send_message(
-            push.chat_id, push.text or "", source=push.source, reply_markup=markup
+            push.chat_id, push.text or "", source=push.source, reply_markup=markup, before=before
         )
         if delivered.ok and push.pin and delivered.message_id is not None:
             await self.delivery.pin(delivered.chat_id, delivered.message_id, source=push.source)

@@ -89,6 +89,8 @@ class RecordingOutbox:
         return Delivered(True, sent.message_id, chat_id, None, 1)
 
     async def send_message(self, chat_id: int, text: str, **options: Any) -> Delivered:
+        if options.get("before") is not None:
+            await options["before"]()
         return self._record("sendMessage", chat_id, text, options)
 
     async def send_photo(self, chat_id: int, photo: str | FSInputFile, **options: Any) -> Delivered:
