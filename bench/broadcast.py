@@ -111,7 +111,8 @@ class Pushes:
 
     @property
     def open(self) -> int:
-        return self.by_status[PushStatus.PENDING.value] + self.by_status[PushStatus.SENDING.value]
+        waiting = (PushStatus.PENDING, PushStatus.QUEUED, PushStatus.SENDING)
+        return sum(self.by_status[status.value] for status in waiting)
 
     def line(self) -> str:
         counts = ", ".join(f"{status} {n}" for status, n in sorted(self.by_status.items()))

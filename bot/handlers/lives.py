@@ -1,6 +1,7 @@
 """Live-stream commands, the Remind me and Watch buttons, and /start in private.
 
-/live 2026-12-01 20:00 Title [URL]      announce a live at that time in the group's zone (admins)
+/live 2026-12-01 20:00 Title [URL] [remind=1d,1h,start]
+                                        announce a live at that time in the group's zone (admins)
 /lives                                  the group's upcoming lives (anyone)
 /live_move 3 2026-12-02 20:00           move it (or just HH:MM, the same day); reminders follow
 /live_cancel 3                          cancel it: nothing more is sent, the post is unpinned
@@ -24,7 +25,7 @@ from bot.admins import Admins
 from bot.delivery import Delivery
 from bot.handlers.filters import GROUP_TYPES
 from bot.handlers.sops import Say
-from bot.push.lives import REMIND, WATCH, LiveError, Lives, reminder_times
+from bot.push.lives import DEFAULT_REMINDERS, REMIND, WATCH, LiveError, Lives, reminder_times
 from bot.push.rules import parse_before
 
 COMMANDS = ("live", "lives", "live_move", "live_cancel")
@@ -84,12 +85,19 @@ async def live_command(
 async def create(message: Message, args: list[str], lives: Lives, say: Say, by: int | None) -> None:
     chat_id = message.chat.id
     zone = lives.zone(chat_id)
+    options = [arg for arg in args if arg.startswith("remind=")]
+    args = [arg for arg in args if arg not in options]
     url = args.pop() if len(args) > 3 and args[-1].startswith(("https://", "http://")) else None
+    reminders = [
+        before for option in options for before in option.removeprefix("remind=").split(",")
+    ]
     try:
         starts_at = read_moment(args[0], args[1], zone) if len(args) >= 3 else None
+        for before in reminders:
+            parse_before(before)
     except ValueError:
         starts_at = None
-    if starts_at is None:
+    if starts_at is None or len(reminders) > 8:
         await say(message, ("live.usage", {}))
         return
     live = await lives.create(
@@ -97,6 +105,7 @@ async def create(message: Message, args: list[str], lives: Lives, say: Say, by: 
         title=" ".join(args[2:]),
         starts_at=starts_at,
         url=url,
+        reminders=reminders or DEFAULT_REMINDERS,
         source=f"command:{by}" if by else "command",
         created_by=by,
     )

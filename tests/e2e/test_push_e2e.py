@@ -43,6 +43,8 @@ async def test_live_reminders_arrive_once_each_in_the_group_and_privately(
     first = (now + timedelta(days=2)).replace(hour=20, minute=0, second=0, microsecond=0)
     await ctl.send_message(group, owner, f"/live {first:%Y-%m-%d} 25:00 Broken")
     await wait_until(lambda: _has(ctl, group, "Usage: /live", 1), what="the usage")
+    await ctl.send_message(group, owner, f"/live {first:%Y-%m-%d %H:%M} Broken remind=soon")
+    await wait_until(lambda: _has(ctl, group, "Usage: /live", 2), what="the usage again")
     await ctl.send_message(group, ann, f"/live {first:%Y-%m-%d %H:%M} Mine")
     await wait_until(lambda: _has(ctl, group, "Only the group's admins", 1), what="a refusal")
     await ctl.send_message(
