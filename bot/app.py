@@ -33,7 +33,17 @@ from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.db import GroupStatus, create_engine, upgrade, utcnow
 from bot.deletions import Deletions
 from bot.delivery import Delivery
-from bot.handlers import boards, broadcasts, lives, lottery, membership, points, rewards, sops
+from bot.handlers import (
+    boards,
+    broadcasts,
+    lives,
+    lottery,
+    membership,
+    points,
+    rewards,
+    sops,
+    stats,
+)
 from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.lottery.service import Lotteries
 from bot.polling import Poller, TokenRejected, chat_of
@@ -47,6 +57,8 @@ from bot.sop.admin import SopAdmin
 from bot.sop.calendar import Calendar
 from bot.sop.engine import Engine
 from bot.sop.library import Library, LoadReport
+from bot.stats.rollup import Rollup
+from bot.stats.service import Analytics
 from bot.texts import Texts
 
 ALWAYS_ALLOWED = ["message", "callback_query", "chat_member", "my_chat_member"]
@@ -98,6 +110,7 @@ class Operations:
     lotteries: Lotteries | None = None  # None: no lottery commands
     lives: Lives | None = None  # None: no live or broadcast commands
     broadcasting: broadcasts.Broadcasting | None = None
+    analytics: Analytics | None = None  # None: no /stats, /tiers, /forgetme
 
     def workflow_data(self) -> dict[str, Any]:
         return {
@@ -108,6 +121,7 @@ class Operations:
             "delivery": self.say.delivery,
             **({"lives": self.lives} if self.lives is not None else {}),
             **({"broadcasting": self.broadcasting} if self.broadcasting is not None else {}),
+            **({"analytics": self.analytics} if self.analytics is not None else {}),
             **({"rewards": self.rewards} if self.rewards is not None else {}),
             **({"lotteries": self.lotteries} if self.lotteries is not None else {}),
         }
@@ -140,6 +154,8 @@ def create_dispatcher(
         if operations.lives is not None and operations.broadcasting is not None:
             lives.register(dispatcher)
             broadcasts.register(dispatcher)
+        if operations.analytics is not None:
+            stats.register(dispatcher)
         sops.register(dispatcher)
         points.register(dispatcher)
         boards.register(dispatcher)
@@ -200,6 +216,8 @@ async def run(settings: Settings) -> None:
     calendar: Calendar | None = None
     lotteries: Lotteries | None = None
     pushes: PushQueue | None = None
+    rollup: Rollup | None = None
+    analytics: Analytics | None = None
     review: asyncio.Task[None] | None = None
     try:
         me = await _connect(bot, stop)
@@ -260,17 +278,34 @@ async def run(settings: Settings) -> None:
         pushes.lives = live_sessions
         engine.lives = live_sessions
         await pushes.recover()
+        rollup = Rollup(
+            services.engine, lambda chat_id: services.registry.zone(chat_id, settings.tz)
+        )
+        admins = Admins(bot, settings.owner_ids)
+        analytics = Analytics(
+            services.engine,
+            services.registry,
+            rollup,
+            clock,
+            default_zone=settings.tz,
+            tiers_path=settings.sops_dir / "tiers.yaml",
+            health_drop=settings.health_drop,
+            silent_days=settings.health_silent_days,
+            emit=_tier_changed(engine),
+            alert=_health_alert(delivery, services.texts, services.registry, admins, notify),
+        )
         await _report_broken(await engine.open(), notify)
         say = sops.Say(delivery, services.texts, services.registry)
         operations = Operations(
             engine,
-            Admins(bot, settings.owner_ids),
+            admins,
             say,
             me.username or "",
             Rewards(services.engine, settings.content_dir / "rewards.yaml", timezone=settings.tz),
             lotteries,
             live_sessions,
             broadcasts.Broadcasting(pushes, say, clock),
+            analytics,
         )
         dispatcher = create_dispatcher(services, rights, operations)
         _on_reload(engine, notify)
@@ -280,6 +315,8 @@ async def run(settings: Settings) -> None:
         deletions.start()
         lotteries.start()
         pushes.start()
+        rollup.start()
+        analytics.start()
         calendar = Calendar(engine, settings.database_url)
         calendar.start()
         services.registry.on_groups_changed = calendar.replan
@@ -308,6 +345,10 @@ async def run(settings: Settings) -> None:
             await calendar.close()
         if lotteries is not None:
             await lotteries.close()
+        if analytics is not None:
+            await analytics.close()
+        if rollup is not None:
+            await rollup.close()
         if pushes is not None:
             await pushes.halt()
         if engine is not None:
@@ -393,6 +434,34 @@ def _member_status(bot: Bot) -> Any:
         return str(getattr(member.status, "value", member.status))  # an enum in aiogram
 
     return status
+
+
+def _tier_changed(engine: Engine) -> Any:
+    """A member's new tier, passed to the SOP engine as the event `tier.changed`."""
+
+    async def changed(chat_id: int, user_id: int, data: dict[str, Any]) -> None:
+        await engine.emit("tier.changed", chat_id, user_id, data)
+
+    return changed
+
+
+def _health_alert(
+    delivery: Delivery, texts: Texts, registry: Registry, admins: Admins, notify: Any
+) -> Any:
+    """A health alert: privately to each admin of the group (who started the bot) and owner."""
+
+    async def alert(chat_id: int, kind: str, details: dict[str, Any]) -> None:
+        known = registry.groups.get(chat_id)
+        title = known.title if known is not None and known.title else str(chat_id)
+        language = known.language if known is not None else None
+        values = {"title": title, **details}
+        text = texts(f"stats.alert_{kind}", language, **values)
+        people = set(await admins.people_of(chat_id)) - set(admins.owner_ids)
+        for person in sorted(people):
+            await delivery.send_message(person, text, source="health")
+        await notify(f"stats.alert_{kind}", **values)
+
+    return alert
 
 
 def _lottery_won(engine: Engine) -> Any:

@@ -125,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     broadcast.add_argument("--pin", action="store_true", help="pin the message in each group")
 
+    stats = commands.add_parser("stats", help="a group's metrics over the last days")
+    stats.add_argument("--group", type=int, required=True, metavar="ID", help="the group's id")
+    stats.add_argument("--days", type=int, default=30, metavar="N", help="the window (default 30)")
+    stats.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    report = commands.add_parser("report", help="a group's chart as a PNG file")
+    report.add_argument("--group", type=int, required=True, metavar="ID", help="the group's id")
+    report.add_argument("--days", type=int, default=30, metavar="N", help="the window (default 30)")
+    report.add_argument("--out", type=Path, required=True, metavar="FILE.png")
+
     emulator = commands.add_parser("emulator", help="run the Telegram Bot API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8081)
@@ -218,9 +227,24 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _check(args: argparse.Namespace, settings: Settings) -> int:
     status = _report_sop_problems(args.path or settings.sops_dir, settings.content_dir)
-    if args.path is None:  # the whole set-up: the rewards catalogue too
+    if args.path is None:  # the whole set-up: the rewards catalogue and member tiers too
         status = max(status, _report_catalogue_problems(settings.content_dir / "rewards.yaml"))
+        status = max(status, _report_tier_problems(settings.sops_dir / "tiers.yaml"))
     return status
+
+
+def _report_tier_problems(path: Path) -> int:
+    from bot.stats.tiers import TierFileError, load_rules
+
+    if not path.is_file():
+        return 0
+    try:
+        rules = load_rules(path)
+    except TierFileError as exc:
+        sys.stdout.write(f"{exc}\n")
+        return 1
+    sys.stderr.write(f"{path}: {_plural(len(rules.tiers), 'tier rule')} OK\n")
+    return 0
 
 
 def _report_catalogue_problems(path: Path) -> int:
@@ -407,6 +431,103 @@ async def _broadcast(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _stats(args: argparse.Namespace, settings: Settings) -> int:
+    import csv
+    import json
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import select
+
+    from bot.clock import Clock, ShiftedClock, SystemClock
+    from bot.db import GROUPS, create_engine, upgrade
+    from bot.stats.metrics import group_metrics, window
+    from bot.stats.rollup import Rollup
+
+    if not 1 <= args.days <= 366:
+        raise Failure("--days must be from 1 to 366", 2)
+    clock: Clock = ShiftedClock(settings.clock_file) if settings.clock_file else SystemClock()
+    engine = _engine(create_engine, settings)
+    try:
+        await _with_database_errors(upgrade(engine))
+        async with engine.connect() as conn:
+            group = (
+                await conn.execute(
+                    select(GROUPS.c.title, GROUPS.c.timezone).where(GROUPS.c.id == args.group)
+                )
+            ).first()
+        if group is None:
+            raise Failure(f"there is no group {args.group} in the database", 1)
+        zone = ZoneInfo(group.timezone) if group.timezone else settings.tz
+        await Rollup(engine, lambda _chat: zone).catch_up()
+        first, last = window(clock.now().astimezone(zone).date(), args.days)
+        metrics = await group_metrics(engine, args.group, first, last, zone)
+    finally:
+        await engine.dispose()
+    if args.command == "report":
+        from bot.stats.chart import render
+
+        args.out.write_bytes(render(metrics, title=group.title, language=settings.language))
+        sys.stderr.write(f"wrote {args.out} ({first} to {last})\n")
+        return 0
+    figures = metrics.as_dict()
+    if args.format == "json":
+        figures["days"] = [
+            {
+                "day": d.day.isoformat(),
+                "messages": d.messages,
+                "active": d.active,
+                "joins": d.joins,
+                "leaves": d.leaves,
+            }
+            for d in metrics.days
+        ]
+        figures["heatmap"] = metrics.heatmap
+        figures["steps"] = [
+            {
+                "sop": r.sop,
+                "step": r.step,
+                "variant": r.variant,
+                "sent": r.sent,
+                "answered": r.answered,
+            }
+            for r in metrics.steps
+        ]
+        figures["comparisons"] = [
+            {
+                "sop": c.sop,
+                "step": c.step,
+                "better": c.better.variant,
+                "worse": c.worse.variant,
+                "p_value": c.p_value,
+                "significant": c.significant,
+            }
+            for c in metrics.comparisons
+        ]
+        sys.stdout.write(json.dumps(figures, ensure_ascii=False, indent=2) + "\n")
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["metric", "value"])
+        writer.writerows(figures.items())
+    else:
+        width = max(len(name) for name in figures)
+        lines = [
+            f"{name.ljust(width)}  {'' if value is None else value}"
+            for name, value in figures.items()
+        ]
+        lines += [
+            f"{'step ' + r.sop + ' · ' + r.step + ' · ' + str(r.variant)}: {r.answered}/{r.sent}"
+            for r in metrics.steps
+        ]
+        lines += [
+            f"compare {c.sop} · {c.step}: {c.better.variant} over {c.worse.variant}, "
+            + ("too few to test" if c.p_value is None else f"p = {c.p_value:.4f}")
+            + (" (significant)" if c.significant else "")
+            for c in metrics.comparisons
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
     "run": _run,
     "db": _db,
@@ -415,5 +536,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any,
     "simulate": _simulate,
     "lottery": _lottery,
     "broadcast": _broadcast,
+    "stats": _stats,
+    "report": _stats,
     "emulator": _emulator,
 }

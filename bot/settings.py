@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # and stop at its daily cap; /group changes both for one group.
     quiet_hours: str = "22:00-08:00"
     daily_cap: int = Field(default=6, ge=0, le=1000)
+    # Group health alerts: a fall of this share of the score week over week, or this many days
+    # without a message, tells the group's admins and the owners (once per week or silence).
+    health_drop: float = Field(default=0.3, gt=0, lt=1)
+    health_silent_days: int = Field(default=3, ge=1, le=365)
     # For end-to-end tests: a file holding seconds to add to the bot's clock.
     clock_file: Path | None = None
 

@@ -167,6 +167,7 @@ def test_shipped_sops_pass() -> None:
         "daily_checkin",
         "daily_tip",
         "live_reminders",
+        "reengage_dormant",
         "silent_reactivation",
         "streak_milestone",
         "weekly_leaderboard",

@@ -17,6 +17,7 @@ from bot.handlers.filters import GROUP_TYPES
 from bot.handlers.sops import Say
 from bot.sop.admin import Key
 from bot.sop.engine import Engine
+from bot.stats.metrics import member_activity, window
 
 PERIOD_WORDS: dict[str, Period] = {
     "": "week",
@@ -58,9 +59,12 @@ async def show_me(message: Message, engine: Engine, say: Say) -> None:
     chat_id, user = message.chat.id, message.from_user
     rules = engine.checkin_rules(chat_id)
     zone = engine.group_facts(chat_id).timezone
+    now = engine.clock.now()
     mine = await engine.boards.standing(
-        chat_id, user.id, engine.clock.now(), zone, rules.start_hour, rules.freezes
+        chat_id, user.id, now, zone, rules.start_hour, rules.freezes
     )
+    first, last = window(now.astimezone(zone).date(), 30)
+    recent = await member_activity(engine.db, chat_id, user.id, first, last)
     details = {
         "name": user.full_name,
         "balance": mine.balance,
@@ -70,6 +74,8 @@ async def show_me(message: Message, engine: Engine, say: Say) -> None:
         "week_rank": mine.week_rank,
         "points_rank": mine.points_rank,
         "tier": Key(f"boards.tiers.{mine.tier}") if mine.tier else None,
+        "messages_30d": recent.messages,
+        "active_days_30d": recent.active_days,
     }
     await say(message, ("boards.me", details))
 

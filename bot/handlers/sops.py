@@ -38,6 +38,11 @@ class Say:
             message.chat.id, text, source="command", reply_to_message_id=message.message_id
         )
 
+    def language(self, chat_id: int) -> str | None:
+        """The group's language (None: the default)."""
+        known = self.registry.groups.get(chat_id)
+        return known.language if known is not None else None
+
     def answer(self, chat_id: int, key: str) -> str:
         known = self.registry.groups.get(chat_id)
         return self.texts(key, known.language if known is not None else None)

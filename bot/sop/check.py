@@ -40,6 +40,7 @@ from bot.sop.schedules import cron_trigger
 from bot.sop.templates import LANGUAGES, SAMPLE_CONTEXT, compile_expression, load_catalogues, render
 
 KeyPath = tuple[str | int, ...]
+TIERS_FILE = "tiers.yaml"  # in SOPS_DIR, but not an SOP (bot.stats.tiers)
 
 # Lists whose items are unions: pydantic puts the chosen member's tag after the item's index.
 _UNION_LISTS = frozenset({"triggers", "conditions", "steps", "then", "else"})
@@ -103,13 +104,17 @@ class _Document:
 
 
 def sop_files(path: Path) -> list[Path]:
-    """The SOP files a path stands for: the file itself, or a folder's *.yaml/*.yml not named _*."""
+    """The SOP files a path stands for: the file itself, or a folder's *.yaml/*.yml not named _*
+    (nor `tiers.yaml`, the member tier rules that live beside the SOPs)."""
     if not path.is_dir():
         return [path]
     return sorted(
         child
         for child in path.iterdir()
-        if child.suffix in (".yaml", ".yml") and not child.name.startswith("_") and child.is_file()
+        if child.suffix in (".yaml", ".yml")
+        and not child.name.startswith("_")
+        and child.name != TIERS_FILE
+        and child.is_file()
     )
 
 

@@ -1,0 +1,186 @@
+"""The daily analytics of each group: tiers, the health score, and alerts, on its own calendar.
+
+Once a day per group, after `DAILY_HOUR` in the group's time zone, for the day before (the last
+full day): bring the rollups up to date, compute the members' tiers (each change emits
+`tier.changed`), score the group's health and raise an alert when it fell by the configured
+share or the group went silent. `group_checks` remembers the last day done, so a restart neither
+repeats nor skips a day's work; an alert is stored under its period (the week, or the silent
+spell) and raised once; a fall is reported at most once a week.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.clock import Clock
+from bot.db import GROUP_CHECKS, HEALTH_ALERTS, GroupStatus, insert_for, writing
+from bot.registry import Registry
+from bot.stats import health as scoring
+from bot.stats import tiers
+from bot.stats.rollup import Rollup
+
+DAILY_HOUR = 5  # the daily work starts at 05:00 in each group's time
+LOOK_EVERY = 60.0  # seconds between looks for groups whose day has come
+
+Emit = Callable[[int, int, dict[str, Any]], Awaitable[None]]  # tier.changed for a member
+Alert = Callable[[int, str, dict[str, Any]], Awaitable[None]]  # (group, kind, details)
+
+
+class Analytics:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        registry: Registry,
+        rollup: Rollup,
+        clock: Clock,
+        *,
+        default_zone: tzinfo,
+        tiers_path: Path,
+        health_drop: float = 0.3,
+        silent_days: int = 3,
+        emit: Emit | None = None,
+        alert: Alert | None = None,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.rollup = rollup
+        self.clock = clock
+        self.default_zone = default_zone
+        self.tiers_path = tiers_path
+        self.health_drop = health_drop
+        self.silent_days = silent_days
+        self.emit = emit
+        self.alert = alert
+        self._task: asyncio.Task[None] | None = None
+
+    def zone(self, chat_id: int) -> tzinfo:
+        return self.registry.zone(chat_id, self.default_zone)
+
+    def today(self, chat_id: int) -> date:
+        return self.clock.now().astimezone(self.zone(chat_id)).date()
+
+    # -- running ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="analytics")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except Exception:
+                logger.exception("the daily analytics failed; trying again in a minute")
+            await asyncio.sleep(min(LOOK_EVERY, self.clock.max_sleep * 25))
+
+    async def run_due(self) -> int:
+        """Do the daily work of every active group whose day has come; return how many."""
+        done = await self._done()
+        due = []
+        for chat_id, known in self.registry.groups.items():
+            if known.status is not GroupStatus.ACTIVE or chat_id >= 0:
+                continue
+            local = self.clock.now().astimezone(self.zone(chat_id))
+            yesterday = local.date() - timedelta(days=1)
+            if local.hour >= DAILY_HOUR and done.get(chat_id, date.min) < yesterday:
+                due.append((chat_id, yesterday))
+        if due:
+            await self.rollup.catch_up()
+        for chat_id, day in due:
+            try:
+                await self.daily(chat_id, day)
+            except Exception:
+                logger.bind(chat_id=chat_id).exception("the daily analytics of the group failed")
+        return len(due)
+
+    async def _done(self) -> dict[int, date]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(GROUP_CHECKS.c.chat_id, GROUP_CHECKS.c.day))
+            return {chat_id: day for chat_id, day in rows}
+
+    # -- one group's day ----------------------------------------------------------------------
+
+    async def daily(self, chat_id: int, day: date) -> None:
+        """Tiers, health and alerts of the group as of the end of `day`."""
+        changes = await self.refresh_tiers(chat_id, day)
+        zone = self.zone(chat_id)
+        now = await scoring.health(self.engine, chat_id, day, zone)
+        before = await scoring.health(self.engine, chat_id, day - timedelta(days=7), zone)
+        if scoring.dropped(now, before, self.health_drop) and not await self._recent_drop(chat_id):
+            details = {"score": now.score, "before": before.score, "parts": now.parts}
+            await self._raise(chat_id, "drop", day.isoformat(), details)
+        silent = await scoring.silent_since(self.engine, chat_id, day, self.silent_days)
+        if silent is not None:
+            details = {"since": silent.isoformat(), "days": (day - silent).days + 1}
+            await self._raise(chat_id, "silent", silent.isoformat(), details)
+        stmt = insert_for(self.engine, GROUP_CHECKS).values(
+            chat_id=chat_id, day=day, health=now.score
+        )
+        async with writing(self.engine) as conn:
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["chat_id"], set_={"day": day, "health": now.score}
+                )
+            )
+        logger.bind(chat_id=chat_id).info(
+            "daily analytics for {}: health {}, {} tier changes", day, now.score, len(changes)
+        )
+
+    async def refresh_tiers(self, chat_id: int, day: date | None = None) -> list[tiers.Change]:
+        """Compute the group's tiers (as of the end of `day`, default today) and emit each
+        change as `tier.changed`; a broken tiers file changes nothing and is logged."""
+        try:
+            rules = tiers.load_rules(self.tiers_path)
+        except tiers.TierFileError as exc:
+            logger.error("tiers not computed: {}", exc)
+            return []
+        when = day or self.today(chat_id)
+        now = self.clock.now()
+        changes = await tiers.compute(self.engine, chat_id, when, self.zone(chat_id), rules, now)
+        if self.emit is not None:
+            for change in changes:
+                await self.emit(chat_id, change.user_id, {"from": change.old, "to": change.new})
+        return changes
+
+    async def _recent_drop(self, chat_id: int) -> bool:
+        """A fall was reported in the last week: a fall that goes on is not reported daily."""
+        since = self.clock.now() - timedelta(days=7)
+        async with self.engine.connect() as conn:
+            found = await conn.execute(
+                select(HEALTH_ALERTS.c.period).where(
+                    HEALTH_ALERTS.c.chat_id == chat_id,
+                    HEALTH_ALERTS.c.kind == "drop",
+                    HEALTH_ALERTS.c.at > since,
+                )
+            )
+            return found.first() is not None
+
+    async def _raise(self, chat_id: int, kind: str, period: str, details: dict[str, Any]) -> None:
+        """Store the alert; tell the admins and owners if it is new for its period."""
+        stmt = insert_for(self.engine, HEALTH_ALERTS).values(
+            chat_id=chat_id, kind=kind, period=period, at=self.clock.now(), detail=details
+        )
+        async with writing(self.engine) as conn:
+            result = await conn.execute(stmt.on_conflict_do_nothing())
+        if result.rowcount and self.alert is not None:
+            await self.alert(chat_id, kind, details)
+
+
+def last_full_day(now: datetime, zone: tzinfo) -> date:
+    return now.astimezone(zone).date() - timedelta(days=1)

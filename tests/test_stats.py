@@ -1,0 +1,263 @@
+"""Rollups and metrics on small hand-built event sets with known answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.db import (
+    CHECKINS,
+    EVENTS,
+    GROUP_DAYS,
+    LOTTERIES,
+    LOTTERY_ENTRIES,
+    MEMBER_DAYS,
+    MEMBERS,
+    SOP_SENDS,
+    EventType,
+    writing,
+)
+from bot.stats.metrics import StepResponse, compare, group_metrics, two_proportion_p
+from bot.stats.rollup import Rollup
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+GROUP, OTHER = -1001, -1002
+
+
+def local(day: int, hour: int = 12, minute: int = 0) -> datetime:
+    """2026-11-<day> at hour:minute in Shanghai."""
+    return datetime(2026, 11, day, hour, minute, tzinfo=SHANGHAI)
+
+
+def event(
+    at: datetime, kind: EventType, user: int | None = 1, chat: int = GROUP, **data: Any
+) -> dict[str, Any]:
+    return {
+        "chat_id": chat,
+        "user_id": user,
+        "at": at,
+        "type": kind.value,
+        "data": data or None,
+        "is_reply": False,
+        "is_forward": False,
+    }
+
+
+async def add_events(engine: AsyncEngine, *rows: dict[str, Any]) -> None:
+    async with writing(engine) as conn:
+        await conn.execute(insert(EVENTS), list(rows))
+
+
+async def add_member(
+    engine: AsyncEngine,
+    user: int,
+    joined: datetime | None,
+    *,
+    left: datetime | None = None,
+    status: str = "member",
+    chat: int = GROUP,
+) -> None:
+    async with writing(engine) as conn:
+        await conn.execute(
+            insert(MEMBERS).values(
+                chat_id=chat,
+                user_id=user,
+                first_name=f"U{user}",
+                status=status,
+                joined_at=joined,
+                left_at=left,
+                first_activity_at=joined,
+                is_bot=False,
+                message_count=0,
+            )
+        )
+
+
+def rollup(engine: AsyncEngine, **options: Any) -> Rollup:
+    return Rollup(engine, lambda chat_id: SHANGHAI, **options)
+
+
+async def test_rollups_count_each_event_once_on_the_group_calendar(engine: AsyncEngine) -> None:
+    await add_events(
+        engine,
+        event(local(2, 23, 59), EventType.MESSAGE, 1),
+        event(local(3, 0, 1), EventType.MESSAGE, 1),  # a new day in Shanghai (still the 2nd in UTC)
+        event(local(3, 0, 2), EventType.COMMAND, 2),
+        event(local(3, 9), EventType.CALLBACK, 2),
+        event(local(3, 9), EventType.MEMBER_JOINED, 3),
+        event(local(3, 10), EventType.MEMBER_LEFT, 4),
+        event(local(3, 10), EventType.MEMBER_KICKED, 5),
+        event(local(3, 11), EventType.LOTTERY_ENTERED, 2),
+        event(local(3, 11), EventType.LIVE_SUBSCRIBED, 2),
+        event(local(3, 11), EventType.LIVE_CLICKED, 2),
+        event(local(3, 11), EventType.MESSAGE, 9, chat=OTHER),
+    )
+    counter = rollup(engine, batch=4)  # several passes
+    assert await counter.catch_up() == 11
+    assert await counter.catch_up() == 0  # nothing counted twice
+    async with engine.connect() as conn:
+        days = {(row.chat_id, row.day): row for row in await conn.execute(select(GROUP_DAYS))}
+        members = sorted(tuple(row) for row in await conn.execute(select(MEMBER_DAYS)))
+    second, third = days[GROUP, date(2026, 11, 2)], days[GROUP, date(2026, 11, 3)]
+    assert second.messages == 1
+    assert (third.messages, third.presses, third.joins, third.leaves) == (2, 1, 1, 2)
+    assert (third.lottery_entries, third.live_subscriptions, third.live_clicks) == (1, 1, 1)
+    assert days[OTHER, date(2026, 11, 3)].messages == 1
+    assert members == [
+        (OTHER, 9, date(2026, 11, 3), 1, 0),
+        (GROUP, 1, date(2026, 11, 2), 1, 0),
+        (GROUP, 1, date(2026, 11, 3), 1, 0),
+        (GROUP, 2, date(2026, 11, 3), 1, 1),
+    ]
+    # A new event later is added to the same day's row.
+    await add_events(engine, event(local(3, 20), EventType.MESSAGE, 1))
+    assert await counter.catch_up() == 1
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(GROUP_DAYS.c.messages).where(GROUP_DAYS.c.day == date(2026, 11, 3))
+            )
+        ).first()
+    assert row is not None and row.messages == 3  # the two before and this one
+
+
+async def test_sop_sends_are_answered_within_a_day(engine: AsyncEngine) -> None:
+    sent = {"sop": "welcome", "step": "greet", "variant": "a"}
+    await add_events(
+        engine,
+        event(local(2, 9), EventType.SOP_SENT, 1, **sent),
+        event(local(2, 9), EventType.SOP_SENT, 2, **sent),
+        event(local(2, 9), EventType.SOP_SENT, 3, **{**sent, "variant": "b"}),
+        event(local(2, 8), EventType.MESSAGE, 1),  # before the send: not an answer
+        event(local(2, 10), EventType.CALLBACK, 1),  # an answer
+        event(local(2, 11), EventType.MESSAGE, 1),  # a later one does not move it
+    )
+    counter = rollup(engine)
+    await counter.catch_up()
+    await add_events(
+        engine,
+        event(local(2, 12), EventType.MESSAGE, 3),  # in a later pass
+        event(local(3, 10), EventType.MESSAGE, 2),  # 25 h after the send: too late
+    )
+    await counter.catch_up()
+    async with engine.connect() as conn:
+        rows = {
+            row.user_id: row.responded_at
+            for row in await conn.execute(select(SOP_SENDS.c.user_id, SOP_SENDS.c.responded_at))
+        }
+    assert rows == {1: local(2, 10), 2: None, 3: local(2, 12)}
+    # A restarted rollup remembers who has a send open.
+    await add_events(engine, event(local(4, 9), EventType.SOP_SENT, 2, **sent))
+    await rollup(engine).catch_up()
+    await add_events(engine, event(local(4, 9, 30), EventType.MESSAGE, 2))
+    await rollup(engine).catch_up()
+    metrics = await group_metrics(engine, GROUP, date(2026, 11, 1), date(2026, 11, 4), SHANGHAI)
+    by_variant = {(r.variant): (r.sent, r.answered) for r in metrics.steps}
+    assert by_variant == {"a": (3, 2), "b": (1, 1)}
+
+
+async def test_group_metrics_have_the_known_answers(engine: AsyncEngine) -> None:
+    # Members: 1 and 2 since October; 3 joined on the 3rd, wrote the next day and a week on;
+    # 4 joined on the 3rd and never wrote again; 5 left on the 5th; 6 is silent.
+    october = datetime(2026, 10, 1, tzinfo=UTC)
+    await add_member(engine, 1, october)
+    await add_member(engine, 2, october)
+    await add_member(engine, 3, local(3, 9))
+    await add_member(engine, 4, local(3, 9))
+    await add_member(engine, 5, october, left=local(5, 9), status="left")
+    await add_member(engine, 6, october)
+    rows = []
+    for day in range(1, 11):  # member 1 writes 10 messages a day, at 09:xx
+        rows += [event(local(day, 9, n), EventType.MESSAGE, 1) for n in range(10)]
+    rows += [event(local(2, 21), EventType.MESSAGE, 2)]
+    rows += [
+        event(local(3, 9), EventType.MEMBER_JOINED, 3),
+        event(local(3, 9), EventType.MEMBER_JOINED, 4),
+    ]
+    rows += [event(local(4, 8), EventType.MESSAGE, 3), event(local(10, 8), EventType.MESSAGE, 3)]
+    rows += [event(local(5, 9), EventType.MEMBER_LEFT, 5)]
+    await add_events(engine, *rows)
+    await rollup(engine).catch_up()
+    async with writing(engine) as conn:
+        await conn.execute(
+            insert(CHECKINS),
+            [
+                {
+                    "chat_id": GROUP,
+                    "user_id": user,
+                    "day": date(2026, 11, day),
+                    "at": local(day),
+                    "streak": 1,
+                }
+                for user, day in ((1, 2), (1, 3), (2, 3))
+            ],
+        )
+        lottery = await conn.execute(
+            insert(LOTTERIES).values(
+                chat_id=GROUP,
+                prize="Mug",
+                winners=1,
+                status="open",
+                rules={},
+                seed="s",
+                commitment="c",
+                source="t",
+                created_at=local(4),
+                draws_at=local(6),
+            )
+        )
+        lottery_id = lottery.inserted_primary_key[0]
+        await conn.execute(
+            insert(LOTTERY_ENTRIES),
+            [
+                {"lottery_id": lottery_id, "user_id": user, "entered_at": local(4)}
+                for user in (1, 2)
+            ],
+        )
+    found = await group_metrics(engine, GROUP, date(2026, 11, 1), date(2026, 11, 10), SHANGHAI)
+    assert found.length == 10
+    assert (found.members_start, found.members_end) == (4, 5)  # 1, 2, 5, 6; then 1, 2, 3, 4, 6
+    assert (found.joins, found.leaves, found.messages) == (2, 1, 103)
+    assert found.active == 3 and found.active_ratio == pytest.approx(3 / 5)
+    assert found.daily_active == pytest.approx((10 + 1 + 1 + 1) / 10)
+    assert found.weekly_active == 2  # the 4th to the 10th: 1 and 3
+    assert found.monthly_active == 3
+    assert found.concentration == pytest.approx(100 / 103)  # the top writer of three
+    assert found.retention == {1: (1, 2), 7: (1, 2), 30: (0, 0)}
+    assert found.silent == 2  # 4 and 6
+    assert found.heatmap[date(2026, 11, 2).weekday()][9] == 20  # two Mondays
+    assert found.heatmap[date(2026, 11, 2).weekday()][21] == 1
+    assert sum(map(sum, found.heatmap)) == 103
+    assert (found.checkins, found.checkin_members) == (3, 2)
+    assert found.checkin_rate == pytest.approx(3 / (5 * 10))
+    assert (found.lotteries, found.lottery_entrants) == (1, 2)
+    assert [day.messages for day in found.days][:3] == [10, 11, 10]
+    assert [day.active for day in found.days][:4] == [1, 2, 1, 2]
+    assert found.as_dict()["retention_7d"] == 0.5
+    # The window's first day starts at midnight in the group's time zone.
+    only = await group_metrics(engine, GROUP, date(2026, 11, 2), date(2026, 11, 2), SHANGHAI)
+    assert only.messages == 11
+
+
+def test_the_two_proportion_test() -> None:
+    # 120/1000 against 80/1000: z ≈ 2.98, p ≈ 0.0029.
+    assert two_proportion_p(120, 1000, 80, 1000) == pytest.approx(0.0029, abs=2e-4)
+    assert two_proportion_p(50, 100, 50, 100) == pytest.approx(1.0)
+    a = StepResponse("welcome", "greet", "a", 1000, 120)
+    b = StepResponse("welcome", "greet", "b", 1000, 80)
+    verdict = compare("welcome", "greet", b, a)
+    assert verdict.better is a and verdict.significant
+    close = compare(
+        "welcome",
+        "greet",
+        StepResponse("w", "g", "a", 100, 12),
+        StepResponse("w", "g", "b", 100, 10),
+    )
+    assert not close.significant and close.p_value is not None and close.p_value > 0.05
+    few = compare("w", "g", StepResponse("w", "g", "a", 6, 4), StepResponse("w", "g", "b", 6, 1))
+    assert few.p_value is None and not few.significant
