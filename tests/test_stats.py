@@ -35,14 +35,18 @@ def local(day: int, hour: int = 12, minute: int = 0) -> datetime:
 
 
 def event(
-    at: datetime, kind: EventType, user: int | None = 1, chat: int = GROUP, **data: Any
+    at: datetime,
+    kind: EventType,
+    user: int | None = 1,
+    chat: int = GROUP,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "chat_id": chat,
         "user_id": user,
         "at": at,
         "type": kind.value,
-        "data": data or None,
+        "data": data,
         "is_reply": False,
         "is_forward": False,
     }
@@ -130,9 +134,9 @@ async def test_sop_sends_are_answered_within_a_day(engine: AsyncEngine) -> None:
     sent = {"sop": "welcome", "step": "greet", "variant": "a"}
     await add_events(
         engine,
-        event(local(2, 9), EventType.SOP_SENT, 1, **sent),
-        event(local(2, 9), EventType.SOP_SENT, 2, **sent),
-        event(local(2, 9), EventType.SOP_SENT, 3, **{**sent, "variant": "b"}),
+        event(local(2, 9), EventType.SOP_SENT, 1, data=sent),
+        event(local(2, 9), EventType.SOP_SENT, 2, data=sent),
+        event(local(2, 9), EventType.SOP_SENT, 3, data={**sent, "variant": "b"}),
         event(local(2, 8), EventType.MESSAGE, 1),  # before the send: not an answer
         event(local(2, 10), EventType.CALLBACK, 1),  # an answer
         event(local(2, 11), EventType.MESSAGE, 1),  # a later one does not move it
@@ -152,7 +156,7 @@ async def test_sop_sends_are_answered_within_a_day(engine: AsyncEngine) -> None:
         }
     assert rows == {1: local(2, 10), 2: None, 3: local(2, 12)}
     # A restarted rollup remembers who has a send open.
-    await add_events(engine, event(local(4, 9), EventType.SOP_SENT, 2, **sent))
+    await add_events(engine, event(local(4, 9), EventType.SOP_SENT, 2, data=sent))
     await rollup(engine).catch_up()
     await add_events(engine, event(local(4, 9, 30), EventType.MESSAGE, 2))
     await rollup(engine).catch_up()
@@ -211,7 +215,7 @@ async def test_group_metrics_have_the_known_answers(engine: AsyncEngine) -> None
                 draws_at=local(6),
             )
         )
-        lottery_id = lottery.inserted_primary_key[0]
+        lottery_id = lottery.inserted_primary_key[0]  # type: ignore[index]
         await conn.execute(
             insert(LOTTERY_ENTRIES),
             [
