@@ -279,7 +279,9 @@ async def run(settings: Settings) -> None:
         engine.lives = live_sessions
         await pushes.recover()
         rollup = Rollup(
-            services.engine, lambda chat_id: services.registry.zone(chat_id, settings.tz)
+            services.engine,
+            lambda chat_id: services.registry.zone(chat_id, settings.tz),
+            flush=services.activity.flush,
         )
         admins = Admins(bot, settings.owner_ids)
         analytics = Analytics(

@@ -13,6 +13,7 @@ from aiogram.types import Chat
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.activity import ActivityLog
 from bot.clock import ManualClock
 from bot.db import (
     BALANCES,
@@ -33,6 +34,7 @@ from bot.stats.health import score
 from bot.stats.metrics import GroupMetrics, group_metrics
 from bot.stats.rollup import Rollup
 from bot.stats.service import Analytics
+from tests.sop_harness import copy_sops, make_engine, settle
 from tests.test_stats import add_events, add_member, event, local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,3 +252,16 @@ async def test_two_processes_rolling_up_count_each_event_once(engine: AsyncEngin
     async with engine.connect() as conn:
         total = (await conn.execute(select(GROUP_DAYS.c.messages))).scalar()
     assert total == 300
+
+
+async def test_the_reengagement_sop_greets_only_members_who_became_dormant(
+    engine: AsyncEngine, registry: Registry, activity: ActivityLog, tmp_path: Path
+) -> None:
+    await registry.save_group(Chat(id=GROUP, type="supergroup", title="Readers"))
+    sops = copy_sops(tmp_path, "reengage_dormant.yaml", source=ROOT / "sops")
+    sop, outbox, _ = await make_engine(engine, registry, activity, sops, content=ROOT / "content")
+    await sop.emit("tier.changed", GROUP, 42, {"from": "seed", "to": "value"})
+    await sop.emit("tier.changed", GROUP, 43, {"from": "ordinary", "to": "dormant"})
+    await settle(sop)
+    [greeting] = outbox.texts(GROUP)
+    assert "tg://user?id=43" in greeting and "we miss you" in greeting

@@ -587,7 +587,9 @@ class Engine:
             return []
         sop = procedure.sop
         if sop.conditions and not force:
-            users = await self._where_conditions_hold(procedure, chat_id, users, now)
+            # Conditions see the trigger (an event's data, say) as the run's texts will.
+            seen = {"trigger": {"type": trigger, **(variables or {}).get("trigger", {})}}
+            users = await self._where_conditions_hold(procedure, chat_id, users, now, seen)
         if not users:
             return []
         async with self._start_lock:
@@ -652,7 +654,12 @@ class Engine:
         return created
 
     async def _where_conditions_hold(
-        self, procedure: Procedure, chat_id: int, users: Sequence[int | None], now: datetime
+        self,
+        procedure: Procedure,
+        chat_id: int,
+        users: Sequence[int | None],
+        now: datetime,
+        variables: dict[str, Any] | None = None,
     ) -> list[int | None]:
         conditions = procedure.sop.conditions
         members = [user for user in users if user is not None]
@@ -661,7 +668,8 @@ class Engine:
         kept: list[int | None] = []
         for user in users:
             member = facts.get(user) if user is not None else None
-            context = self._context(procedure, chat_id, group, [member] if member else [], {}, now)
+            people = [member] if member else []
+            context = self._context(procedure, chat_id, group, people, variables or {}, now)
             if holds(conditions, member=member, group=group, now=now, context=context):
                 kept.append(user)
         return kept

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -65,10 +65,18 @@ Zones = Callable[[int], tzinfo]
 class Rollup:
     """Folds new events into the daily tables; `catch_up()` until none are left."""
 
-    def __init__(self, engine: AsyncEngine, zone_of: Zones, *, batch: int = BATCH) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        zone_of: Zones,
+        *,
+        batch: int = BATCH,
+        flush: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
         self.engine = engine
         self.zone_of = zone_of
         self.batch = batch
+        self.flush = flush  # writes the activity log's buffer first, so counts are current
         self.counted = 0
         self._open: dict[tuple[int, int], datetime] | None = None  # unanswered sends: latest
         self._task: asyncio.Task[None] | None = None
@@ -95,7 +103,9 @@ class Rollup:
             await asyncio.sleep(EVERY)
 
     async def catch_up(self) -> int:
-        """Count every event not counted yet; return how many were."""
+        """Count every event not counted yet (written ones, after a flush); return how many."""
+        if self.flush is not None:
+            await self.flush()
         total = 0
         while True:
             counted = await self.run_once()
