@@ -100,7 +100,7 @@ async def test_stats_tiers_and_the_health_alert_from_a_simulated_month(
 
     async def forgotten() -> bool:
         found = rows(tidepool, f"SELECT count(*) FROM members WHERE user_id = {people['Dan']}")
-        return found[0][0] == 0
+        return bool(found[0][0] == 0)
 
     await wait_until(forgotten, what="Dan's data to go")
     assert rows(tidepool, "SELECT count(*) FROM members WHERE first_name = 'Dan'") == [(0,)]
