@@ -36,6 +36,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.checkin
 	$(BIN)/python -m bench.lottery
 	$(BIN)/python -m bench.broadcast
+	$(BIN)/python -m bench.stats
 
 emulator: $(VENV)/.installed
 	$(BIN)/tidepool emulator

@@ -105,3 +105,45 @@ def test_unusable_database_is_one_line(
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{clean_env}/blocker/x.db")
     assert main(["db", "upgrade"]) == 2
     assert "DATABASE_URL" in one_line_error(capsys)
+
+
+async def _seed_group(path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from bot.db import EVENTS, GROUPS, create_engine, writing
+
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    now = datetime.now(UTC)
+    async with writing(engine) as conn:
+        await conn.execute(insert(GROUPS).values(id=-1001, title="Readers", status="active"))
+        await conn.execute(
+            insert(EVENTS),
+            [
+                {"chat_id": -1001, "user_id": user, "at": now, "type": "message"}
+                for user in (1, 1, 2)
+            ],
+        )
+    await engine.dispose()
+
+
+def test_stats_and_report_of_a_group(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import json
+
+    assert main(["db", "upgrade"]) == 0
+    asyncio.run(_seed_group(clean_env / "data" / "tidepool.db"))
+    capsys.readouterr()
+    assert main(["stats", "--group", "-1001", "--days", "7", "--format", "json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert (figures["messages"], figures["active"], len(figures["days"])) == (3, 2, 7)
+    assert main(["stats", "--group", "-1001", "--format", "csv"]) == 0
+    assert "messages,3" in capsys.readouterr().out
+    assert main(["stats", "--group", "-1001"]) == 0
+    assert "concentration_top10" in capsys.readouterr().out
+    assert main(["report", "--group", "-1001", "--out", "chart.png"]) == 0
+    assert (clean_env / "chart.png").read_bytes().startswith(b"\x89PNG")
+    capsys.readouterr()
+    assert main(["stats", "--group", "-5"]) == 1
+    assert "there is no group -5" in one_line_error(capsys)

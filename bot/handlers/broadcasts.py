@@ -22,7 +22,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from bot.admins import Admins
 from bot.clock import Clock
 from bot.handlers.filters import GROUP_TYPES
-from bot.handlers.sops import Say
+from bot.handlers.sops import Say, admin_in_group
 from bot.push import broadcasts
 from bot.push.broadcasts import BroadcastError, Target
 from bot.push.queue import PushQueue
@@ -209,10 +209,7 @@ async def group_command(
     registry: Registry,
     broadcasting: Broadcasting,
 ) -> None:
-    if message.chat.type not in GROUP_TYPES:
-        return
-    if not await admins.may_command(message):
-        await say(message, ("sop.admins_only", {}))
+    if not await admin_in_group(message, admins, say):
         return
     chat_id = message.chat.id
     args = (command.args or "").split()

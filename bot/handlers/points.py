@@ -17,8 +17,7 @@ from aiogram.types import Message
 from bot import points
 from bot.admins import Admins
 from bot.db import utcnow, writing
-from bot.handlers.filters import GROUP_TYPES
-from bot.handlers.sops import Say
+from bot.handlers.sops import Say, admin_in_group
 from bot.registry import Registry
 
 MAX_CHANGE = 1_000_000
@@ -56,10 +55,7 @@ async def adjust_points(
     registry: Registry,
     say: Say,
 ) -> None:
-    if message.chat.type not in GROUP_TYPES:
-        return
-    if not await admins.may_command(message):
-        await say(message, ("sop.admins_only", {}))
+    if not await admin_in_group(message, admins, say):
         return
     wanted = parse_adjustment(command.args)
     replied = message.reply_to_message

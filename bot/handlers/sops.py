@@ -48,6 +48,17 @@ class Say:
         return self.texts(key, known.language if known is not None else None)
 
 
+async def admin_in_group(message: Message, admins: Admins, say: Say) -> bool:
+    """The message is a group admin's command; anyone else in the group is told it is for
+    admins, and other chats get no answer."""
+    if message.chat.type not in GROUP_TYPES:
+        return False
+    if await admins.may_command(message):
+        return True
+    await say(message, ("sop.admins_only", {}))
+    return False
+
+
 async def _refused(message: Message, admins: Admins, say: Say) -> bool:
     if message.chat.type not in GROUP_TYPES and message.chat.type != "private":
         return True

@@ -25,8 +25,7 @@ from sqlalchemy import func, select
 
 from bot.admins import Admins
 from bot.db import BALANCES, CHECKINS, MEMBERS
-from bot.handlers.filters import GROUP_TYPES
-from bot.handlers.sops import Say
+from bot.handlers.sops import Say, admin_in_group
 from bot.sop.admin import Key
 from bot.stats import health as scoring
 from bot.stats import tiers
@@ -51,10 +50,7 @@ class Pressed(Filter):
 async def stats_command(
     message: Message, command: CommandObject, analytics: Analytics, admins: Admins, say: Say
 ) -> None:
-    if message.chat.type not in GROUP_TYPES:
-        return
-    if not await admins.may_command(message):
-        await say(message, ("sop.admins_only", {}))
+    if not await admin_in_group(message, admins, say):
         return
     args = (command.args or "").split()
     if command.command == "tiers":

@@ -68,11 +68,15 @@ async def health(engine: AsyncEngine, chat_id: int, last: date, zone: tzinfo) ->
 async def trend(
     engine: AsyncEngine, chat_id: int, last: date, zone: tzinfo, weeks: int = 4
 ) -> list[Health]:
-    """The scores of the `weeks` weeks ending on `last`, oldest first."""
-    return [
+    """The scores of the `weeks` weeks ending on `last`, oldest first; weeks before the group
+    had members or messages are left out (the latest is always there)."""
+    scores = [
         await health(engine, chat_id, last - timedelta(days=WEEK * back), zone)
         for back in reversed(range(weeks))
     ]
+    return [
+        week for week in scores[:-1] if week.metrics.members_end or week.metrics.messages
+    ] + scores[-1:]
 
 
 def dropped(now: Health, before: Health, share: float) -> bool:

@@ -20,14 +20,11 @@ pass; a group that changes its zone keeps its earlier days as they were counted.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from loguru import logger
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -42,6 +39,7 @@ from bot.db import (
     insert_for,
 )
 from bot.db import writing as write_turn
+from bot.periodic import Periodic
 
 NAME = "days"
 BATCH = 20_000  # events per pass
@@ -62,8 +60,10 @@ GROUP_COLUMNS = ("messages", *sorted(set(GROUP_COUNTS.values())))
 Zones = Callable[[int], tzinfo]
 
 
-class Rollup:
+class Rollup(Periodic):
     """Folds new events into the daily tables; `catch_up()` until none are left."""
+
+    name = "the activity rollup"
 
     def __init__(
         self,
@@ -73,34 +73,21 @@ class Rollup:
         batch: int = BATCH,
         flush: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
+        super().__init__()
         self.engine = engine
         self.zone_of = zone_of
         self.batch = batch
         self.flush = flush  # writes the activity log's buffer first, so counts are current
         self.counted = 0
         self._open: dict[tuple[int, int], datetime] | None = None  # unanswered sends: latest
-        self._task: asyncio.Task[None] | None = None
 
     # -- running ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="rollup")
+    async def tick(self) -> int:
+        return await self.catch_up()
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.catch_up()
-            except Exception:
-                logger.exception("the activity rollup failed; trying again shortly")
-            await asyncio.sleep(EVERY)
+    def interval(self) -> float:
+        return EVERY
 
     async def catch_up(self) -> int:
         """Count every event not counted yet (written ones, after a flush); return how many."""

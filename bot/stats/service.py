@@ -10,8 +10,6 @@ spell) and raised once; a fall is reported at most once a week.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -23,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock
 from bot.db import GROUP_CHECKS, HEALTH_ALERTS, GroupStatus, insert_for, writing
+from bot.periodic import Periodic
 from bot.registry import Registry
 from bot.stats import health as scoring
 from bot.stats import tiers
@@ -35,7 +34,9 @@ Emit = Callable[[int, int, dict[str, Any]], Awaitable[None]]  # tier.changed for
 Alert = Callable[[int, str, dict[str, Any]], Awaitable[None]]  # (group, kind, details)
 
 
-class Analytics:
+class Analytics(Periodic):
+    name = "the daily analytics"
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -50,6 +51,7 @@ class Analytics:
         emit: Emit | None = None,
         alert: Alert | None = None,
     ) -> None:
+        super().__init__()
         self.engine = engine
         self.registry = registry
         self.rollup = rollup
@@ -60,7 +62,6 @@ class Analytics:
         self.silent_days = silent_days
         self.emit = emit
         self.alert = alert
-        self._task: asyncio.Task[None] | None = None
 
     def zone(self, chat_id: int) -> tzinfo:
         return self.registry.zone(chat_id, self.default_zone)
@@ -70,24 +71,11 @@ class Analytics:
 
     # -- running ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="analytics")
+    async def tick(self) -> int:
+        return await self.run_due()
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_due()
-            except Exception:
-                logger.exception("the daily analytics failed; trying again in a minute")
-            await asyncio.sleep(min(LOOK_EVERY, self.clock.max_sleep * 25))
+    def interval(self) -> float:
+        return min(LOOK_EVERY, self.clock.max_sleep * 25)  # a test clock moves fast
 
     async def run_due(self) -> int:
         """Do the daily work of every active group whose day has come; return how many."""

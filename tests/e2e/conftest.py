@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -102,6 +103,11 @@ class Tidepool:
         finally:
             self.process = None
         return code
+
+    def rows(self, query: str) -> list[tuple[Any, ...]]:
+        """The rows of a query on the bot's SQLite database."""
+        with sqlite3.connect(self.folder / "tidepool.db") as db:
+            return [tuple(row) for row in db.execute(query)]
 
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None

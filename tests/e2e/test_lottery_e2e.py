@@ -5,8 +5,6 @@ once, a member who left cannot win, anyone can verify it, and a reroll replaces 
 from __future__ import annotations
 
 import json
-import sqlite3
-from typing import Any
 
 from bot.emulator import EmulatorClient
 from bot.lottery import draw as drawing
@@ -15,11 +13,6 @@ from tests.e2e.test_rewards_e2e import answer_of
 from tests.e2e.test_sop_e2e import _has, greeted, setup
 
 DAY = 86400
-
-
-def rows(tidepool: Tidepool, query: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(tidepool.folder / "tidepool.db") as db:
-        return [tuple(row) for row in db.execute(query)]
 
 
 async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
@@ -52,7 +45,7 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
     await ctl.send_message(group, owner, "/lottery 2 2h Signed book tenure=1d")
     await wait_until(lambda: _has(ctl, group, "Lottery #1: Signed book", 1), what="the post")
     [post] = await greeted(ctl, group, "Lottery #1: Signed book")
-    [(commitment,)] = rows(tidepool, "SELECT commitment FROM lotteries")
+    [(commitment,)] = tidepool.rows("SELECT commitment FROM lotteries")
     assert commitment in post["text"] and "in the group for at least 1d" in post["text"]
     button = post["reply_markup"]["inline_keyboard"][0][0]
     assert button["callback_data"] == "lottery:enter:1"
@@ -89,8 +82,8 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
     await tidepool.start(ctl)
     await wait_until(lambda: _has(ctl, group, "Lottery #1 is drawn", 1), what="the announcement")
     [announced] = await greeted(ctl, group, "Lottery #1 is drawn")
-    [(seed, digest, entrants, status)] = rows(
-        tidepool, "SELECT seed, entrants_digest, entrants, status FROM lotteries"
+    [(seed, digest, entrants, status)] = tidepool.rows(
+        "SELECT seed, entrants_digest, entrants, status FROM lotteries"
     )
     eligible = sorted(people[name] for name in ("Alice", "Bob", "Erin", "Frank"))
     winners = drawing.draw(seed, eligible, 2)
@@ -100,7 +93,7 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
     assert all(f"tg://user?id={winner}" in announced["text"] for winner in winners)
     assert f"tg://user?id={people['Carol']}" not in announced["text"]
     assert announced["reply_to_message_id"] == post["message_id"]
-    assert rows(tidepool, "SELECT user_id, out_reason FROM lottery_entries WHERE NOT in_draw") == [
+    assert tidepool.rows("SELECT user_id, out_reason FROM lottery_entries WHERE NOT in_draw") == [
         (people["Carol"], "left the group")
     ]
 
@@ -150,5 +143,5 @@ async def test_a_lottery_is_drawn_once_across_a_restart_and_checks_out(
         drawn["details"] if isinstance(drawn["details"], dict) else json.loads(drawn["details"])
     )
     assert details["seed"] == seed and details["entrant_ids"] == drawing.entrants_text(eligible)
-    entered = rows(tidepool, "SELECT count(*) FROM events WHERE type = 'lottery_entered'")
+    entered = tidepool.rows("SELECT count(*) FROM events WHERE type = 'lottery_entered'")
     assert entered == [(5,)]

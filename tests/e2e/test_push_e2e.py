@@ -5,10 +5,8 @@ to 50 groups, one of which removed the bot while it was down, reaches 49 and rep
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.emulator import EmulatorClient
@@ -18,11 +16,6 @@ from tests.e2e.test_sop_e2e import _has, greeted, setup
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 HOUR = 3600
-
-
-def rows(tidepool: Tidepool, query: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(tidepool.folder / "tidepool.db") as db:
-        return [tuple(row) for row in db.execute(query)]
 
 
 async def test_live_reminders_arrive_once_each_in_the_group_and_privately(
@@ -117,7 +110,7 @@ async def test_live_reminders_arrive_once_each_in_the_group_and_privately(
         return not current["pinned"]
 
     await wait_until(unpinned, what="the post to be unpinned")
-    events = rows(tidepool, "SELECT type, user_id FROM events WHERE type LIKE 'live_%'")
+    events = tidepool.rows("SELECT type, user_id FROM events WHERE type LIKE 'live_%'")
     assert sorted(events) == [
         ("live_clicked", ben),
         ("live_subscribed", ann),
@@ -157,8 +150,8 @@ async def test_a_broadcast_reaches_49_groups_and_reports_the_one_that_removed_th
     for chat in groups[:-1]:
         assert len(await greeted(ctl, chat, "This week's live Q&amp;A")) == 1, chat
     assert await greeted(ctl, groups[-1], "This week's live") == []
-    [(status, note)] = rows(
-        tidepool, f"SELECT status, note FROM pushes WHERE chat_id = {groups[-1]}"
+    [(status, note)] = tidepool.rows(
+        f"SELECT status, note FROM pushes WHERE chat_id = {groups[-1]}"
     )
     assert status == "failed" and ("kicked" in note or "removed" in note)
     assert [c for c in await ctl.calls() if c.get("error_code") == 429] == []
@@ -191,7 +184,7 @@ async def test_a_broadcast_reaches_49_groups_and_reports_the_one_that_removed_th
 
 
 def count(tidepool: Tidepool, query: str) -> int:
-    return int(rows(tidepool, query)[0][0])
+    return int(tidepool.rows(query)[0][0])
 
 
 async def counted(tidepool: Tidepool, query: str, expected: int) -> bool:

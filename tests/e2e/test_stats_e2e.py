@@ -4,7 +4,6 @@ silent group raises its health alert once; /tiers and /forgetme work in the chat
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date, timedelta
 from typing import Any
 
@@ -14,11 +13,6 @@ from tests.e2e.test_rewards_e2e import answer_of
 from tests.e2e.test_sop_e2e import _has, greeted, setup
 
 DAY = 86400
-
-
-def rows(tidepool: Tidepool, query: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(tidepool.folder / "tidepool.db") as db:
-        return [tuple(row) for row in db.execute(query)]
 
 
 async def test_stats_tiers_and_the_health_alert_from_a_simulated_month(
@@ -73,9 +67,9 @@ async def test_stats_tiers_and_the_health_alert_from_a_simulated_month(
     [greeting] = await greeted(ctl, group, "we miss you")
     assert all(f"tg://user?id={people[name]}" in greeting["text"] for name in people)
     await wait_until(lambda: _has(ctl, owner, "has had no message for", 1), what="the alert")
-    dormant = rows(tidepool, "SELECT count(*) FROM tier_changes WHERE new = 'dormant'")
+    dormant = tidepool.rows("SELECT count(*) FROM tier_changes WHERE new = 'dormant'")
     assert dormant[0][0] >= 4
-    [(checked,)] = rows(tidepool, "SELECT day FROM group_checks")
+    [(checked,)] = tidepool.rows("SELECT day FROM group_checks")
     await clock.forward(2 * DAY)
     later = (date.fromisoformat(checked) + timedelta(days=2)).isoformat()
     await wait_until(lambda: _checked(tidepool, later), 30, what="two more days of analytics")
@@ -99,12 +93,12 @@ async def test_stats_tiers_and_the_health_alert_from_a_simulated_month(
     await ctl.press(group, people["Dan"], question["message_id"], yes)
 
     async def forgotten() -> bool:
-        found = rows(tidepool, f"SELECT count(*) FROM members WHERE user_id = {people['Dan']}")
+        found = tidepool.rows(f"SELECT count(*) FROM members WHERE user_id = {people['Dan']}")
         return bool(found[0][0] == 0)
 
     await wait_until(forgotten, what="Dan's data to go")
-    assert rows(tidepool, "SELECT count(*) FROM members WHERE first_name = 'Dan'") == [(0,)]
-    assert rows(tidepool, f"SELECT count(*) FROM events WHERE user_id = {people['Dan']}") == [(0,)]
+    assert tidepool.rows("SELECT count(*) FROM members WHERE first_name = 'Dan'") == [(0,)]
+    assert tidepool.rows(f"SELECT count(*) FROM events WHERE user_id = {people['Dan']}") == [(0,)]
 
 
 async def _truthy(value: Any) -> bool:
@@ -112,4 +106,4 @@ async def _truthy(value: Any) -> bool:
 
 
 async def _checked(tidepool: Tidepool, day: str) -> bool:
-    return rows(tidepool, "SELECT day FROM group_checks") == [(day,)]
+    return tidepool.rows("SELECT day FROM group_checks") == [(day,)]

@@ -1,0 +1,43 @@
+"""Background loops that do one round of work every few seconds until the bot stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from loguru import logger
+
+
+class Periodic:
+    """Runs `tick()` every `interval()` seconds from `start()` to `close()`; a failing round
+    is logged and the loop goes on."""
+
+    name = "periodic"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def tick(self) -> object:
+        raise NotImplementedError
+
+    def interval(self) -> float:
+        return 1.0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name=self.name)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("{} failed; trying again in {:.0f}s", self.name, self.interval())
+            await asyncio.sleep(self.interval())
