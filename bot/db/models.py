@@ -690,7 +690,10 @@ class MemberDay(SQLModel, table=True):
     """A member's activity in a group on one day of the group's calendar (messages, presses)."""
 
     __tablename__ = "member_days"
-    __table_args__ = (Index("ix_member_days_group_day", "chat_id", "day"),)
+    # Covering: a window's rows of a group are read from the index alone.
+    __table_args__ = (
+        Index("ix_member_days_group_day", "chat_id", "day", "user_id", "messages", "presses"),
+    )
 
     chat_id: int = Field(
         sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
@@ -757,7 +760,7 @@ class TierChange(SQLModel, table=True):
 
 
 class GroupCheck(SQLModel, table=True):
-    """The daily work done for a group: tiers computed and health checked, by its calendar."""
+    """The last day whose daily work (tiers, health, alerts) is done for a group."""
 
     __tablename__ = "group_checks"
 
@@ -765,7 +768,19 @@ class GroupCheck(SQLModel, table=True):
         sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
     )
     day: date
-    health: int | None = None  # the score that day
+
+
+class HealthScore(SQLModel, table=True):
+    """A group's health score for the 7 days ending on `day`, as the daily job computed it."""
+
+    __tablename__ = "health_scores"
+
+    chat_id: int = Field(
+        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    day: date = Field(primary_key=True)
+    score: int
+    parts: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
 
 class HealthAlert(SQLModel, table=True):
@@ -814,3 +829,4 @@ ROLLUP_STATE: Table = RollupState.__table__  # type: ignore[attr-defined]
 TIER_CHANGES: Table = TierChange.__table__  # type: ignore[attr-defined]
 GROUP_CHECKS: Table = GroupCheck.__table__  # type: ignore[attr-defined]
 HEALTH_ALERTS: Table = HealthAlert.__table__  # type: ignore[attr-defined]
+HEALTH_SCORES: Table = HealthScore.__table__  # type: ignore[attr-defined]

@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
+from datetime import timedelta
 from typing import Any
 
 from aiogram import Router
@@ -74,7 +76,10 @@ async def group_stats(message: Message, days: int, analytics: Analytics, say: Sa
     zone = analytics.zone(chat_id)
     first, last = window(analytics.today(chat_id), days)
     metrics = await group_metrics(analytics.engine, chat_id, first, last, zone)
-    weekly = await scoring.trend(analytics.engine, chat_id, last, zone, weeks=4)
+    # Health scores whole weeks, up to yesterday: read from what the daily job stored.
+    scores = await scoring.weekly(
+        analytics.engine, chat_id, last - timedelta(days=1), zone, weeks=4
+    )
     title = message.chat.title or str(chat_id)
     retention = [
         (n, pct(rate) if (rate := metrics.retention_rate(n)) is not None else "–")
@@ -88,8 +93,8 @@ async def group_stats(message: Message, days: int, analytics: Analytics, say: Sa
         "m": metrics,
         "pct": pct,
         "retention": retention,
-        "health": weekly[-1].score,
-        "trend": [week.score for week in weekly],
+        "health": scores[-1],
+        "trend": scores,
         "comparisons": metrics.comparisons[:5],
     }
     await say(message, ("stats.group", values))
@@ -102,9 +107,17 @@ async def group_stats(message: Message, days: int, analytics: Analytics, say: Sa
 
 
 def _chart(metrics: Any, title: str, language: str | None) -> bytes:
+    global _charted
     from bot.stats.chart import render  # matplotlib loads on the first chart, not at start
 
+    if not _charted:  # matplotlib's modules live as long as the bot: keep the GC off them
+        _charted = True
+        gc.collect()
+        gc.freeze()
     return render(metrics, title=title, language=language)
+
+
+_charted = False
 
 
 async def member_stats(

@@ -25,7 +25,7 @@ from datetime import date, timedelta, tzinfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db import GROUP_DAYS
+from bot.db import GROUP_DAYS, HEALTH_SCORES, insert_for, writing
 from bot.stats.metrics import GroupMetrics, group_metrics
 
 WEEK = 7
@@ -65,23 +65,47 @@ async def health(engine: AsyncEngine, chat_id: int, last: date, zone: tzinfo) ->
     return score(week, before, month.retention_rate(7))
 
 
-async def trend(
+async def store(engine: AsyncEngine, chat_id: int, found: Health) -> None:
+    """Keep a score: the week it scores is over, so it does not change."""
+    stmt = insert_for(engine, HEALTH_SCORES).values(
+        chat_id=chat_id, day=found.last, score=found.score, parts=found.parts
+    )
+    async with writing(engine) as conn:
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["chat_id", "day"],
+                set_={"score": found.score, "parts": found.parts},
+            )
+        )
+
+
+async def weekly(
     engine: AsyncEngine, chat_id: int, last: date, zone: tzinfo, weeks: int = 4
-) -> list[Health]:
-    """The scores of the `weeks` weeks ending on `last`, oldest first; weeks before the group
-    had members or messages are left out (the latest is always there)."""
-    scores = [
-        await health(engine, chat_id, last - timedelta(days=WEEK * back), zone)
-        for back in reversed(range(weeks))
-    ]
-    return [
-        week for week in scores[:-1] if week.metrics.members_end or week.metrics.messages
-    ] + scores[-1:]
+) -> list[int]:
+    """The scores of the `weeks` weeks ending on `last` (a finished day), oldest first.
+
+    Scores the daily job stored are read; a missing one is computed and stored. Weeks before the
+    group had members or messages are left out, but the latest week is always there."""
+    days = [last - timedelta(days=WEEK * back) for back in reversed(range(weeks))]
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(HEALTH_SCORES.c.day, HEALTH_SCORES.c.score).where(
+                HEALTH_SCORES.c.chat_id == chat_id, HEALTH_SCORES.c.day.in_(days)
+            )
+        )
+        known = {day: score for day, score in rows}
+    for day in days:
+        if day not in known:
+            found = await health(engine, chat_id, day, zone)
+            if found.metrics.members_end or found.metrics.messages or day == last:
+                await store(engine, chat_id, found)
+                known[day] = found.score
+    return [known[day] for day in days if day in known]
 
 
-def dropped(now: Health, before: Health, share: float) -> bool:
-    """The score fell by `share` or more since the week before."""
-    return before.score > 0 and now.score <= before.score * (1 - share)
+def fell(score: int, before: int, share: float) -> bool:
+    """The score fell by `share` or more from `before`, the week before's."""
+    return before > 0 and score <= before * (1 - share)
 
 
 async def silent_since(engine: AsyncEngine, chat_id: int, last: date, days: int) -> date | None:

@@ -261,26 +261,25 @@ async def _members(
 async def _activity(conn: AsyncConnection, found: GroupMetrics, end: datetime) -> None:
     """Active members, concentration and silent members, from each member's messages."""
     rows = await conn.execute(
-        select(MEMBER_DAYS.c.user_id, MEMBER_DAYS.c.day, MEMBER_DAYS.c.messages).where(
+        select(MEMBER_DAYS.c.user_id, func.sum(MEMBER_DAYS.c.messages), func.max(MEMBER_DAYS.c.day))
+        .where(
             MEMBER_DAYS.c.chat_id == found.chat_id,
             MEMBER_DAYS.c.day.between(found.first, found.last),
             MEMBER_DAYS.c.messages > 0,
         )
+        .group_by(MEMBER_DAYS.c.user_id)
     )
     week = found.last - timedelta(days=6)
     month = found.last - timedelta(days=29)
-    totals: dict[int, int] = defaultdict(int)
-    weekly: set[int] = set()
-    monthly: set[int] = set()
-    for user_id, day, messages in rows:
-        totals[user_id] += messages
-        if day >= week:
-            weekly.add(user_id)
-        if day >= month:
-            monthly.add(user_id)
+    totals: dict[int, int] = {}
+    weekly = monthly = 0
+    for user_id, messages, latest in rows:  # latest: the member's last day with a message
+        totals[user_id] = int(messages)
+        weekly += latest >= week
+        monthly += latest >= month
     found.active = len(totals)
-    found.weekly_active = len(weekly)
-    found.monthly_active = len(monthly)
+    found.weekly_active = weekly
+    found.monthly_active = monthly
     counts = sorted(totals.values(), reverse=True)
     if counts:
         top = max(1, math.ceil(len(counts) * 0.1))

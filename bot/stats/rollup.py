@@ -20,12 +20,14 @@ pass; a group that changes its zone keeps its earlier days as they were counted.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.db import (
@@ -290,11 +292,15 @@ async def _add(
     counts: tuple[str, ...],
     rows: list[dict[str, Any]],
 ) -> None:
-    """Insert rows, or add their counts to the rows already there."""
-    for start in range(0, len(rows), 500):
-        stmt = insert_for(conn, table).values(rows[start : start + 500])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={name: table.c[name] + stmt.excluded[name] for name in counts},
-        )
-        await conn.execute(stmt)
+    """Insert rows, or add their counts to the rows already there: one statement, executed
+    for all rows (compiled once and cached, not once per batch of values)."""
+    await conn.execute(_upsert(conn.dialect.name, table, keys, counts), rows)
+
+
+@functools.cache
+def _upsert(dialect: str, table: Any, keys: tuple[str, ...], counts: tuple[str, ...]) -> Any:
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return insert.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={name: table.c[name] + insert.excluded[name] for name in counts},
+    )

@@ -109,22 +109,22 @@ class Analytics(Periodic):
         changes = await self.refresh_tiers(chat_id, day)
         zone = self.zone(chat_id)
         now = await scoring.health(self.engine, chat_id, day, zone)
-        before = await scoring.health(self.engine, chat_id, day - timedelta(days=7), zone)
-        if scoring.dropped(now, before, self.health_drop) and not await self._recent_drop(chat_id):
-            details = {"score": now.score, "before": before.score, "parts": now.parts}
+        await scoring.store(self.engine, chat_id, now)
+        scores = await scoring.weekly(self.engine, chat_id, day, zone, weeks=2)
+        before = scores[-2] if len(scores) == 2 else 0
+        if scoring.fell(now.score, before, self.health_drop) and not await self._recent_drop(
+            chat_id
+        ):
+            details = {"score": now.score, "before": before, "parts": now.parts}
             await self._raise(chat_id, "drop", day.isoformat(), details)
         silent = await scoring.silent_since(self.engine, chat_id, day, self.silent_days)
         if silent is not None:
             details = {"since": silent.isoformat(), "days": (day - silent).days + 1}
             await self._raise(chat_id, "silent", silent.isoformat(), details)
-        stmt = insert_for(self.engine, GROUP_CHECKS).values(
-            chat_id=chat_id, day=day, health=now.score
-        )
+        stmt = insert_for(self.engine, GROUP_CHECKS).values(chat_id=chat_id, day=day)
         async with writing(self.engine) as conn:
             await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["chat_id"], set_={"day": day, "health": now.score}
-                )
+                stmt.on_conflict_do_update(index_elements=["chat_id"], set_={"day": day})
             )
         logger.bind(chat_id=chat_id).info(
             "daily analytics for {}: health {}, {} tier changes", day, now.score, len(changes)

@@ -18,10 +18,17 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
+        "health_scores",
+        sa.Column("chat_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("score", sa.Integer(), nullable=False),
+        sa.Column("parts", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("chat_id", "day"),
+    )
+    op.create_table(
         "group_checks",
         sa.Column("chat_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("health", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("chat_id"),
     )
     op.create_table(
@@ -64,7 +71,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("chat_id", "user_id", "day"),
     )
     with op.batch_alter_table("member_days", schema=None) as batch_op:
-        batch_op.create_index("ix_member_days_group_day", ["chat_id", "day"], unique=False)
+        batch_op.create_index(
+            "ix_member_days_group_day",
+            ["chat_id", "day", "user_id", "messages", "presses"],
+            unique=False,
+        )
 
     op.create_table(
         "rollup_state",
@@ -116,6 +127,7 @@ def downgrade() -> None:
 
     op.drop_table("member_days")
     op.drop_table("health_alerts")
+    op.drop_table("health_scores")
     op.drop_table("group_hours")
     op.drop_table("group_days")
     op.drop_table("group_checks")
