@@ -26,7 +26,7 @@ from aiogram.types import Chat, Message, MessageEntity, PhotoSize, Update, User
 from sqlalchemy import func, select
 
 from bot.admins import Admins
-from bot.app import Operations, create_dispatcher, freeze_startup_heap, open_services
+from bot.app import Operations, Services, create_dispatcher, freeze_startup_heap, open_services
 from bot.clock import SystemClock
 from bot.db import EVENTS
 from bot.delivery import Delivery
@@ -94,11 +94,10 @@ async def bare_round(updates: list[Update], bot: Bot) -> float:
     return time.perf_counter() - began
 
 
-async def real_round(updates: list[Update], bot: Bot, folder: Path, round_no: int) -> float:
+async def real_dispatcher(bot: Bot, path: Path) -> tuple[Settings, Services, Engine, Dispatcher]:
+    """The bot's dispatcher, its services and SOP engine (with the shipped SOPs) on `path`."""
     settings = Settings(
-        bot_token=TOKEN,
-        database_url=f"sqlite+aiosqlite:///{folder / f'bench-{round_no}.db'}",
-        content_dir=CONTENT,
+        bot_token=TOKEN, database_url=f"sqlite+aiosqlite:///{path}", content_dir=CONTENT
     )
     services = await open_services(settings)
     delivery = Delivery(bot, services.registry, services.engine)
@@ -121,10 +120,13 @@ async def real_round(updates: list[Update], bot: Bot, folder: Path, round_no: in
         "bench_bot",
     )
     dispatcher = create_dispatcher(
-        services,
-        RightsCheck(delivery, services.registry, services.texts, []),
-        operations,
+        services, RightsCheck(delivery, services.registry, services.texts, []), operations
     )
+    return settings, services, engine, dispatcher
+
+
+async def real_round(updates: list[Update], bot: Bot, folder: Path, round_no: int) -> float:
+    _, services, engine, dispatcher = await real_dispatcher(bot, folder / f"bench-{round_no}.db")
     services.activity.start()
     engine.start()
     freeze_startup_heap()  # as the bot does once started

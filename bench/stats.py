@@ -55,12 +55,10 @@ from aiogram.types import Update
 from sqlalchemy import distinct, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.ingest import CONTENT, SOPS, TOKEN, feed, make_updates
+from bench.ingest import TOKEN, feed, make_updates, real_dispatcher
 from bench.sop import Verdicts
 from bot.activity import EVENT_COLUMNS, ActivityLog, EventRow
-from bot.admins import Admins
-from bot.app import Operations, create_dispatcher, freeze_startup_heap, open_services
-from bot.clock import SystemClock
+from bot.app import freeze_startup_heap
 from bot.db import (
     CHECKINS,
     EVENTS,
@@ -81,13 +79,7 @@ from bot.db import (
     writing,
 )
 from bot.db.bulk import Bulk
-from bot.delivery import Delivery
-from bot.handlers import sops
 from bot.registry import Registry
-from bot.rights import RightsCheck
-from bot.settings import Settings
-from bot.sop.engine import Engine
-from bot.sop.library import Library
 from bot.stats import health as scoring
 from bot.stats.metrics import GroupMetrics, bounds, group_metrics, window
 from bot.stats.rollup import Rollup
@@ -578,31 +570,7 @@ async def ingest(updates: list[Update], bot: Bot, path: Path, *, beside: bool) -
     """The real dispatcher over `updates`, as bench/ingest.py times it; with `beside`, the bot's
     rollup runs in the same loop meanwhile. Only messages and commands are counted at the end:
     the shipped check-in SOP emits events of its own."""
-    settings = Settings(
-        bot_token=TOKEN, database_url=f"sqlite+aiosqlite:///{path}", content_dir=CONTENT
-    )
-    services = await open_services(settings)
-    delivery = Delivery(bot, services.registry, services.engine)
-    engine = Engine(
-        services.engine,
-        Library(SOPS, CONTENT),
-        services.registry,
-        services.activity,
-        delivery,
-        SystemClock(),
-        default_timezone=settings.tz,
-        default_language=settings.language,
-    )
-    await engine.open()
-    operations = Operations(
-        engine,
-        Admins(bot, []),
-        sops.Say(delivery, services.texts, services.registry),
-        "bench_bot",
-    )
-    dispatcher = create_dispatcher(
-        services, RightsCheck(delivery, services.registry, services.texts, []), operations
-    )
+    settings, services, engine, dispatcher = await real_dispatcher(bot, path)
     rollup = Rollup(  # as bot.app makes it
         services.engine,
         lambda chat_id: services.registry.zone(chat_id, settings.tz),
