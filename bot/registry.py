@@ -23,6 +23,7 @@ from bot.db import (
     LOTTERIES,
     MEMBERS,
     PUSHES,
+    TIER_CHANGES,
     EventType,
     GroupStatus,
     MemberStatus,
@@ -30,6 +31,7 @@ from bot.db import (
     utcnow,
     writing,
 )
+from bot.stats.rollup import move_group
 
 GROUP_TYPES = frozenset({"group", "supergroup"})
 PRESENT = [s.value for s in MemberStatus if s.is_present]
@@ -397,7 +399,9 @@ class Registry:
             await conn.execute(
                 update(EVENTS).where(EVENTS.c.chat_id == old_id).values(chat_id=new_chat.id)
             )
+            await move_group(conn, old_id, new_chat.id)
             for table, column in (
+                (TIER_CHANGES, "chat_id"),
                 (LOTTERIES, "chat_id"),
                 (LIVES, "chat_id"),
                 (PUSHES, "chat_id"),

@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiogram.types import Chat
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +23,7 @@ from bot.db import (
     EventType,
     writing,
 )
+from bot.registry import Registry
 from bot.stats.metrics import StepResponse, compare, group_metrics, two_proportion_p
 from bot.stats.rollup import Rollup
 
@@ -265,3 +267,18 @@ def test_the_two_proportion_test() -> None:
     assert not close.significant and close.p_value is not None and close.p_value > 0.05
     few = compare("w", "g", StepResponse("w", "g", "a", 6, 4), StepResponse("w", "g", "b", 6, 1))
     assert few.p_value is None and not few.significant
+
+
+async def test_a_migrated_group_keeps_its_history(engine: AsyncEngine, registry: Registry) -> None:
+    await registry.save_group(Chat(id=GROUP, type="group", title="Readers"))
+    await add_events(engine, *[event(local(2, 10, n), EventType.MESSAGE, 1) for n in range(3)])
+    await rollup(engine).catch_up()
+    new = -1009
+    await registry.migrate(GROUP, Chat(id=new, type="supergroup", title="Readers"), local(2, 11))
+    await add_events(engine, event(local(2, 12), EventType.MESSAGE, 1, chat=new))
+    await rollup(engine).catch_up()
+    found = await group_metrics(engine, new, date(2026, 11, 2), date(2026, 11, 2), SHANGHAI)
+    assert (found.messages, found.active) == (4, 1)
+    async with engine.connect() as conn:
+        left = (await conn.execute(select(GROUP_DAYS).where(GROUP_DAYS.c.chat_id == GROUP))).all()
+    assert left == []

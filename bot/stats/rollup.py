@@ -250,6 +250,25 @@ async def _position(conn: AsyncConnection) -> int:
     return int(found.scalar() or 0)
 
 
+async def move_group(conn: AsyncConnection, old: int, new: int) -> None:
+    """A group became a supergroup: its daily counts join the new id's (added together where
+    both have the same day), and its SOP answers go along."""
+    tables = (
+        (GROUP_DAYS, ("chat_id", "day"), GROUP_COLUMNS),
+        (MEMBER_DAYS, ("chat_id", "user_id", "day"), ("messages", "presses")),
+        (GROUP_HOURS, ("chat_id", "day", "hour"), ("messages",)),
+    )
+    for table, keys, counts in tables:
+        rows = [
+            {**row._asdict(), "chat_id": new}
+            for row in await conn.execute(select(table).where(table.c.chat_id == old))
+        ]
+        if rows:
+            await _add(conn, table, keys, counts, rows)
+            await conn.execute(table.delete().where(table.c.chat_id == old))
+    await conn.execute(update(SOP_SENDS).where(SOP_SENDS.c.chat_id == old).values(chat_id=new))
+
+
 class _Raced(Exception):
     """Another process (`tidepool stats` beside the bot) counted the same events first."""
 
