@@ -126,7 +126,9 @@ async def test_rollups_count_each_event_once_on_the_group_calendar(engine: Async
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                select(GROUP_DAYS.c.messages).where(GROUP_DAYS.c.day == date(2026, 11, 3))
+                select(GROUP_DAYS.c.messages).where(
+                    GROUP_DAYS.c.chat_id == GROUP, GROUP_DAYS.c.day == date(2026, 11, 3)
+                )
             )
         ).first()
     assert row is not None and row.messages == 3  # the two before and this one
