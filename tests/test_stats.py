@@ -284,3 +284,21 @@ async def test_a_migrated_group_keeps_its_history(engine: AsyncEngine, registry:
     async with engine.connect() as conn:
         left = (await conn.execute(select(GROUP_DAYS).where(GROUP_DAYS.c.chat_id == GROUP))).all()
     assert left == []
+
+
+async def test_bots_coming_and_going_are_not_joins_or_leaves(engine: AsyncEngine) -> None:
+    async with writing(engine) as conn:
+        await conn.execute(
+            insert(MEMBERS).values(
+                chat_id=GROUP, user_id=7, first_name="HelperBot", status="left", is_bot=True
+            )
+        )
+    await add_events(
+        engine,
+        event(local(2, 9), EventType.MEMBER_JOINED, 7),
+        event(local(2, 10), EventType.MEMBER_LEFT, 7),
+        event(local(2, 11), EventType.MEMBER_JOINED, 3),
+    )
+    await rollup(engine).catch_up()
+    found = await group_metrics(engine, GROUP, date(2026, 11, 2), date(2026, 11, 2), SHANGHAI)
+    assert (found.joins, found.leaves) == (1, 0)

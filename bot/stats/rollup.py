@@ -4,7 +4,8 @@ The events table is read forward by id from where the last pass stopped (`rollup
 pass folds a batch into per-day counts on each group's own calendar and moves the position, in
 one transaction, so every event is counted exactly once whatever stops the bot:
 
-- `group_days`: messages (commands included), joins, leaves, button presses, lottery entries,
+- `group_days`: messages (commands included), joins and leaves of people (not bots), button
+  presses, lottery entries,
   live reminder subscriptions and link clicks;
 - `member_days`: each member's messages and presses per day (active members, tiers);
 - `group_hours`: messages per hour of the day (the hour-of-week heatmap);
@@ -35,6 +36,7 @@ from bot.db import (
     GROUP_DAYS,
     GROUP_HOURS,
     MEMBER_DAYS,
+    MEMBERS,
     ROLLUP_STATE,
     SOP_SENDS,
     EventType,
@@ -58,6 +60,9 @@ GROUP_COUNTS = {
     EventType.LIVE_CLICKED.value: "live_clicks",
 }
 GROUP_COLUMNS = ("messages", *sorted(set(GROUP_COUNTS.values())))
+MEMBERSHIP = frozenset(
+    {EventType.MEMBER_JOINED.value, EventType.MEMBER_LEFT.value, EventType.MEMBER_KICKED.value}
+)
 
 Zones = Callable[[int], tzinfo]
 
@@ -126,6 +131,7 @@ class Rollup(Periodic):
             )
         if not events:
             return 0
+        bots = await self._bots(events)
         groups: dict[tuple[int, date], Counter[str]] = defaultdict(Counter)
         members: dict[tuple[int, int, date], Counter[str]] = defaultdict(Counter)
         hours: Counter[tuple[int, date, int]] = Counter()
@@ -145,6 +151,8 @@ class Rollup(Periodic):
                 if user_id is not None:
                     members[chat_id, user_id, day]["messages"] += 1
             elif kind in GROUP_COUNTS:
+                if kind in MEMBERSHIP and (chat_id, user_id) in bots:
+                    continue  # other bots joining or leaving are not members coming and going
                 groups[chat_id, day][GROUP_COUNTS[kind]] += 1
                 if kind == EventType.CALLBACK and user_id is not None:
                     members[chat_id, user_id, day]["presses"] += 1
@@ -235,6 +243,19 @@ class Rollup(Periodic):
                 .values(responded_at=bindparam("at")),
                 answered,
             )
+
+    async def _bots(self, events: list[Any]) -> set[tuple[int, int]]:
+        """(group, user) of the batch's joins and leaves that are bots."""
+        users = {event.user_id for event in events if event.type in MEMBERSHIP and event.user_id}
+        if not users:
+            return set()
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(MEMBERS.c.chat_id, MEMBERS.c.user_id).where(
+                    MEMBERS.c.user_id.in_(sorted(users)), MEMBERS.c.is_bot.is_(True)
+                )
+            )
+            return {(chat_id, user_id) for chat_id, user_id in rows}
 
     def _forget_old(self, now: datetime) -> None:
         """Members whose last send is older than the window cannot answer it any more."""
