@@ -9,8 +9,8 @@ from loguru import logger
 
 
 class Periodic:
-    """Runs `tick()` every `interval()` seconds from `start()` to `close()`; a failing round
-    is logged and the loop goes on."""
+    """Runs `tick()` every `interval()` seconds from `start()` (the first an interval after
+    it) to `close()`; a failing round is logged and the loop goes on."""
 
     name = "periodic"
 
@@ -35,9 +35,9 @@ class Periodic:
             self._task = None
 
     async def _loop(self) -> None:
-        while True:
+        while True:  # the first round an interval after the start, not amid the start-up work
+            await asyncio.sleep(self.interval())
             try:
                 await self.tick()
             except Exception:
                 logger.exception("{} failed; trying again in {:.0f}s", self.name, self.interval())
-            await asyncio.sleep(self.interval())
