@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from loguru import logger
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, Update, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.activity import ActivityLog, event_row
@@ -272,32 +272,13 @@ class Lives:
                 .where(LIVES.c.id == live_id)
                 .values(starts_at=starts_at, ends_at=ends_at, revision=LIVES.c.revision + 1)
             )
+            cancelled = {"status": PushStatus.CANCELLED.value, "note": "the live moved"}
+            await conn.execute(_pending(live_id, PushKind.LIVE_REMINDER).values(cancelled))
             await conn.execute(
-                update(PUSHES)
-                .where(
-                    PUSHES.c.live_id == live_id,
-                    PUSHES.c.kind == PushKind.LIVE_REMINDER.value,
-                    PUSHES.c.status == PushStatus.PENDING.value,
-                )
-                .values(status=PushStatus.CANCELLED.value, note="the live moved")
+                _pending(live_id, PushKind.LIVE_ANNOUNCE).values(expires_at=starts_at)
             )
             await conn.execute(
-                update(PUSHES)
-                .where(
-                    PUSHES.c.live_id == live_id,
-                    PUSHES.c.status == PushStatus.PENDING.value,
-                    PUSHES.c.kind == PushKind.LIVE_ANNOUNCE.value,
-                )
-                .values(expires_at=starts_at)
-            )
-            await conn.execute(
-                update(PUSHES)
-                .where(
-                    PUSHES.c.live_id == live_id,
-                    PUSHES.c.status == PushStatus.PENDING.value,
-                    PUSHES.c.kind == PushKind.LIVE_UNPIN.value,
-                )
-                .values(due_at=ends_at, planned_at=ends_at)
+                _pending(live_id, PushKind.LIVE_UNPIN).values(due_at=ends_at, planned_at=ends_at)
             )
             moved = (await conn.execute(select(LIVES).where(LIVES.c.id == live_id))).one()
             await add_pushes(conn, self._reminder_rows(moved, now))
@@ -314,23 +295,11 @@ class Lives:
                 update(LIVES).where(LIVES.c.id == live_id).values(status=LiveStatus.CANCELLED.value)
             )
             await conn.execute(
-                update(PUSHES)
-                .where(
-                    PUSHES.c.live_id == live_id,
-                    PUSHES.c.status == PushStatus.PENDING.value,
-                    PUSHES.c.kind != PushKind.LIVE_UNPIN.value,
-                )
+                _pending(live_id)
+                .where(PUSHES.c.kind != PushKind.LIVE_UNPIN.value)
                 .values(status=PushStatus.CANCELLED.value, note="the live was cancelled")
             )
-            await conn.execute(
-                update(PUSHES)
-                .where(
-                    PUSHES.c.live_id == live_id,
-                    PUSHES.c.status == PushStatus.PENDING.value,
-                    PUSHES.c.kind == PushKind.LIVE_UNPIN.value,
-                )
-                .values(due_at=now)
-            )
+            await conn.execute(_pending(live_id, PushKind.LIVE_UNPIN).values(due_at=now))
             cancelled = (await conn.execute(select(LIVES).where(LIVES.c.id == live_id))).one()
         self.queue.wake()
         await self._refresh_announcement(cancelled)
@@ -574,6 +543,14 @@ class Lives:
         ]
         if rows:
             await add_pushes(conn, rows)
+
+
+def _pending(live_id: int, kind: PushKind | None = None) -> Update:
+    """An update of the live's pushes still pending (of one kind, if given)."""
+    stmt = update(PUSHES).where(
+        PUSHES.c.live_id == live_id, PUSHES.c.status == PushStatus.PENDING.value
+    )
+    return stmt if kind is None else stmt.where(PUSHES.c.kind == kind.value)
 
 
 def _zone(name: str) -> tzinfo:

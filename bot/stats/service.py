@@ -11,7 +11,7 @@ spell) and raised once; a fall is reported at most once a week.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,3 @@ class Analytics(Periodic):
             result = await conn.execute(stmt.on_conflict_do_nothing())
         if result.rowcount and self.alert is not None:
             await self.alert(chat_id, kind, details)
-
-
-def last_full_day(now: datetime, zone: tzinfo) -> date:
-    return now.astimezone(zone).date() - timedelta(days=1)
