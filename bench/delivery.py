@@ -25,6 +25,7 @@ from bot.activity import ActivityLog
 from bot.db import GroupStatus, create_engine, upgrade
 from bot.delivery import Delivered, Delivery
 from bot.emulator import EmulatorServer
+from bot.events import Bus
 from bot.registry import Registry
 
 TOKEN = "123456:BENCH-token"
@@ -34,7 +35,7 @@ async def run(groups: int, messages: int, per_second: float, folder: Path) -> No
     engine = create_engine(f"sqlite+aiosqlite:///{folder / 'bench.db'}")
     await upgrade(engine)
     activity = ActivityLog(engine)
-    registry = Registry(engine, activity)
+    registry = Registry(engine, activity, Bus())
     async with EmulatorServer(token=TOKEN) as server:
         ctl = server.client
         chat_ids = []

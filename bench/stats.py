@@ -79,6 +79,7 @@ from bot.db import (
     writing,
 )
 from bot.db.bulk import Bulk
+from bot.events import Bus
 from bot.registry import Registry
 from bot.stats import health as scoring
 from bot.stats.metrics import GroupMetrics, bounds, group_metrics, window
@@ -666,7 +667,7 @@ async def data_and_rollup(db: AsyncEngine, args: argparse.Namespace) -> tuple[Ro
         f"{len(busiest.members):,} members, zone {busiest.timezone}"
     )
 
-    registry = Registry(db, ActivityLog(db))
+    registry = Registry(db, ActivityLog(db), Bus())
     await registry.load()
     rollup = Rollup(db, lambda chat_id: registry.zone(chat_id, DEFAULT_ZONE))
     gc.collect()

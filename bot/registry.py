@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, TypeVar
@@ -31,6 +30,7 @@ from bot.db import (
     utcnow,
     writing,
 )
+from bot.events import Bus, GroupDiscovered, GroupsChanged, MemberJoined, MemberLeft
 from bot.stats.rollup import move_group
 
 GROUP_TYPES = frozenset({"group", "supergroup"})
@@ -62,21 +62,14 @@ class Registry:
     twice (a `chat_member` update and the service message) is counted once.
     """
 
-    def __init__(self, engine: AsyncEngine, activity: ActivityLog) -> None:
+    def __init__(self, engine: AsyncEngine, activity: ActivityLog, bus: Bus) -> None:
         self.engine = engine
         self.activity = activity
+        # Told of every counted join and leave (the SOP engine's triggers), of groups first seen
+        # through a message (the rights check), and of group status changes (the calendar).
+        self.bus = bus
         self.groups: dict[int, KnownGroup] = {}
-        # Called (in the background) for a group first seen through a message, e.g. one the
-        # bot was in before this database existed; the app checks the bot's rights there.
-        self.discovered: Callable[[int], Coroutine[Any, Any, None]] | None = None
-        # Told of every counted join ("joined") and leave ("left"): the SOP engine's triggers.
-        self.on_member: Callable[[str, int, User, datetime], Coroutine[Any, Any, None]] | None = (
-            None
-        )
-        # Called when a group's status changes (the bot added, removed, a migration).
-        self.on_groups_changed: Callable[[], None] | None = None
         self._migrating = asyncio.Lock()
-        self._background: set[asyncio.Task[None]] = set()
 
     async def load(self) -> None:
         """Read the known groups into memory."""
@@ -139,10 +132,8 @@ class Registry:
         if known is not None and known.status in (GroupStatus.ACTIVE, GroupStatus.MIGRATED):
             return
         await self.save_group(chat, status=GroupStatus.ACTIVE)
-        if known is None and self.discovered is not None:
-            task = asyncio.create_task(self.discovered(chat.id))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        if known is None:
+            self.bus.publish_soon(GroupDiscovered(chat.id))
 
     async def save_group(
         self,
@@ -271,7 +262,7 @@ class Registry:
                     chat_id=chat_id, user_id=user.id, at=at, type=EventType.MEMBER_JOINED, data=data
                 )
             )
-            await self._tell("joined", chat_id, user, at)
+            await self._tell(MemberJoined(chat_id, user, at))
         return counted
 
     async def member_left(
@@ -296,7 +287,7 @@ class Registry:
             self.activity.add(
                 event_row(chat_id=chat_id, user_id=user.id, at=at, type=event_type, data=data)
             )
-            await self._tell("left", chat_id, user, at)
+            await self._tell(MemberLeft(chat_id, user, at))
         return counted
 
     async def find_member(self, chat_id: int, who: str, *, present: bool = True) -> int | None:
@@ -315,16 +306,11 @@ class Registry:
         return int(row.user_id) if row is not None else None
 
     def _groups_changed(self) -> None:
-        if self.on_groups_changed is not None:
-            self.on_groups_changed()
+        self.bus.publish_soon(GroupsChanged())
 
-    async def _tell(self, change: str, chat_id: int, user: User, at: datetime) -> None:
-        if self.on_member is None or user.is_bot:
-            return
-        try:
-            await self.on_member(change, chat_id, user, at)
-        except Exception:
-            logger.bind(chat_id=chat_id).exception("handling member {} {} failed", user.id, change)
+    async def _tell(self, change: MemberJoined | MemberLeft) -> None:
+        if not change.user.is_bot:
+            await self.bus.publish(change)
 
     async def _transition(
         self, chat_id: int, user: User, values: dict[str, Any], *, was_present: bool

@@ -16,6 +16,7 @@ from loguru import logger
 
 from bot.db import GroupStatus
 from bot.delivery import Delivery
+from bot.events import Bus, GroupDiscovered
 from bot.registry import Registry
 from bot.texts import Texts
 
@@ -37,13 +38,18 @@ class RightsCheck:
     """Compares the bot's rights with what it needs and reports changes once, not on every start."""
 
     def __init__(
-        self, delivery: Delivery, registry: Registry, texts: Texts, owner_ids: list[int]
+        self, delivery: Delivery, registry: Registry, texts: Texts, owner_ids: list[int], bus: Bus
     ) -> None:
         self.delivery = delivery
         self.bot = delivery.bot
         self.registry = registry
         self.texts = texts
         self.owner_ids = owner_ids
+        bus.subscribe(GroupDiscovered, self._discovered)
+
+    async def _discovered(self, event: GroupDiscovered) -> None:
+        """A group first seen through a message (the bot was there before this database)."""
+        await self.review_group(event.chat_id)
 
     async def review(
         self, chat: Chat, member: ResultChatMemberUnion, added_by: int | None = None

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
 from bot.db import create_engine, upgrade
+from bot.events import Bus
 from bot.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ async def activity(engine: AsyncEngine) -> AsyncIterator[ActivityLog]:
 
 @pytest.fixture
 async def registry(engine: AsyncEngine, activity: ActivityLog) -> Registry:
-    registry = Registry(engine, activity)
+    registry = Registry(engine, activity, Bus())
     await registry.load()
     return registry
 

@@ -18,9 +18,13 @@ from aiogram.types import Chat, User
 from bot.activity import ActivityLog
 from bot.clock import ManualClock
 from bot.delivery import Delivered
+from bot.lottery.service import Lotteries
+from bot.push.lives import Lives
+from bot.push.queue import Doorbell, PushQueue
 from bot.registry import Registry
 from bot.sop.engine import Engine
 from bot.sop.library import Library
+from bot.texts import Texts
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -129,6 +133,50 @@ def copy_sops(tmp: Path, *names: str, source: Path | None = None) -> Path:
     return folder
 
 
+async def nobody_asked(_chat_id: int, _user_id: int) -> str | None:
+    """Telegram, asked for a member's status, cannot say (every press is trusted)."""
+    return None
+
+
+@dataclass
+class Notices:
+    """The owners' notices, recorded: (text key, values)."""
+
+    told: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def __call__(self, key: str, **values: Any) -> None:
+        self.told.append((key, values))
+
+
+def push_queue(
+    db: Any,
+    registry: Registry,
+    outbox: Any,
+    clock: ManualClock,
+    *,
+    notify: Notices | None = None,
+    **options: Any,
+) -> PushQueue:
+    """The push queue with its lives, wired as `bot.factory` wires them (loop not started)."""
+    doorbell = Doorbell()
+    texts = Texts.load(ROOT / "content", "en")
+    zone = ZoneInfo("Asia/Shanghai")
+    lives = Lives(
+        db, registry, registry.activity, outbox, texts, doorbell, clock, default_zone=zone
+    )
+    return PushQueue(
+        db,
+        registry,
+        outbox,
+        clock,
+        lives=lives,
+        doorbell=doorbell,
+        notify=notify or Notices(),
+        default_zone=zone,
+        **options,
+    )
+
+
 async def make_engine(
     db: Any,
     registry: Registry,
@@ -136,18 +184,56 @@ async def make_engine(
     sops_dir: Path,
     *,
     content: Path | None = None,
+    quiet_hours: str = "22:00-08:00",
+    ask_member: Callable[[int, int], Awaitable[str | None]] = nobody_asked,
 ) -> tuple[Engine, RecordingOutbox, ManualClock]:
+    """The SOP engine with its real collaborators (lotteries, lives, the push queue) wired as
+    `bot.factory` wires them, over a recording outbox and a manual clock. The push queue's
+    loop is not started: tests call `engine.pushes.run_due()`."""
     clock = ManualClock(START)
     outbox = RecordingOutbox(clock)
-    library = Library(sops_dir, content or ROOT / "tests/fixtures/sops/engine/content")
+    content = content or ROOT / "tests/fixtures/sops/engine/content"
+    texts = Texts.load(ROOT / "content", "en")  # the features' own texts
+    zone = ZoneInfo("Asia/Shanghai")
+    notify = Notices()
+    lotteries = Lotteries(
+        db,
+        registry,
+        activity,
+        outbox,
+        texts,
+        clock,
+        bus=registry.bus,
+        ask_member=ask_member,
+        default_timezone=zone,
+    )
+    doorbell = Doorbell()
+    lives = Lives(db, registry, activity, outbox, texts, doorbell, clock, default_zone=zone)
+    pushes = PushQueue(
+        db,
+        registry,
+        outbox,
+        clock,
+        lives=lives,
+        doorbell=doorbell,
+        notify=notify,
+        default_zone=zone,
+        quiet_hours=quiet_hours,
+    )
     engine = Engine(
         db,
-        library,
+        Library(sops_dir, content),
         registry,
         activity,
         outbox,
         clock,
-        default_timezone=ZoneInfo("Asia/Shanghai"),
+        bus=registry.bus,
+        lotteries=lotteries,
+        lives=lives,
+        pushes=pushes,
+        deletions=Doorbell(),
+        notify=notify,
+        default_timezone=zone,
         default_language="en",
     )
     await engine.open()

@@ -3,91 +3,101 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import CallbackQuery, Chat, Message, Update
 from sqlalchemy import select
 
-from bot.app import ALWAYS_ALLOWED, allowed_updates, create_dispatcher, open_services
+from bot.app import ALWAYS_ALLOWED, allowed_updates
+from bot.clock import ManualClock
 from bot.db import EVENTS
-from bot.delivery import Delivery
+from bot.emulator import EmulatorClient, EmulatorServer
+from bot.factory import Tidepool, assemble
 from bot.polling import Poller
-from bot.rights import RightsCheck
 from bot.settings import Settings
 from tests.conftest import ROOT, at
 from tests.updates import GROUP, group_message, user
 
 TOKEN = "123456:TEST-token"
+TYPED = ("message", "command")  # what a member wrote, in the activity log
 
 
-async def test_button_press_in_a_group_is_an_event(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def assembled(tmp_path: Path) -> AsyncIterator[tuple[Tidepool, EmulatorClient]]:
+    """The application as `tidepool run` builds it, with Telegram played by the emulator."""
     settings = Settings(
         bot_token=TOKEN,
         database_url=f"sqlite+aiosqlite:///{tmp_path}/t.db",
         content_dir=ROOT / "content",
+        sops_dir=ROOT / "sops",
     )
-    services = await open_services(settings)
-    bot = Bot(TOKEN)
-    dispatcher = create_dispatcher(
-        services,
-        RightsCheck(
-            Delivery(bot, services.registry, services.engine), services.registry, services.texts, []
-        ),
-    )
-    assert set(ALWAYS_ALLOWED) <= set(allowed_updates(dispatcher))
-    post = group_message(7, user(BOT := 123456, "Tidepool", is_bot=True), at(0))
-    query = CallbackQuery(
-        id="q1", from_user=user(11, "Alice"), chat_instance="ci", message=post, data="checkin"
-    )
-    await dispatcher.feed_update(bot, Update(update_id=1, callback_query=query))
-    await services.activity.close()
-    async with services.engine.connect() as conn:
-        [row] = (await conn.execute(select(EVENTS))).mappings().all()
-    assert (row["type"], row["user_id"], row["message_id"], row["data"]) == (
-        "callback",
-        11,
-        7,
-        {"data": "checkin"},
-    )
-    assert bot.id == BOT
-    await services.engine.dispose()
-    await bot.session.close()
+    async with EmulatorServer(token=TOKEN) as server:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(server.base_url))
+        bot = Bot(TOKEN, session=session)
+        try:
+            me = await bot.me()
+            async with assemble(settings, bot, ManualClock(at(0)), me) as app:
+                yield app, server.client
+        finally:
+            await bot.session.close()
 
 
-async def test_handlers_see_commands_while_group_chatter_is_only_logged(tmp_path: Path) -> None:
-    settings = Settings(bot_token=TOKEN, database_url=f"sqlite+aiosqlite:///{tmp_path}/t.db")
-    services = await open_services(settings)
-    bot = Bot(TOKEN)
-    delivery = Delivery(bot, services.registry, services.engine)
-    dispatcher = create_dispatcher(
-        services, RightsCheck(delivery, services.registry, services.texts, [])
-    )
-    seen: list[str | None] = []
+async def test_button_press_in_a_group_is_an_event(tmp_path: Path) -> None:
+    async with assembled(tmp_path) as (app, _):
+        assert set(ALWAYS_ALLOWED) <= set(allowed_updates(app.dispatcher))
+        post = group_message(7, user(BOT := 123456, "Tidepool", is_bot=True), at(0))
+        query = CallbackQuery(
+            id="q1", from_user=user(11, "Alice"), chat_instance="ci", message=post, data="checkin"
+        )
+        await app.dispatcher.feed_update(app.bot, Update(update_id=1, callback_query=query))
+        await app.activity.flush()
+        async with app.db.connect() as conn:
+            rows = (await conn.execute(select(EVENTS))).mappings().all()
+        presses = [row for row in rows if row["type"] == "callback"]
+        assert [(r["user_id"], r["message_id"], r["data"]) for r in presses] == [
+            (11, 7, {"data": "checkin"})
+        ]
+        assert app.bot.id == BOT
 
-    @dispatcher.message()
-    async def probe(message: Message) -> None:
-        seen.append(message.text)
 
-    alice = user(11, "Alice")
-    private = Chat(id=11, type="private", first_name="Alice")
-    messages = [
-        group_message(1, alice, at(0), text="good morning"),
-        group_message(2, alice, at(1), text="/top month"),
-        group_message(3, alice, at(2), text=None, caption="/not a command"),
-        group_message(4, alice, at(3), chat=private, text="hello bot"),
-    ]
-    for n, message in enumerate(messages, start=1):
-        await dispatcher.feed_update(bot, Update(update_id=n, message=message))
-    await services.activity.close()
-    assert seen == ["/top month", "hello bot"]
-    async with services.engine.connect() as conn:
-        logged = (await conn.execute(select(EVENTS.c.message_id))).scalars().all()
-    assert sorted(logged) == [1, 2, 3], "every group message is logged, commands too"
-    await services.engine.dispose()
-    await bot.session.close()
+async def test_commands_are_answered_while_group_chatter_is_only_logged(tmp_path: Path) -> None:
+    async with assembled(tmp_path) as (app, ctl):
+        await ctl.create_chat(GROUP.title or "", id=GROUP.id)
+        await ctl.create_user("Alice", id=11)
+        await ctl.join(GROUP.id, 11)
+        await ctl.set_bot_status(GROUP.id, "administrator")
+        alice = user(11, "Alice")
+        private = Chat(id=11, type="private", first_name="Alice")
+        messages = [
+            group_message(1, alice, at(0), text="good morning"),
+            group_message(2, alice, at(1), text="/top month"),
+            group_message(3, alice, at(2), text=None, caption="/not a command"),
+            group_message(4, alice, at(3), chat=private, text="hello bot"),
+        ]
+        for n, message in enumerate(messages, start=1):
+            await app.dispatcher.feed_update(app.bot, Update(update_id=n, message=message))
+        await app.activity.flush()
+        async with app.db.connect() as conn:
+            logged = (
+                (await conn.execute(select(EVENTS.c.message_id).where(EVENTS.c.type.in_(TYPED))))
+                .scalars()
+                .all()
+            )
+        assert sorted(logged) == [1, 2, 3], "every group message is logged, commands too"
+        replies = [
+            call["params"].get("reply_parameters", {}).get("message_id")
+            or call["params"].get("reply_to_message_id")
+            for call in await ctl.calls(method="sendMessage")
+            if int(call["params"]["chat_id"]) == GROUP.id
+        ]
+        assert replies == [2], "the command is answered; chatter and captions are not"
 
 
 async def test_poller_keeps_each_chats_order_and_runs_chats_side_by_side() -> None:

@@ -15,10 +15,10 @@ from bot.activity import ActivityLog
 from bot.clock import ManualClock
 from bot.db import EVENTS, PUSHES, EventType, PushStatus
 from bot.push.lives import LiveError, Lives
-from bot.push.queue import PushQueue
+from bot.push.queue import Doorbell, PushQueue
 from bot.registry import Registry
 from bot.texts import Texts
-from tests.sop_harness import RecordingOutbox
+from tests.sop_harness import Notices, RecordingOutbox
 
 ROOT = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -35,19 +35,28 @@ async def setup(
     await registry.save_group(Chat(id=GROUP, type="supergroup", title="Readers"), language="en")
     clock = ManualClock(MONDAY_NOON)
     outbox = RecordingOutbox(clock)
-    queue = PushQueue(engine, registry, outbox, clock, default_zone=SHANGHAI)
+    doorbell = Doorbell()
     lives = Lives(
         engine,
         registry,
         activity,
         outbox,
         Texts.load(ROOT / "content", "en"),
-        queue,
+        doorbell,
         clock,
         default_zone=SHANGHAI,
         bot_username="tidepool_bot",
     )
-    queue.lives = lives
+    queue = PushQueue(
+        engine,
+        registry,
+        outbox,
+        clock,
+        lives=lives,
+        doorbell=doorbell,
+        notify=Notices(),
+        default_zone=SHANGHAI,
+    )
     return lives, queue, outbox, clock
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import points
 from bot.activity import ActivityLog, event_row
-from bot.app import _member_status
 from bot.clock import ManualClock
 from bot.db import (
     CHECKINS,
@@ -30,6 +29,7 @@ from bot.db import (
     EventType,
     writing,
 )
+from bot.factory import member_status
 from bot.lottery import draw as drawing
 from bot.lottery.command import BadCommand, read_lottery
 from bot.lottery.rules import Refusal
@@ -38,7 +38,16 @@ from bot.lottery.store import Drawn, Entered, Rerolled, Verification
 from bot.registry import Registry
 from bot.sop.format import LotteryRules
 from bot.texts import Texts
-from tests.sop_harness import ROOT, START, RecordingOutbox, copy_sops, make_engine, settle, user
+from tests.sop_harness import (
+    ROOT,
+    START,
+    RecordingOutbox,
+    copy_sops,
+    make_engine,
+    nobody_asked,
+    settle,
+    user,
+)
 
 GROUP = Chat(id=-1001, type="supergroup", title="Readers")
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -52,6 +61,17 @@ class Setup:
     registry: Registry
     engine: AsyncEngine
     activity: ActivityLog
+    telegram: Telegram
+
+
+@dataclass
+class Telegram:
+    """Answers getChatMember as a test says (by default: it cannot say)."""
+
+    says: Callable[[int, int], Awaitable[str | None]] = nobody_asked
+
+    async def __call__(self, chat_id: int, user_id: int) -> str | None:
+        return await self.says(chat_id, user_id)
 
 
 @pytest.fixture
@@ -61,6 +81,7 @@ async def setup(
     clock = ManualClock(START)
     outbox = RecordingOutbox(clock)
     await registry.save_group(GROUP)
+    telegram = Telegram()
     lotteries = Lotteries(
         engine,
         registry,
@@ -68,10 +89,12 @@ async def setup(
         outbox,
         Texts.load(ROOT / "content", "en"),
         clock,
+        bus=registry.bus,
+        ask_member=telegram,
         default_timezone=ZONE,
         edit_interval=0.01,
     )
-    yield Setup(lotteries, outbox, clock, registry, engine, activity)
+    yield Setup(lotteries, outbox, clock, registry, engine, activity, telegram)
     await lotteries.close()
 
 
@@ -340,6 +363,8 @@ async def test_the_loop_draws_at_the_deadline_and_after_a_restart(
         setup.outbox,
         setup.lotteries.texts,
         setup.clock,
+        bus=registry.bus,
+        ask_member=nobody_asked,
         default_timezone=ZONE,
     )
     again.start()
@@ -479,22 +504,21 @@ async def test_verify_catches_tampering(setup: Setup) -> None:
 
 async def test_the_weekly_lottery_sop_opens_a_lottery_once(setup: Setup, tmp_path: Path) -> None:
     sops = copy_sops(tmp_path, "weekly_lottery.yaml", source=ROOT / "sops")
-    engine, _, _ = await make_engine(
+    engine, outbox, _ = await make_engine(
         setup.engine, setup.registry, setup.activity, sops, content=ROOT / "content"
     )
-    engine.clock = setup.clock
-    engine.outbox = setup.outbox
-    engine.lotteries = setup.lotteries
+    lotteries = engine.lotteries
+    assert isinstance(lotteries, Lotteries)
     await engine.run_by_hand("weekly_lottery", GROUP.id, None)
     await settle(engine)
-    opened = await setup.lotteries.store.open_ones(GROUP.id)
+    opened = await lotteries.store.open_ones(GROUP.id)
     assert len(opened) == 1
     lottery = opened[0]
     assert lottery.prize == "This week's gift: a hand-picked surprise"
     assert (lottery.winners, lottery.draws_at) == (3, START + timedelta(days=2))
     assert lottery.rules.min_messages is not None and lottery.rules.min_tenure is not None
     assert lottery.source == "sop:weekly_lottery" and lottery.message_id is not None
-    post = next(s for s in setup.outbox.sent if s.message_id == lottery.message_id)
+    post = next(s for s in outbox.sent if s.message_id == lottery.message_id)
     assert "at least 1 message(s) in the last 7d" in post.text
     await engine.close()
 
@@ -530,7 +554,7 @@ async def test_pressers_the_bot_does_not_know_are_checked_with_telegram(setup: S
         asked.append(user_id)
         return {2: "member", 3: "left"}.get(user_id)  # 4: Telegram cannot say
 
-    setup.lotteries.ask_member = telegram_says
+    setup.telegram.says = telegram_says
     lottery_id = await create(setup)
     outcomes = await enter(setup, lottery_id, 1, 2, 3, 4)
     assert [o.reason if isinstance(o, Refusal) else "entered" for o in outcomes] == [
@@ -562,5 +586,5 @@ async def test_telegrams_member_status_is_read_as_its_value() -> None:
         async def get_chat_member(self, chat_id: int, user_id: int) -> ChatMemberMember:
             return ChatMemberMember(user=user(user_id, "Frank"))
 
-    status = _member_status(FakeBot())  # type: ignore[arg-type]  # a stand-in for aiogram's Bot
+    status = member_status(FakeBot())  # type: ignore[arg-type]  # a stand-in for aiogram's Bot
     assert await status(GROUP.id, 5) == "member"  # not "ChatMemberStatus.MEMBER"

@@ -22,7 +22,7 @@ from bot.push.queue import INTERRUPTED, PushQueue, add_pushes, push_row
 from bot.push.rules import QuietHours, day_start, next_day, reminder_at
 from bot.registry import Registry
 from bot.texts import Texts
-from tests.sop_harness import RecordingOutbox
+from tests.sop_harness import Notices, RecordingOutbox, push_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -100,14 +100,6 @@ def test_the_cap_day_is_the_group_day() -> None:
 # -- the queue -------------------------------------------------------------------------------
 
 
-class Notices:
-    def __init__(self) -> None:
-        self.told: list[tuple[str, dict[str, Any]]] = []
-
-    async def __call__(self, key: str, **values: Any) -> None:
-        self.told.append((key, values))
-
-
 @pytest.fixture
 async def groups(registry: Registry) -> Registry:
     for chat_id, title, tags in ((GROUP, "Readers", ["vip"]), (OTHER, "Writers", [])):
@@ -121,9 +113,7 @@ def make_queue(
     outbox = RecordingOutbox(clock)
     notices = Notices()
     options = {"quiet_hours": "22:00-08:00", "daily_cap": 6, **options}
-    queue = PushQueue(
-        engine, registry, outbox, clock, default_zone=SHANGHAI, notify=notices, **options
-    )
+    queue = push_queue(engine, registry, outbox, clock, notify=notices, **options)
     return queue, outbox, notices
 
 
@@ -306,7 +296,7 @@ async def test_a_push_is_sending_only_once_telegram_is_asked(
     clock = ManualClock(NOON)
     await add(engine, NOON, text_push("a", GROUP, NOON))
     outbox = Marks(clock, db=engine)
-    queue = PushQueue(engine, groups, outbox, clock, default_zone=SHANGHAI)
+    queue = push_queue(engine, groups, outbox, clock)
     await run(queue)
     assert outbox.seen == [PushStatus.QUEUED, PushStatus.SENDING]
     assert (await statuses(engine))["a"][0] == PushStatus.SENT
@@ -328,7 +318,7 @@ async def test_what_a_stop_kept_from_trying_goes_after_the_restart(
 ) -> None:
     clock = ManualClock(NOON)
     await add(engine, NOON, text_push("a", GROUP, NOON))
-    queue = PushQueue(engine, groups, Stopping(clock), clock, default_zone=SHANGHAI)
+    queue = push_queue(engine, groups, Stopping(clock), clock)
     await run(queue)
     assert (await statuses(engine))["a"][0] == PushStatus.PENDING
     queue, outbox, _ = make_queue(engine, groups, clock)

@@ -14,12 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.activity import ActivityLog
 from bot.clock import ManualClock
 from bot.db import LIVES, PUSHES, SOP_RUNS
-from bot.push.lives import Lives
 from bot.push.queue import PushQueue
 from bot.registry import Registry
 from bot.sop.check import check_path
 from bot.sop.engine import Engine
-from bot.texts import Texts
 from tests.sop_harness import RecordingOutbox, copy_sops, make_engine, settle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,22 +29,10 @@ async def wired(
     engine: AsyncEngine, registry: Registry, activity: ActivityLog, sops: Path
 ) -> tuple[Engine, PushQueue, RecordingOutbox, ManualClock]:
     sop, outbox, clock = await make_engine(
-        engine, registry, activity, sops, content=ROOT / "content"
+        engine, registry, activity, sops, content=ROOT / "content", quiet_hours="off"
     )
-    queue = PushQueue(engine, registry, outbox, clock, default_zone=SHANGHAI, quiet_hours="off")
-    lives = Lives(
-        engine,
-        registry,
-        activity,
-        outbox,
-        Texts.load(ROOT / "content", "en"),
-        queue,
-        clock,
-        default_zone=SHANGHAI,
-    )
-    queue.lives = lives
-    sop.pushes = queue
-    sop.lives = lives
+    queue = sop.pushes
+    assert isinstance(queue, PushQueue)
     return sop, queue, outbox, clock
 
 

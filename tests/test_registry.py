@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiogram.types import Chat
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
 from bot.db import EVENTS, GROUPS, MEMBERS, GroupStatus, MemberStatus
+from bot.events import Bus, GroupDiscovered
 from bot.registry import Registry
 from tests.conftest import at
 from tests.updates import GROUP, group_message, user
@@ -65,13 +65,13 @@ async def test_leave_of_member_from_before_the_bot(
 async def test_message_from_unknown_group_registers_it(engine, registry: Registry):
     discovered: list[int] = []
 
-    async def note(chat_id: int) -> None:
-        discovered.append(chat_id)
+    async def note(event: GroupDiscovered) -> None:
+        discovered.append(event.chat_id)
 
-    registry.discovered = note
+    registry.bus.subscribe(GroupDiscovered, note)
     await registry.group_seen(GROUP)
     await registry.group_seen(GROUP)
-    await asyncio.sleep(0)
+    await registry.bus.settle()
     assert discovered == [GROUP.id], "a new group is announced once"
     [group] = await table(engine, GROUPS)
     assert (group["id"], group["title"], group["status"]) == (GROUP.id, "Tea lovers", "active")
@@ -115,6 +115,6 @@ async def test_migration_moves_members_and_history(
 
 async def test_registry_reloads_groups(engine, registry: Registry, activity: ActivityLog):
     await registry.save_group(GROUP, status=GroupStatus.KICKED, bot_status="kicked")
-    again = Registry(engine, activity)
+    again = Registry(engine, activity, Bus())
     await again.load()
     assert again.groups[GROUP.id].status is GroupStatus.KICKED

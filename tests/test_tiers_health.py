@@ -27,6 +27,7 @@ from bot.db import (
     EventType,
     writing,
 )
+from bot.events import Happened
 from bot.registry import Registry
 from bot.stats import tiers
 from bot.stats.forget import STAND_IN_BASE, forget
@@ -174,8 +175,9 @@ class Told:
     async def alert(self, chat_id: int, kind: str, details: dict[str, Any]) -> None:
         self.alerts.append((chat_id, kind, details))
 
-    async def emit(self, chat_id: int, user_id: int, data: dict[str, Any]) -> None:
-        self.changes.append((chat_id, user_id, data))
+    async def happened(self, event: Happened) -> None:
+        assert event.name == "tier.changed" and event.user_id is not None
+        self.changes.append((event.chat_id, event.user_id, event.data))
 
 
 async def test_a_collapsing_group_raises_each_alert_once(
@@ -193,16 +195,17 @@ async def test_a_collapsing_group_raises_each_alert_once(
     await add_events(engine, *rows)
     clock = ManualClock(local(15, 6))
     told = Told()
+    registry.bus.subscribe(Happened, told.happened)
     analytics = Analytics(
         engine,
         registry,
         Rollup(engine, lambda _chat: SHANGHAI),
         clock,
+        bus=registry.bus,
+        alert=told.alert,
         default_zone=SHANGHAI,
         tiers_path=ROOT / "sops/tiers.yaml",
         silent_days=3,
-        alert=told.alert,
-        emit=told.emit,
     )
     assert await analytics.run_due() == 1  # the 14th: a busy fortnight, no alert
     assert await analytics.run_due() == 0  # done for the day

@@ -36,6 +36,7 @@ from bot.activity import ActivityLog, event_row
 from bot.clock import Clock
 from bot.db import MEMBERS, PRESENT, EventType, LotteryStatus, MemberStatus, writing
 from bot.delivery import Delivered
+from bot.events import Bus, Happened
 from bot.lottery.rules import Eligibility, Refusal
 from bot.lottery.store import (
     Drawn,
@@ -114,6 +115,9 @@ class _Press:
     answer: asyncio.Future[Outcome]
 
 
+AskMember = Callable[[int, int], Awaitable[str | None]]  # a member's status, Telegram says
+
+
 class Lotteries:
     """Opens, posts, admits, draws and announces lotteries in every group."""
 
@@ -126,6 +130,8 @@ class Lotteries:
         texts: Texts,
         clock: Clock,
         *,
+        bus: Bus,
+        ask_member: AskMember,
         default_timezone: ZoneInfo,
         edit_interval: float = EDIT_INTERVAL,
         batch: int = BATCH,
@@ -144,10 +150,9 @@ class Lotteries:
         self.eligibility = Eligibility(engine, activity)
         # Asks Telegram for a member's status in a group (getChatMember): None when it cannot
         # say. Presses by people the bot does not know as present members are checked with it.
-        self.ask_member: Callable[[int, int], Awaitable[str | None]] | None = None
+        self.ask_member = ask_member
         self._asked: dict[tuple[int, int], tuple[float, str]] = {}
-        # Told of each draw's winners (the SOP engine's `lottery.won` event).
-        self.on_won: Callable[[int, int, dict[str, Any]], Coroutine[Any, Any, Any]] | None = None
+        self.bus = bus  # told of each draw's winners (the SOP engine's `lottery.won` event)
         self._presses: dict[int, list[_Press]] = {}
         self._admitting: dict[int, asyncio.Task[None]] = {}
         self._dirty: set[int] = set()
@@ -397,8 +402,6 @@ class Lotteries:
         the bot does not know as present members (a visitor of a public group can press too, and
         a rejoin may have been missed); what it says is stored, in the database and in `known`,
         and remembered for a minute."""
-        if self.ask_member is None:
-            return set()
         doubtful = [u for u in users if (known.get(u) or {}).get("status") not in PRESENT]
         answers = await asyncio.gather(*(self._status(chat_id, u) for u in doubtful))
         refused = set()
@@ -418,7 +421,6 @@ class Lotteries:
         cached = self._asked.get((chat_id, user_id))
         if cached is not None and tick - cached[0] < ASKED_TTL:
             return cached[1]
-        assert self.ask_member is not None
         status = await self.ask_member(chat_id, user_id)
         if status is not None:
             self._asked[chat_id, user_id] = (tick, status)
@@ -518,10 +520,9 @@ class Lotteries:
         await self.store.set_values(lottery_id, announcement_id=sent.message_id)
         self._failures.pop(("announce", lottery_id), None)
         await self._close_post(lottery)
-        if self.on_won is not None:
-            for place, user_id in enumerate(winners, start=1):
-                data = {"lottery": lottery_id, "prize": lottery.prize, "place": place}
-                self._spawn(self.on_won(lottery.chat_id, user_id, data))
+        for place, user_id in enumerate(winners, start=1):
+            data = {"lottery": lottery_id, "prize": lottery.prize, "place": place}
+            self._spawn(self.bus.publish(Happened("lottery.won", lottery.chat_id, user_id, data)))
 
     async def announcement_text(self, lottery: Lottery, winners: list[int]) -> str:
         chat_id = lottery.chat_id
@@ -588,14 +589,14 @@ class Lotteries:
         """Replace a winner with the next pick and show the new winners on the announcement."""
         rerolled = await self.store.reroll(lottery_id, user_id, reason, self.clock.now(), by)
         if isinstance(rerolled, Rerolled):
-            if self.on_won is not None:
-                winners = await self.store.winners(lottery_id)
-                data = {
-                    "lottery": lottery_id,
-                    "prize": rerolled.lottery.prize,
-                    "place": winners.index(rerolled.winner) + 1,
-                }
-                self._spawn(self.on_won(rerolled.lottery.chat_id, rerolled.winner, data))
+            winners = await self.store.winners(lottery_id)
+            data = {
+                "lottery": lottery_id,
+                "prize": rerolled.lottery.prize,
+                "place": winners.index(rerolled.winner) + 1,
+            }
+            won = Happened("lottery.won", rerolled.lottery.chat_id, rerolled.winner, data)
+            self._spawn(self.bus.publish(won))
             lottery = await self.store.get(lottery_id)
             if lottery is not None and lottery.announcement_id is not None:
                 winners = await self.store.winners(lottery_id)

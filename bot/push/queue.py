@@ -175,6 +175,17 @@ class _Pass:
     next_due: datetime | None
 
 
+class Doorbell:
+    """Rung by whoever adds pushes (lives, broadcasts, SOP steps), so the queue looks at once
+    instead of at its next poll; made before the queue and the services that add pushes."""
+
+    def __init__(self) -> None:
+        self.rung = asyncio.Event()
+
+    def wake(self) -> None:
+        self.rung.set()
+
+
 class PushQueue:
     """Sends due pushes within each group's quiet hours and daily cap; see the module."""
 
@@ -185,10 +196,12 @@ class PushQueue:
         delivery: Outbox,
         clock: Clock,
         *,
+        lives: Sender,
+        doorbell: Doorbell,
+        notify: Notify,
         default_zone: tzinfo,
         quiet_hours: str = "22:00-08:00",
         daily_cap: int = 6,
-        notify: Notify | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -198,13 +211,13 @@ class PushQueue:
         self.default_quiet = QuietHours.parse(quiet_hours)
         self.default_cap = daily_cap
         self.notify = notify
-        self.lives: Sender | None = None
+        self.lives = lives  # sends live pushes and fans group reminders out to subscribers
         self.sent = 0
         self.failed = 0
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # push id -> its send
         self._chats: Counter[int] = Counter()  # pushes in flight per chat
         self._told: set[tuple[str, str, str]] = set()  # (what, action, day) owners were told of
-        self._wake = asyncio.Event()
+        self._wake = doorbell.rung
         self._task: asyncio.Task[None] | None = None
 
     # -- rules --------------------------------------------------------------------------------
@@ -361,7 +374,7 @@ class PushQueue:
                         if push.over_cap == "drop":
                             ends.append(_end(push, PushStatus.DROPPED, note))
                             capped.append((push, "dropped"))
-                            if self.lives is not None and push.kind == PushKind.LIVE_REMINDER:
+                            if push.kind == PushKind.LIVE_REMINDER:
                                 await self.lives.fan_out(conn, push, now)
                         else:
                             moves.append(_move(push, next_day(now, rules.zone), note))
@@ -376,7 +389,7 @@ class PushQueue:
                     counted[group] += 1
                 claims.append(push.id)
                 claimed.append(push)
-                if self.lives is not None and push.kind == PushKind.LIVE_REMINDER:
+                if push.kind == PushKind.LIVE_REMINDER:
                     await self.lives.fan_out(conn, push, now)
             if claims:
                 await conn.execute(
@@ -471,8 +484,6 @@ class PushQueue:
                 )
 
         if push.kind != PushKind.TEXT.value:
-            if self.lives is None:
-                return Delivered(False, None, push.chat_id, "lives are not available here")
             return await self.lives.send(push, before)
         markup = InlineKeyboardMarkup.model_validate(push.markup) if push.markup else None
         delivered = await self.delivery.send_message(
@@ -513,8 +524,6 @@ class PushQueue:
     # -- telling the owners -------------------------------------------------------------------
 
     async def _tell_owners(self, capped: list[tuple[Row[Any], str]], now: datetime) -> None:
-        if self.notify is None:
-            return
         groups: dict[tuple[str, str], set[int]] = defaultdict(set)
         for push, action in capped:
             what = (

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.db import LIVE, SOP_RUNS, RunStatus
+from bot.events import SopsReloaded
 from bot.sop.engine import Engine
 from bot.sop.library import LoadReport
 
@@ -79,8 +80,7 @@ class SopAdmin:
         await engine.library.switch(engine.db, sop_id, chat_id, on, by, engine.clock.now())
         if not on:
             await engine.stop_runs(sop_id, chat_id, "switched off in this group by an admin")
-        if engine.on_replan is not None:
-            engine.on_replan()
+        await engine.bus.publish(SopsReloaded())  # the calendar plans its jobs again
         return ("sop.switched_on" if on else "sop.switched_off"), {"id": sop_id}
 
     async def run(self, chat_id: int, sop_id: str, user_id: int | None, who: str) -> Reply:

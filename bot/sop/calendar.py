@@ -13,6 +13,7 @@ from datetime import datetime
 from loguru import logger
 
 from bot.db import GroupStatus
+from bot.events import Bus, GroupsChanged, SopsReloaded
 from bot.sop.engine import CATCH_UP_AFTER, Engine
 from bot.sop.format import ScheduleTrigger, SilentTrigger
 from bot.sop.schedules import Args, PlannedJob, Schedules, daily_trigger, trigger_for
@@ -54,14 +55,21 @@ def plan(engine: Engine) -> list[PlannedJob]:
 class Calendar:
     """Keeps the job store in step with the engine's plan and hands fires to the engine."""
 
-    def __init__(self, engine: Engine, database_url: str) -> None:
+    def __init__(self, engine: Engine, database_url: str, bus: Bus) -> None:
         self.engine = engine
         self.schedules = Schedules(database_url, self._fire, self._missed)
+        self._running = False
+        bus.subscribe(SopsReloaded, self._changed)
+        bus.subscribe(GroupsChanged, self._changed)
 
     def start(self) -> None:
         self.schedules.start()
+        self._running = True
         self.replan()
-        self.engine.on_replan = self.replan
+
+    def _changed(self, _event: SopsReloaded | GroupsChanged) -> None:
+        if self._running:
+            self.replan()
 
     def replan(self) -> None:
         try:
@@ -70,7 +78,7 @@ class Calendar:
             logger.exception("could not update the SOP calendar; the previous plan stays")
 
     async def close(self) -> None:
-        self.engine.on_replan = None
+        self._running = False
         await self.schedules.shutdown()
 
     async def _fire(self, _job_id: str, args: Args) -> None:

@@ -46,6 +46,7 @@ from bot.db import (
     insert_for,
 )
 from bot.delivery import Delivered
+from bot.events import Bus, Happened, MemberJoined, MemberLeft, SopsReloaded
 from bot.push import rotations
 from bot.push.queue import add_pushes, push_row
 from bot.registry import Registry
@@ -220,9 +221,14 @@ class Engine:
         outbox: Outbox,
         clock: Clock,
         *,
+        bus: Bus,
+        lotteries: LotteryOpener,
+        lives: LiveMaker,
+        pushes: Waker,
+        deletions: Waker,
+        notify: Notify,
         default_timezone: ZoneInfo,
         default_language: str,
-        notify: Notify | None = None,
     ) -> None:
         self.db = db
         self.library = library
@@ -239,11 +245,11 @@ class Engine:
         self.texts = TextCatalogue({}, default_language)
         self.triggers = _Triggers()
         self.lateness: deque[float] = deque(maxlen=200_000)  # seconds, of runs taken when due
-        self.on_replan: Callable[[], None] | None = None  # the calendar re-reads its jobs
-        self.on_deletion: Callable[[], None] | None = None  # a message to delete was stored
-        self.lotteries: LotteryOpener | None = None  # opens the lotteries of `lottery` steps
-        self.lives: LiveMaker | None = None  # plans the lives of `live` steps
-        self.pushes: Waker | None = None  # the push queue of `broadcast` and `live` steps
+        self.bus = bus  # tells the calendar of reloads; brings joins, leaves and events
+        self.lotteries = lotteries  # opens the lotteries of `lottery` steps
+        self.lives = lives  # plans the lives of `live` steps
+        self.pushes = pushes  # the push queue of `broadcast` and `live` steps
+        self.deletions = deletions  # told when a message to delete later was stored
         self._busy: set[int] = set()
         self._ahead = HeldRuns(clock, self._on_time)  # read ahead by the timer, not yet due
         self._reading: list[set[int]] = []  # per claim in progress: runs moved meanwhile
@@ -256,6 +262,9 @@ class Engine:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._stopping = False
+        bus.subscribe(MemberJoined, self._on_joined)
+        bus.subscribe(MemberLeft, self._on_left)
+        bus.subscribe(Happened, self._on_happened)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -312,8 +321,8 @@ class Engine:
             "SOPs loaded: {}",
             ", ".join(report.loaded) or "none",
         )
-        if self.on_replan is not None:
-            self.on_replan()
+        with contextlib.suppress(RuntimeError):  # no event loop: nothing is running yet
+            self.bus.publish_soon(SopsReloaded())
         return report
 
     @staticmethod
@@ -368,6 +377,15 @@ class Engine:
             )
 
     # -- triggers -----------------------------------------------------------------------------
+
+    async def _on_joined(self, event: MemberJoined) -> None:
+        await self.member_joined(event.chat_id, event.user.id)
+
+    async def _on_left(self, event: MemberLeft) -> None:
+        await self.member_left(event.chat_id, event.user.id)
+
+    async def _on_happened(self, event: Happened) -> None:
+        await self.emit(event.name, event.chat_id, event.user_id, event.data)
 
     async def member_joined(self, chat_id: int, user_id: int) -> None:
         now = self.clock.now()
@@ -847,30 +865,22 @@ class Engine:
                 sop_id,
                 count,
             )
-        if self.notify is not None:
-            for (sop_id, chat_id), count in report.late.items():
-                await self.notify(
-                    "sop.ran_late", sop=sop_id, group=self._title(chat_id), count=count
-                )
-            for (sop_id, chat_id), count in report.skipped.items():
-                await self.notify(
-                    "sop.skipped", sop=sop_id, group=self._title(chat_id), count=count
-                )
+        for (sop_id, chat_id), count in report.late.items():
+            await self.notify("sop.ran_late", sop=sop_id, group=self._title(chat_id), count=count)
+        for (sop_id, chat_id), count in report.skipped.items():
+            await self.notify("sop.skipped", sop=sop_id, group=self._title(chat_id), count=count)
 
     async def report_missed(self, sop_id: str, chat_id: int, scheduled: datetime) -> None:
         """A calendar trigger's time passed while the bot was down, beyond the catch-up grace."""
         logger.bind(chat_id=chat_id).warning(
             "{}: the schedule of {} was missed while the bot was down", sop_id, scheduled
         )
-        if self.notify is not None:
-            await self.notify(
-                "sop.schedule_missed",
-                sop=sop_id,
-                group=self._title(chat_id),
-                at=scheduled.astimezone(self.group_facts(chat_id).timezone).strftime(
-                    "%Y-%m-%d %H:%M"
-                ),
-            )
+        await self.notify(
+            "sop.schedule_missed",
+            sop=sop_id,
+            group=self._title(chat_id),
+            at=scheduled.astimezone(self.group_facts(chat_id).timezone).strftime("%Y-%m-%d %H:%M"),
+        )
 
     def _title(self, chat_id: int) -> str:
         known = self.registry.groups.get(chat_id)
@@ -1249,9 +1259,6 @@ class Engine:
         """Open a lottery per run in the transaction that moves the run on (a restart never
         opens it twice), then post it."""
         lotteries = self.lotteries
-        if lotteries is None:
-            errors = {run.id: "lotteries are not available in this process" for run in runs}
-            return await self._simple(procedure, path, runs, now, "done", errors=errors)
         opened: dict[int, int] = {}
 
         async def first(conn: AsyncConnection) -> None:
@@ -1290,9 +1297,7 @@ class Engine:
         rows: list[dict[str, Any]] = []
         advances: list[tuple[int, int]] = []
         entries: list[Any] = []
-        if self.pushes is None:
-            errors = {run.id: "broadcasts are not available in this process" for run in runs}
-        elif action.rotate is not None:
+        if action.rotate is not None:
             try:
                 entries = rotations.load(self.library.content_dir, action.rotate)
             except rotations.RotationError as exc:
@@ -1349,7 +1354,7 @@ class Engine:
         going = await self._simple(
             procedure, path, runs, now, "done", effects=effects, errors=errors
         )
-        if rows and self.pushes is not None:
+        if rows:
             self.pushes.wake()
         return going
 
@@ -1362,9 +1367,6 @@ class Engine:
         errors: dict[int, str] = {}
         planned: list[tuple[Run, str, datetime]] = []
         for run in runs:
-            if lives is None:
-                errors[run.id] = "lives are not available in this process"
-                continue
             zone = (
                 ZoneInfo(action.start.timezone)
                 if action.start.timezone
@@ -1385,7 +1387,6 @@ class Engine:
             planned.append((run, str(title), starts_at))
 
         async def first(conn: AsyncConnection) -> None:
-            assert lives is not None
             for run, title, starts_at in planned:
                 live_id = await lives.create_in(
                     conn,
@@ -1405,7 +1406,7 @@ class Engine:
         going = await self._simple(
             procedure, path, runs, now, "done", first=first if planned else None, errors=errors
         )
-        if planned and self.pushes is not None:
+        if planned:
             self.pushes.wake()
         return going
 
@@ -1699,8 +1700,8 @@ class Engine:
                 )
             if send.pin and delivered.message_id is not None:
                 await self.outbox.pin(delivered.chat_id, delivered.message_id, source=source)
-            if deletion is not None and self.on_deletion is not None:
-                self.on_deletion()
+            if deletion is not None:
+                self.deletions.wake()
         scheduled = [run for run in runs if run.status is RunStatus.SCHEDULED]
         self._release(scheduled)
         going = await self._settle([run for run in runs if run not in scheduled])

@@ -28,10 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.activity import ActivityLog, event_row
 from bot.clock import Clock, ManualClock
 from bot.db import PUSHES, SOP_RUNS, SOP_STEPS, EventType, create_engine, upgrade
+from bot.deletions import Deletions
 from bot.delivery import Delivered
+from bot.events import Bus
 from bot.lottery.service import Lotteries
 from bot.push.lives import Lives
-from bot.push.queue import PushQueue
+from bot.push.queue import Doorbell, PushQueue
 from bot.registry import Registry
 from bot.sop import format as fmt
 from bot.sop.engine import Engine
@@ -269,6 +271,14 @@ async def simulate(
             await db.dispose()
 
 
+async def _nobody_asked(_chat_id: int, _user_id: int) -> str | None:
+    return None  # Telegram is not asked in a simulation: every press counts
+
+
+async def _nobody_told(_key: str, **_values: Any) -> None:
+    """Owners are not messaged in a simulation."""
+
+
 class _Simulation:
     """One simulated group with one member, the engine working in it, and the clock it reads."""
 
@@ -281,27 +291,58 @@ class _Simulation:
         self.clock = ManualClock(script.start or (hour + timedelta(hours=1)).astimezone(UTC))
         self.outbox = RecordingOutbox(self.clock)
         self.activity = ActivityLog(db)
-        self.registry = Registry(db, self.activity)
+        self.bus = Bus()
+        self.registry = Registry(db, self.activity, self.bus)
         self.library = Library(file.parent, content)
-        parts = (db, self.library, self.registry, self.activity, self.outbox, self.clock)
-        self.engine = Engine(*parts, default_timezone=zone, default_language=lang)
         texts = Texts.load(content, lang)
         self.lotteries = Lotteries(
-            db, self.registry, self.activity, self.outbox, texts, self.clock, default_timezone=zone
-        )
-        self.engine.lotteries = self.lotteries
-        self.pushes = PushQueue(db, self.registry, self.outbox, self.clock, default_zone=zone)
-        self.pushes.lives = self.engine.lives = Lives(
             db,
             self.registry,
             self.activity,
             self.outbox,
             texts,
-            self.pushes,
+            self.clock,
+            bus=self.bus,
+            ask_member=_nobody_asked,
+            default_timezone=zone,
+        )
+        doorbell = Doorbell()
+        lives = Lives(
+            db,
+            self.registry,
+            self.activity,
+            self.outbox,
+            texts,
+            doorbell,
             self.clock,
             default_zone=zone,
         )
-        self.engine.pushes = self.pushes
+        self.pushes = PushQueue(
+            db,
+            self.registry,
+            self.outbox,
+            self.clock,
+            lives=lives,
+            doorbell=doorbell,
+            notify=_nobody_told,
+            default_zone=zone,
+        )
+        self.engine = Engine(
+            db,
+            self.library,
+            self.registry,
+            self.activity,
+            self.outbox,
+            self.clock,
+            bus=self.bus,
+            lotteries=self.lotteries,
+            lives=lives,
+            pushes=self.pushes,
+            deletions=Deletions(db, self.outbox, self.clock),
+            notify=_nobody_told,
+            default_timezone=zone,
+            default_language=lang,
+        )
         self.user = User(id=MEMBER_ID, is_bot=False, first_name=script.member)
         self.chat_id = GROUP_ID
         self.notes: list[str] = []

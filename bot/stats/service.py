@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock
 from bot.db import GROUP_CHECKS, HEALTH_ALERTS, GroupStatus, insert_for, writing
+from bot.events import Bus, Happened
 from bot.periodic import Periodic
 from bot.registry import Registry
 from bot.stats import health as scoring
@@ -30,7 +31,6 @@ from bot.stats.rollup import Rollup
 DAILY_HOUR = 5  # the daily work starts at 05:00 in each group's time
 LOOK_EVERY = 60.0  # seconds between looks for groups whose day has come
 
-Emit = Callable[[int, int, dict[str, Any]], Awaitable[None]]  # tier.changed for a member
 Alert = Callable[[int, str, dict[str, Any]], Awaitable[None]]  # (group, kind, details)
 
 
@@ -44,12 +44,12 @@ class Analytics(Periodic):
         rollup: Rollup,
         clock: Clock,
         *,
+        bus: Bus,
+        alert: Alert,
         default_zone: tzinfo,
         tiers_path: Path,
         health_drop: float = 0.3,
         silent_days: int = 3,
-        emit: Emit | None = None,
-        alert: Alert | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -60,7 +60,7 @@ class Analytics(Periodic):
         self.tiers_path = tiers_path
         self.health_drop = health_drop
         self.silent_days = silent_days
-        self.emit = emit
+        self.bus = bus  # told of each tier change (the SOP engine's `tier.changed` event)
         self.alert = alert
 
     def zone(self, chat_id: int) -> tzinfo:
@@ -141,9 +141,9 @@ class Analytics(Periodic):
         when = day or self.today(chat_id)
         now = self.clock.now()
         changes = await tiers.compute(self.engine, chat_id, when, self.zone(chat_id), rules, now)
-        if self.emit is not None:
-            for change in changes:
-                await self.emit(chat_id, change.user_id, {"from": change.old, "to": change.new})
+        for change in changes:
+            data = {"from": change.old, "to": change.new}
+            await self.bus.publish(Happened("tier.changed", chat_id, change.user_id, data))
         return changes
 
     async def _recent_drop(self, chat_id: int) -> bool:
@@ -166,5 +166,5 @@ class Analytics(Periodic):
         )
         async with writing(self.engine) as conn:
             result = await conn.execute(stmt.on_conflict_do_nothing())
-        if result.rowcount and self.alert is not None:
+        if result.rowcount:
             await self.alert(chat_id, kind, details)
