@@ -57,48 +57,80 @@ async def rows(db: AsyncEngine, table, *where):
         return [dict(r._mapping) for r in await conn.execute(select(table).where(*where))]
 
 
-async def test_welcome_batches_joins_then_nudges_only_the_silent_member(
+async def test_welcome_greets_a_quiet_groups_joiner_at_once_and_later_ones_together(
     welcome: Welcome, engine: AsyncEngine, registry: Registry, activity: ActivityLog
 ):
     sop, outbox, clock = welcome
     sop.start()
-    alice, bob = user(1, "<b>&amp;"), user(2, "Bob")
-    for member in (alice, bob):
-        await join(welcome, registry, member)
-        clock.advance(timedelta(seconds=20))
-    await settle(sop)
-    assert outbox.sent == [], "joins within a minute wait for the batch to close"
+    bob, alice, carol = user(2, "Bob"), user(1, "<b>&amp;"), user(3, "Carol")
+    await join(welcome, registry, bob)
+    clock.advance(timedelta(seconds=1))
+    await eventually(lambda: len(outbox.sent) == 1, what="the first joiner's greeting")
+    assert "Bob" in outbox.sent[0].text, "a quiet group's joiner does not wait for a window"
 
-    clock.advance(timedelta(seconds=25))
-    await eventually(lambda: len(outbox.sent) == 1, what="one greeting")
-    greeting = outbox.sent[0]
-    assert "&lt;b&gt;&amp;amp;" in greeting.text and "Bob" in greeting.text
-    assert "<b>&amp;" not in greeting.text
+    # While the window after that greeting is open, joiners wait for its close, together.
+    clock.advance(timedelta(seconds=19))
+    await join(welcome, registry, alice)
+    clock.advance(timedelta(seconds=20))
+    await join(welcome, registry, carol)
+    clock.advance(timedelta(seconds=19))
+    await settle(sop)
+    assert len(outbox.sent) == 1, "one greeting per window"
+    clock.advance(timedelta(seconds=2))  # the window closed 60 s after the first greeting
+    await eventually(lambda: len(outbox.sent) == 2, what="the window's greeting")
+    greeting = outbox.sent[1]
+    assert "&lt;b&gt;&amp;amp;" in greeting.text and "Carol" in greeting.text
+    assert "<b>&amp;" not in greeting.text and "Bob" not in greeting.text
     button = greeting.markup.inline_keyboard[0][0]
     assert button.callback_data == "s:welcome:rules"
     await settle(sop)
     tags = await rows(engine, MEMBER_TAGS)
-    assert {(t["user_id"], t["tag"]) for t in tags} == {(1, "newcomer"), (2, "newcomer")}
+    assert {(t["user_id"], t["tag"]) for t in tags} == {
+        (1, "newcomer"),
+        (2, "newcomer"),
+        (3, "newcomer"),
+    }
 
-    # Bob writes within the day; Alice stays silent.
+    # Bob and Carol write within the day; Alice stays silent.
     clock.advance(timedelta(hours=2))
-    activity.add(
-        event_row(chat_id=GROUP.id, user_id=bob.id, at=clock.now(), type=EventType.MESSAGE)
-    )
-    await sop.message(GROUP.id, bob.id, 77, "hi all", "tidepool_bot")
+    for member in (bob, carol):
+        activity.add(
+            event_row(chat_id=GROUP.id, user_id=member.id, at=clock.now(), type=EventType.MESSAGE)
+        )
+        await sop.message(GROUP.id, member.id, 77 + member.id, "hi all", "tidepool_bot")
     await settle(sop)
     clock.advance(timedelta(hours=22))
-    await eventually(lambda: len(outbox.sent) == 2, what="the nudge")
+    await eventually(lambda: len(outbox.sent) == 3, what="the nudge")
     await settle(sop)
-    assert "&lt;b&gt;" in outbox.sent[1].text and "Bob" not in outbox.sent[1].text
+    nudge = outbox.sent[2].text
+    assert "&lt;b&gt;" in nudge and "Bob" not in nudge and "Carol" not in nudge
     runs = await rows(engine, SOP_RUNS)
     assert {r["status"] for r in runs} == {"done"}
     clock.advance(timedelta(days=3))
     await settle(sop)
-    assert len(outbox.sent) == 2, "exactly one nudge"
+    assert len(outbox.sent) == 3, "exactly one nudge"
     await activity.flush()
     sent_events = await rows(engine, EVENTS, EVENTS.c.type == "sop_sent")
-    assert len(sent_events) == 3  # greeting for two members, one nudge
+    assert len(sent_events) == 4  # a greeting for Bob, one for Alice and Carol, one nudge
+
+
+async def test_members_joining_within_a_second_get_one_greeting(
+    welcome: Welcome, registry: Registry
+):
+    sop, outbox, clock = welcome
+    sop.start()
+    members = [user(1, "Ann"), user(2, "Ben"), user(3, "Cleo")]
+    first_join = clock.now()
+    for member in members:
+        await join(welcome, registry, member)
+        clock.advance(timedelta(milliseconds=300))
+    clock.advance(timedelta(seconds=1))
+    await eventually(lambda: len(outbox.sent) == 1, what="the greeting")
+    await settle(sop)
+    assert len(outbox.sent) == 1
+    assert all(name in outbox.sent[0].text for name in ("Ann", "Ben", "Cleo"))
+    sent_at = outbox.sent[0].at
+    assert sent_at is not None and sent_at - first_join <= timedelta(seconds=2)
 
 
 async def test_rules_button_continues_the_flow_and_skips_the_nudge(

@@ -346,9 +346,9 @@ async def test_leaving_ends_the_members_runs_and_joins_batch(world, engine, regi
     for member in (6, 7, 8):
         await registry.member_joined(GROUP.id, user(member, f"N{member}"), clock.now(), source="x")
         await sop.member_joined(GROUP.id, member)
-        clock.advance(timedelta(seconds=5))
+        clock.advance(timedelta(milliseconds=300))  # joins in the same moment
     await settle(sop)
-    clock.advance(timedelta(seconds=30))
+    clock.advance(timedelta(seconds=1))
     await eventually(lambda: len(outbox.sent) == 1, what="one greeting for the batch")
     assert outbox.texts() == ["Missed you: N6, N7, N8"]
     await settle(sop)

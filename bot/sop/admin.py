@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,6 +15,7 @@ from bot.sop.engine import Engine
 from bot.sop.library import LoadReport
 
 Reply = tuple[str, dict[str, Any]]  # a text key and its values
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before any run
 
 
 class Key(str):
@@ -60,6 +62,8 @@ class SopAdmin:
                     },
                 )
             )
+            if mine[RunStatus.FAILED.value]:
+                lines.append(await self._last_failure(procedure.id, chat_id))
         for broken in library.broken.values():
             problem = broken.problems[0]
             more = f" (+{len(broken.problems) - 1})" if len(broken.problems) > 1 else ""
@@ -69,6 +73,16 @@ class SopAdmin:
         if len(lines) == 1:
             lines.append(("sop.list_empty", {}))
         return lines
+
+    async def _last_failure(self, sop_id: str, chat_id: int) -> Reply:
+        """The newest failed run of an SOP in this group: when, on the group's clock, and why."""
+        failed = await self.engine.runs.failures(sop_id, EPOCH, chat_id=chat_id)
+        at = ""
+        if failed.last_at is not None:
+            moment = failed.last_at if failed.last_at.tzinfo else failed.last_at.replace(tzinfo=UTC)
+            zone = self.engine.group_facts(chat_id).timezone
+            at = f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
+        return "sop.list_failed", {"at": at, "reason": failed.last_error or ""}
 
     async def switch(self, chat_id: int, sop_id: str, on: bool, by: int | None) -> Reply:
         engine = self.engine
@@ -90,6 +104,12 @@ class SopAdmin:
         started = await self.engine.run_by_hand(sop_id, chat_id, user_id)
         if not started:
             return "sop.not_started", {"id": sop_id}
+        runs = await self.engine.outcome(started)
+        failed = [run for run in runs if run.status is RunStatus.FAILED]
+        if failed:
+            return "sop.run_failed", {"id": sop_id, "who": who, "reason": failed[0].error or ""}
+        if runs and all(run.status is RunStatus.DONE for run in runs):
+            return "sop.run_done", {"id": sop_id, "who": who}
         return "sop.started", {"id": sop_id, "who": who}
 
     def reload(self) -> list[Reply]:

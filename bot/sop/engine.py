@@ -21,7 +21,7 @@ import re
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -90,6 +90,9 @@ MAX_CHAIN = 8  # SOPs starting SOPs (emit, start) at most this deep: no endless 
 PRESS_MEMORY = 60.0  # seconds a flow-button press is remembered, so a double tap counts once
 HELD_RECHECK = 1.0  # seconds between looks while due runs are in hand
 PRESS_PATIENCE = 5.0  # seconds a press waits for its run to finish the step in hand
+JOIN_GATHER = timedelta(seconds=1)  # a quiet group's first joiner waits this for company
+OUTCOME_PATIENCE = 10.0  # seconds /sop_run waits for the run's outcome before saying "started"
+FAILURE_GATHER = 3.0  # seconds an SOP's first failure of the day waits for others to tell
 
 
 class Outbox(Protocol):
@@ -133,6 +136,20 @@ class _Triggers:
     commands: dict[str, list[Procedure]] = field(default_factory=dict)
     buttons: dict[str, list[Procedure]] = field(default_factory=dict)
     events: dict[str, list[Procedure]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Greeting:
+    """The next greeting of joiners in a group: its batch, when it goes, when the window after
+    it closes (joins before then wait for the greeting after it)."""
+
+    batch: str
+    greets_at: datetime
+    window_closes: datetime
+
+    @classmethod
+    def at(cls, sop_id: str, chat_id: int, moment: datetime, window: timedelta) -> _Greeting:
+        return cls(f"{sop_id}:{chat_id}:{moment.timestamp():.0f}", moment, moment + window)
 
 
 @dataclass
@@ -255,13 +272,15 @@ class Engine:
         self._reading: list[set[int]] = []  # per claim in progress: runs moved meanwhile
         self._released = asyncio.Event()  # set whenever busy runs are released
         self._waits: dict[tuple[int, int | None, str], set[int]] = defaultdict(set)
-        self._batches: dict[tuple[str, int], tuple[str, datetime]] = {}
+        self._batches: dict[tuple[str, int], _Greeting] = {}  # per SOP and group: the next
         self._presses: dict[tuple[int, int, int, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._start_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failures_told: set[tuple[str, date]] = set()  # (SOP, owners' day) told of
+        self._telling: set[asyncio.Task[None]] = set()  # failure notices gathering
         bus.subscribe(MemberJoined, self._on_joined)
         bus.subscribe(MemberLeft, self._on_left)
         bus.subscribe(Happened, self._on_happened)
@@ -292,8 +311,8 @@ class Engine:
                 await self._loop
             self._loop = None
         self._ahead.clear()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace)
+        if self._tasks or self._telling:  # owners' notices of failures go before the delivery
+            await asyncio.wait([*self._tasks, *self._telling], timeout=grace)
 
     async def close(self, grace: float = 5.0) -> None:
         """Finish what is in hand (sends the delivery service refused are kept for next time)."""
@@ -388,24 +407,34 @@ class Engine:
         await self.emit(event.name, event.chat_id, event.user_id, event.data)
 
     async def member_joined(self, chat_id: int, user_id: int) -> None:
+        """Start `member_joined` SOPs for a counted join.
+
+        With a `batch_window`, greetings are throttled per SOP and group, leading edge and
+        trailing edge: the first joiner of a quiet group is greeted after `JOIN_GATHER` (joins
+        in that moment share the message); joiners who come while the window after a greeting
+        is open are greeted together when it closes. So a burst of joins gets one message per
+        window, and nobody waits for a window when the group was quiet.
+        """
         now = self.clock.now()
         for procedure, trigger in self.triggers.joined:
             window = trigger.batch_window
             if window is None:
                 await self._start(procedure, chat_id, [user_id], trigger="member_joined", now=now)
                 continue
-            batch, closes = self._batches.get((procedure.id, chat_id), ("", now))
-            if closes <= now:
-                batch, closes = f"{procedure.id}:{chat_id}:{now.timestamp():.0f}", now + window
-                self._batches[procedure.id, chat_id] = (batch, closes)
+            greeting = self._batches.get((procedure.id, chat_id))
+            if greeting is None or greeting.window_closes <= now:  # a quiet group: greet soon
+                greeting = _Greeting.at(procedure.id, chat_id, now + JOIN_GATHER, window)
+            elif greeting.greets_at <= now:  # greeted lately: the next greeting closes the window
+                greeting = _Greeting.at(procedure.id, chat_id, greeting.window_closes, window)
+            self._batches[procedure.id, chat_id] = greeting
             await self._start(
                 procedure,
                 chat_id,
                 [user_id],
                 trigger="member_joined",
                 now=now,
-                batch=batch,
-                wake_at=closes,
+                batch=greeting.batch,
+                wake_at=greeting.greets_at,
             )
 
     async def member_left(self, chat_id: int, user_id: int) -> None:
@@ -548,6 +577,15 @@ class Engine:
             procedure, chat_id, [user_id], trigger="manual", now=self.clock.now(), force=True
         )
 
+    async def outcome(self, runs: list[Run]) -> list[Run]:
+        """These runs as they stand once the engine is done with them for now: ended, or
+        waiting (`OUTCOME_PATIENCE` seconds at most: a slow send is still in hand then)."""
+        ids = {run.id for run in runs}
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._until_idle(ids), OUTCOME_PATIENCE)
+        found = [await self.runs.get(run_id) for run_id in sorted(ids)]
+        return [run for run in found if run is not None]
+
     async def stop_runs(self, sop_id: str, chat_id: int, reason: str) -> None:
         """End every run of an SOP in a group (it was switched off there)."""
         pending = await self.runs.pending(sop_id, chat_id, None, any_member=True)
@@ -668,7 +706,8 @@ class Engine:
         if len(created) > len(running):
             self._wake.set()
         if running:
-            self._spawn(self._advance(running))
+            self._busy.update(run.id for run in running)  # busy from now: see `outcome`
+            self._spawn(self._advance(running, claimed=True))
         return created
 
     async def _where_conditions_hold(
@@ -958,7 +997,46 @@ class Engine:
         except Exception:
             logger.exception("could not mark {} runs failed", len(runs))
         self._release(runs)
+        self._note_failures(runs)
         await self._promote(runs)
+
+    def _note_failures(self, ended: Iterable[Run]) -> None:
+        """Runs ended failed: the owners hear of each SOP's failures once a day (on the owners'
+        calendar), a moment after the first, with how many runs failed by then and why. A run
+        started by hand is not told: /sop_run answers its admin with the outcome."""
+        now = self.clock.now()
+        day = now.astimezone(self.default_timezone).date()
+        for sop_id in {
+            r.sop_id for r in ended if r.status is RunStatus.FAILED and r.trigger != "manual"
+        }:
+            if (sop_id, day) in self._failures_told:
+                continue
+            self._failures_told.add((sop_id, day))
+            task = asyncio.create_task(self._tell_failures(sop_id, now), name=f"failures-{sop_id}")
+            self._telling.add(task)
+            task.add_done_callback(self._telling.discard)
+
+    async def _tell_failures(self, sop_id: str, first: datetime) -> None:
+        local = first.astimezone(self.default_timezone)
+        midnight = datetime.combine(local.date(), time(0), tzinfo=self.default_timezone)
+        try:
+            earlier = await self.runs.failures(sop_id, midnight, until=first)
+            if earlier.count:
+                return  # told already today, before a restart
+            await asyncio.sleep(FAILURE_GATHER)  # runs in other groups failing with this one
+            failed = await self.runs.failures(sop_id, midnight)
+            groups = ", ".join(self._title(chat_id) for chat_id in failed.groups[:10])
+            logger.warning("{}: {} runs failed today: {}", sop_id, failed.count, failed.last_error)
+            await self.notify(
+                "sop.failed_owner",
+                sop=sop_id,
+                count=failed.count,
+                groups=groups,
+                more=max(len(failed.groups) - 10, 0),
+                reason=failed.last_error or "",
+            )
+        except Exception:
+            logger.exception("could not tell the owners that {} failed", sop_id)
 
     async def _step(self, sop_id: str, path: str, runs: list[Run]) -> list[Run]:
         """Do the step at `path` for `runs`; return the runs that go on at once."""
@@ -1100,6 +1178,7 @@ class Engine:
         ended = [run for run in runs if run.status.is_over]
         if ended:
             self._release(ended)
+            self._note_failures(ended)
             await self._promote(ended)
         return [run for run in runs if run.status is RunStatus.RUNNING]
 

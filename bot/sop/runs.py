@@ -29,6 +29,16 @@ class RunMoved(Exception):
     """A run changed under us (its `seq` moved on): the transaction was rolled back."""
 
 
+@dataclass(frozen=True)
+class Failures:
+    """Failed runs of an SOP over a time: how many, where, and the newest error and time."""
+
+    count: int
+    groups: list[int]
+    last_error: str | None
+    last_at: datetime | None
+
+
 @dataclass(slots=True, eq=False)
 class Run:
     """A run as the engine holds it while working on it."""
@@ -354,6 +364,32 @@ class RunStore:
                 )
             )
             return [(row.id, row.chat_id, row.user_id, row.wait_event) for row in rows]
+
+    async def failures(
+        self,
+        sop_id: str,
+        since: datetime,
+        *,
+        until: datetime | None = None,
+        chat_id: int | None = None,
+    ) -> Failures:
+        """Runs of an SOP that failed from `since` (until before `until`; in one group, or
+        anywhere): how many, in which groups, and the newest one's error."""
+        query = select(SOP_RUNS.c.chat_id, SOP_RUNS.c.error, SOP_RUNS.c.finished_at).where(
+            SOP_RUNS.c.sop_id == sop_id,
+            SOP_RUNS.c.status == RunStatus.FAILED.value,
+            SOP_RUNS.c.finished_at >= since,
+        )
+        if until is not None:
+            query = query.where(SOP_RUNS.c.finished_at < until)
+        if chat_id is not None:
+            query = query.where(SOP_RUNS.c.chat_id == chat_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(SOP_RUNS.c.finished_at))).all()
+        if not rows:
+            return Failures(0, [], None, None)
+        groups = sorted({int(row.chat_id) for row in rows})
+        return Failures(len(rows), groups, rows[-1].error, rows[-1].finished_at)
 
     async def steps(self, run_id: int) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:

@@ -36,7 +36,7 @@ from bot.push.lives import Lives
 from bot.push.queue import Doorbell, PushQueue
 from bot.registry import Registry
 from bot.sop import format as fmt
-from bot.sop.engine import Engine
+from bot.sop.engine import JOIN_GATHER, Engine
 from bot.sop.format import format_duration, parse_duration
 from bot.sop.library import Library, Procedure
 from bot.sop.messages import RenderError, button_data, parse_button
@@ -438,7 +438,10 @@ class _Simulation:
         described = trigger.type + (f" (the first of {count} triggers)" if count > 1 else "")
         if isinstance(trigger, fmt.MemberJoinedTrigger) and trigger.batch_window is not None:
             window = format_duration(trigger.batch_window)
-            described += f"; joins within {window} start together, so the greeting waits"
+            described += (
+                f"; a quiet group's first joiner is greeted after {format_duration(JOIN_GATHER)},"
+                f" later joiners together when the {window} after a greeting has passed"
+            )
         elif isinstance(trigger, fmt.SilentTrigger):
             described += f", checked daily at {trigger.at:%H:%M}"
             first = _at_or_after(start, trigger.at, self.zone)
