@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import math
 from datetime import datetime
-from typing import Protocol
 
 from loguru import logger
 from sqlalchemy import delete, func, select, tuple_
@@ -14,13 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock
 from bot.db import SCHEDULED_DELETIONS, writing
-from bot.delivery import Delivered
+from bot.outbox import Outbox
 
 BATCH = 200
-
-
-class Deleter(Protocol):
-    async def delete(self, chat_id: int, message_id: int, *, source: str) -> Delivered: ...
 
 
 class Deletions:
@@ -31,7 +26,7 @@ class Deletions:
     reply answering several SOP runs) is deleted once, at the earliest time asked.
     """
 
-    def __init__(self, engine: AsyncEngine, deleter: Deleter, clock: Clock) -> None:
+    def __init__(self, engine: AsyncEngine, deleter: Outbox, clock: Clock) -> None:
         self.engine = engine
         self.deleter = deleter
         self.clock = clock

@@ -10,14 +10,16 @@ from bot.db import SCHEDULED_DELETIONS
 from bot.deletions import Deletions
 from bot.delivery import Delivered
 from tests.conftest import at
+from tests.sop_harness import RecordingOutbox
 
 GROUP = -1001
 
 
-class Deleter:
-    """Deletes nothing; keeps what it was asked to delete."""
+class Deleter(RecordingOutbox):
+    """The recording outbox, keeping each deletion's source too."""
 
     def __init__(self) -> None:
+        super().__init__(ManualClock(at(0)))
         self.asked: list[tuple[int, int, str]] = []
 
     async def delete(self, chat_id: int, message_id: int, *, source: str) -> Delivered:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -35,7 +35,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot.activity import ActivityLog, event_row
 from bot.clock import Clock
 from bot.db import MEMBERS, PRESENT, EventType, LotteryStatus, MemberStatus, writing
-from bot.delivery import Delivered
 from bot.events import Bus, Happened
 from bot.lottery.rules import Eligibility, Refusal
 from bot.lottery.store import (
@@ -47,6 +46,7 @@ from bot.lottery.store import (
     Verification,
     open_lottery,
 )
+from bot.outbox import Outbox
 from bot.registry import Registry
 from bot.sop.format import LotteryAction, LotteryRules, Wording, format_duration
 from bot.sop.templates import mention
@@ -71,30 +71,6 @@ def in_language(wording: Wording, language: str) -> str:
     if isinstance(wording, str):
         return wording
     return wording.get(language) or next(iter(wording.values()))  # type: ignore[call-overload]
-
-
-class Poster(Protocol):
-    """What lotteries need of the delivery service (bot.delivery.Delivery)."""
-
-    async def send_message(
-        self,
-        chat_id: int,
-        text: str,
-        *,
-        source: str,
-        reply_markup: Any = None,
-        reply_to_message_id: int | None = None,
-    ) -> Delivered: ...
-
-    async def edit_text(
-        self,
-        chat_id: int,
-        message_id: int,
-        text: str,
-        *,
-        source: str,
-        reply_markup: InlineKeyboardMarkup | None = None,
-    ) -> Delivered: ...
 
 
 def popup(text: str) -> str:
@@ -126,7 +102,7 @@ class Lotteries:
         engine: AsyncEngine,
         registry: Registry,
         activity: ActivityLog,
-        delivery: Poster,
+        delivery: Outbox,
         texts: Texts,
         clock: Clock,
         *,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -41,7 +41,8 @@ from bot.db import (
     writing,
 )
 from bot.delivery import Delivered
-from bot.push.queue import Before, Outbox, add_pushes, push_row
+from bot.outbox import Before, Outbox, Waker
+from bot.push.queue import add_pushes, push_row
 from bot.push.rules import before_text, parse_before, reminder_at
 from bot.registry import Registry
 from bot.texts import Texts
@@ -52,12 +53,6 @@ START_GRACE = timedelta(minutes=15)  # an at-start reminder may still go this la
 TITLE_LIMIT = 200
 REMIND = "live:remind:"
 WATCH = "live:watch:"
-
-
-class Waker(Protocol):
-    """The push queue's doorbell: pushes were added."""
-
-    def wake(self) -> None: ...
 
 
 class LiveError(Exception):

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot.clock import Clock
 from bot.db import BOT_USERS, PUSHES, PushKind, PushStatus, insert_for, writing
 from bot.delivery import GONE, Delivered
+from bot.outbox import Before, Outbox
 from bot.push.rules import QuietHours, day_start, next_day
 from bot.registry import Registry
 from bot.sop.facts import chunks
@@ -61,42 +62,7 @@ class Sender(Protocol):
         """A group reminder is going: add its subscribers' private copies."""
 
 
-class Outbox(Protocol):
-    """What pushes need of the delivery service (bot.delivery.Delivery)."""
-
-    async def send_message(
-        self,
-        chat_id: int,
-        text: str,
-        *,
-        source: str,
-        reply_markup: InlineKeyboardMarkup | None = None,
-        reply_to_message_id: int | None = None,
-        before: Before | None = None,
-    ) -> Delivered: ...
-
-    async def edit_text(
-        self,
-        chat_id: int,
-        message_id: int,
-        text: str,
-        *,
-        source: str,
-        reply_markup: InlineKeyboardMarkup | None = None,
-    ) -> Delivered: ...
-
-    async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered: ...
-
-    async def unpin(
-        self, chat_id: int, message_id: int | None = None, *, source: str
-    ) -> Delivered: ...
-
-    @property
-    def closing(self) -> bool: ...
-
-
 Notify = Callable[..., Awaitable[None]]
-Before = Callable[[], Awaitable[None]]
 
 
 def push_row(

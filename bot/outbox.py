@@ -1,0 +1,72 @@
+"""The one outbound protocol: what every service asks of the delivery service.
+
+`bot.delivery.Delivery` is the production implementation (pacing, 429s, removed groups);
+tests use one recording fake (`tests.sop_harness.RecordingOutbox`). Services type their
+collaborator with `Outbox`, whichever of its methods they use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from aiogram.types import FSInputFile, InlineKeyboardMarkup
+
+from bot.delivery import Delivered
+
+Before = Callable[[], Awaitable[None]]  # awaited just before Telegram is asked (a send's record)
+
+
+class Outbox(Protocol):
+    """Sends, edits, pins and deletes, each answered with a `Delivered`."""
+
+    async def send_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        source: str,
+        reply_markup: InlineKeyboardMarkup | None = None,
+        reply_to_message_id: int | None = None,
+        combine: str | None = None,
+        before: Before | None = None,
+    ) -> Delivered: ...
+
+    async def send_photo(
+        self,
+        chat_id: int,
+        photo: str | FSInputFile,
+        *,
+        caption: str | None = None,
+        source: str,
+        reply_markup: InlineKeyboardMarkup | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> Delivered: ...
+
+    async def edit_text(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        source: str,
+        reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> Delivered: ...
+
+    async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered: ...
+
+    async def unpin(
+        self, chat_id: int, message_id: int | None = None, *, source: str
+    ) -> Delivered: ...
+
+    async def delete(self, chat_id: int, message_id: int, *, source: str) -> Delivered: ...
+
+    @property
+    def closing(self) -> bool:
+        """The delivery service is stopping: what it refuses now was never tried."""
+
+
+class Waker(Protocol):
+    """A loop told that there is new work for it (pushes added, a deletion stored)."""
+
+    def wake(self) -> None: ...
