@@ -23,8 +23,9 @@ from bot.handlers.filters import GROUP_TYPES
 from bot.handlers.sops import Say
 from bot.lottery.command import BadCommand, read_id, read_lottery
 from bot.lottery.rules import Refusal
-from bot.lottery.service import BUTTON, Lotteries, popup
+from bot.lottery.service import Lotteries
 from bot.lottery.store import Entered, Lottery, Rerolled
+from bot.lottery.wording import BUTTON, popup
 from bot.registry import Registry
 from bot.sop.templates import mention
 

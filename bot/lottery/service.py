@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -26,9 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from loguru import logger
-from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -46,10 +43,10 @@ from bot.lottery.store import (
     Verification,
     open_lottery,
 )
+from bot.lottery.wording import LotteryWording, in_language
 from bot.outbox import Outbox
 from bot.registry import Registry
-from bot.sop.format import LotteryAction, LotteryRules, Wording, format_duration
-from bot.sop.templates import mention
+from bot.sop.format import LotteryAction, LotteryRules
 from bot.texts import Texts
 
 BATCH = 500  # presses admitted in one transaction
@@ -57,31 +54,10 @@ GATHER = 0.02  # seconds a press waits for others to share its transaction
 EDIT_INTERVAL = 6.0  # seconds between edits of a post's entry count: half the group's 20 a minute
 RETRIES = 5  # tries of a post or announcement Telegram refuses, a minute apart, then at start
 RETRY_AFTER = 60.0
-POPUP = 200  # characters Telegram shows in a button's answer
-NAME = 32  # characters of a winner's name in the announcement
 ASKED_TTL = 60.0  # seconds Telegram's word on a presser's membership is reused
 SOURCE = "lottery"
-BUTTON = "lottery:enter:"
 
 Outcome = Entered | Refusal
-
-
-def in_language(wording: Wording, language: str) -> str:
-    """An SOP text given once or per language, in `language` (else the first one given)."""
-    if isinstance(wording, str):
-        return wording
-    return wording.get(language) or next(iter(wording.values()))  # type: ignore[call-overload]
-
-
-def popup(text: str) -> str:
-    """A rendered text as a button's answer shows it: plain, at most POPUP characters."""
-    plain = html.unescape(text)
-    return plain if len(plain) <= POPUP else plain[: POPUP - 1] + "…"
-
-
-def _short(name: str) -> str:
-    """A name short enough that 50 winners' mentions fit in one message."""
-    return name if len(name) <= NAME else name[: NAME - 1] + "…"
 
 
 @dataclass(slots=True)
@@ -128,6 +104,7 @@ class Lotteries:
         # say. Presses by people the bot does not know as present members are checked with it.
         self.ask_member = ask_member
         self._asked: dict[tuple[int, int], tuple[float, str]] = {}
+        self.wording = LotteryWording(texts, registry, default_timezone)
         self.bus = bus  # told of each draw's winners (the SOP engine's `lottery.won` event)
         self._presses: dict[int, list[_Press]] = {}
         self._admitting: dict[int, asyncio.Task[None]] = {}
@@ -141,19 +118,16 @@ class Lotteries:
 
     # -- the group's language and time -------------------------------------------------------
 
-    def language(self, chat_id: int) -> str:
-        known = self.registry.groups.get(chat_id)
-        return (known.language if known else None) or self.texts.default_language
-
-    def zone(self, chat_id: int) -> ZoneInfo:
-        return self.registry.zone(chat_id, self.default_timezone)
+    # -- what lotteries say (bot.lottery.wording) --------------------------------------------
 
     def say(self, chat_id: int, key: str, **values: Any) -> str:
-        return self.texts(key, self.language(chat_id), **values)
+        return self.wording.say(chat_id, key, **values)
 
     def when(self, chat_id: int, moment: datetime) -> str:
-        local = moment.astimezone(self.zone(chat_id))
-        return f"{local:%m-%d %H:%M} ({local.tzname()})"
+        return self.wording.when(chat_id, moment)
+
+    def refusal_text(self, chat_id: int, refusal: Refusal) -> str:
+        return self.wording.refusal_text(chat_id, refusal)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -199,7 +173,7 @@ class Lotteries:
     ) -> Lottery:
         """Open a lottery for an SOP step, in the transaction that moves its run on; the step
         then calls `post` (and a restart in between posts it on start)."""
-        language = self.language(chat_id)
+        language = self.wording.language(chat_id)
         return await open_lottery(
             conn,
             chat_id,
@@ -231,9 +205,9 @@ class Lotteries:
             return
         sent = await self.delivery.send_message(
             lottery.chat_id,
-            self.post_text(lottery),
+            self.wording.post_text(lottery),
             source=SOURCE,
-            reply_markup=self._enter_button(lottery),
+            reply_markup=self.wording.enter_button(lottery),
             reply_to_message_id=reply_to,
         )
         if sent.ok and sent.message_id is not None:
@@ -244,59 +218,6 @@ class Lotteries:
         else:
             self._failed(("post", lottery_id), lottery.chat_id, sent.error)
         self.wake()
-
-    def post_text(self, lottery: Lottery) -> str:
-        chat_id = lottery.chat_id
-        values = {
-            "id": lottery.id,
-            "prize": lottery.prize,
-            "winners": lottery.winners,
-            "draws_at": self.when(chat_id, lottery.draws_at),
-            "rules": self.rules_text(chat_id, lottery.rules),
-            "count": lottery.entry_count,
-            "commitment": lottery.commitment,
-        }
-        if lottery.status == LotteryStatus.OPEN:
-            return self.say(chat_id, "lottery.post", **values)
-        return self.say(chat_id, f"lottery.post_{lottery.status.value}", **values)
-
-    def rules_text(self, chat_id: int, rules: LotteryRules) -> Markup:
-        """The rules as lines for the post (empty: everyone in the group may enter)."""
-        lines = []
-        say = self.say
-        if rules.min_tenure is not None:
-            needed = format_duration(rules.min_tenure)
-            lines.append(say(chat_id, "lottery.rule.tenure", needed=needed))
-        for kind, wanted in (("messages", rules.min_messages), ("checkins", rules.min_checkins)):
-            if wanted is not None:
-                lines.append(
-                    say(
-                        chat_id,
-                        f"lottery.rule.{kind}",
-                        needed=wanted.count,
-                        window=format_duration(wanted.window),
-                    )
-                )
-        if rules.min_points:
-            lines.append(say(chat_id, "lottery.rule.points", needed=rules.min_points))
-        if rules.tiers:
-            tiers = ", ".join(say(chat_id, f"boards.tiers.{tier}") for tier in rules.tiers)
-            lines.append(say(chat_id, "lottery.rule.tiers", tiers=tiers))
-        if rules.tags:
-            lines.append(say(chat_id, "lottery.rule.tags", tags=", ".join(rules.tags)))
-        if rules.exclude_winners_within is not None:
-            window = format_duration(rules.exclude_winners_within)
-            lines.append(say(chat_id, "lottery.rule.recent_winners", window=window))
-        if rules.entry_cost:
-            lines.append(say(chat_id, "lottery.rule.cost", cost=rules.entry_cost))
-        if rules.max_entries:
-            lines.append(say(chat_id, "lottery.rule.cap", cap=rules.max_entries))
-        return Markup("\n").join(Markup(line) for line in lines)  # each line is rendered HTML
-
-    def _enter_button(self, lottery: Lottery) -> InlineKeyboardMarkup:
-        label = self.say(lottery.chat_id, "lottery.enter_button")
-        button = InlineKeyboardButton(text=label, callback_data=f"{BUTTON}{lottery.id}")
-        return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
     # -- entering ----------------------------------------------------------------------------
 
@@ -402,15 +323,6 @@ class Lotteries:
             self._asked[chat_id, user_id] = (tick, status)
         return status
 
-    def refusal_text(self, chat_id: int, refusal: Refusal) -> str:
-        """Why a member may not enter, for a popup (plain text: no HTML entities)."""
-        values = dict(refusal.values)
-        if refusal.reason == "tier":
-            values["tier"] = self.say(chat_id, f"boards.tiers.{values['tier']}")
-            names = [self.say(chat_id, f"boards.tiers.{t}") for t in values["tiers"].split(", ")]
-            values["tiers"] = ("、" if self.language(chat_id) == "zh" else ", ").join(names)
-        return popup(self.say(chat_id, f"lottery.refused.{refusal.reason}", **values))
-
     def _count_changed(self, lottery_id: int) -> None:
         self._dirty.add(lottery_id)
         if lottery_id not in self._editors:
@@ -428,9 +340,9 @@ class Lotteries:
                     await self.delivery.edit_text(
                         lottery.chat_id,
                         lottery.message_id,
-                        self.post_text(lottery),
+                        self.wording.post_text(lottery),
                         source=SOURCE,
-                        reply_markup=self._enter_button(lottery),
+                        reply_markup=self.wording.enter_button(lottery),
                     )
                 await asyncio.sleep(self.edit_interval)
         finally:
@@ -486,7 +398,9 @@ class Lotteries:
         winners = await self.store.winners(lottery_id)
         sent = await self.delivery.send_message(
             lottery.chat_id,
-            await self.announcement_text(lottery, winners),
+            self.wording.announcement_text(
+                lottery, winners, await self.names(lottery.chat_id, winners)
+            ),
             source=SOURCE,
             reply_to_message_id=lottery.message_id,
         )
@@ -500,27 +414,6 @@ class Lotteries:
             data = {"lottery": lottery_id, "prize": lottery.prize, "place": place}
             self._spawn(self.bus.publish(Happened("lottery.won", lottery.chat_id, user_id, data)))
 
-    async def announcement_text(self, lottery: Lottery, winners: list[int]) -> str:
-        chat_id = lottery.chat_id
-        names = await self.names(chat_id, winners)
-        mentions = Markup("、" if self.language(chat_id) == "zh" else ", ").join(
-            mention(user_id, _short(names.get(user_id, str(user_id)))) for user_id in winners
-        )
-        claim = lottery.claim or Markup(self.say(chat_id, "lottery.claim_default"))
-        return self.say(
-            chat_id,
-            "lottery.announce" if winners else "lottery.announce_none",
-            id=lottery.id,
-            prize=lottery.prize,
-            winners=mentions,
-            winner_count=len(winners),
-            claim=claim,
-            entrants=lottery.entrants or 0,
-            seed=lottery.seed,
-            digest=lottery.entrants_digest or "",
-            commitment=lottery.commitment,
-        )
-
     async def _close_post(self, lottery: Lottery) -> None:
         current = await self.store.get(lottery.id)
         if current is None or current.message_id is None:
@@ -528,7 +421,7 @@ class Lotteries:
         await self.delivery.edit_text(
             current.chat_id,
             current.message_id,
-            self.post_text(current),
+            self.wording.post_text(current),
             source=SOURCE,
             reply_markup=None,
         )
@@ -579,7 +472,9 @@ class Lotteries:
                 await self.delivery.edit_text(
                     lottery.chat_id,
                     lottery.announcement_id,
-                    await self.announcement_text(lottery, winners),
+                    self.wording.announcement_text(
+                        lottery, winners, await self.names(lottery.chat_id, winners)
+                    ),
                     source=SOURCE,
                 )
         return rerolled
