@@ -1,52 +1,13 @@
-"""The one outbound path: everything the bot sends, paced to Telegram's limits and recorded.
-
-Telegram allows about 30 messages a second in total, one a second in a chat and 20 a minute in
-a group; beyond that it answers 429 with `retry_after`. `Delivery` keeps one queue per chat and
-starts the next message of whichever chat may send now, in turns, so a busy group never holds
-up the others:
-
-- a global token bucket refills at `per_second` (bursts of at most `BURST` messages);
-- a chat (private ones too) sends one message at a time, in the order asked, and waits
-  `1 / per_chat_second` after the previous one came back; Telegram counted that one before
-  answering, so latency can only add margin;
-- a group (negative id) also keeps a 60 s window of `per_group_minute` sends, again counted
-  when Telegram answered.
-
-Sends, photos and edits are paced: Telegram answers rapid edits with 429 as well, and the
-emulator counts `send*` and `edit*` calls alike. Deletions, pins and unpins are not: the
-published limits are about messages. They still wait their turn in the chat's queue, so a pin
-never overtakes the message it pins, and they honour a chat's 429 pause.
-
-Callers await a `Delivered`; nothing here raises for Telegram's errors. A 429 pauses the chat
-(everything, when several chats get one at once) and the request is tried again, at most
-`MAX_ATTEMPTS` times in all; a 403 marks a group kicked and fails what was queued for it; a
-migration moves the group's queue to the new id; network errors and 5xx are retried with
-backoff (a message whose answer was lost may then arrive twice: Telegram has no idempotency
-key). Every delivery is recorded in the `deliveries` table, in batches, once it is over.
-
-Texts sent with a `combine` key may share a message. When one of them is due to go, every
-other text still queued in its chat with the same key, parse mode, notification setting and
-buttons goes with it, even from further back in the queue: one message with their texts on
-separate lines, in the order asked, up to Telegram's `TEXT_LIMIT` (the rest wait for the next
-message). So 10,000 check-in replies in a group do not need 10,000 of its 20 a minute. This
-happens only under backlog: a text that may go at once goes alone, as asked, and nothing waits
-on purpose to gather more. A combined message is not a reply to anyone; it is sent, retried
-and recorded as one request, and every caller gets the same `Delivered`, with `combined`
-saying how many requests it answered; each request still has its own record.
-"""
+"""Per-chat queues taken in turns within Telegram's limits, retried, and recorded."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import math
-import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from aiogram import Bot
@@ -58,14 +19,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import (
-    Chat,
-    InlineKeyboardMarkup,
-    InputFile,
-    Message,
-    ReplyMarkupUnion,
-    ReplyParameters,
-)
+from aiogram.types import Chat, Message
 from loguru import logger
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -73,8 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.db import DELIVERIES, DeliveryStatus, GroupStatus, utcnow, writing
 from bot.registry import Registry
 
+from ._combine import combine_texts
+from ._jobs import GROUP_WINDOW, Delivered, Request, _Job, _Lane, _Text
+
 MAX_ATTEMPTS = 5
-GROUP_WINDOW = 60.0  # seconds over which `per_group_minute` counts
 BURST = 1.5  # global tokens: absorbs a late wake-up, never more than per_second + 1 in a second
 # Telegram's 429 does not say which limit was hit. Our own pacing keeps every chat within its
 # limits, so 429s in this many different chats this close together mean the bot as a whole
@@ -87,104 +43,15 @@ BACKOFF_MAX = 10.0
 # clock that runs faster than real time (in tests) works too.
 TICK = 0.05
 SWEEP_EVERY = 60.0  # seconds between forgetting chats that have nothing queued or pending
-TEXT_LIMIT = 4096  # Telegram's limit of a message's text, counted after parsing its markup
-_TAG = re.compile(r"<[^>]*>")
-_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#x[0-9a-f]+);", re.IGNORECASE)  # as Telegram's
 GONE = frozenset({GroupStatus.KICKED, GroupStatus.LEFT})
 
-Request = Callable[[int], Awaitable[object]]
 
+class _Scheduler:
+    """The machinery under `Delivery`: one queue per chat, taken in turns within the limits.
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """How a delivery ended: `chat_id` is where it went (the new id after a migration).
-
-    `combined` is how many requests the message answered: more than one when texts sent with
-    the same `combine` key went out together (see the module's docstring).
-    """
-
-    ok: bool
-    message_id: int | None
-    chat_id: int
-    error: str | None = None
-    attempts: int = 0
-    combined: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class _Text:
-    """A text sent with a `combine` key: what it says and what must match to share a message."""
-
-    combine: str
-    text: str
-    parse_mode: str | None
-    disable_notification: bool
-    reply_markup: ReplyMarkupUnion | None
-
-    def alike(self, other: _Text) -> bool:
-        return (
-            self.combine == other.combine
-            and self.parse_mode == other.parse_mode
-            and self.disable_notification == other.disable_notification
-            and self.reply_markup == other.reply_markup
-        )
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    """One request waiting in a chat's queue; `request(chat_id)` makes the API call."""
-
-    method: str
-    requested_chat_id: int
-    chat_id: int  # where it goes now: differs after a migration
-    source: str
-    request: Request
-    paced: bool
-    future: asyncio.Future[Delivered]
-    queued_at: datetime
-    message_id: int | None = None
-    attempts: int = 0
-    text: _Text | None = None  # set when it may be combined with texts alike
-    parts: list[_Job] = field(default_factory=list)  # the requests a combined message answers
-
-    @property
-    def answers(self) -> list[_Job]:
-        """The requests this call answers: its parts when combined, else itself."""
-        return self.parts or [self]
-
-    @property
-    def given_up(self) -> bool:
-        """Every caller stopped waiting: the call can be dropped."""
-        return all(job.future.done() for job in self.answers)
-
-
-@dataclass(eq=False, slots=True)
-class _Lane:
-    """A chat's queue and the timing of what was sent there (clock seconds)."""
-
-    chat_id: int
-    jobs: deque[_Job] = field(default_factory=deque)
-    busy: bool = False
-    queued: bool = False  # in the scheduler's ring: idle, with jobs
-    paused_until: float = -math.inf
-    next_send_at: float = -math.inf
-    window: deque[float] | None = None  # answer times of recent sends, groups only
-
-    def settled(self, now: float) -> bool:
-        """Nothing queued or sent recently: the lane can be forgotten."""
-        last = self.window[-1] + GROUP_WINDOW if self.window else -math.inf
-        return (
-            not self.jobs
-            and not self.busy
-            and now >= max(self.paused_until, self.next_send_at, last)
-        )
-
-
-class Delivery:
-    """Sends messages for the whole bot within Telegram's limits, fairly across chats.
-
-    Call `start()` once the event loop runs and `close()` before stopping; `close` waits for
-    queued messages up to a timeout and records what could not be sent.
+    It starts each request when its chat, its group's window and the global token bucket
+    allow, handles what Telegram answers (429, 403, a migration, network errors and 5xx) and
+    records every delivery once it is over. `Delivery` adds the calls that make requests.
     """
 
     def __init__(
@@ -228,147 +95,6 @@ class Delivery:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
-
-    # -- what callers use ---------------------------------------------------------------------
-
-    async def send_message(
-        self,
-        chat_id: int,
-        text: str,
-        *,
-        source: str,
-        reply_markup: ReplyMarkupUnion | None = None,
-        reply_to_message_id: int | None = None,
-        disable_notification: bool = False,
-        parse_mode: str | None = "HTML",
-        combine: str | None = None,
-        before: Callable[[], Awaitable[None]] | None = None,
-    ) -> Delivered:
-        """Send a text message; a reply whose original is gone is sent as a plain message.
-
-        With `combine`, the text may go out in one message with other texts of the same key
-        that are queued at the same time; that message is not a reply. `before` is awaited
-        each time just before Telegram is asked (the push queue notes that a message may now
-        arrive); a text with `before` is never combined.
-        """
-        reply = _reply_to(reply_to_message_id)
-
-        async def request(target: int) -> Message:
-            if before is not None:
-                await before()
-            return await self.bot.send_message(
-                target,
-                text,
-                parse_mode=parse_mode,
-                reply_markup=reply_markup,
-                reply_parameters=reply,
-                disable_notification=disable_notification,
-            )
-
-        combinable = None
-        if combine is not None and before is None:
-            combinable = _Text(combine, text, parse_mode, disable_notification, reply_markup)
-        return await self._deliver(
-            "sendMessage", chat_id, source, request, paced=True, text=combinable
-        )
-
-    async def send_photo(
-        self,
-        chat_id: int,
-        photo: str | InputFile,
-        *,
-        caption: str | None = None,
-        source: str,
-        reply_markup: ReplyMarkupUnion | None = None,
-        reply_to_message_id: int | None = None,
-        disable_notification: bool = False,
-        parse_mode: str | None = "HTML",
-    ) -> Delivered:
-        """Send a photo (a file id, a URL or an `InputFile`) with an optional caption."""
-        reply = _reply_to(reply_to_message_id)
-
-        async def request(target: int) -> Message:
-            return await self.bot.send_photo(
-                target,
-                photo,
-                caption=caption,
-                parse_mode=parse_mode,
-                reply_markup=reply_markup,
-                reply_parameters=reply,
-                disable_notification=disable_notification,
-            )
-
-        return await self._deliver("sendPhoto", chat_id, source, request, paced=True)
-
-    async def edit_text(
-        self,
-        chat_id: int,
-        message_id: int,
-        text: str,
-        *,
-        source: str,
-        reply_markup: InlineKeyboardMarkup | None = None,
-        parse_mode: str | None = "HTML",
-    ) -> Delivered:
-        """Replace the text (and buttons) of a message the bot sent."""
-
-        async def request(target: int) -> Message | bool:
-            return await self.bot.edit_message_text(
-                text=text,
-                chat_id=target,
-                message_id=message_id,
-                parse_mode=parse_mode,
-                reply_markup=reply_markup,
-            )
-
-        return await self._deliver(
-            "editMessageText", chat_id, source, request, paced=True, message_id=message_id
-        )
-
-    async def delete(self, chat_id: int, message_id: int, *, source: str) -> Delivered:
-        """Delete a message."""
-
-        async def request(target: int) -> bool:
-            return await self.bot.delete_message(target, message_id)
-
-        return await self._deliver(
-            "deleteMessage", chat_id, source, request, paced=False, message_id=message_id
-        )
-
-    async def pin(
-        self, chat_id: int, message_id: int, *, source: str, disable_notification: bool = True
-    ) -> Delivered:
-        """Pin a message, silently unless asked otherwise."""
-
-        async def request(target: int) -> bool:
-            return await self.bot.pin_chat_message(
-                target, message_id, disable_notification=disable_notification
-            )
-
-        return await self._deliver(
-            "pinChatMessage", chat_id, source, request, paced=False, message_id=message_id
-        )
-
-    async def unpin(self, chat_id: int, message_id: int | None = None, *, source: str) -> Delivered:
-        """Unpin a message, or the most recent pinned one when `message_id` is None."""
-
-        async def request(target: int) -> bool:
-            return await self.bot.unpin_chat_message(target, message_id=message_id)
-
-        return await self._deliver(
-            "unpinChatMessage", chat_id, source, request, paced=False, message_id=message_id
-        )
-
-    @property
-    def closing(self) -> bool:
-        """Stopping: new requests are refused, and those never tried are failed unattempted."""
-        return self._closing
-
-    @property
-    def pending(self) -> int:
-        """Requests queued or in flight."""
-        queued = sum(len(job.answers) for lane in self._lanes.values() for job in lane.jobs)
-        return queued + sum(len(job.answers) for job in self._in_flight.values())
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -553,7 +279,7 @@ class Delivery:
             self._fail_lane(lane, job, refusal)
             return
         if job.text is not None:
-            job = self._combine(lane, job, job.text)
+            job = combine_texts(self.bot, lane, job, job.text)
         if job.paced:
             self._tokens -= 1
         job.attempts += 1
@@ -561,45 +287,6 @@ class Delivery:
         task = asyncio.create_task(self._attempt(lane, job), name=f"deliver-{lane.chat_id}")
         self._in_flight[task] = job
         task.add_done_callback(self._in_flight.pop)
-
-    def _combine(self, lane: _Lane, job: _Job, first: _Text) -> _Job:
-        """`job`, or one message for it and the texts alike queued behind it that fit."""
-        parts, texts = [job], [first.text]
-        length = _length(first.text, first.parse_mode)
-        for other in lane.jobs:
-            if other.text is None or other.given_up or not other.text.alike(first):
-                continue
-            length += 1 + _length(other.text.text, first.parse_mode)
-            if length > TEXT_LIMIT:
-                break
-            parts.append(other)
-            texts.append(other.text.text)
-        if len(parts) == 1:
-            return job
-        taken = set(parts)
-        lane.jobs = deque(other for other in lane.jobs if other not in taken)
-        text = "\n".join(texts)
-
-        async def request(target: int) -> Message:
-            return await self.bot.send_message(
-                target,
-                text,
-                parse_mode=first.parse_mode,
-                reply_markup=first.reply_markup,
-                disable_notification=first.disable_notification,
-            )
-
-        return _Job(
-            job.method,
-            job.requested_chat_id,
-            job.chat_id,
-            f"{len(parts)} combined as {first.combine}",
-            request,
-            job.paced,
-            asyncio.get_running_loop().create_future(),
-            job.queued_at,
-            parts=parts,
-        )
 
     def _sweep(self, now: float) -> None:
         self._swept = now
@@ -775,19 +462,3 @@ class Delivery:
             except Exception:
                 delay = min(max(delay * 2, 1.0), 30.0)
                 logger.exception("writing deliveries failed; retrying in {:.0f}s", delay)
-
-
-def _length(text: str, parse_mode: str | None) -> int:
-    """The length Telegram limits, in UTF-16 units: in HTML, without tags, entities decoded.
-
-    Other markup is counted as written, which can only overestimate.
-    """
-    if parse_mode is not None and parse_mode.upper() == "HTML":
-        text = _ENTITY.sub(lambda entity: html.unescape(entity.group()), _TAG.sub("", text))
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _reply_to(message_id: int | None) -> ReplyParameters | None:
-    if message_id is None:
-        return None
-    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)

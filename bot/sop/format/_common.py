@@ -1,0 +1,230 @@
+"""Value types, patterns and validators that every part of the SOP format shares, and `Strict`."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import time, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+ID_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
+TEXT_KEY_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)+$"
+EVENT_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+COMMAND_PATTERN = r"^[a-z0-9_]{1,32}$"
+VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DURATION_PATTERN = r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
+TIME_OF_DAY_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+_DURATION = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+
+
+# --- Small value types --------------------------------------------------------------------------
+
+
+def parse_duration(value: object) -> timedelta:
+    """`30s`, `10m`, `24h`, `3d`, `1d12h` → timedelta (longer than zero)."""
+    if isinstance(value, timedelta):
+        delta = value
+    else:
+        match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None or not any(match.groups()):
+            raise ValueError(
+                f"{value!r} is not a duration; write it like 30s, 10m, 24h, 3d or 1d12h"
+            )
+        units = {unit: int(number or 0) for unit, number in match.groupdict().items()}
+        try:
+            delta = timedelta(
+                days=units["d"], hours=units["h"], minutes=units["m"], seconds=units["s"]
+            )
+        except OverflowError:
+            raise ValueError(f"{value!r} is far too long a duration") from None
+    if delta <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return delta
+
+
+def format_duration(delta: timedelta) -> str:
+    """The inverse of parse_duration: timedelta(days=1, hours=12) → `1d12h`."""
+    seconds = int(delta.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def parse_time_of_day(value: object) -> time:
+    """`HH:MM` (24-hour clock) → time."""
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str) and re.fullmatch(TIME_OF_DAY_PATTERN, value.strip()):
+        hour, minute = value.strip().split(":")
+        return time(int(hour), int(minute))
+    raise ValueError(f"{value!r} is not a time of day; write it as HH:MM, e.g. 09:30 or 21:00")
+
+
+def _matching(pattern: str, what: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _command_name(value: str) -> str:
+    if value.startswith("/"):
+        raise ValueError(f"write the command without the slash: {value[1:]!r}")
+    return value
+
+
+def _scalar(value: object) -> str | int | float | bool:
+    if isinstance(value, str | int | float | bool):
+        return value
+    raise ValueError("must be text, a number or true/false")
+
+
+Duration = Annotated[
+    timedelta,
+    PlainValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "10m", "24h", "1d12h"]}
+    ),
+]
+TimeOfDay = Annotated[
+    time,
+    PlainValidator(parse_time_of_day),
+    PlainSerializer(lambda value: value.strftime("%H:%M"), return_type=str),
+    WithJsonSchema({"type": "string", "pattern": TIME_OF_DAY_PATTERN, "examples": ["09:30"]}),
+]
+Identifier = Annotated[
+    str,
+    _matching(ID_PATTERN, "an id: 2-64 lowercase letters, digits or _, starting with a letter"),
+    WithJsonSchema({"type": "string", "pattern": ID_PATTERN}),
+]
+TextKey = Annotated[
+    str,
+    _matching(TEXT_KEY_PATTERN, "a text key such as welcome.greeting (from content/texts)"),
+    WithJsonSchema({"type": "string", "pattern": TEXT_KEY_PATTERN}),
+]
+EventName = Annotated[
+    str,
+    _matching(EVENT_PATTERN, "an event name: dotted lowercase words such as checkin.done"),
+    WithJsonSchema({"type": "string", "pattern": EVENT_PATTERN}),
+]
+CommandName = Annotated[
+    str,
+    BeforeValidator(lambda value: _command_name(value) if isinstance(value, str) else value),
+    _matching(COMMAND_PATTERN, "a command: 1-32 lowercase letters, digits or _"),
+    WithJsonSchema({"type": "string", "pattern": COMMAND_PATTERN}),
+]
+VariableName = Annotated[
+    str,
+    _matching(
+        VARIABLE_PATTERN, "a variable name: letters, digits and _, not starting with a digit"
+    ),
+    WithJsonSchema({"type": "string", "pattern": VARIABLE_PATTERN}),
+]
+Scalar = Annotated[
+    str | int | float | bool,
+    PlainValidator(_scalar, json_schema_input_type=str | int | float | bool),
+]
+NonEmptyText = Annotated[str, Field(min_length=1)]
+Tier = Literal["new", "ordinary", "seed", "value", "core", "dormant", "churned"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Strict(BaseModel):
+    """Base of every SOP model: unknown keys are errors that suggest the key meant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = [field.alias or name for name, field in cls.model_fields.items()]
+            for key in data:
+                if key not in allowed:
+                    raise unknown_key(key, allowed)
+        return data
+
+
+def unknown_key(key: object, allowed: list[str]) -> PydanticCustomError:
+    """The error for a key the model does not have, with the closest allowed key if any."""
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else f"; keys here are: {', '.join(allowed)}"
+    return PydanticCustomError(
+        "unknown_key", "unknown key '{key}'{hint}", {"key": key, "hint": hint}
+    )
+
+
+def _key(model: BaseModel, name: str) -> str:
+    return type(model).model_fields[name].alias or name
+
+
+def _exactly_one(model: BaseModel, *names: str, required: bool = True) -> None:
+    given = [_key(model, name) for name in names if getattr(model, name) not in (None, [], {})]
+    shown = " or ".join(repr(_key(model, name)) for name in names)
+    if len(given) > 1:
+        raise ValueError(f"use only one of {shown}, not {' and '.join(map(repr, given))}")
+    if required and not given:
+        raise ValueError(f"needs one of {shown}")
+
+
+def _at_least_one(model: BaseModel, *names: str) -> None:
+    if all(getattr(model, name) in (None, [], {}) for name in names):
+        raise ValueError(f"needs at least one of {', '.join(repr(name) for name in names)}")
+
+
+def _typed(kinds: tuple[str, ...], what: str) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        kind = value.get("type")
+        if kind is None:
+            raise PydanticCustomError(
+                "missing_type",
+                "a {what} needs a 'type': one of {kinds}",
+                {"what": what, "kinds": ", ".join(kinds)},
+            )
+        if kind not in kinds:
+            close = difflib.get_close_matches(str(kind), kinds, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; use one of {', '.join(kinds)}"
+            raise PydanticCustomError(
+                "unknown_type",
+                "unknown {what} type '{kind}'{hint}",
+                {"what": what, "kind": kind, "hint": hint},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+def _at_most(days: int) -> AfterValidator:
+    def check(value: timedelta | None) -> timedelta | None:
+        if value is not None and value > timedelta(days=days):
+            raise ValueError(f"must be at most {days}d")
+        return value
+
+    return AfterValidator(check)
+
+
+LongDuration = Annotated[Duration, _at_most(3650)]  # rule windows: ten years at most

@@ -1,0 +1,74 @@
+"""The SOP itself: which groups it runs in, its catch-up policy, and its JSON Schema."""
+
+# Pydantic copies a mutable field default for each instance; ruff knows a model by a BaseModel
+# base in the same file only, so it cannot tell that `Strict` is one.
+# ruff: noqa: RUF012
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
+
+from ._common import Duration, Identifier, NonEmptyText, Scalar, Strict, VariableName, _at_least_one
+from ._conditions import Condition
+from ._steps import Step
+from ._triggers import Trigger
+
+
+class GroupSelector(Strict):
+    """The groups an SOP runs in: these chat ids and/or groups with any of these tags."""
+
+    ids: list[int] = []
+    tags: list[NonEmptyText] = []
+
+    @model_validator(mode="after")
+    def _something(self) -> GroupSelector:
+        _at_least_one(self, "ids", "tags")
+        return self
+
+
+class CatchUp(Strict):
+    """What to do with a run that was due while the bot was down."""
+
+    policy: Literal["run_late", "skip"] = "run_late"
+    grace: Duration = timedelta(hours=1)
+
+
+def _groups_shape(value: Any) -> Any:
+    if isinstance(value, str) and value != "all":
+        raise ValueError(f"must be 'all' or a mapping with 'ids' and/or 'tags', not {value!r}")
+    return value
+
+
+Groups = Annotated[
+    Annotated[Literal["all"], Tag("all")] | Annotated[GroupSelector, Tag("selector")],
+    Discriminator(lambda value: "all" if isinstance(value, str) else "selector"),
+    BeforeValidator(_groups_shape),
+]
+
+
+class Sop(Strict):
+    """One standard operating procedure: when it starts, for whom, and the steps it runs."""
+
+    schema_version: Literal[1]
+    id: Identifier
+    name: NonEmptyText
+    description: str = ""
+    enabled: bool = True
+    groups: Groups
+    mode: Literal["single", "restart", "queued", "parallel"] = "single"
+    concurrency_key: Literal["member", "group"] = "member"
+    catch_up: CatchUp = CatchUp()
+    variables: dict[VariableName, Scalar] = {}
+    triggers: list[Trigger] = Field(min_length=1)
+    conditions: list[Condition] = []
+    steps: list[Step] = Field(min_length=1)
+
+
+def json_schema_text() -> str:
+    """The JSON Schema of SOP files, as committed in `sops/schema.json`."""
+    schema = Sop.model_json_schema()
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

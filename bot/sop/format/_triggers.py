@@ -1,0 +1,134 @@
+"""Triggers: what starts an SOP run (a join, a leave, a message, a command, a schedule, …)."""
+
+# Pydantic copies a mutable field default for each instance; ruff knows a model by a BaseModel
+# base in the same file only, so it cannot tell that `Strict` is one.
+# ruff: noqa: RUF012
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Annotated, Literal
+
+from pydantic import Discriminator, Field, model_validator
+
+from ._common import (
+    CommandName,
+    Duration,
+    EventName,
+    NonEmptyText,
+    Strict,
+    TimeOfDay,
+    _at_least_one,
+    _exactly_one,
+    _typed,
+)
+
+
+class TriggerBase(Strict):
+    """Keys every trigger has."""
+
+    id: str | None = None
+
+
+class MemberJoinedTrigger(TriggerBase):
+    """A member joined the group.
+
+    Members who join within `batch_window` of the first are started together: the flow's
+    messages before its first wait greet them all at once (texts name them with `members`),
+    after it each member goes on alone. `null` starts each member at once, alone.
+    """
+
+    type: Literal["member_joined"]
+    batch_window: Duration | None = timedelta(minutes=1)
+
+
+class MemberLeftTrigger(TriggerBase):
+    """A member left or was removed."""
+
+    type: Literal["member_left"]
+
+
+class MessageTrigger(TriggerBase):
+    """A group message contains one of `keywords` or matches `regex`."""
+
+    type: Literal["message"]
+    keywords: list[NonEmptyText] = []
+    regex: str | None = None
+    case_sensitive: bool = False
+
+    @model_validator(mode="after")
+    def _pattern(self) -> MessageTrigger:
+        _at_least_one(self, "keywords", "regex")
+        return self
+
+
+class CommandTrigger(TriggerBase):
+    """A member sent `/command`."""
+
+    type: Literal["command"]
+    command: CommandName
+
+
+class ButtonTrigger(TriggerBase):
+    """A member pressed a button that carries callback `data`."""
+
+    type: Literal["button"]
+    data: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ScheduleTrigger(TriggerBase):
+    """On a calendar: a 5-field `cron`, once `at` a moment, or `every` interval."""
+
+    type: Literal["schedule"]
+    cron: str | None = None
+    at: datetime | None = None
+    every: Duration | None = None
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> ScheduleTrigger:
+        _exactly_one(self, "cron", "at", "every")
+        return self
+
+
+class EventTrigger(TriggerBase):
+    """Another part of the bot emitted `event` (checkin.done, lottery.drawn, tier.changed …)."""
+
+    type: Literal["event"]
+    event: EventName
+
+
+class SilentTrigger(TriggerBase):
+    """A member has written nothing for `days` days; checked daily `at` in the group's time.
+
+    The members found by one daily check run together, so a shared message names them all.
+    """
+
+    type: Literal["silent"]
+    days: int = Field(ge=1)
+    at: TimeOfDay = time(10, 0)
+
+
+TRIGGER_TYPES = (
+    "member_joined",
+    "member_left",
+    "message",
+    "command",
+    "button",
+    "schedule",
+    "event",
+    "silent",
+)
+
+Trigger = Annotated[
+    MemberJoinedTrigger
+    | MemberLeftTrigger
+    | MessageTrigger
+    | CommandTrigger
+    | ButtonTrigger
+    | ScheduleTrigger
+    | EventTrigger
+    | SilentTrigger,
+    Discriminator("type"),
+    _typed(TRIGGER_TYPES, "trigger"),
+]
