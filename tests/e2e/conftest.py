@@ -92,7 +92,7 @@ class Tidepool:
                 raise AssertionError(f"the bot exited early:\n{self.log.read_text()}")
             return len(await ctl.calls(method="getUpdates")) > before
 
-        await wait_until(polling, 20, "the bot to poll")
+        await wait_until(polling, 90, "the bot to poll")  # importing aiogram alone takes 3-6 s here
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         """Send `sig` and wait for the process to exit; return its exit code."""
