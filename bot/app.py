@@ -46,6 +46,7 @@ from bot.handlers import (
 )
 from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.lottery.service import Lotteries
+from bot.points import Ledger
 from bot.polling import Poller, TokenRejected, chat_of
 from bot.push.lives import Lives
 from bot.push.queue import PushQueue
@@ -132,7 +133,12 @@ def create_dispatcher(
 ) -> Dispatcher:
     """The dispatcher with every router, the activity middlewares and error handlers."""
     extra = operations.workflow_data() if operations is not None else {}
-    dispatcher = Dispatcher(**services.workflow_data(), rights=rights, **extra)
+    dispatcher = Dispatcher(
+        **services.workflow_data(),
+        rights=rights,
+        ledger=Ledger(services.engine),
+        **extra,
+    )
     dispatcher.message.outer_middleware(
         RecordMessages(
             services.registry,

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.dispatcher.event.handler import FilterObject
 from aiogram.filters import Command
-from aiogram.types import Chat, Message
+from aiogram.types import Chat, Message, Update
+from sqlalchemy import select
 
-from bot.db import GroupStatus
+from bot.admins import Admins
+from bot.db import POINTS, GroupStatus
+from bot.delivery import Delivery
+from bot.emulator import EmulatorClient, EmulatorServer
+from bot.handlers import points
 from bot.handlers.filters import AdminsOnly, InGroup
+from bot.handlers.sops import Say
+from bot.points import Ledger
 from bot.registry import Registry
-from tests.conftest import at
+from bot.texts import Texts
+from tests.conftest import ROOT, at
 from tests.updates import user
+
+TOKEN = "123456:TEST-token"
+OWNER = 7
 
 
 async def test_the_registry_answers_a_groups_language_and_title(registry: Registry) -> None:
@@ -25,6 +44,81 @@ async def test_the_registry_answers_a_groups_language_and_title(registry: Regist
     assert registry.title(chat.id) == "Readers"
     await registry.save_group(Chat(id=-1002, type="supergroup"))  # no title: its id
     assert registry.title(-1002) == "-1002"
+
+
+@dataclass
+class Stage:
+    """The emulator, a bot talking to it, and a dispatcher with the handlers under test."""
+
+    ctl: EmulatorClient
+    bot: Bot
+    registry: Registry
+    dispatcher: Dispatcher
+    updates: itertools.count[int]
+
+    async def group(self, language: str | None) -> tuple[int, int, int]:
+        """A group in `language` with an admin and a member (@alice): their ids."""
+        chat = await self.ctl.create_chat("Readers")
+        owner = await self.ctl.create_user("Olga")
+        await self.ctl.set_member(chat["id"], owner["id"], "creator")
+        await self.ctl.set_bot_status(chat["id"], "administrator", by=owner["id"])
+        admin = (await self.ctl.create_user("Ada"))["id"]
+        await self.ctl.set_member(chat["id"], admin, "administrator")
+        alice = (await self.ctl.create_user("Alice", username="alice"))["id"]
+        await self.ctl.set_member(chat["id"], alice)
+        group = Chat(id=chat["id"], type="supergroup", title="Readers")
+        await self.registry.save_group(group, status=GroupStatus.ACTIVE, language=language)
+        member = user(alice, "Alice").model_copy(update={"username": "alice"})
+        await self.registry.member_joined(group.id, member, at(0), source="chat_member")
+        return group.id, admin, alice
+
+    async def send(self, chat_id: int, user_id: int, text: str) -> Any:
+        """`user_id` writes `text` in the chat; what the dispatcher's handling returns."""
+        sent = await self.ctl.send_message(chat_id, user_id, text)
+        message = Message.model_validate(sent["message"])
+        update = Update(update_id=next(self.updates), message=message)
+        return await self.dispatcher.feed_update(self.bot, update)
+
+    async def said(self, chat_id: int) -> list[str]:
+        return [str(message.get("text", "")) for message in await self.ctl.sent(chat_id)]
+
+
+@pytest.fixture
+async def stage(registry: Registry) -> AsyncIterator[Stage]:
+    async with EmulatorServer(token=TOKEN) as server:
+        api = TelegramAPIServer.from_base(server.base_url)
+        bot = Bot(TOKEN, session=AiohttpSession(api=api))
+        delivery = Delivery(bot, registry, registry.engine)
+        delivery.start()
+        texts = Texts.load(ROOT / "content", "en")
+        dispatcher = Dispatcher(
+            registry=registry,
+            say=Say(delivery, texts, registry),
+            admins=Admins(bot, [OWNER]),
+            ledger=Ledger(registry.engine),
+        )
+        points.register(dispatcher)
+        yield Stage(server.client, bot, registry, dispatcher, itertools.count(1))
+        await delivery.close()
+        await bot.session.close()
+
+
+async def test_points_are_for_admins_and_answered_in_the_groups_language(stage: Stage) -> None:
+    chat_id, admin, alice = await stage.group("zh")
+    await stage.send(chat_id, alice, "/points @alice +1000")
+    assert await stage.said(chat_id) == ["只有本群管理员可以这样做。"]
+    await stage.send(chat_id, admin, "/points @alice +5")
+    assert (await stage.said(chat_id))[-1] == "@alice：+5 积分（管理员调整）。当前积分：5。"
+    async with stage.registry.engine.connect() as conn:
+        ledger = (await conn.execute(select(POINTS.c.delta, POINTS.c.reason))).all()
+    assert ledger == [(5, "管理员调整")], "the reason is stored as the group was told it"
+
+
+async def test_a_group_command_elsewhere_gets_no_answer(stage: Stage) -> None:
+    await stage.ctl.create_user("Owen", id=OWNER)
+    await stage.ctl.start(OWNER)
+    assert await stage.send(OWNER, OWNER, "/points @alice +5") is UNHANDLED
+    assert await stage.said(OWNER) == []
 
 
 class Recorded:
