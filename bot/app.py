@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
 from bot.admins import Admins
+from bot.checkin.boards import Leaderboards
 from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.db import GroupStatus, create_engine, upgrade, utcnow
 from bot.deletions import Deletions
@@ -137,6 +138,7 @@ def create_dispatcher(
         **services.workflow_data(),
         rights=rights,
         ledger=Ledger(services.engine),
+        leaderboards=Leaderboards(services.engine),
         **extra,
     )
     dispatcher.message.outer_middleware(
