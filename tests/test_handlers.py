@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from bot.handlers import points
 from bot.handlers.filters import AdminsOnly, InGroup
 from bot.handlers.sops import Say
 from bot.points import Ledger
+from bot.push import broadcasts
 from bot.registry import Registry
 from bot.texts import Texts
 from tests.conftest import ROOT, at
@@ -175,3 +177,20 @@ async def test_gates_answer_what_they_turn_away() -> None:
     assert await passes(message("/rewards", chat=private, sender=5), reload, recorded=recorded)
     assert not await passes(message("/orders", chat=private, sender=5), reload, recorded=recorded)
     assert recorded.said == []
+
+
+def test_every_text_key_the_handlers_name_is_in_both_languages() -> None:
+    texts = Texts.load(ROOT / "content")
+    sections = {key.split(".")[0] for key in texts.catalogues["en"]}
+    sources = [*(ROOT / "bot" / "handlers").glob("*.py"), ROOT / "bot" / "push" / "broadcasts.py"]
+    named = {
+        key
+        for source in sources
+        for key in re.findall(r'"((?:[a-z_]+\.)+[a-z_]+)"', source.read_text(encoding="utf-8"))
+        if key.split(".")[0] in sections and key != "stats.png"
+    }
+    named |= {broadcasts.reason(None)[0], broadcasts.reason("Telegram's own words")[0]}
+    named |= {f"broadcasting.notes.{name}" for _, name in broadcasts._NOTES}
+    assert {"points.default_reason", "broadcasting.errors.no_target", "sop.admins_only"} <= named
+    for language in ("zh", "en"):
+        assert named <= set(texts.catalogues[language]), named - set(texts.catalogues[language])

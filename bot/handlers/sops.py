@@ -8,9 +8,8 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
-from bot.admins import Admins
 from bot.delivery import Delivery
-from bot.handlers.filters import GROUP_TYPES, AdminsOnly, InGroup
+from bot.handlers.filters import AdminsOnly, InGroup
 from bot.registry import Registry
 from bot.sop.admin import Key, Reply, SopAdmin
 from bot.sop.engine import Engine
@@ -46,17 +45,6 @@ class Say:
     def text(self, chat_id: int, key: str, **values: Any) -> str:
         """Text `key` in the chat's language."""
         return self.texts(key, self.language(chat_id), **values)
-
-
-async def admin_in_group(message: Message, admins: Admins, say: Say) -> bool:
-    """The message is a group admin's command; anyone else in the group is told it is for
-    admins, and other chats get no answer."""
-    if message.chat.type not in GROUP_TYPES:
-        return False
-    if await admins.may_command(message):
-        return True
-    await say(message, ("sop.admins_only", {}))
-    return False
 
 
 async def list_sops(message: Message, sop_admin: SopAdmin, say: Say) -> None:
