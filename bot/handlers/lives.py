@@ -105,16 +105,18 @@ async def create(message: Message, args: list[str], lives: Lives, say: Say, by: 
     await say(message, ("live.created", {"live": lives.context(live), "plan": plan(lives, live)}))
 
 
-def plan(lives: Lives, live: Any) -> str:
-    """When the reminders go, in the group's time."""
+def plan(lives: Lives, live: Any) -> list[dict[str, str]]:
+    """When the reminders go, in the group's time, and how long before the start each is."""
     language = lives.language(live.chat_id)
     zone = lives.zone(live.chat_id)
-    parts = []
+    reminders = []
     for reminder in reminder_times(live.starts_at, zone, live.reminders):
         if reminder.at > lives.clock.now() or not parse_before(reminder.before):
             local = reminder.at.astimezone(zone)
-            parts.append(f"{local:%m-%d %H:%M} ({lives.soon(reminder.before, language)})")
-    return ", ".join(parts)
+            reminders.append(
+                {"at": f"{local:%m-%d %H:%M}", "soon": lives.soon(reminder.before, language)}
+            )
+    return reminders
 
 
 async def move(message: Message, args: list[str], lives: Lives, say: Say) -> None:
