@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
 from bot.admins import Admins
+from bot.checkin.boards import Leaderboards
 from bot.clock import Clock
 from bot.db import GroupStatus, create_engine, upgrade, utcnow
 from bot.deletions import Deletions
@@ -36,6 +37,7 @@ from bot.handlers import boards, broadcasts, lives, lottery, membership, points,
 from bot.handlers import stats as stats_handlers
 from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.lottery.service import Lotteries
+from bot.points import Ledger
 from bot.polling import chat_of
 from bot.push.lives import Lives
 from bot.push.queue import Doorbell, PushQueue
@@ -211,6 +213,8 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         analytics=analytics,
         rewards=catalogue,
         lotteries=lotteries,
+        ledger=Ledger(db),
+        leaderboards=Leaderboards(db),
     )
     return Tidepool(
         settings=settings,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.db import BALANCES, POINTS, insert_for
+from bot.db import BALANCES, POINTS, insert_for, writing
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +130,17 @@ async def balances(conn: AsyncConnection, chat_id: int, user_ids: Sequence[int])
         )
     )
     return {int(user): int(points) for user, points in found}
+
+
+class Ledger:
+    """Points changes made on their own, each in its own transaction (an admin's /points)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def adjust(self, change: Change) -> int:
+        """Apply `change`; return the member's balance after it. NotEnoughPoints (and nothing
+        changed) when it would take the balance below zero."""
+        async with writing(self.engine) as conn:
+            await apply(conn, [change])
+            return await balance(conn, change.chat_id, change.user_id)

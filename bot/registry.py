@@ -53,6 +53,7 @@ class KnownGroup:
 
 
 Zone = TypeVar("Zone", bound=tzinfo)  # the default's own type: a ZoneInfo stays a ZoneInfo
+Language = TypeVar("Language", bound=str | None)  # a str default gives a str, None str | None
 
 
 class Registry:
@@ -118,6 +119,18 @@ class Registry:
             with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
                 return ZoneInfo(known.timezone)
         return default
+
+    def language(self, chat_id: int, default: Language) -> str | Language:
+        """The group's language (/group language), else `default` (None: the texts' own)."""
+        known = self.groups.get(chat_id)
+        if known is not None and known.language:
+            return known.language
+        return default
+
+    def title(self, chat_id: int) -> str:
+        """The group's title as last seen, else its id."""
+        known = self.groups.get(chat_id)
+        return known.title if known is not None and known.title else str(chat_id)
 
     def active_group_ids(self) -> list[int]:
         return [

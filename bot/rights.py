@@ -64,7 +64,7 @@ class RightsCheck:
         if missing == before:
             return missing
         await self.registry.set_group(chat.id, missing_rights=missing)
-        language = known.language if known is not None else None
+        language = self.registry.language(chat.id, None)
         if missing:
             names = [self.texts(f"rights.names.{right}", language) for right in missing]
             bot_name = (await self.bot.me()).full_name

@@ -6,12 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiogram.types import User
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import points
 from bot.checkin.boards import Leaderboards, board_context, span_of
 from bot.checkin.service import CheckinRules
-from bot.db import writing
+from bot.db import MEMBER_DAYS, writing
 from bot.handlers.boards import parse_period
 from bot.registry import Registry
 from tests.test_checkin_service import CheckIns
@@ -99,3 +100,20 @@ async def test_boards_rank_by_check_ins_and_points_earned(
     assert covered.streak == 1
     nobody = await boards.standing(GROUP, 42, late, SHANGHAI, 4)
     assert (nobody.balance, nobody.streak, nobody.week_rank, nobody.tier) == (0, 0, None, None)
+    assert (nobody.messages_30d, nobody.active_days_30d) == (0, 0)
+
+
+async def test_a_standing_has_the_last_30_days_of_messages(engine: AsyncEngine) -> None:
+    today = date(2026, 11, 9)  # `late` below, in Shanghai
+    days = [(today, 3), (today - timedelta(days=29), 2), (today - timedelta(days=30), 50)]
+    async with writing(engine) as conn:
+        await conn.execute(
+            insert(MEMBER_DAYS),
+            [
+                {"chat_id": GROUP, "user_id": 1, "day": day, "messages": n, "presses": 0}
+                for day, n in days
+            ],
+        )
+    late = datetime(2026, 11, 8, 18, tzinfo=UTC)
+    ann = await Leaderboards(engine).standing(GROUP, 1, late, SHANGHAI, 4)
+    assert (ann.messages_30d, ann.active_days_30d) == (5, 2)  # the 31st day back is out

@@ -11,11 +11,11 @@ from bot.handlers.points import Adjustment, parse_adjustment
     ("args", "expected"),
     [
         ("@alice +50 helped a newcomer", Adjustment("@alice", 50, "helped a newcomer")),
-        ("@alice -20", Adjustment("@alice", -20, "admin adjustment")),
+        ("@alice -20", Adjustment("@alice", -20, "")),
         ("123456789 -20 wrong   check-in", Adjustment("123456789", -20, "wrong check-in")),
         ("+10 thanks", Adjustment(None, 10, "thanks")),
         ("50 great job", Adjustment(None, 50, "great job")),
-        ("50", Adjustment(None, 50, "admin adjustment")),
+        ("50", Adjustment(None, 50, "")),
     ],
 )
 def test_adjustments_are_read(args: str, expected: Adjustment) -> None:

@@ -356,8 +356,9 @@ def test_targets_read_as_operators_write_them() -> None:
     assert Target.parse("tag:vip,course") == Target(tags=("vip", "course"))
     assert Target.parse("-1001,-1002") == Target(ids=(-1001, -1002))
     assert str(Target.parse("tag:vip,course")) == "tag:vip,course"
-    with pytest.raises(BroadcastError, match="names no groups"):
+    with pytest.raises(BroadcastError) as bad:
         Target.parse("v i p")
+    assert (bad.value.key, bad.value.values) == ("broadcasting.errors.no_target", {"text": "v i p"})
 
 
 async def test_a_broadcast_reaches_each_target_group_once(
@@ -388,14 +389,20 @@ async def test_broadcast_targets_and_templates_are_checked(
 ) -> None:
     vip = await broadcasts.target_groups(engine, Target(tags=("vip",)))
     assert [group.id for group in vip] == [GROUP]
-    with pytest.raises(BroadcastError, match=r"no template 'nope'.*sample"):
+    with pytest.raises(BroadcastError) as no_template:
         await broadcasts.create(
             engine, texts, target=Target(), template="nope", source="cli", now=NOON
         )
-    with pytest.raises(BroadcastError, match="no active group matches tag:ghost"):
+    assert no_template.value.key == "broadcasting.errors.no_template"
+    assert "no template nope" in no_template.value.text(texts)
+    assert "没有模板 nope" in no_template.value.text(texts, "zh")
+    assert "sample" in no_template.value.text(texts, "zh")
+    with pytest.raises(BroadcastError) as no_groups:
         await broadcasts.create(
             engine, texts, target=Target(tags=("ghost",)), template="sample", source="cli", now=NOON
         )
+    assert no_groups.value.text(texts) == "no active group matches tag:ghost"
+    assert str(no_groups.value) == "broadcasting.errors.no_groups (target=tag:ghost)"
     draft = await broadcasts.create(
         engine, texts, target=Target(), text="<b>Hi</b>", source="cli", now=NOON, confirm=False
     )
@@ -422,3 +429,33 @@ async def test_progress_lists_failures_with_their_reasons(
     ]
     lines = broadcasts.summary_lines(progress)
     assert "sent 1, pending 0, failed 1, dropped 0, done" in lines[0]
+    key, values = broadcasts.reason(progress.failed_groups[0][2])
+    assert texts(key, "zh", **values) == "未发送：机器人已被移出本群"
+
+
+@pytest.mark.parametrize(
+    ("note", "en"),
+    [
+        (
+            "not sent: the bot is no longer in this group (left)",
+            "not sent: the bot has left this group",
+        ),
+        ("the group's daily cap of 5 was reached", "the group's daily cap of 5 was reached"),
+        (
+            INTERRUPTED,
+            "the bot stopped while sending it; it may have arrived, so it is not sent again",
+        ),
+        (
+            "the bot was removed from this group: Forbidden: bot was kicked",
+            "the bot was removed from this group (Forbidden: bot was kicked)",
+        ),
+        ("Bad Request: chat not found", "Bad Request: chat not found"),
+        (None, "no reason noted"),
+    ],
+)
+def test_why_a_push_did_not_go_is_said_in_the_operators_language(
+    note: str | None, en: str, texts: Texts
+) -> None:
+    key, values = broadcasts.reason(note)
+    assert texts(key, "en", **values) == en
+    assert texts(key, "zh", **values)  # every reason has its Chinese text

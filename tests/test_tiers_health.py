@@ -223,6 +223,55 @@ async def test_a_collapsing_group_raises_each_alert_once(
     assert sorted(stored) == [("drop", "2026-11-21"), ("silent", "2026-11-18")]
 
 
+async def test_what_stats_shows_of_a_group_and_a_member(
+    engine: AsyncEngine, registry: Registry
+) -> None:
+    await registry.save_group(Chat(id=GROUP, type="supergroup", title="Readers"))
+    await add_member(engine, 1, local(1, 9))
+    await add_events(engine, *[event(local(day, 10), EventType.MESSAGE, 1) for day in (3, 9, 10)])
+    async with writing(engine) as conn:
+        await conn.execute(
+            insert(CHECKINS),
+            [
+                {
+                    "chat_id": GROUP,
+                    "user_id": 1,
+                    "day": date(2026, 11, d),
+                    "at": local(d),
+                    "streak": 1,
+                }
+                for d in (2, 9)
+            ],
+        )
+        await conn.execute(
+            insert(BALANCES).values(chat_id=GROUP, user_id=1, balance=30, updated_at=local(9))
+        )
+    analytics = Analytics(
+        engine,
+        registry,
+        Rollup(engine, lambda _chat: SHANGHAI),
+        ManualClock(local(10, 12)),
+        bus=registry.bus,
+        alert=Told().alert,
+        default_zone=SHANGHAI,
+        tiers_path=ROOT / "sops/tiers.yaml",
+    )
+    member = await analytics.member_report(GROUP, 1, 7)  # the 4th to the 10th
+    assert (member.name, member.first, member.last) == ("U1", date(2026, 11, 4), date(2026, 11, 10))
+    assert (member.activity.messages, member.activity.active_days) == (2, 2)  # rolled up first
+    assert (member.since, member.checkins, member.points, member.tier) == (
+        date(2026, 11, 1),
+        1,
+        30,
+        "new",
+    )
+    stranger = await analytics.member_report(GROUP, 99, 7)
+    assert (stranger.name, stranger.since, stranger.points, stranger.tier) == ("", None, 0, "new")
+    group = await analytics.group_report(GROUP, 30)
+    assert (group.title, group.first, group.metrics.messages) == ("Readers", date(2026, 10, 12), 3)
+    assert group.health, "at least this week's score"
+
+
 async def test_forgetting_a_member_keeps_the_group_totals(engine: AsyncEngine) -> None:
     await add_member(engine, 1, local(1))
     await add_member(engine, 2, local(1))

@@ -20,10 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot.checkin.days import Streak, checkin_day, next_streak
 from bot.db import BALANCES, CHECKINS, MEMBERS, POINTS
 from bot.sop.templates import mention
+from bot.stats.metrics import member_activity, window
 
 Period = Literal["week", "last_week", "month", "all"]
 PERIODS: tuple[Period, ...] = ("week", "last_week", "month", "all")
 LIMIT = 10
+RECENT_DAYS = 30  # a standing's recent activity: messages and active days
 REFUNDS = "reward:%"  # ledger sources of redemptions and their refunds: not points earned
 
 
@@ -100,7 +102,7 @@ class Board:
 
 @dataclass(frozen=True, slots=True)
 class Standing:
-    """What /me shows: a member's points, streak and place on this week's boards."""
+    """What /me shows: a member's points, streak, place on this week's boards and recent days."""
 
     balance: int
     streak: int  # 0 when the streak has lapsed
@@ -109,10 +111,12 @@ class Standing:
     week_rank: int | None  # place by check-ins this week; None without one
     points_rank: int | None  # place by points earned this week
     tier: str | None
+    messages_30d: int = 0  # messages in the last 30 days of the group's calendar
+    active_days_30d: int = 0  # days with a message among them
 
 
 class Leaderboards:
-    """Reads boards and standings from the check-ins and the points ledger."""
+    """Reads boards and standings from the check-ins, the points ledger and the daily rollups."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -174,7 +178,19 @@ class Leaderboards:
                     )
                 )
             ).scalar_one_or_none()
-        return Standing(balance, streak, total, week_count, week_rank, points_rank, tier)
+        first, last = window(now.astimezone(zone).date(), RECENT_DAYS)
+        recent = await member_activity(self.engine, chat_id, user_id, first, last)
+        return Standing(
+            balance,
+            streak,
+            total,
+            week_count,
+            week_rank,
+            points_rank,
+            tier,
+            recent.messages,
+            recent.active_days,
+        )
 
     async def streaks(
         self,

@@ -12,12 +12,11 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from bot.checkin.boards import Period
-from bot.handlers.filters import GROUP_TYPES
+from bot.checkin.boards import Leaderboards, Period
+from bot.handlers.filters import InGroup
 from bot.handlers.sops import Say
 from bot.sop.admin import Key
 from bot.sop.engine import Engine
-from bot.stats.metrics import member_activity, window
 
 PERIOD_WORDS: dict[str, Period] = {
     "": "week",
@@ -38,9 +37,9 @@ def parse_period(args: str | None) -> Period | None:
     return PERIOD_WORDS.get((args or "").strip().casefold())
 
 
-async def show_top(message: Message, command: CommandObject, engine: Engine, say: Say) -> None:
-    if message.chat.type not in GROUP_TYPES:
-        return
+async def show_top(
+    message: Message, command: CommandObject, engine: Engine, leaderboards: Leaderboards, say: Say
+) -> None:
     period = parse_period(command.args)
     if period is None:
         await say(message, ("boards.usage_top", {}))
@@ -48,23 +47,21 @@ async def show_top(message: Message, command: CommandObject, engine: Engine, say
     chat_id = message.chat.id
     rules = engine.checkin_rules(chat_id)
     zone = engine.group_facts(chat_id).timezone
-    board = await engine.boards.board(chat_id, period, engine.clock.now(), zone, rules.start_hour)
+    board = await leaderboards.board(chat_id, period, engine.clock.now(), zone, rules.start_hour)
     shown = board.as_variables()
     await say(message, ("boards.top", {**shown, "period": Key(f"boards.periods.{period}")}))
 
 
-async def show_me(message: Message, engine: Engine, say: Say) -> None:
-    if message.chat.type not in GROUP_TYPES or message.from_user is None:
+async def show_me(message: Message, engine: Engine, leaderboards: Leaderboards, say: Say) -> None:
+    user = message.from_user
+    if user is None:
         return
-    chat_id, user = message.chat.id, message.from_user
+    chat_id = message.chat.id
     rules = engine.checkin_rules(chat_id)
     zone = engine.group_facts(chat_id).timezone
-    now = engine.clock.now()
-    mine = await engine.boards.standing(
-        chat_id, user.id, now, zone, rules.start_hour, rules.freezes
+    mine = await leaderboards.standing(
+        chat_id, user.id, engine.clock.now(), zone, rules.start_hour, rules.freezes
     )
-    first, last = window(now.astimezone(zone).date(), 30)
-    recent = await member_activity(engine.db, chat_id, user.id, first, last)
     details = {
         "name": user.full_name,
         "balance": mine.balance,
@@ -74,12 +71,12 @@ async def show_me(message: Message, engine: Engine, say: Say) -> None:
         "week_rank": mine.week_rank,
         "points_rank": mine.points_rank,
         "tier": Key(f"boards.tiers.{mine.tier}") if mine.tier else None,
-        "messages_30d": recent.messages,
-        "active_days_30d": recent.active_days,
+        "messages_30d": mine.messages_30d,
+        "active_days_30d": mine.active_days_30d,
     }
     await say(message, ("boards.me", details))
 
 
 def register(router: Router) -> None:
-    router.message.register(show_top, Command("top"))
-    router.message.register(show_me, Command("me"))
+    router.message.register(show_top, Command("top"), InGroup())
+    router.message.register(show_me, Command("me"), InGroup())

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiogram import Router
 from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from markupsafe import Markup
 
-from bot.admins import Admins
 from bot.clock import Clock
-from bot.handlers.filters import GROUP_TYPES
-from bot.handlers.sops import Say, admin_in_group
+from bot.handlers.filters import AdminsOnly, FromOwner, InGroup, OwnersInPrivate
+from bot.handlers.sops import Say
 from bot.push import broadcasts
 from bot.push.broadcasts import BroadcastError, Target
 from bot.push.queue import PushQueue
@@ -40,7 +40,10 @@ class Pressed(Filter):
 
 
 class Broadcasting:
-    """What the broadcast commands need: the database, texts, the queue and the clock."""
+    """What the broadcast commands need: the database, texts, the queue and the clock.
+
+    Broadcasts are made in an owner's private chat, so their texts are in the default language.
+    """
 
     def __init__(self, queue: PushQueue, say: Say, clock: Clock) -> None:
         self.queue = queue
@@ -58,22 +61,22 @@ class Broadcasting:
         local = moment.astimezone(self.queue.default_zone)
         return f"{local:%m-%d %H:%M}"
 
+    def error(self, exc: BroadcastError) -> Markup:
+        """Why a broadcast cannot be made, in words (a rendered text: not escaped again)."""
+        return Markup(exc.text(self.texts))
+
+    def reason(self, note: str | None) -> Markup:
+        """Why a push did not go, in words, from the note the queue left on it."""
+        key, values = broadcasts.reason(note)
+        return Markup(self.t(key, **values))
+
 
 async def broadcast_command(
-    message: Message, command: CommandObject, broadcasting: Broadcasting, admins: Admins
+    message: Message, command: CommandObject, broadcasting: Broadcasting
 ) -> None:
     user = message.from_user
     delivery = broadcasting.say.delivery
     if user is None:
-        return
-    if message.chat.type != "private":
-        if message.chat.type in GROUP_TYPES and user.id in admins.owner_ids:
-            await broadcasting.say(message, ("broadcasting.in_private", {}))
-        return
-    if user.id not in admins.owner_ids:
-        await delivery.send_message(
-            user.id, broadcasting.t("broadcasting.owners_only"), source="command"
-        )
         return
     if command.command == "broadcast_status":
         await status(message, command, broadcasting)
@@ -107,9 +110,8 @@ async def broadcast_command(
         key = broadcasts.template_key(words[1]) if text is None else None
         preview = broadcasts.render(broadcasting.texts, key, text, groups[0])
     except BroadcastError as exc:
-        await delivery.send_message(
-            user.id, broadcasting.t("broadcasting.error", error=str(exc)), source="command"
-        )
+        error = broadcasting.t("broadcasting.error", error=broadcasting.error(exc))
+        await delivery.send_message(user.id, error, source="command")
         return
     await delivery.send_message(user.id, preview, source="command")
     markup = InlineKeyboardMarkup(
@@ -131,7 +133,7 @@ async def broadcast_command(
         id=broadcast_id,
         target=str(target),
         count=len(groups),
-        titles=", ".join(group.title or str(group.id) for group in groups[:10]),
+        titles=[group.title or str(group.id) for group in groups[:10]],
         more=max(len(groups) - 10, 0),
         urgent="urgent" in options,
         drop="drop" in options,
@@ -139,11 +141,11 @@ async def broadcast_command(
     await delivery.send_message(user.id, summary, source="command", reply_markup=markup)
 
 
-async def pressed(query: CallbackQuery, broadcasting: Broadcasting, admins: Admins) -> None:
+async def pressed(query: CallbackQuery, broadcasting: Broadcasting) -> None:
     action, _, number = (query.data or "").removeprefix(BUTTON).partition(":")
     message = query.message
-    if query.from_user.id not in admins.owner_ids or not number.isdigit() or message is None:
-        await query.answer(broadcasting.t("broadcasting.owners_only"), show_alert=True)
+    if not number.isdigit() or message is None:
+        await query.answer()
         return
     broadcast_id = int(number)
     engine = broadcasting.queue.engine
@@ -153,7 +155,7 @@ async def pressed(query: CallbackQuery, broadcasting: Broadcasting, admins: Admi
                 engine, broadcasting.texts, broadcast_id, broadcasting.clock.now()
             )
         except BroadcastError as exc:
-            await query.answer(str(exc)[:200], show_alert=True)
+            await query.answer(exc.text(broadcasting.texts)[:200], show_alert=True)
             return
         broadcasting.queue.wake()
         text = broadcasting.t("broadcasting.queued", id=broadcast_id, count=count)
@@ -187,9 +189,10 @@ async def status(message: Message, command: CommandObject, broadcasting: Broadca
             "draft": item.confirmed_at is None,
             "done": item.done,
             "next": broadcasting.when(item.next_due) if item.next_due else None,
-            "reasons": item.reasons.most_common(5),
+            "reasons": [(broadcasting.reason(why), n) for why, n in item.reasons.most_common(5)],
             "failures": [
-                f"{title or group_id}: {why}" for group_id, title, why in item.failed_groups[:10]
+                {"group": title or str(group_id), "why": broadcasting.reason(why)}
+                for group_id, title, why in item.failed_groups[:10]
             ],
         }
         for item in found
@@ -204,13 +207,10 @@ async def status(message: Message, command: CommandObject, broadcasting: Broadca
 async def group_command(
     message: Message,
     command: CommandObject,
-    admins: Admins,
     say: Say,
     registry: Registry,
     broadcasting: Broadcasting,
 ) -> None:
-    if not await admin_in_group(message, admins, say):
-        return
     chat_id = message.chat.id
     args = (command.args or "").split()
     if args:
@@ -226,7 +226,7 @@ async def group_command(
             "group.settings",
             {
                 "timezone": str(getattr(rules.zone, "key", rules.zone)),
-                "lang": (known.language if known else None) or say.texts.default_language,
+                "lang": registry.language(chat_id, say.texts.default_language),
                 "tags": ", ".join(known.tags) if known and known.tags else "",
                 "quiet": str(rules.quiet) if rules.quiet else "",
                 "quiet_default": not (known and known.quiet_hours),
@@ -291,6 +291,12 @@ async def change(
 
 
 def register(router: Router) -> None:
-    router.message.register(broadcast_command, Command("broadcast", "broadcast_status"))
-    router.message.register(group_command, Command("group"))
-    router.callback_query.register(pressed, Pressed())
+    router.message.register(
+        broadcast_command,
+        Command("broadcast", "broadcast_status"),
+        OwnersInPrivate(refusal="broadcasting.owners_only", elsewhere="broadcasting.in_private"),
+    )
+    router.message.register(group_command, Command("group"), InGroup(), AdminsOnly())
+    router.callback_query.register(
+        pressed, Pressed(), FromOwner(refusal="broadcasting.owners_only")
+    )

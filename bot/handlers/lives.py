@@ -21,14 +21,14 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import CallbackQuery, Message
 
-from bot.admins import Admins
 from bot.delivery import Delivery
-from bot.handlers.filters import GROUP_TYPES
+from bot.handlers.filters import AdminsOnly, InGroup, InPrivate
 from bot.handlers.sops import Say
 from bot.push.lives import DEFAULT_REMINDERS, REMIND, WATCH, LiveError, Lives, reminder_times
 from bot.push.rules import parse_before
 
-COMMANDS = ("live", "lives", "live_move", "live_cancel")
+ADMIN_COMMANDS = ("live", "live_move", "live_cancel")
+COMMANDS = (*ADMIN_COMMANDS, "lives")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):[0-5]\d$")
 _START = re.compile(r"^(remind|watch)_(\d{1,18})$")
@@ -52,18 +52,11 @@ def read_moment(day: str | None, clock: str, zone: Any, same_day: date | None = 
     return datetime.combine(on, time(hour, minute), tzinfo=zone)
 
 
-async def live_command(
-    message: Message, command: CommandObject, lives: Lives, admins: Admins, say: Say
-) -> None:
-    if message.chat.type not in GROUP_TYPES:
-        return
+async def live_command(message: Message, command: CommandObject, lives: Lives, say: Say) -> None:
     name = command.command
     chat_id = message.chat.id
     if name == "lives":
         await list_lives(message, lives, say)
-        return
-    if not await admins.may_command(message):
-        await say(message, ("sop.admins_only", {}))
         return
     args = (command.args or "").split()
     by = message.from_user.id if message.from_user else None
@@ -112,16 +105,18 @@ async def create(message: Message, args: list[str], lives: Lives, say: Say, by: 
     await say(message, ("live.created", {"live": lives.context(live), "plan": plan(lives, live)}))
 
 
-def plan(lives: Lives, live: Any) -> str:
-    """When the reminders go, in the group's time."""
+def plan(lives: Lives, live: Any) -> list[dict[str, str]]:
+    """When the reminders go, in the group's time, and how long before the start each is."""
     language = lives.language(live.chat_id)
     zone = lives.zone(live.chat_id)
-    parts = []
+    reminders = []
     for reminder in reminder_times(live.starts_at, zone, live.reminders):
         if reminder.at > lives.clock.now() or not parse_before(reminder.before):
             local = reminder.at.astimezone(zone)
-            parts.append(f"{local:%m-%d %H:%M} ({lives.soon(reminder.before, language)})")
-    return ", ".join(parts)
+            reminders.append(
+                {"at": f"{local:%m-%d %H:%M}", "soon": lives.soon(reminder.before, language)}
+            )
+    return reminders
 
 
 async def move(message: Message, args: list[str], lives: Lives, say: Say) -> None:
@@ -192,7 +187,7 @@ async def pressed(query: CallbackQuery, lives: Lives, say: Say) -> None:
 
 async def start(message: Message, command: CommandObject, lives: Lives, delivery: Delivery) -> None:
     """/start in private: the bot may write to the user now; a deep link does what it says."""
-    if message.chat.type != "private" or message.from_user is None:
+    if message.from_user is None:
         return
     user_id = message.from_user.id
     await lives.started(user_id)
@@ -219,6 +214,8 @@ async def start(message: Message, command: CommandObject, lives: Lives, delivery
 
 
 def register(router: Router) -> None:
-    router.message.register(live_command, Command(*COMMANDS))
-    router.message.register(start, Command("start"))
+    router.message.register(
+        live_command, Command(*COMMANDS), InGroup(), AdminsOnly(*ADMIN_COMMANDS)
+    )
+    router.message.register(start, Command("start"), InPrivate())
     router.callback_query.register(pressed, Pressed())

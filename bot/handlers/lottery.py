@@ -18,8 +18,7 @@ from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import CallbackQuery, Message
 from markupsafe import Markup
 
-from bot.admins import Admins
-from bot.handlers.filters import GROUP_TYPES
+from bot.handlers.filters import AdminsOnly, InGroup
 from bot.handlers.sops import Say
 from bot.lottery.command import BadCommand, read_id, read_lottery
 from bot.lottery.rules import Refusal
@@ -43,7 +42,7 @@ class Pressed(Filter):
 async def entered(query: CallbackQuery, lotteries: Lotteries) -> None:
     message = query.message
     number = read_id((query.data or "").removeprefix(BUTTON))
-    if message is None or message.chat.type not in GROUP_TYPES or number is None:
+    if message is None or number is None:
         await query.answer()
         return
     chat_id = message.chat.id
@@ -62,21 +61,10 @@ async def entered(query: CallbackQuery, lotteries: Lotteries) -> None:
 
 
 async def lottery_command(
-    message: Message,
-    command: CommandObject,
-    lotteries: Lotteries,
-    admins: Admins,
-    registry: Registry,
-    say: Say,
+    message: Message, command: CommandObject, lotteries: Lotteries, registry: Registry, say: Say
 ) -> None:
     """Every lottery command: one handler, so other commands pay for one filter, not six."""
-    if message.chat.type not in GROUP_TYPES:
-        await say(message, ("lottery.in_groups_only", {}))
-        return
     name = command.command
-    if name in ADMIN_COMMANDS and not await admins.may_command(message):
-        await say(message, ("sop.admins_only", {}))
-        return
     args = (command.args or "").split()
     if name == "lottery":
         await _open(message, command.args or "", lotteries, say)
@@ -216,5 +204,10 @@ async def _verified(lotteries: Lotteries, lottery: Lottery) -> tuple[str, dict[s
 
 def register(router: Router) -> None:
     """Add the handlers to `router`, before the SOP engine's handler of every other button."""
-    router.message.register(lottery_command, Command(*COMMANDS))
-    router.callback_query.register(entered, Pressed())
+    router.message.register(
+        lottery_command,
+        Command(*COMMANDS),
+        InGroup(otherwise="lottery.in_groups_only"),
+        AdminsOnly(*ADMIN_COMMANDS),
+    )
+    router.callback_query.register(entered, Pressed(), InGroup())

@@ -15,9 +15,10 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from bot import points
-from bot.admins import Admins
-from bot.db import utcnow, writing
-from bot.handlers.sops import Say, admin_in_group
+from bot.db import utcnow
+from bot.handlers.filters import AdminsOnly, InGroup
+from bot.handlers.sops import Say
+from bot.points import Ledger
 from bot.registry import Registry
 
 MAX_CHANGE = 1_000_000
@@ -28,7 +29,7 @@ AMOUNT = re.compile(r"[+-]?\d{1,7}")
 class Adjustment:
     who: str | None  # @username or a user id; None: the member replied to
     delta: int
-    reason: str
+    reason: str  # "": none given
 
 
 def parse_adjustment(args: str | None) -> Adjustment | None:
@@ -45,18 +46,13 @@ def parse_adjustment(args: str | None) -> Adjustment | None:
     delta = int(tokens[0])
     if delta == 0 or abs(delta) > MAX_CHANGE:
         return None
-    return Adjustment(who, delta, " ".join(tokens[1:]) or "admin adjustment")
+    return Adjustment(who, delta, " ".join(tokens[1:]))
 
 
 async def adjust_points(
-    message: Message,
-    command: CommandObject,
-    admins: Admins,
-    registry: Registry,
-    say: Say,
+    message: Message, command: CommandObject, registry: Registry, ledger: Ledger, say: Say
 ) -> None:
-    if not await admin_in_group(message, admins, say):
-        return
+    chat_id = message.chat.id
     wanted = parse_adjustment(command.args)
     replied = message.reply_to_message
     target = replied.from_user if replied is not None else None
@@ -64,7 +60,7 @@ async def adjust_points(
         await say(message, ("points.usage", {}))
         return
     if wanted.who is not None:
-        user_id = await registry.find_member(message.chat.id, wanted.who)
+        user_id = await registry.find_member(chat_id, wanted.who)
         who = wanted.who
         if user_id is None:
             await say(message, ("sop.unknown_member", {"who": who}))
@@ -72,21 +68,18 @@ async def adjust_points(
     else:
         assert target is not None
         user_id, who = target.id, target.full_name
-    by = message.from_user.id if message.from_user is not None else message.chat.id
-    change = points.Change(
-        message.chat.id, user_id, wanted.delta, wanted.reason, f"admin:{by}", utcnow()
-    )
+    by = message.from_user.id if message.from_user is not None else chat_id
+    reason = wanted.reason or say.text(chat_id, "points.default_reason")
+    change = points.Change(chat_id, user_id, wanted.delta, reason, f"admin:{by}", utcnow())
     try:
-        async with writing(registry.engine) as conn:
-            await points.apply(conn, [change])
-            balance = await points.balance(conn, message.chat.id, user_id)
+        balance = await ledger.adjust(change)
     except points.NotEnoughPoints as short:
         details = {"who": who, "balance": short.balance, "wanted": short.wanted}
         await say(message, ("points.not_enough", details))
         return
-    details = {"who": who, "delta": f"{wanted.delta:+d}", "reason": wanted.reason}
-    await say(message, ("points.adjusted", {**details, "balance": balance}))
+    details = {"who": who, "delta": f"{wanted.delta:+d}", "reason": reason, "balance": balance}
+    await say(message, ("points.adjusted", details))
 
 
 def register(router: Router) -> None:
-    router.message.register(adjust_points, Command("points"))
+    router.message.register(adjust_points, Command("points"), InGroup(), AdminsOnly())

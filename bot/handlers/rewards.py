@@ -29,7 +29,7 @@ from aiogram.types import (
 
 from bot.admins import Admins
 from bot.db import OrderStatus, utcnow
-from bot.handlers.filters import GROUP_TYPES
+from bot.handlers.filters import AdminsOnly, InGroup
 from bot.handlers.sops import Say
 from bot.rewards import CatalogueError, Order, Refusal, Refused, Reward, Rewards
 from bot.sop.templates import mention
@@ -41,21 +41,24 @@ CANCEL_WORDS = frozenset({"cancel", "refund"})
 
 
 class Pressed(Filter):
-    """A press of a reward or order button (other buttons go on to the SOP engine)."""
+    """A press of a button whose data starts with `prefix`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
 
     async def __call__(self, query: CallbackQuery) -> bool:
-        return query.data is not None and query.data.startswith(("reward:", "order:"))
+        return query.data is not None and query.data.startswith(self.prefix)
 
 
 class _Chat:
     """Texts and times in the language and time zone of one group."""
 
     def __init__(self, say: Say, rewards: Rewards, chat_id: int) -> None:
-        known = say.registry.groups.get(chat_id)
+        registry = say.registry
         self.say, self.chat_id = say, chat_id
-        self.language = (known.language if known else None) or say.texts.default_language
-        self.title = known.title if known is not None else str(chat_id)
-        self.timezone = say.registry.zone(chat_id, rewards.timezone)
+        self.language = registry.language(chat_id, say.texts.default_language)
+        self.title = registry.title(chat_id)
+        self.timezone = registry.zone(chat_id, rewards.timezone)
 
     def __call__(self, key: str, **values: Any) -> str:
         return self.say.texts(key, self.language, **values)
@@ -93,15 +96,12 @@ async def reward_commands(
 ) -> None:
     """/rewards and /orders: one handler, so other commands pay for one filter, not two."""
     if command.command == "orders":
-        await orders_command(message, command, rewards, admins, say)
+        await orders_command(message, command, rewards, say)
     else:
         await list_rewards(message, rewards, admins, say)
 
 
 async def list_rewards(message: Message, rewards: Rewards, admins: Admins, say: Say) -> None:
-    if message.chat.type not in GROUP_TYPES:
-        await say(message, ("rewards.in_groups_only", {}))
-        return
     chat = _Chat(say, rewards, message.chat.id)
     try:
         catalogue = rewards.catalogue()
@@ -146,16 +146,11 @@ async def list_rewards(message: Message, rewards: Rewards, admins: Admins, say: 
     )
 
 
-async def pressed(query: CallbackQuery, rewards: Rewards, admins: Admins, say: Say) -> None:
-    """A reward button (redeem it) or an order button (fulfil or cancel the order)."""
+async def reward_pressed(query: CallbackQuery, rewards: Rewards, admins: Admins, say: Say) -> None:
+    """A reward button in a group: redeem the reward."""
     data = query.data or ""
-    if data.startswith("order:"):
-        await order_pressed(query, data.split(":"), rewards, admins, say)
-        return
     message = query.message
-    if message is None or message.chat.type not in GROUP_TYPES:
-        await query.answer()
-        return
+    assert message is not None  # InGroup
     chat = _Chat(say, rewards, message.chat.id)
     user = query.from_user
     result = await rewards.redeem(
@@ -210,14 +205,8 @@ def _notice(chat: _Chat, order: Order, name: str | None, username: str | None) -
 
 
 async def orders_command(
-    message: Message, command: CommandObject, rewards: Rewards, admins: Admins, say: Say
+    message: Message, command: CommandObject, rewards: Rewards, say: Say
 ) -> None:
-    if message.chat.type not in GROUP_TYPES:
-        await say(message, ("orders.in_groups_only", {}))
-        return
-    if not await admins.may_command(message):
-        await say(message, ("sop.admins_only", {}))
-        return
     chat = _Chat(say, rewards, message.chat.id)
     args = (command.args or "").lower().split()
     if args in ([], ["all"]):
@@ -242,12 +231,11 @@ async def orders_command(
         await say(message, ("orders.fulfilled", chat.order_line(result)))
 
 
-async def order_pressed(
-    query: CallbackQuery, parts: list[str], rewards: Rewards, admins: Admins, say: Say
-) -> None:
+async def order_pressed(query: CallbackQuery, rewards: Rewards, admins: Admins, say: Say) -> None:
     """`order:done:<id>` or `order:cancel:<id>`: in the group's /orders list or in the private
     notice to an admin; only admins of the order's group may press them."""
     message = query.message
+    parts = (query.data or "").split(":")
     if len(parts) != 3 or parts[1] not in ("done", "cancel") or not parts[2].isdigit():
         await query.answer()
         return
@@ -256,7 +244,7 @@ async def order_pressed(
     found = await rewards.order(order_id)
     if found is None or (not in_private and (message is None or found.chat_id != message.chat.id)):
         await query.answer(
-            say.answer(message.chat.id if message else 0, "orders.gone"), show_alert=True
+            say.text(message.chat.id if message else 0, "orders.gone"), show_alert=True
         )
         return
     chat = _Chat(say, rewards, found.chat_id)
@@ -370,5 +358,11 @@ def _refusal_text(chat: _Chat, refusal: Refusal) -> str:
 
 def register(router: Router) -> None:
     """Add the handlers to `router`, before the SOP engine's handler of every other button."""
-    router.message.register(reward_commands, Command("rewards", "orders"))
-    router.callback_query.register(pressed, Pressed())
+    router.message.register(
+        reward_commands,
+        Command("rewards", "orders"),
+        InGroup(otherwise={"rewards": "rewards.in_groups_only", "orders": "orders.in_groups_only"}),
+        AdminsOnly("orders"),
+    )
+    router.callback_query.register(order_pressed, Pressed("order:"))
+    router.callback_query.register(reward_pressed, Pressed("reward:"), InGroup())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
-from bot.admins import Admins
 from bot.delivery import Delivery
-from bot.handlers.filters import GROUP_TYPES
+from bot.handlers.filters import AdminsOnly, InGroup
 from bot.registry import Registry
 from bot.sop.admin import Key, Reply, SopAdmin
 from bot.sop.engine import Engine
@@ -24,8 +25,7 @@ class Say:
         self.registry = registry
 
     async def __call__(self, message: Message, *replies: Reply) -> None:
-        known = self.registry.groups.get(message.chat.id)
-        language = known.language if known is not None else None
+        language = self.language(message.chat.id)
         lines = []
         for key, values in replies:
             shown = {
@@ -39,45 +39,21 @@ class Say:
         )
 
     def language(self, chat_id: int) -> str | None:
-        """The group's language (None: the default)."""
-        known = self.registry.groups.get(chat_id)
-        return known.language if known is not None else None
+        """The chat's language (None: the default)."""
+        return self.registry.language(chat_id, None)
 
-    def answer(self, chat_id: int, key: str) -> str:
-        known = self.registry.groups.get(chat_id)
-        return self.texts(key, known.language if known is not None else None)
-
-
-async def admin_in_group(message: Message, admins: Admins, say: Say) -> bool:
-    """The message is a group admin's command; anyone else in the group is told it is for
-    admins, and other chats get no answer."""
-    if message.chat.type not in GROUP_TYPES:
-        return False
-    if await admins.may_command(message):
-        return True
-    await say(message, ("sop.admins_only", {}))
-    return False
+    def text(self, chat_id: int, key: str, **values: Any) -> str:
+        """Text `key` in the chat's language."""
+        return self.texts(key, self.language(chat_id), **values)
 
 
-async def _refused(message: Message, admins: Admins, say: Say) -> bool:
-    if message.chat.type not in GROUP_TYPES and message.chat.type != "private":
-        return True
-    if await admins.may_command(message):
-        return False
-    await say(message, ("sop.admins_only", {}))
-    return True
-
-
-async def list_sops(message: Message, admins: Admins, sop_admin: SopAdmin, say: Say) -> None:
-    if message.chat.type in GROUP_TYPES and not await _refused(message, admins, say):
-        await say(message, *await sop_admin.overview(message.chat.id))
+async def list_sops(message: Message, sop_admin: SopAdmin, say: Say) -> None:
+    await say(message, *await sop_admin.overview(message.chat.id))
 
 
 async def switch_sop(
-    message: Message, command: CommandObject, admins: Admins, sop_admin: SopAdmin, say: Say
+    message: Message, command: CommandObject, sop_admin: SopAdmin, say: Say
 ) -> None:
-    if message.chat.type not in GROUP_TYPES or await _refused(message, admins, say):
-        return
     sop_id = (command.args or "").strip().split()
     if len(sop_id) != 1:
         await say(message, ("sop.usage_switch", {"command": command.command}))
@@ -87,11 +63,7 @@ async def switch_sop(
     await say(message, await sop_admin.switch(message.chat.id, sop_id[0], on, by))
 
 
-async def run_sop(
-    message: Message, command: CommandObject, admins: Admins, sop_admin: SopAdmin, say: Say
-) -> None:
-    if message.chat.type not in GROUP_TYPES or await _refused(message, admins, say):
-        return
+async def run_sop(message: Message, command: CommandObject, sop_admin: SopAdmin, say: Say) -> None:
     args = (command.args or "").split()
     if not 1 <= len(args) <= 2:
         await say(message, ("sop.usage_run", {}))
@@ -110,46 +82,41 @@ async def run_sop(
     await say(message, await sop_admin.run(message.chat.id, args[0], user_id, who))
 
 
-async def reload_sops(message: Message, admins: Admins, sop_admin: SopAdmin, say: Say) -> None:
-    if not await _refused(message, admins, say):
-        await say(message, *sop_admin.reload())
-
-
 async def pressed(query: CallbackQuery, engine: Engine, say: Say) -> None:
     """Any button on a group message: flow buttons continue their run; others may trigger."""
     message = query.message
-    if message is None or message.chat.type not in GROUP_TYPES or query.data is None:
+    if message is None or query.data is None:
         await query.answer()
         return
     answer = await engine.button(
         message.chat.id, query.from_user.id, message.message_id, query.data
     )
-    await query.answer(say.answer(message.chat.id, answer) if answer else None)
+    await query.answer(say.text(message.chat.id, answer) if answer else None)
 
 
 COMMANDS = ("sops", "sop_on", "sop_off", "sop_run", "reload")
 
 
 async def sop_command(
-    message: Message,
-    command: CommandObject,
-    admins: Admins,
-    sop_admin: SopAdmin,
-    say: Say,
+    message: Message, command: CommandObject, sop_admin: SopAdmin, say: Say
 ) -> None:
     """One handler for the SOP commands: other commands pay for one filter, not five."""
     name = command.command
     if name == "sops":
-        await list_sops(message, admins, sop_admin, say)
+        await list_sops(message, sop_admin, say)
     elif name == "reload":
-        await reload_sops(message, admins, sop_admin, say)
+        await say(message, *sop_admin.reload())
     elif name == "sop_run":
-        await run_sop(message, command, admins, sop_admin, say)
+        await run_sop(message, command, sop_admin, say)
     else:
-        await switch_sop(message, command, admins, sop_admin, say)
+        await switch_sop(message, command, sop_admin, say)
 
 
 def register(router: Router) -> None:
-    """Add the SOP handlers to `router` (the dispatcher itself, like the membership handlers)."""
-    router.message.register(sop_command, Command(*COMMANDS))
-    router.callback_query.register(pressed)
+    """Add the SOP handlers to `router` (the dispatcher itself, like the membership handlers).
+
+    The commands are for admins, in groups; /reload also works in an owner's private chat."""
+    router.message.register(
+        sop_command, Command(*COMMANDS), InGroup(private=("reload",)), AdminsOnly()
+    )
+    router.callback_query.register(pressed, InGroup())

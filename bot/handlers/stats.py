@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
-from datetime import timedelta
 from typing import Any
 
 from aiogram import Router
@@ -23,16 +22,12 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
 )
-from sqlalchemy import func, select
 
-from bot.admins import Admins
-from bot.db import BALANCES, CHECKINS, MEMBERS
-from bot.handlers.sops import Say, admin_in_group
+from bot.handlers.filters import AdminsOnly, InGroup
+from bot.handlers.sops import Say
 from bot.sop.admin import Key
-from bot.stats import health as scoring
 from bot.stats import tiers
-from bot.stats.forget import forget
-from bot.stats.metrics import RETENTION_DAYS, group_metrics, member_activity, window
+from bot.stats.metrics import RETENTION_DAYS
 from bot.stats.service import Analytics
 
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
@@ -50,10 +45,8 @@ class Pressed(Filter):
 
 
 async def stats_command(
-    message: Message, command: CommandObject, analytics: Analytics, admins: Admins, say: Say
+    message: Message, command: CommandObject, analytics: Analytics, say: Say
 ) -> None:
-    if not await admin_in_group(message, admins, say):
-        return
     args = (command.args or "").split()
     if command.command == "tiers":
         await show_tiers(message, args, analytics, say)
@@ -72,35 +65,26 @@ async def stats_command(
 
 async def group_stats(message: Message, days: int, analytics: Analytics, say: Say) -> None:
     chat_id = message.chat.id
-    await analytics.rollup.catch_up()
-    zone = analytics.zone(chat_id)
-    first, last = window(analytics.today(chat_id), days)
-    metrics = await group_metrics(analytics.engine, chat_id, first, last, zone)
-    # Health scores whole weeks, up to yesterday: read from what the daily job stored.
-    scores = await scoring.weekly(
-        analytics.engine, chat_id, last - timedelta(days=1), zone, weeks=4
-    )
-    title = message.chat.title or str(chat_id)
-    retention = [
-        (n, pct(rate) if (rate := metrics.retention_rate(n)) is not None else "–")
-        for n in RETENTION_DAYS
-    ]
+    report = await analytics.group_report(chat_id, days)
+    metrics = report.metrics
     values: dict[str, Any] = {
-        "title": title,
-        "first": first.isoformat(),
-        "last": last.isoformat(),
+        "title": report.title,
+        "first": report.first.isoformat(),
+        "last": report.last.isoformat(),
         "days": days,
         "m": metrics,
         "pct": pct,
-        "retention": retention,
-        "health": scores[-1],
-        "trend": scores,
+        "retention": [(n, metrics.retention_rate(n)) for n in RETENTION_DAYS],
+        "health": report.health[-1],
+        "trend": report.health,
         "comparisons": metrics.comparisons[:5],
     }
     await say(message, ("stats.group", values))
     language = say.language(chat_id)
-    png = await asyncio.to_thread(_chart, metrics, title, language)
-    caption = say.texts("stats.caption", language, title=title, first=first, last=last)
+    png = await asyncio.to_thread(_chart, metrics, report.title, language)
+    caption = say.text(
+        chat_id, "stats.caption", title=report.title, first=report.first, last=report.last
+    )
     await say.delivery.send_photo(
         chat_id, BufferedInputFile(png, "stats.png"), caption=caption, source="command"
     )
@@ -139,49 +123,16 @@ async def member_stats(
     if user_id is None:
         await say(message, ("stats.usage", {}))
         return
-    await analytics.rollup.catch_up()
-    first, last = window(analytics.today(chat_id), days)
-    activity = await member_activity(analytics.engine, chat_id, user_id, first, last)
-    async with analytics.engine.connect() as conn:
-        member = (
-            await conn.execute(
-                select(
-                    MEMBERS.c.first_name, MEMBERS.c.last_name, MEMBERS.c.tier, MEMBERS.c.joined_at
-                ).where(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user_id)
-            )
-        ).first()
-        checkins = (
-            await conn.execute(
-                select(func.count()).where(
-                    CHECKINS.c.chat_id == chat_id,
-                    CHECKINS.c.user_id == user_id,
-                    CHECKINS.c.day.between(first, last),
-                )
-            )
-        ).scalar()
-        points = (
-            await conn.execute(
-                select(BALANCES.c.balance).where(
-                    BALANCES.c.chat_id == chat_id, BALANCES.c.user_id == user_id
-                )
-            )
-        ).scalar()
-    zone = analytics.zone(chat_id)
-    name = " ".join(filter(None, (member.first_name, member.last_name))) if member else ""
-    since = (
-        member.joined_at.astimezone(zone).date().isoformat()
-        if member and member.joined_at
-        else None
-    )
+    report = await analytics.member_report(chat_id, user_id, days)
     values = {
-        "name": name or str(user_id),
-        "first": first.isoformat(),
-        "last": last.isoformat(),
-        "a": activity,
-        "since": since,
-        "checkins": checkins or 0,
-        "points": points or 0,
-        "tier": Key(f"boards.tiers.{member.tier if member else 'new'}"),
+        "name": report.name or str(user_id),
+        "first": report.first.isoformat(),
+        "last": report.last.isoformat(),
+        "a": report.activity,
+        "since": report.since.isoformat() if report.since is not None else None,
+        "checkins": report.checkins,
+        "points": report.points,
+        "tier": Key(f"boards.tiers.{report.tier}"),
     }
     await say(message, ("stats.member", values))
 
@@ -190,19 +141,16 @@ async def show_tiers(message: Message, args: list[str], analytics: Analytics, sa
     chat_id = message.chat.id
     if args == ["refresh"]:
         try:
-            tiers.load_rules(analytics.tiers_path)
+            changes = await analytics.recompute_tiers(chat_id)
         except tiers.TierFileError as exc:
             await say(message, ("stats.tiers_broken", {"error": str(exc)}))
             return
-        await analytics.rollup.catch_up()
-        changes = await analytics.refresh_tiers(chat_id)
         await say(message, ("stats.refreshed", {"count": len(changes)}))
     elif args:
         await say(message, ("stats.usage", {}))
         return
-    counts = await tiers.tier_counts(analytics.engine, chat_id)
-    language = say.language(chat_id)
-    shown = [(say.texts(f"boards.tiers.{tier}", language), count) for tier, count in counts.items()]
+    counts = await analytics.tier_counts(chat_id)
+    shown = [(say.text(chat_id, f"boards.tiers.{tier}"), count) for tier, count in counts.items()]
     await say(message, ("stats.tiers", {"counts": shown}))
 
 
@@ -213,24 +161,24 @@ async def forget_command(message: Message, say: Say) -> None:
     user = message.from_user
     if user is None or user.is_bot:
         return
-    language = say.language(message.chat.id)
+    chat_id = message.chat.id
     markup = InlineKeyboardMarkup(
         inline_keyboard=[
             [
                 InlineKeyboardButton(
-                    text=say.texts("forget.yes_button", language),
+                    text=say.text(chat_id, "forget.yes_button"),
                     callback_data=f"{FORGET}yes:{user.id}",
                 ),
                 InlineKeyboardButton(
-                    text=say.texts("forget.no_button", language),
+                    text=say.text(chat_id, "forget.no_button"),
                     callback_data=f"{FORGET}no:{user.id}",
                 ),
             ]
         ]
     )
     await say.delivery.send_message(
-        message.chat.id,
-        say.texts("forget.ask", language),
+        chat_id,
+        say.text(chat_id, "forget.ask"),
         source="command",
         reply_markup=markup,
         reply_to_message_id=message.message_id,
@@ -241,22 +189,20 @@ async def forget_pressed(query: CallbackQuery, analytics: Analytics, say: Say) -
     action, _, owner = (query.data or "").removeprefix(FORGET).partition(":")
     message = query.message
     chat_id = message.chat.id if message is not None else query.from_user.id
-    language = say.language(chat_id)
     if owner != str(query.from_user.id):
-        await query.answer(say.texts("forget.not_yours", language), show_alert=True)
+        await query.answer(say.text(chat_id, "forget.not_yours"), show_alert=True)
         return
     if action == "yes":
-        await analytics.rollup.catch_up()  # count their last events before they are anonymised
-        await forget(analytics.engine, query.from_user.id)
-        text = say.texts("forget.done", language)
+        await analytics.forget(query.from_user.id)
+        text = say.text(chat_id, "forget.done")
     else:
-        text = say.texts("forget.kept", language)
+        text = say.text(chat_id, "forget.kept")
     await query.answer()
     if message is not None:
         await say.delivery.edit_text(chat_id, message.message_id, text, source="command")
 
 
 def register(router: Router) -> None:
-    router.message.register(stats_command, Command("stats", "tiers"))
+    router.message.register(stats_command, Command("stats", "tiers"), InGroup(), AdminsOnly())
     router.message.register(forget_command, Command("forgetme"))
     router.callback_query.register(forget_pressed, Pressed())

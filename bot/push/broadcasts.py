@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import BROADCASTS, GROUPS, PUSHES, GroupStatus, PushKind, PushStatus, writing
-from bot.push.queue import add_pushes, push_row
+from bot.push.queue import INTERRUPTED, add_pushes, push_row
 from bot.texts import Texts
 
 TEMPLATE_PREFIX = "broadcast."
@@ -28,7 +28,21 @@ _TAG = re.compile(r"^[\w.-]{1,64}$")
 
 
 class BroadcastError(Exception):
-    """A broadcast that cannot be made as asked; the message says why, for the operator."""
+    """A broadcast that cannot be made as asked: the key of a text saying why, for the operator
+    (under `broadcasting.errors`), and the values it shows."""
+
+    def __init__(self, key: str, **values: Any) -> None:
+        super().__init__(key)
+        self.key = key
+        self.values = values
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{name}={value}" for name, value in self.values.items())
+        return f"{self.key} ({shown})" if shown else self.key
+
+    def text(self, texts: Texts, language: str | None = None) -> str:
+        """Why, in words, in `language` (None: the default)."""
+        return texts(self.key, language, **self.values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +62,7 @@ class Target:
             return cls(ids=tuple(int(part) for part in text.split(",")))
         tags = tuple(part for part in text.removeprefix("tag:").split(",") if part)
         if not tags or not all(_TAG.match(tag) for tag in tags):
-            raise BroadcastError(
-                f"{text!r} names no groups: use all, a group tag (vip, or tag:vip,course for "
-                "any of several), or group ids separated by commas"
-            )
+            raise BroadcastError("broadcasting.errors.no_target", text=text)
         return cls(tags=tags)
 
     def __str__(self) -> str:
@@ -99,7 +110,9 @@ def render(texts: Texts, template: str | None, text: str | None, group: TargetGr
     try:
         return texts(template, group.language, group={"id": group.id, "title": group.title})
     except TemplateError as exc:
-        raise BroadcastError(f"template {template} cannot be rendered: {exc}") from None
+        raise BroadcastError(
+            "broadcasting.errors.template_broken", template=template, problem=str(exc)
+        ) from None
 
 
 def check_template(texts: Texts, name: str) -> str:
@@ -111,10 +124,7 @@ def check_template(texts: Texts, name: str) -> str:
             for k in texts.catalogues.get(texts.default_language, {})
             if k.startswith(TEMPLATE_PREFIX)
         )
-        raise BroadcastError(
-            f"no template {name!r} in content/texts; templates are the keys under broadcast: "
-            f"{', '.join(known) or 'none yet'}"
-        )
+        raise BroadcastError("broadcasting.errors.no_template", name=name, known=known)
     return key
 
 
@@ -135,12 +145,12 @@ async def create(
 ) -> int:
     """Make a broadcast (a draft when not `confirm`); return its id."""
     if (template is None) == (text is None):
-        raise BroadcastError("a broadcast needs a template or a text, not both")
+        raise BroadcastError("broadcasting.errors.template_or_text")
     if over_cap not in ("postpone", "drop"):
-        raise BroadcastError("over the daily cap a broadcast is either postponed or dropped")
+        raise BroadcastError("broadcasting.errors.over_cap", value=over_cap)
     key = check_template(texts, template) if template is not None else None
     if not await target_groups(engine, target):
-        raise BroadcastError(f"no active group matches {target}")
+        raise BroadcastError("broadcasting.errors.no_groups", target=str(target))
     async with writing(engine) as conn:
         result = await conn.execute(
             BROADCASTS.insert().values(
@@ -171,7 +181,7 @@ async def confirm_broadcast(
             await conn.execute(select(BROADCASTS).where(BROADCASTS.c.id == broadcast_id))
         ).first()
     if row is None:
-        raise BroadcastError(f"there is no broadcast #{broadcast_id}")
+        raise BroadcastError("broadcasting.errors.unknown", id=broadcast_id)
     if row.confirmed_at is not None:
         return 0
     groups = await target_groups(engine, Target.parse(row.target))
@@ -225,8 +235,9 @@ class Progress:
     confirmed_at: datetime | None
     groups: int
     counts: Counter[str] = field(default_factory=Counter)
-    reasons: Counter[str] = field(default_factory=Counter)  # failed and dropped: why
-    failed_groups: list[tuple[int, str, str]] = field(default_factory=list)  # id, title, why
+    # Failed and dropped: why, as the push queue noted it (None: it did not say); see `reason`.
+    reasons: Counter[str | None] = field(default_factory=Counter)
+    failed_groups: list[tuple[int, str, str | None]] = field(default_factory=list)  # id, title
     next_due: datetime | None = None  # the earliest pending push
 
     @property
@@ -274,11 +285,36 @@ async def progress(
                 .order_by(PUSHES.c.group_id)
             )
             for group_id, note, title in unsent:
-                why = note or "unknown"
-                item.reasons[why] += 1
-                item.failed_groups.append((group_id, title or "", why))
+                item.reasons[note] += 1
+                item.failed_groups.append((group_id, title or "", note))
             found.append(item)
     return found
+
+
+# The notes the push queue and the delivery service leave on a push that did not go, and the
+# text (under `broadcasting.notes`) that says each in the operator's language. A note not here
+# (Telegram's own words, mostly) is shown as it is, with `broadcasting.notes.other`.
+_NOTES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"not sent: the bot is no longer in this group \((?P<status>\w+)\)"), "gone"),
+    (re.compile(r"the bot was removed from this group: (?P<detail>.*)"), "removed"),
+    (re.compile(r"the group's daily cap of (?P<cap>\d+) was reached"), "capped"),
+    (re.compile(r"too late: its moment has passed"), "late"),
+    (re.compile(r"cancelled before it went"), "cancelled"),
+    (re.compile(re.escape(INTERRUPTED)), "interrupted"),
+    (re.compile(r"the bot stopped while sending it; it may have arrived"), "interrupted"),
+    (re.compile(r"not sent: the bot (is stopping|stopped first)"), "stopped"),
+)
+
+
+def reason(note: str | None) -> tuple[str, dict[str, Any]]:
+    """The text key and values saying why a push did not go, from the note it was left with."""
+    if note is None:
+        return "broadcasting.notes.unknown", {}
+    for pattern, name in _NOTES:
+        found = pattern.fullmatch(note)
+        if found is not None:
+            return f"broadcasting.notes.{name}", found.groupdict()
+    return "broadcasting.notes.other", {"note": note}
 
 
 def _start(text: str | None, length: int = 30) -> str:
@@ -300,7 +336,7 @@ def summary_lines(item: Progress, when: Any = str) -> list[str]:
     if item.next_due is not None:
         lines.append(f"  next pending push at {when(item.next_due)}")
     for group_id, title, why in item.failed_groups[:20]:
-        lines.append(f"  {group_id} {title}: {why}")
+        lines.append(f"  {group_id} {title}: {why or 'unknown'}")
     if len(item.failed_groups) > 20:
         lines.append(f"  … and {len(item.failed_groups) - 20} more")
     return lines

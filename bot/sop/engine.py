@@ -872,6 +872,7 @@ class Engine:
             else:
                 run.status, run.wake_at = RunStatus.RUNNING, None
                 going.append(run)
+        going += await self._batch_mates(going, now)
         if going:
             # Saved by their next step (a run that moved meanwhile is left alone there).
             self._spawn(self._advance(going, claimed=True))
@@ -886,6 +887,20 @@ class Engine:
                 self._release(ended)
         if report:
             self._spawn(self._report_catch_up(report))
+
+    async def _batch_mates(self, going: list[Run], now: datetime) -> list[Run]:
+        """Runs started together (joins greeted as one) that are due but were not read with
+        these: a join in the moment before the greeting is read ahead later, and would
+        otherwise get a message of its own. They are busy from now on."""
+        batches = {run.batch for run in going if run.batch is not None and run.seq == 0}
+        if not batches:
+            return []
+        mates = await self.runs.due_in_batches(batches, now, exclude=self._busy)
+        self._ahead.drop(run.id for run in mates)
+        self._busy.update(run.id for run in mates)
+        for run in mates:
+            run.status, run.wake_at = RunStatus.RUNNING, None
+        return mates
 
     def _wait_record(
         self, run: Run, procedure: Procedure | None, now: datetime, status: str

@@ -281,6 +281,19 @@ class RunStore:
                 due.next_wake = next((at for run_id, at in later if run_id not in exclude), None)
         return due
 
+    async def due_in_batches(
+        self, batches: Collection[str], now: datetime, *, exclude: Collection[int]
+    ) -> list[Run]:
+        """Scheduled runs of these start batches that are due, but those in `exclude`."""
+        query = select(*RUN_COLUMNS).where(
+            SOP_RUNS.c.batch.in_(list(batches)),
+            SOP_RUNS.c.status == RunStatus.SCHEDULED.value,
+            SOP_RUNS.c.wake_at <= now,
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(SOP_RUNS.c.id))
+            return [run for run in map(Run.from_row, rows) if run.id not in exclude]
+
     @staticmethod
     async def _due_past(
         conn: AsyncConnection, now: datetime, limit: int, exclude: set[int]

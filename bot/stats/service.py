@@ -11,27 +11,65 @@ spell) and raised once; a fall is reported at most once a week.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock
-from bot.db import GROUP_CHECKS, HEALTH_ALERTS, GroupStatus, insert_for, writing
+from bot.db import (
+    BALANCES,
+    CHECKINS,
+    GROUP_CHECKS,
+    HEALTH_ALERTS,
+    MEMBERS,
+    GroupStatus,
+    insert_for,
+    writing,
+)
 from bot.events import Bus, Happened
 from bot.periodic import Periodic
 from bot.registry import Registry
 from bot.stats import health as scoring
 from bot.stats import tiers
+from bot.stats.forget import forget
+from bot.stats.metrics import GroupMetrics, MemberActivity, group_metrics, member_activity, window
 from bot.stats.rollup import Rollup
 
 DAILY_HOUR = 5  # the daily work starts at 05:00 in each group's time
 LOOK_EVERY = 60.0  # seconds between looks for groups whose day has come
 
 Alert = Callable[[int, str, dict[str, Any]], Awaitable[None]]  # (group, kind, details)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupReport:
+    """What /stats shows of a group: its metrics over a window and its weekly health."""
+
+    title: str
+    first: date
+    last: date
+    metrics: GroupMetrics
+    health: list[int]  # the weekly scores up to yesterday, oldest first; the last is this week's
+
+
+@dataclass(frozen=True, slots=True)
+class MemberReport:
+    """What /stats @member shows: their activity over a window, and who they are in the group."""
+
+    user_id: int
+    name: str  # "" when the bot does not know their name
+    first: date
+    last: date
+    activity: MemberActivity
+    since: date | None  # the day they joined, in the group's time
+    checkins: int  # in the window
+    points: int
+    tier: str  # "new" for a member not placed yet
 
 
 class Analytics(Periodic):
@@ -68,6 +106,83 @@ class Analytics(Periodic):
 
     def today(self, chat_id: int) -> date:
         return self.clock.now().astimezone(self.zone(chat_id)).date()
+
+    # -- reports in the chat ------------------------------------------------------------------
+
+    async def group_report(self, chat_id: int, days: int) -> GroupReport:
+        """The group's metrics over its last `days` days (today included), and its health."""
+        await self.rollup.catch_up()
+        zone = self.zone(chat_id)
+        first, last = window(self.today(chat_id), days)
+        metrics = await group_metrics(self.engine, chat_id, first, last, zone)
+        # Health scores whole weeks, up to yesterday: read from what the daily job stored.
+        health = await scoring.weekly(self.engine, chat_id, last - timedelta(days=1), zone, weeks=4)
+        return GroupReport(self.registry.title(chat_id), first, last, metrics, health)
+
+    async def member_report(self, chat_id: int, user_id: int, days: int) -> MemberReport:
+        """One member's last `days` days in the group."""
+        await self.rollup.catch_up()
+        first, last = window(self.today(chat_id), days)
+        activity = await member_activity(self.engine, chat_id, user_id, first, last)
+        async with self.engine.connect() as conn:
+            member = (
+                await conn.execute(
+                    select(
+                        MEMBERS.c.first_name,
+                        MEMBERS.c.last_name,
+                        MEMBERS.c.tier,
+                        MEMBERS.c.joined_at,
+                    ).where(MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id == user_id)
+                )
+            ).first()
+            checkins = (
+                await conn.execute(
+                    select(func.count()).where(
+                        CHECKINS.c.chat_id == chat_id,
+                        CHECKINS.c.user_id == user_id,
+                        CHECKINS.c.day.between(first, last),
+                    )
+                )
+            ).scalar()
+            points = (
+                await conn.execute(
+                    select(BALANCES.c.balance).where(
+                        BALANCES.c.chat_id == chat_id, BALANCES.c.user_id == user_id
+                    )
+                )
+            ).scalar()
+        if member is None:
+            return MemberReport(user_id, "", first, last, activity, None, checkins or 0, 0, "new")
+        name = " ".join(filter(None, (member.first_name, member.last_name)))
+        joined = member.joined_at
+        since = joined.astimezone(self.zone(chat_id)).date() if joined is not None else None
+        return MemberReport(
+            user_id,
+            name,
+            first,
+            last,
+            activity,
+            since,
+            checkins or 0,
+            points or 0,
+            member.tier or "new",
+        )
+
+    async def tier_counts(self, chat_id: int) -> dict[str, int]:
+        """How many of the group's present members are in each tier."""
+        return await tiers.tier_counts(self.engine, chat_id)
+
+    async def recompute_tiers(self, chat_id: int) -> list[tiers.Change]:
+        """The group's tiers computed now, from the events so far (/tiers refresh); a broken
+        tiers file raises TierFileError and changes nothing."""
+        tiers.load_rules(self.tiers_path)
+        await self.rollup.catch_up()
+        return await self.refresh_tiers(chat_id)
+
+    async def forget(self, user_id: int) -> None:
+        """Erase a member's personal data everywhere (/forgetme), their last events counted."""
+        await self.rollup.catch_up()  # count their last events before they are anonymised
+        await forget(self.engine, user_id)
 
     # -- running ------------------------------------------------------------------------------
 
