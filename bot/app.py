@@ -16,7 +16,7 @@ from aiogram.exceptions import (
 )
 from loguru import logger
 
-from bot.clock import Clock, ShiftedClock, SystemClock
+from bot.clock import clock_for
 from bot.factory import Tidepool, assemble, create_bot, report_broken
 from bot.polling import Poller, TokenRejected
 from bot.settings import Settings, SettingsError
@@ -40,11 +40,6 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def clock_of(settings: Settings) -> Clock:
-    """The system clock, or the test clock file's shifted clock (CLOCK_FILE)."""
-    return ShiftedClock(settings.clock_file) if settings.clock_file else SystemClock()
-
-
 async def run(settings: Settings) -> None:
     """Run the bot until SIGINT or SIGTERM; then finish handled updates and write every event."""
     stop = asyncio.Event()
@@ -54,7 +49,7 @@ async def run(settings: Settings) -> None:
         me = await _connect(bot, stop)
         if me is None:
             return
-        async with assemble(settings, bot, clock_of(settings), me) as app:
+        async with assemble(settings, bot, clock_for(settings.clock_file), me) as app:
             _on_reload(app)
             logger.info(
                 "running as @{} (id {}), {} active groups",

@@ -381,7 +381,7 @@ async def _lottery(args: argparse.Namespace, settings: Settings) -> int:
 async def _broadcast(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import datetime
 
-    from bot.clock import Clock, ShiftedClock, SystemClock
+    from bot.clock import clock_for
     from bot.db import create_engine, upgrade
     from bot.push import broadcasts
     from bot.texts import Texts
@@ -404,7 +404,7 @@ async def _broadcast(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.write("\n".join(lines or ["no broadcasts yet"]) + "\n")
             return 0
         texts = Texts.load(settings.content_dir, settings.language)
-        clock: Clock = ShiftedClock(settings.clock_file) if settings.clock_file else SystemClock()
+        clock = clock_for(settings.clock_file)
         try:
             broadcast_id = await _with_database_errors(
                 broadcasts.create(
@@ -420,7 +420,7 @@ async def _broadcast(args: argparse.Namespace, settings: Settings) -> int:
                 )
             )
         except broadcasts.BroadcastError as exc:
-            raise Failure(str(exc), 1) from None
+            raise Failure(exc.text(texts), 1) from None
         found = await broadcasts.progress(engine, broadcast_id)
     finally:
         await engine.dispose()
@@ -438,14 +438,14 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
 
     from sqlalchemy import select
 
-    from bot.clock import Clock, ShiftedClock, SystemClock
+    from bot.clock import clock_for
     from bot.db import GROUPS, create_engine, upgrade
     from bot.stats.metrics import group_metrics, window
     from bot.stats.rollup import Rollup
 
     if not 1 <= args.days <= 366:
         raise Failure("--days must be from 1 to 366", 2)
-    clock: Clock = ShiftedClock(settings.clock_file) if settings.clock_file else SystemClock()
+    clock = clock_for(settings.clock_file)
     engine = _engine(create_engine, settings)
     try:
         await _with_database_errors(upgrade(engine))

@@ -70,3 +70,8 @@ class ManualClock:
 
     def set(self, moment: datetime) -> None:
         self._now = moment
+
+
+def clock_for(clock_file: Path | None) -> Clock:
+    """The system clock, or the shifted clock of a test clock file (CLOCK_FILE)."""
+    return ShiftedClock(clock_file) if clock_file else SystemClock()
