@@ -18,6 +18,7 @@ from bot.activity import ActivityLog
 from bot.db import EVENTS, MEMBER_TAGS, POINTS, SOP_RUNS, SOP_STEPS
 from bot.delivery import Delivered
 from bot.registry import Registry
+from bot.sop.admin import SopAdmin
 from bot.sop.engine import LOOKAHEAD, Engine
 from bot.sop.format import SendStep
 from bot.sop.messages import pick_variant
@@ -378,6 +379,33 @@ async def test_silent_members_get_one_digest(world, engine, registry, activity):
     assert outbox.texts() == ["Missed you: M1, M2, M4, M5"]
     clock.advance(timedelta(days=1))
     assert await sop.check_silent("quiet", GROUP.id, 14) == 0, "the condition keeps them out"
+
+
+async def test_sop_run_for_the_group_does_a_silent_sops_daily_check(world, activity):
+    sop, outbox, clock = await world(
+        quiet="""\
+        triggers: [{type: silent, days: 14}]
+        concurrency_key: member
+        conditions: [{type: member, tags: {none: [nudged]}}]
+        steps:
+          - tag: {add: [nudged]}
+          - send: {template: t.digest}
+        """
+    )
+    admin = SopAdmin(sop)
+    clock.advance(timedelta(days=20))
+    activity.touch(GROUP.id, user(3, "M3"), clock.now(), 1)  # M3 spoke today
+    await activity.flush()
+    assert await admin.run(GROUP.id, "quiet", None, "") == (
+        "sop.run_done",
+        {"id": "quiet", "who": ""},
+    )
+    assert outbox.texts() == ["Missed you: M1, M2, M4, M5"], "one digest, M3 left out"
+    assert await admin.run(GROUP.id, "quiet", None, "") == (
+        "sop.none_silent",
+        {"id": "quiet", "days": 14},
+    )
+    assert len(outbox.texts()) == 1, "nobody nudged twice"
 
 
 async def test_a_schedule_run_is_for_the_whole_group(world):

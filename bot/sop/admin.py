@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from bot.db import LIVE, SOP_RUNS, RunStatus
 from bot.events import SopsReloaded
-from bot.sop.engine import Engine
+from bot.sop.engine import Engine, silent_trigger
 from bot.sop.library import LoadReport
 
 Reply = tuple[str, dict[str, Any]]  # a text key and its values
@@ -102,6 +102,14 @@ class SopAdmin:
         if procedure is None:
             return self.unknown(sop_id)
         started = await self.engine.run_by_hand(sop_id, chat_id, user_id)
+        silent = silent_trigger(procedure)
+        if (
+            not started
+            and silent is not None
+            and user_id is None
+            and self.engine.runs_in(procedure, chat_id)
+        ):
+            return "sop.none_silent", {"id": sop_id, "days": silent.days}
         if not started:
             return "sop.not_started", {"id": sop_id}
         runs = await self.engine.outcome(started)

@@ -70,6 +70,7 @@ from bot.sop.format import (
     MessageTrigger,
     PointsStep,
     SendStep,
+    SilentTrigger,
     StartStep,
     StopStep,
     TagStep,
@@ -558,21 +559,33 @@ class Engine:
         procedure = self.library.get(sop_id)
         if procedure is None:
             return 0
+        return len(await self._start_silent(procedure, chat_id, days, wake_at=self.clock.now()))
+
+    async def _start_silent(
+        self, procedure: Procedure, chat_id: int, days: int, *, wake_at: datetime | None
+    ) -> list[Run]:
+        """Runs, as one batch, for the members silent these `days` whom the SOP lets in."""
         now = self.clock.now()
         silent = await self.facts.silent_members(chat_id, now - timedelta(days=days))
         if not silent:
-            return 0
-        batch = f"{sop_id}:{chat_id}:{now.timestamp():.0f}"
-        runs = await self._start(
-            procedure, chat_id, silent, trigger="silent", now=now, batch=batch, wake_at=now
+            return []
+        batch = f"{procedure.id}:{chat_id}:{now.timestamp():.0f}"
+        return await self._start(
+            procedure, chat_id, silent, trigger="silent", now=now, batch=batch, wake_at=wake_at
         )
-        return len(runs)
 
     async def run_by_hand(self, sop_id: str, chat_id: int, user_id: int | None) -> list[Run]:
-        """`/sop_run`: start an SOP now, for one member or for the group, ignoring its mode."""
+        """`/sop_run`: start an SOP now, for one member or for the group, ignoring its mode.
+
+        An SOP for silent members, run for the group, does its daily check now (its conditions
+        hold, so nobody is nudged twice): a group run of it would have no member to nudge.
+        """
         procedure = self.library.get(sop_id)
         if procedure is None:
             return []
+        silent = silent_trigger(procedure)
+        if user_id is None and silent is not None and procedure.sop.concurrency_key == "member":
+            return await self._start_silent(procedure, chat_id, silent.days, wake_at=None)
         return await self._start(
             procedure, chat_id, [user_id], trigger="manual", now=self.clock.now(), force=True
         )
@@ -1836,6 +1849,11 @@ class Engine:
 
 # Marks a key as taken by a run about to be created, so one trigger starts one run per key.
 _STARTING = Run(0, "", 0, None, RunStatus.RUNNING, "0", 0, {}, None, "")
+
+
+def silent_trigger(procedure: Procedure) -> SilentTrigger | None:
+    """The SOP's daily check for silent members, if it has one."""
+    return next((t for t in procedure.sop.triggers if isinstance(t, SilentTrigger)), None)
 
 
 def _matches(trigger: MessageTrigger, text: str) -> bool:
