@@ -170,3 +170,57 @@ async def all_confirmed(ctl: EmulatorClient) -> bool:
     """Every update the emulator produced was fetched and confirmed by the bot."""
     stats = await ctl.stats()
     return bool(stats["pending"] == 0 and stats["delivered"] == stats["confirmed"])
+
+
+async def answer_to(
+    ctl: EmulatorClient, chat: int, said: dict[str, Any], seconds: float = 15.0
+) -> dict[str, Any]:
+    """The bot's first message in `chat` replying to the message `said` (what
+    `ctl.send_message` returned), once it came."""
+    message_id = said["message"]["message_id"]
+    found: list[dict[str, Any]] = []
+
+    async def answered() -> bool:
+        found[:] = [m for m in await ctl.sent(chat) if m["reply_to_message_id"] == message_id]
+        return bool(found)
+
+    await wait_until(answered, seconds, what=f"the bot's answer to message {message_id}")
+    return found[0]
+
+
+SENDING_METHODS = ("sendMessage", "sendPhoto")
+
+
+async def deliveries_recorded(tidepool: Tidepool, ctl: EmulatorClient, chat: int) -> bool:
+    """Every message the emulator accepted from the bot in `chat` is in the bot's `deliveries`
+    records (written once a delivery is over): its delivery there has nothing in hand. Only
+    meaningful once something was sent (wait for that first), and without injected faults."""
+    accepted = 0
+    for method in SENDING_METHODS:
+        accepted += sum(1 for call in await ctl.calls(method=method, chat_id=chat) if call["ok"])
+    methods = ", ".join(f"'{method}'" for method in SENDING_METHODS)
+    recorded = tidepool.rows(
+        f"SELECT count(*) FROM deliveries WHERE chat_id = {chat} AND status = 'sent'"
+        f" AND method IN ({methods})"
+    )
+    return bool(accepted and recorded[0][0] >= accepted)
+
+
+async def start_patiently(tidepool: Tidepool, ctl: EmulatorClient, seconds: float = 60.0) -> None:
+    """`tidepool.start(ctl)` on a machine so busy that the bot may need more than that method's
+    20 s to import, migrate and poll: a bot still starting is given up to `seconds` in all."""
+    before = len(await ctl.calls(method="getUpdates"))
+    started = time.monotonic()
+    try:
+        await tidepool.start(ctl)
+        return
+    except AssertionError:
+        if not tidepool.alive():
+            raise
+
+    async def polling() -> bool:
+        if not tidepool.alive():
+            raise AssertionError(f"the bot exited early:\n{tidepool.log.read_text()}")
+        return len(await ctl.calls(method="getUpdates")) > before
+
+    await wait_until(polling, seconds - (time.monotonic() - started), "the bot to poll")
