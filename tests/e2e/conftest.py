@@ -204,23 +204,3 @@ async def deliveries_recorded(tidepool: Tidepool, ctl: EmulatorClient, chat: int
         f" AND method IN ({methods})"
     )
     return bool(accepted and recorded[0][0] >= accepted)
-
-
-async def start_patiently(tidepool: Tidepool, ctl: EmulatorClient, seconds: float = 60.0) -> None:
-    """`tidepool.start(ctl)` on a machine so busy that the bot may need more than that method's
-    20 s to import, migrate and poll: a bot still starting is given up to `seconds` in all."""
-    before = len(await ctl.calls(method="getUpdates"))
-    started = time.monotonic()
-    try:
-        await tidepool.start(ctl)
-        return
-    except AssertionError:
-        if not tidepool.alive():
-            raise
-
-    async def polling() -> bool:
-        if not tidepool.alive():
-            raise AssertionError(f"the bot exited early:\n{tidepool.log.read_text()}")
-        return len(await ctl.calls(method="getUpdates")) > before
-
-    await wait_until(polling, seconds - (time.monotonic() - started), "the bot to poll")

@@ -24,7 +24,6 @@ from tests.e2e.conftest import (
     all_confirmed,
     answer_to,
     deliveries_recorded,
-    start_patiently,
     wait_until,
 )
 from tests.e2e.test_sop_e2e import DAY, TimeShift, _has, greeted
@@ -57,7 +56,7 @@ async def group_at(ctl: EmulatorClient, tidepool: Tidepool, hour: int = 12) -> G
     admin = (await ctl.create_user("Ada", username="ada"))["id"]
     await ctl.set_member(chat, admin, "administrator")
     tidepool.extra_env.update(OWNER_IDS=str(owner), CLOCK_FILE=str(clock.file), LANGUAGE="en")
-    await start_patiently(tidepool, ctl)
+    await tidepool.start(ctl)
     await ctl.set_bot_status(chat, "administrator", by=owner)
     await wait_until(lambda: _group_active(tidepool, chat), what="the bot to know the group")
     return Group(chat, owner, admin, clock)
