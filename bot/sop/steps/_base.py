@@ -253,7 +253,7 @@ class Checks(Protocol):
     @property
     def content_dir(self) -> Path: ...
     @property
-    def step_ids(self) -> Sequence[str]:
+    def step_ids(self) -> Collection[str]:
         """The ids of the SOP's steps, in file order."""
         ...
 
