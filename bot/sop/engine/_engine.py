@@ -248,6 +248,7 @@ class Engine:
             )
 
     async def _tell_owners(self, key: str, **values: Any) -> None:
+        """Tell the owners through `notify` as it is now (a test may put another in)."""
         await self.notify(key, **values)
 
     async def _start_for_step(

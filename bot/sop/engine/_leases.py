@@ -63,6 +63,9 @@ class Tasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    def __iter__(self) -> Iterator[asyncio.Task[None]]:
+        return iter(list(self._tasks))  # a copy: tasks end while one looks at them
+
     def in_hand(self) -> list[asyncio.Task[None]]:
         return list(self._tasks)
 
