@@ -259,8 +259,8 @@ async def settle(engine: Engine, rounds: int = 3) -> None:
     """Let spawned work finish (the engine's tasks and the timer's next look)."""
     for _ in range(rounds):
         await asyncio.sleep(0.03)
-        while engine._tasks:
-            await asyncio.wait(list(engine._tasks), timeout=5)
+        while engine.tasks:
+            await asyncio.wait(engine.tasks, timeout=5)
         await asyncio.sleep(0.03)
 
 

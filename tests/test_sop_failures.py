@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
 from bot.registry import Registry
-from bot.sop import engine as engine_module
 from bot.sop.admin import SopAdmin
 from bot.sop.engine import Engine
+from bot.sop.engine import _failures as failures_module
 from tests.sop_harness import GROUP, Notices, eventually, make_engine, settle
 from tests.test_sop_runs import write_sop
 
@@ -38,7 +38,7 @@ steps:
 
 @pytest.fixture(autouse=True)
 def quick_gather(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "FAILURE_GATHER", 0.05)
+    monkeypatch.setattr(failures_module, "GATHER", 0.05)
 
 
 @pytest.fixture
@@ -116,8 +116,7 @@ async def test_a_restart_does_not_tell_the_same_days_failures_again(
     try:
         await again.fire_schedule("daily", GROUP.id)
         await settle(again)
-        for task in list(again._telling):
-            await task
+        await again.failures.wait(5)
         assert told(again) == []
     finally:
         await again.close()

@@ -264,12 +264,12 @@ async def test_the_timer_passes_over_runs_in_hand_however_many(world, engine, mo
     first = min(r["id"] for r in await rows(engine, SOP_RUNS))
     # Past HELD_IN_QUERY runs in hand, the timer skips them by their ids after reading.
     monkeypatch.setattr("bot.sop.runs.HELD_IN_QUERY", 0)
-    sop._busy.add(first)  # as if another task were working on M1's run
+    sop._leases.busy.add(first)  # as if another task were working on M1's run
     clock.advance(timedelta(hours=2))
     await eventually(lambda: len(outbox.sent) == 5, what="the other two runs")
     await settle(sop)
     assert sorted(outbox.texts()[3:]) == ["Bye M2", "Bye M3"]
-    sop._busy.discard(first)  # let go without being saved: still due, taken again
+    sop._leases.busy.discard(first)  # let go without being saved: still due, taken again
     await eventually(lambda: "Bye M1" in outbox.texts(), what="the run let go")
 
 
@@ -313,7 +313,7 @@ async def test_runs_read_ahead_are_taken_on_time_and_yield_to_events_and_leaving
         await sop.message(GROUP.id, member, member, "/w", "bot")
     await settle(sop)
     clock.advance(timedelta(hours=1) - LOOKAHEAD / 2)
-    await eventually(lambda: len(sop._ahead) == 3, what="the timer to read the runs ahead")
+    await eventually(lambda: len(sop._timer.ahead) == 3, what="the timer to read the runs ahead")
     await settle(sop)
     assert outbox.sent == [], "read ahead, not taken before their time"
     runs = await rows(engine, SOP_RUNS)
@@ -442,7 +442,7 @@ async def test_catch_up_skip_policy_skips_and_reports(world, engine):
     await settle(sop)
     await sop.drain(1)  # the bot stops...
     clock.advance(timedelta(hours=2))  # ...and comes back an hour after the waits ended
-    sop._stopping = False
+    sop._tasks.stopping = False
     sop.start()
     await settle(sop)
     await eventually(lambda: notices, what="the report")
@@ -482,7 +482,7 @@ async def test_a_send_cut_off_by_a_crash_is_never_repeated(world, engine):
     sop.outbox = stuck
     await sop.message(GROUP.id, 1, 1, "/two", "bot")
     await eventually(lambda: stuck.calls == 1, what="the first send to start")
-    for task in list(sop._tasks):  # the process dies
+    for task in sop.tasks:  # the process dies
         task.cancel()
     await asyncio.sleep(0.05)
 

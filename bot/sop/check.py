@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -22,24 +22,20 @@ from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from bot.push import rotations
 from bot.sop.format import (
-    BroadcastStep,
     Condition,
-    IfStep,
     MessageTrigger,
     ScheduleTrigger,
-    SendStep,
     Sop,
-    StartStep,
     Step,
     TemplateCondition,
     TimeCondition,
+    walk_steps,
 )
 from bot.sop.schedules import cron_trigger
+from bot.sop.steps import STEPS, KeyPath
 from bot.sop.templates import LANGUAGES, SAMPLE_CONTEXT, compile_expression, load_catalogues, render
 
-KeyPath = tuple[str | int, ...]
 TIERS_FILE = "tiers.yaml"  # in SOPS_DIR, but not an SOP (bot.stats.tiers)
 
 # Lists whose items are unions: pydantic puts the chosen member's tag after the item's index.
@@ -156,9 +152,10 @@ def _check(
     for document in checked:
         if document.sop is None or document.problems:
             continue
-        _check_steps(document, document.sop, folder, known_ids, owners[document.sop.id])
+        owner = owners[document.sop.id]
+        _check_steps(document, document.sop, folder, content_dir, known_ids, owner)
         if not document.problems:
-            content.check(document, document.sop)
+            content.check(document, document.sop, folder, known_ids)
     problems = [problem for document in checked for problem in document.problems]
     return checked, content.problems + problems
 
@@ -413,20 +410,19 @@ def _check_triggers(document: _Document, sop: Sop) -> None:
 
 
 def _steps_with_paths(steps: Iterable[Step], at: KeyPath) -> Iterator[tuple[KeyPath, Step]]:
+    """Every step with its key path, depth first, the steps inside steps (`if`) included."""
     for index, step in enumerate(steps):
         yield (*at, index), step
-        if isinstance(step, IfStep):
-            yield from _steps_with_paths(step.if_.then, (*at, index, "if", "then"))
-            yield from _steps_with_paths(step.if_.else_, (*at, index, "if", "else"))
+        for inside, nested in STEPS.of(step).nested(step):
+            yield from _steps_with_paths(nested, (*at, index, *inside))
 
 
 def _conditions_with_paths(sop: Sop) -> Iterator[tuple[KeyPath, Condition]]:
     for index, condition in enumerate(sop.conditions):
         yield ("conditions", index), condition
     for at, step in _steps_with_paths(sop.steps, ("steps",)):
-        if isinstance(step, IfStep):
-            for index, condition in enumerate(step.if_.conditions):
-                yield (*at, "if", "conditions", index), condition
+        for inside, condition in STEPS.of(step).conditions(step):
+            yield (*at, *inside), condition
 
 
 def _sample_context(sop: Sop) -> dict[str, Any]:
@@ -458,7 +454,12 @@ def _check_conditions(document: _Document, sop: Sop) -> None:
 
 
 def _check_steps(
-    document: _Document, sop: Sop, folder: Path, known_ids: set[str], owner: _Document
+    document: _Document,
+    sop: Sop,
+    folder: Path,
+    content_dir: Path,
+    known_ids: set[str],
+    owner: _Document,
 ) -> None:
     if owner is not document:
         document.problem(
@@ -472,26 +473,35 @@ def _check_steps(
             first = ".".join(map(str, first_use[step.id]))
             document.problem((*at, "id"), f"step id '{step.id}' is already used by {first}")
         first_use.setdefault(step.id, at)
-    step_ids = ", ".join(first_use)
+    checks = _StepChecks(document, folder, content_dir, first_use.keys(), known_ids)
     for at, step in _steps_with_paths(sop.steps, ("steps",)):
-        if isinstance(step, SendStep):
-            for row_index, row in enumerate(step.send.buttons):
-                for index, button in enumerate(row):
-                    if button.next is None or button.next in first_use:
-                        continue
-                    have = f"steps are: {step_ids}" if step_ids else "no step has an id"
-                    document.problem(
-                        (*at, "send", "buttons", row_index, index, "next"),
-                        f"'next' names step '{button.next}', which this SOP does not have; {have}",
-                    )
-        if isinstance(step, StartStep) and step.start.sop not in known_ids:
-            close = difflib.get_close_matches(step.start.sop, sorted(known_ids), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            document.problem(
-                (*at, "start", "sop"),
-                f"'sop' names SOP '{step.start.sop}', which is not in {folder}{hint}; "
-                f"SOPs there are: {', '.join(sorted(known_ids))}",
-            )
+        STEPS.of(step).check_references(step, at, checks)
+
+
+@dataclass
+class _StepChecks:
+    """What step types check beyond their models, in one SOP file (`bot.sop.steps.Checks`)."""
+
+    document: _Document
+    folder: Path
+    content_dir: Path
+    step_ids: Collection[str]
+    sop_ids: Collection[str]
+    content: _Content | None = None  # stage 6: the texts
+    catalogues: dict[str, dict[str, str]] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def problem(self, at: KeyPath, message: str) -> None:
+        self.document.problem(at, message)
+
+    def text(self, at: KeyPath, key: str, **extra: Any) -> None:
+        assert self.content is not None, "texts are checked in stage 6"
+        context = {**self.context, **extra} if extra else self.context
+        self.content.text(self.document, self.catalogues, context, at, key)
+
+    def photo(self, at: KeyPath, photo: str) -> None:
+        assert self.content is not None, "files are checked in stage 6"
+        self.content.photo(self.document, at, photo)
 
 
 # --- Stage 6: texts and content -----------------------------------------------------------------
@@ -527,31 +537,20 @@ class _Content:
                 )
         return self._catalogues
 
-    def check(self, document: _Document, sop: Sop) -> None:
+    def check(self, document: _Document, sop: Sop, folder: Path, sop_ids: set[str]) -> None:
         catalogues = self.catalogues()
         if catalogues is None:
             document.problem((), "texts not checked: the text catalogue cannot be read")
             return
+        step_ids = [step.id for step in walk_steps(sop.steps) if step.id is not None]
         context = _sample_context(sop)
+        checks = _StepChecks(
+            document, folder, self.content_dir, step_ids, sop_ids, self, catalogues, context
+        )
         for at, step in _steps_with_paths(sop.steps, ("steps",)):
-            if isinstance(step, BroadcastStep):
-                self._broadcast(document, catalogues, context, (*at, "broadcast"), step)
-            if not isinstance(step, SendStep):
-                continue
-            send = step.send
-            if send.template is not None:
-                self._text(document, catalogues, context, (*at, "send", "template"), send.template)
-            for index, variant in enumerate(send.variants or []):
-                where = (*at, "send", "variants", index, "template")
-                self._text(document, catalogues, context, where, variant.template)
-            for row_index, row in enumerate(send.buttons):
-                for index, button in enumerate(row):
-                    where = (*at, "send", "buttons", row_index, index, "text")
-                    self._text(document, catalogues, context, where, button.text)
-            if send.photo is not None and not send.photo.startswith("https://"):
-                self._photo(document, (*at, "send", "photo"), send.photo)
+            STEPS.of(step).check_content(step, at, checks)
 
-    def _text(
+    def text(
         self,
         document: _Document,
         catalogues: dict[str, dict[str, str]],
@@ -595,26 +594,7 @@ class _Content:
                 document.problem(at, f"text '{key}' ({language}) cannot render: {exc}")
                 return
 
-    def _broadcast(
-        self,
-        document: _Document,
-        catalogues: dict[str, dict[str, str]],
-        context: dict[str, Any],
-        at: KeyPath,
-        step: BroadcastStep,
-    ) -> None:
-        """The template renders, with `item` when the step rotates through a readable list."""
-        rotate = step.broadcast.rotate
-        if rotate is not None:
-            try:
-                entries = rotations.load(self.content_dir, rotate)
-            except rotations.RotationError as exc:
-                document.problem((*at, "rotate"), str(exc))
-                return
-            context = {**context, "item": rotations.in_language(entries[0], "en", "en")}
-        self._text(document, catalogues, context, (*at, "template"), step.broadcast.template)
-
-    def _photo(self, document: _Document, at: KeyPath, photo: str) -> None:
+    def photo(self, document: _Document, at: KeyPath, photo: str) -> None:
         base = self.content_dir.resolve()
         target = (base / photo).resolve()
         if not target.is_relative_to(base) or not target.is_file():

@@ -1,35 +1,26 @@
-"""Dry runs of an SOP (`tidepool simulate`): the real engine, a simulated group, a fake clock.
-
-Nothing reaches Telegram: a `RecordingOutbox` answers like the delivery service and keeps what
-it was asked to send. The clock jumps from one moment something happens to the next (a run
-falls due, the member acts), so days pass in well under a second. The
-timeline is read back from the outbox and from the run journal (`sop_runs`, `sop_steps`).
-"""
+"""The simulated group: its member, what they do when, the engine working there, the clock."""
 
 from __future__ import annotations
 
 import contextlib
-import html
-import itertools
 import re
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiogram.types import Chat, FSInputFile, InlineKeyboardMarkup, User
+from aiogram.types import Chat, User
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
-from bot.clock import Clock, ManualClock
+from bot.clock import ManualClock
 from bot.db import PUSHES, SOP_RUNS, SOP_STEPS, EventType, create_engine, upgrade
 from bot.deletions import Deletions
-from bot.delivery import Delivered
 from bot.events import Bus
 from bot.lottery.service import Lotteries
 from bot.push.lives import Lives
@@ -39,14 +30,23 @@ from bot.sop import format as fmt
 from bot.sop.engine import JOIN_GATHER, Engine
 from bot.sop.format import format_duration, parse_duration
 from bot.sop.library import Library, Procedure
-from bot.sop.messages import RenderError, button_data, parse_button
+from bot.sop.messages import RenderError, button_data
+from bot.sop.simulate._timeline import (
+    Entry,
+    JournalRow,
+    RecordingOutbox,
+    Timeline,
+    carries,
+    one_line,
+    push_entry,
+)
+from bot.sop.steps import STEPS
 from bot.texts import Texts
 
 GROUP_ID = -1000000000001
 MEMBER_ID = 100001
 BOT_USERNAME = "tidepool_bot"
 WRITE_TEXT = "Hi everyone!"  # what the member writes at each --writes
-TEXT_LIMIT = 100  # characters of a message shown in the timeline
 STUCK = 1000  # rounds at one moment without the clock moving before the simulation gives up
 
 Work = Callable[[], Awaitable[None]]
@@ -54,73 +54,6 @@ Work = Callable[[], Awaitable[None]]
 
 class SimulationError(Exception):
     """The simulation cannot run as asked; the message says why, in one line."""
-
-
-@dataclass
-class Sent:
-    """A message the outbox was asked to send."""
-
-    chat_id: int
-    text: str
-    message_id: int
-    method: str = "sendMessage"
-    markup: InlineKeyboardMarkup | None = None
-    reply_to: int | None = None
-    at: datetime | None = None
-    photo: str | None = None
-
-
-@dataclass
-class RecordingOutbox:
-    """Answers like the delivery service (`bot.delivery.Delivery`, same keywords) and remembers
-    every request."""
-
-    clock: Clock
-    sent: list[Sent] = field(default_factory=list)
-    pinned: list[tuple[int, int]] = field(default_factory=list)
-    deleted: list[tuple[int, int]] = field(default_factory=list)
-    refuse: set[int] = field(default_factory=set)  # chats that answer 403
-    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
-
-    def _record(self, method: str, chat_id: int, text: str, options: dict[str, Any]) -> Delivered:
-        if chat_id in self.refuse:
-            return Delivered(False, None, chat_id, "Forbidden: bot was kicked", 1)
-        markup, reply = options.get("reply_markup"), options.get("reply_to_message_id")
-        sent = Sent(chat_id, text, next(self.ids), method, markup, reply, self.clock.now())
-        self.sent.append(sent)
-        return Delivered(True, sent.message_id, chat_id, None, 1)
-
-    async def send_message(self, chat_id: int, text: str, **options: Any) -> Delivered:
-        if options.get("before") is not None:
-            await options["before"]()
-        return self._record("sendMessage", chat_id, text, options)
-
-    async def send_photo(self, chat_id: int, photo: str | FSInputFile, **options: Any) -> Delivered:
-        delivered = self._record("sendPhoto", chat_id, options.get("caption") or "", options)
-        if delivered.ok:
-            self.sent[-1].photo = photo if isinstance(photo, str) else Path(str(photo.path)).name
-        return delivered
-
-    async def edit_text(self, chat_id: int, message_id: int, text: str, **_: Any) -> Delivered:
-        return Delivered(True, message_id, chat_id, None, 1)  # the timeline shows what was sent
-
-    async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered:
-        self.pinned.append((chat_id, message_id))
-        return Delivered(True, message_id, chat_id, None, 1)
-
-    async def delete(self, chat_id: int, message_id: int, *, source: str) -> Delivered:
-        self.deleted.append((chat_id, message_id))
-        return Delivered(True, message_id, chat_id, None, 1)
-
-    async def unpin(self, chat_id: int, message_id: int | None = None, *, source: str) -> Delivered:
-        return Delivered(True, message_id, chat_id, None, 1)
-
-    @property
-    def closing(self) -> bool:
-        return False
-
-    def texts(self, chat_id: int | None = None) -> list[str]:
-        return [sent.text for sent in self.sent if chat_id is None or sent.chat_id == chat_id]
 
 
 @dataclass(frozen=True)
@@ -173,72 +106,6 @@ def _duration(option: str, value: str) -> timedelta:
         return parse_duration(value)
     except ValueError as exc:
         raise SimulationError(f"{option}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One thing that happened; `order` sorts the things that happened at the same moment."""
-
-    at: datetime
-    kind: str
-    text: str
-    run: int | None = None
-    order: tuple[int, ...] = ()
-
-
-@dataclass
-class Timeline:
-    """What a simulation did: its setting, the entries in time order, and how each run ended."""
-
-    sop_id: str
-    start: datetime
-    timezone: ZoneInfo
-    notes: list[str] = field(default_factory=list)
-    entries: list[Entry] = field(default_factory=list)
-    runs: list[str] = field(default_factory=list)
-
-    def offset(self, moment: datetime) -> str:
-        delta = moment - self.start
-        return ("-" if delta < timedelta(0) else "+") + format_duration(abs(delta))
-
-    def text(self) -> str:
-        """The timeline for people: the setting, one line per entry, one line per run."""
-        several = len({entry.run for entry in self.entries if entry.run is not None}) > 1
-        lines = [*self.notes, ""]
-        for entry in self.entries:
-            local = entry.at.astimezone(self.timezone).strftime("%H:%M")
-            run = f"[run {entry.run}] " if several and entry.kind != "run" and entry.run else ""
-            lines.append(
-                f"{self.offset(entry.at):<9}{local:<7}{entry.kind + ' ':<10}{run}{entry.text}"
-            )
-        return "\n".join([*lines, "", *self.runs]) + "\n"
-
-
-def one_line(text: str, limit: int = TEXT_LIMIT) -> str:
-    """A message as one line of plain text: HTML tags dropped, entities read, cut at `limit`."""
-    plain = " ".join(html.unescape(re.sub(r"<[^>]+>", "", text)).split())
-    return plain if len(plain) <= limit else plain[: limit - 1].rstrip() + "…"
-
-
-def _buttons(markup: InlineKeyboardMarkup | None, sop_id: str) -> list[str]:
-    shown = []
-    for row in markup.inline_keyboard if markup is not None else []:
-        for button in row:
-            target = parse_button(button.callback_data or "")
-            if button.url is not None:
-                shown.append(f"[{button.text} ↗ {button.url}]")
-            elif target is not None:
-                step = target[1] if target[0] == sop_id else ":".join(target)
-                shown.append(f"[{button.text} → {step}]")
-            else:
-                shown.append(f"[{button.text}: {button.callback_data}]")
-    return shown
-
-
-def _carries(sent: Sent, data: str) -> str | None:
-    """The label of the button with callback `data` on a sent message, if it has one."""
-    rows = sent.markup.inline_keyboard if sent.markup is not None else []
-    return next((b.text for row in rows for b in row if b.callback_data == data), None)
 
 
 def _message_for(trigger: fmt.MessageTrigger) -> str:
@@ -533,12 +400,12 @@ class _Simulation:
         """The member presses the button to `press.step` on the last message that has it."""
         data, name = button_data(self.flow.id, press.step), self.script.member
         group = [sent for sent in self.outbox.sent if sent.chat_id == self.chat_id]
-        carrier = next((sent for sent in reversed(group) if _carries(sent, data)), None)
+        carrier = next((sent for sent in reversed(group) if carries(sent, data)), None)
         if carrier is None:
             self._note("press", f"{name} cannot press → {press.step}: no message has it now")
             return
         self._log(EventType.CALLBACK, message_id=carrier.message_id, data={"data": data})
-        text = f"{name} presses [{_carries(carrier, data)}] on message {carrier.message_id}"
+        text = f"{name} presses [{carries(carrier, data)}] on message {carrier.message_id}"
         answer = await self.engine.button(self.chat_id, self.user.id, carrier.message_id, data)
         if answer is not None:
             with contextlib.suppress(RenderError):
@@ -595,104 +462,36 @@ class _Simulation:
             for row in rows:
                 entries += self._entries(run, row)
             timeline.runs.append(self._summary(run, rows, timeline))
-        entries += [_push_entry(push, self.outbox) for push in pushes if push.status != "pending"]
+        entries += [push_entry(push, self.outbox) for push in pushes if push.status != "pending"]
         timeline.entries = sorted(entries, key=lambda entry: (entry.at, entry.order))
         if not runs:
             timeline.runs.append(f"no run of {self.flow.id} started: its conditions did not hold")
         return timeline
 
     def _entries(self, run: Any, row: Any) -> list[Entry]:
-        """The timeline entries of one journal row: the step, and the end of a wait."""
+        """The timeline entries of one journal row: the step, as its type describes it, and
+        what else its type says happened (the end of a wait)."""
         flow = self.library.get(run.sop_id)
         path = row.step[6:] if row.step.startswith("steps.") else None
         path = path or (flow.path_of.get(row.step) if flow is not None else None)
         step = flow.step(path) if flow is not None and path is not None else None
         label = row.step if run.sop_id == self.flow.id else f"{run.sop_id}:{row.step}"
-        entries: list[Entry] = []
-
-        def add(at: datetime, kind: str, text: str, after: int = 0) -> None:
-            order = (1, run.id, row.seq, after)
-            entries.append(Entry(at, kind, text, run.id, order))
-
-        kind, said, at = row.action, "", row.started_at
+        seen = JournalRow(
+            row, run.variables or {}, label, self.script.member, run.sop_id, flow, self.outbox
+        )
+        kind, said, joined_by = row.action, "", ": "
         if row.status in ("failed", "disabled", "skipped"):
             kind = "fail" if row.status == "failed" else "skip"
             said = row.error or ("enabled: false" if row.status == "disabled" else "catch-up")
-        elif isinstance(step, fmt.SendStep):
-            said = self._sent(step, row, run.sop_id)
-        elif isinstance(step, fmt.WaitStep):
-            wait = step.wait
-            said = f"until {wait.until:%H:%M}" if wait.until is not None else ""
-            if wait.for_ is not None:
-                said = f"for {format_duration(wait.for_)}"
-            elif wait.event is not None and wait.timeout is not None:
-                said = f"for {wait.event}, at most {format_duration(wait.timeout)}"
-                if row.status == "interrupted" and row.finished_at is not None:
-                    add(row.finished_at, "resume", f"{label}: cut short by a flow button", 1)
-                elif row.finished_at is not None and row.finished_at - at >= wait.timeout:
-                    within = format_duration(wait.timeout)
-                    add(row.finished_at, "timeout", f"{label}: no {wait.event} within {within}", 1)
-                elif row.finished_at is not None:
-                    add(row.finished_at, "resume", f"{label}: {wait.event} came", 1)
-        elif isinstance(step, fmt.IfStep):
-            branch = row.variant or ""
-            target = flow.label(branch) if flow is not None else branch
-            said = "conditions do not hold; nothing to do"
-            if ".then." in branch:
-                said = f"conditions hold → then: {target}"
-            elif ".else." in branch:
-                said = f"conditions do not hold → else: {target}"
-        elif isinstance(step, fmt.TagStep):
-            tags = step.tag
-            said = " ".join([*(f"+{t}" for t in tags.add), *(f"-{t}" for t in tags.remove)])
-        elif isinstance(step, fmt.PointsStep):
-            said = f"{step.points.award:+d} ({step.points.reason})"
-        elif isinstance(step, fmt.CheckinStep):
-            done = (run.variables or {}).get("checkin") or {}
-            said = "already checked in today"
-            if done.get("new"):
-                said = f"+{done['points']} points, streak {done['streak']}, #{done['rank']} today"
-        elif isinstance(step, fmt.LeaderboardStep):
-            board = (run.variables or {}).get("leaderboard") or {}
-            counted = len(board.get("checkins", [])) + len(board.get("points", []))
-            said = f"{step.leaderboard.period}, top {step.leaderboard.limit}: {counted} entries"
-        elif isinstance(step, fmt.LotteryStep):
-            opened = (run.variables or {}).get("lottery") or {}
-            said = (
-                f"opens lottery #{opened.get('id')}: {opened.get('prize')}, "
-                f"{step.lottery.winners} winner(s), drawn {opened.get('draws_at')}"
-            )
-        elif isinstance(step, fmt.BroadcastStep):
-            said = "queued to the group (it waits out quiet hours and counts toward the cap)"
-        elif isinstance(step, fmt.LiveStep):
-            planned = (run.variables or {}).get("live") or {}
-            said = f"plans live #{planned.get('id')}: {planned.get('title')}"
-        elif isinstance(step, fmt.EmitStep):
-            said = f"event {step.emit.event}"
-        elif isinstance(step, fmt.StartStep):
-            said = f"starts SOP {step.start.sop}"
-        elif isinstance(step, fmt.StopStep):
-            said = step.stop.reason
-        separator = " " if kind == "send" else ": "
-        add(at, kind, f"{label}{separator}{said}" if said else label)
+        elif step is not None:
+            step_type = STEPS.of(step)
+            said, joined_by = step_type.describe(step, seen), step_type.joined_by
+        order = (1, run.id, row.seq)
+        text = f"{label}{joined_by}{said}" if said else label
+        entries = [Entry(row.started_at, kind, text, run.id, (*order, 0))]
+        for after, (at, later_kind, later_text) in enumerate(seen.more, start=1):
+            entries.append(Entry(at, later_kind, later_text, run.id, (*order, after)))
         return entries
-
-    def _sent(self, step: fmt.SendStep, row: Any, sop_id: str) -> str:
-        """How a sent message looks: where to, the variant, the text, buttons, pin, deletion."""
-        message = next((m for m in self.outbox.sent if m.message_id == row.message_id), None)
-        parts = ["→ group" if step.send.to == "group" else f"→ {self.script.member} (private)"]
-        if row.variant:
-            parts.append(f"[variant: {row.variant}]")
-        if message is not None:
-            if message.photo is not None:
-                parts.append(f"[photo {message.photo}]")
-            parts.append(f'"{one_line(message.text)}"')
-            parts += _buttons(message.markup, sop_id)
-            if (message.chat_id, message.message_id) in self.outbox.pinned:
-                parts.append("pinned")
-        if step.send.delete_after is not None:
-            parts.append(f"delete after {format_duration(step.send.delete_after)}")
-        return " ".join(parts)
 
     def _summary(self, run: Any, rows: list[Any], timeline: Timeline) -> str:
         """One line on how a run ended, or where it is when the simulation ends."""
@@ -708,16 +507,3 @@ class _Simulation:
             event = f" or {run.wait_event}" if run.wait_event else ""
             return f"{head} at {at} until {timeline.offset(run.wake_at)}{event}"
         return head
-
-
-def _push_entry(push: Any, outbox: RecordingOutbox) -> Entry:
-    """A push the queue handled: what was sent (or why not), when."""
-    at = push.sent_at or push.claimed_at or push.due_at
-    if push.status == "sent" and push.kind == "live_unpin":
-        said = "unpins the live's announcement"
-    elif push.status == "sent":
-        sent = next((s for s in outbox.sent if s.message_id == push.message_id), None)
-        said = one_line(sent.text) if sent is not None else push.kind
-    else:
-        said = f"{push.status}: {push.note or ''}"
-    return Entry(at, "push", f"{push.key} {said}", None, (2, push.id))

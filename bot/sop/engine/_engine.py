@@ -1,0 +1,374 @@
+"""The engine as the bot uses it: built from its collaborators, opened, started, drained, closed.
+
+`Engine` assembles the parts (triggers, starting, the timer, stepping, the template context)
+and passes each what it needs; what the rest of the bot calls goes through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.activity import ActivityLog
+from bot.checkin.boards import Leaderboards
+from bot.checkin.service import CheckinRules
+from bot.clock import Clock
+from bot.db import RunStatus
+from bot.events import Bus, Happened, MemberJoined, MemberLeft, SopsReloaded
+from bot.registry import Registry
+from bot.sop.conditions import GroupFacts
+from bot.sop.engine._context import Context
+from bot.sop.engine._failures import FailureNotices
+from bot.sop.engine._leases import Leases, Tasks
+from bot.sop.engine._starting import Starting
+from bot.sop.engine._stepping import Stepping
+from bot.sop.engine._timer import Notify, Timer
+from bot.sop.engine._triggers import TriggerIndex, Triggers
+from bot.sop.engine._waits import EventWaits
+from bot.sop.facts import Facts
+from bot.sop.library import Library, LoadReport, Procedure
+from bot.sop.messages import TextCatalogue
+from bot.sop.runs import Run, RunStore, StepRecord
+from bot.sop.steps import LiveMaker, LotteryOpener, Outbox, Waker, goto
+from bot.sop.templates import load_catalogues
+
+OUTCOME_PATIENCE = 10.0  # seconds /sop_run waits for the run's outcome before saying "started"
+
+
+class Engine:
+    """Runs the SOPs of the library in every group the bot is in."""
+
+    def __init__(
+        self,
+        db: AsyncEngine,
+        library: Library,
+        registry: Registry,
+        activity: ActivityLog,
+        outbox: Outbox,
+        clock: Clock,
+        *,
+        bus: Bus,
+        lotteries: LotteryOpener,
+        lives: LiveMaker,
+        pushes: Waker,
+        deletions: Waker,
+        notify: Notify,
+        default_timezone: ZoneInfo,
+        default_language: str,
+    ) -> None:
+        self.db = db
+        self.library = library
+        self.registry = registry
+        self.activity = activity
+        self.clock = clock
+        self.default_timezone = default_timezone
+        self.default_language = default_language
+        self.notify = notify  # tells the owners (read when telling: it may be replaced)
+        self.runs = RunStore(db)
+        self.facts = Facts(db, activity)
+        self.boards = Leaderboards(db)
+        self.bus = bus  # tells the calendar of reloads; brings joins, leaves and events
+        self.lotteries = lotteries  # opens the lotteries of `lottery` steps
+        self.lives = lives  # plans the lives of `live` steps
+        self.pushes = pushes  # the push queue of `broadcast` and `live` steps
+        self.deletions = deletions  # told when a message to delete later was stored
+        self._leases = Leases()
+        self._tasks = Tasks()
+        self._waits = EventWaits()
+        wake = asyncio.Event()  # rung when runs were stored that wait for their time
+        self._context = Context(registry, library, default_timezone)
+        self.failures = FailureNotices(
+            self.runs, clock, default_timezone, self._tell_owners, self._context.title
+        )
+        self._stepping = Stepping(
+            db=db,
+            library=library,
+            runs=self.runs,
+            clock=clock,
+            activity=activity,
+            outbox=outbox,
+            facts=self.facts,
+            boards=self.boards,
+            texts=TextCatalogue({}, default_language),
+            context=self._context,
+            leases=self._leases,
+            tasks=self._tasks,
+            waits=self._waits,
+            wake=wake,
+            emit=self.emit,
+            start=self._start_for_step,
+            lotteries=lotteries,
+            lives=lives,
+            pushes=pushes,
+            deletions=deletions,
+            failures=self.failures,
+            default_language=default_language,
+        )
+        self._timer = Timer(
+            runs=self.runs,
+            library=library,
+            clock=clock,
+            context=self._context,
+            leases=self._leases,
+            tasks=self._tasks,
+            waits=self._waits,
+            stepping=self._stepping,
+            wake=wake,
+            notify=self._tell_owners,
+        )
+        self._starting = Starting(
+            runs=self.runs,
+            library=library,
+            facts=self.facts,
+            context=self._context,
+            leases=self._leases,
+            tasks=self._tasks,
+            waits=self._waits,
+            stepping=self._stepping,
+            unhold=self._timer.unhold,
+            wake=wake,
+        )
+        self._triggers = Triggers(
+            runs=self.runs,
+            library=library,
+            clock=clock,
+            facts=self.facts,
+            leases=self._leases,
+            waits=self._waits,
+            stepping=self._stepping,
+            starting=self._starting,
+            unhold=self._timer.unhold,
+        )
+        self.lateness: deque[float] = self._timer.lateness  # seconds, of runs taken when due
+        bus.subscribe(MemberJoined, self._on_joined)
+        bus.subscribe(MemberLeft, self._on_left)
+        bus.subscribe(Happened, self._on_happened)
+
+    @property
+    def outbox(self) -> Outbox:
+        """The delivery service that send steps go through (a test may put another in)."""
+        return self._stepping.outbox
+
+    @outbox.setter
+    def outbox(self, outbox: Outbox) -> None:
+        self._stepping.outbox = outbox
+
+    @property
+    def texts(self) -> TextCatalogue:
+        """The SOP texts, read again with the SOP files."""
+        return self._stepping.texts
+
+    @property
+    def triggers(self) -> TriggerIndex:
+        """The loaded SOPs by what starts them."""
+        return self._triggers.index
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The work in hand (sends, the steps after them), for waiting on it with a timeout."""
+        return self._tasks.in_hand()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def open(self) -> LoadReport:
+        """Load the SOPs and texts, recover runs a crash interrupted, index waits; no timer yet."""
+        report = self.reload_files()
+        await self.library.load_switches(self.db)
+        await self._recover()
+        for run_id, chat_id, user_id, event in await self.runs.waiting_for_events():
+            self._waits.add(run_id, chat_id, user_id, event)
+        return report
+
+    def start(self) -> None:
+        """Start the timer that moves due runs."""
+        self._timer.start()
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking due runs and wait up to `grace` seconds for the work in hand."""
+        self._tasks.stopping = True
+        await self._timer.stop()
+        await self._tasks.wait(grace)
+        await self.failures.wait(grace)  # owners' notices go before the delivery service
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Finish what is in hand (sends the delivery service refused are kept for next time)."""
+        await self.drain(grace)
+        await self._tasks.cancel()
+
+    def reload_files(self) -> LoadReport:
+        """Read SOP files and texts again; a broken file keeps its last good version running."""
+        report = self.library.load()
+        try:
+            self._stepping.texts = TextCatalogue(
+                load_catalogues(self.library.content_dir), self.default_language
+            )
+        except Exception as exc:  # keep the texts we had
+            logger.error("cannot read the texts in {}: {}", self.library.content_dir, exc)
+        self._triggers.index = TriggerIndex.of(self.library)
+        for broken in report.broken:
+            kept = f"; version from before still runs ({broken.sop_id})" if broken.sop_id else ""
+            logger.error("SOP file {} is broken{}:\n{}", broken.file, kept, broken.summary(10))
+        logger.info(
+            "SOPs loaded: {}",
+            ", ".join(report.loaded) or "none",
+        )
+        with contextlib.suppress(RuntimeError):  # no event loop: nothing is running yet
+            self.bus.publish_soon(SopsReloaded())
+        return report
+
+    async def _recover(self) -> None:
+        """Runs a stop or crash left mid-step: resume them, never repeating a claimed send."""
+        now = self.clock.now()
+        stuck = await self.runs.with_status(RunStatus.RUNNING, RunStatus.SENDING)
+        interrupted: list[StepRecord] = []
+        for run in stuck:
+            if run.status is RunStatus.SENDING:
+                procedure = self.library.get(run.sop_id)
+                step = procedure.label(run.position) if procedure else run.position
+                interrupted.append(
+                    StepRecord(
+                        run.id,
+                        run.seq - 1,
+                        step,
+                        "send",
+                        "interrupted",
+                        now,
+                        now,
+                        error="the bot stopped while sending; it may have arrived, not sent again",
+                    )
+                )
+                goto(run, procedure, run.position, now, past=True)
+            if not run.status.is_over:
+                run.status, run.wake_at = RunStatus.SCHEDULED, now
+        if stuck:
+            await self.runs.save(stuck, now, finished=interrupted)
+            logger.warning(
+                "resuming {} SOP runs that were mid-step when the bot stopped ({} mid-send)",
+                len(stuck),
+                len(interrupted),
+            )
+
+    async def _tell_owners(self, key: str, **values: Any) -> None:
+        """Tell the owners through `notify` as it is now (a test may put another in)."""
+        await self.notify(key, **values)
+
+    async def _start_for_step(
+        self,
+        procedure: Procedure,
+        chat_id: int,
+        user_id: int | None,
+        variables: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        """A `start` step starts another SOP for its run's member (or group)."""
+        await self._starting.start(
+            procedure, chat_id, [user_id], trigger="start", now=now, variables=variables
+        )
+
+    # -- what happens in groups ---------------------------------------------------------------
+
+    async def _on_joined(self, event: MemberJoined) -> None:
+        await self.member_joined(event.chat_id, event.user.id)
+
+    async def _on_left(self, event: MemberLeft) -> None:
+        await self.member_left(event.chat_id, event.user.id)
+
+    async def _on_happened(self, event: Happened) -> None:
+        await self.emit(event.name, event.chat_id, event.user_id, event.data)
+
+    async def member_joined(self, chat_id: int, user_id: int) -> None:
+        """Start `member_joined` SOPs, joins within a batch window together."""
+        await self._triggers.member_joined(chat_id, user_id)
+
+    async def member_left(self, chat_id: int, user_id: int) -> None:
+        """Start `member_left` SOPs; end the member's other runs in that group."""
+        await self._triggers.member_left(chat_id, user_id)
+
+    def watches_messages(self, chat_id: int, user_id: int) -> bool:
+        """Cheap check on the hot path: does anything want this member's messages?"""
+        return self._triggers.watches_messages(chat_id, user_id)
+
+    async def message(
+        self, chat_id: int, user_id: int, message_id: int, text: str | None, bot_username: str
+    ) -> None:
+        """A member wrote in a group: resume waits for it, start message and command SOPs."""
+        await self._triggers.message(chat_id, user_id, message_id, text, bot_username)
+
+    async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
+        """A member pressed a button; returns a text key to answer with, or None."""
+        return await self._triggers.button(chat_id, user_id, message_id, data)
+
+    async def emit(
+        self,
+        name: str,
+        chat_id: int,
+        user_id: int | None,
+        data: dict[str, Any] | None = None,
+        *,
+        chain: int = 0,
+    ) -> None:
+        """An event happened (from a feature or an SOP): resume waits for it, start SOPs on it."""
+        await self._triggers.emit(name, chat_id, user_id, data, chain=chain)
+
+    async def fire_schedule(self, sop_id: str, chat_id: int) -> None:
+        """A calendar trigger fired for one group: one run for the whole group."""
+        await self._triggers.fire_schedule(sop_id, chat_id)
+
+    async def check_silent(self, sop_id: str, chat_id: int, days: int) -> int:
+        """The daily check of a `silent` trigger: start runs, as one batch, for silent members."""
+        return await self._triggers.check_silent(sop_id, chat_id, days)
+
+    async def run_by_hand(self, sop_id: str, chat_id: int, user_id: int | None) -> list[Run]:
+        """`/sop_run`: start an SOP now, for one member or for the group, ignoring its mode."""
+        return await self._triggers.run_by_hand(sop_id, chat_id, user_id)
+
+    async def outcome(self, runs: list[Run]) -> list[Run]:
+        """These runs as they stand once the engine is done with them for now: ended, or
+        waiting (`OUTCOME_PATIENCE` seconds at most: a slow send is still in hand then)."""
+        ids = {run.id for run in runs}
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._leases.until_idle(ids), OUTCOME_PATIENCE)
+        found = [await self.runs.get(run_id) for run_id in sorted(ids)]
+        return [run for run in found if run is not None]
+
+    async def stop_runs(self, sop_id: str, chat_id: int, reason: str) -> None:
+        """End every run of an SOP in a group (it was switched off there)."""
+        await self._triggers.stop_runs(sop_id, chat_id, reason)
+
+    # -- groups -------------------------------------------------------------------------------
+
+    def group_facts(self, chat_id: int, members: int = 0) -> GroupFacts:
+        return self._context.group_facts(chat_id, members)
+
+    def checkin_rules(self, chat_id: int) -> CheckinRules:
+        """The check-in rules of a group: those of the first SOP running there that checks
+        members in (the defaults when none does)."""
+        return self._context.checkin_rules(chat_id)
+
+    def runs_in(self, procedure: Procedure, chat_id: int) -> bool:
+        return self._context.runs_in(procedure, chat_id)
+
+    # -- the timer ----------------------------------------------------------------------------
+
+    async def tick(self) -> int:
+        """Take the runs due now (without the timer: simulations and tests); return how many."""
+        return await self._timer.tick()
+
+    async def settle(self) -> None:
+        """Wait until the work in hand (sends, steps after them) is finished."""
+        await self._tasks.settle()
+
+    async def next_wake(self) -> datetime | None:
+        """When the next run falls due, if any waits."""
+        return await self._timer.next_wake()
+
+    async def report_missed(self, sop_id: str, chat_id: int, scheduled: datetime) -> None:
+        """A calendar trigger's time passed while the bot was down, beyond the catch-up grace."""
+        await self._timer.report_missed(sop_id, chat_id, scheduled)

@@ -1,0 +1,314 @@
+"""Moving runs step by step: each step's type found in the registry, the keys every step has
+handled here once, the step journaled with the runs moving on, runs that ended let go.
+
+Runs at the same step of the same SOP are worked on together (a cohort): one transaction moves
+them all on. This is what step types use of the engine (`bot.sop.steps.Tools`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.activity import ActivityLog, event_row
+from bot.checkin.boards import Leaderboards
+from bot.checkin.service import CheckinRules
+from bot.clock import Clock
+from bot.db import LIVE, EventType, RunStatus
+from bot.sop.conditions import GroupFacts
+from bot.sop.engine._context import Context
+from bot.sop.engine._failures import FailureNotices
+from bot.sop.engine._leases import Leases, Tasks
+from bot.sop.engine._waits import EventWaits
+from bot.sop.facts import Facts, MemberFacts
+from bot.sop.library import Library, Procedure
+from bot.sop.messages import TextCatalogue
+from bot.sop.runs import Effects, Run, RunMoved, RunStore, StepRecord
+from bot.sop.steps import STEPS, Cohort, LiveMaker, LotteryOpener, Outbox, Waker, goto
+
+
+class Emit(Protocol):
+    """Hand an event to the SOPs that wait for it or start on it (`Engine.emit`)."""
+
+    def __call__(
+        self,
+        name: str,
+        chat_id: int,
+        user_id: int | None,
+        data: dict[str, Any] | None = None,
+        *,
+        chain: int = 0,
+    ) -> Awaitable[None]: ...
+
+
+# Start an SOP for a member (or the group) because a step said so: (procedure, chat, member,
+# variables, now).
+StartRuns = Callable[[Procedure, int, int | None, dict[str, Any], datetime], Awaitable[object]]
+
+
+class Stepping:
+    """Moves runs through their steps until each waits, sends or ends."""
+
+    def __init__(
+        self,
+        *,
+        db: AsyncEngine,
+        library: Library,
+        runs: RunStore,
+        clock: Clock,
+        activity: ActivityLog,
+        outbox: Outbox,
+        facts: Facts,
+        boards: Leaderboards,
+        texts: TextCatalogue,
+        context: Context,
+        leases: Leases,
+        tasks: Tasks,
+        waits: EventWaits,
+        wake: asyncio.Event,
+        emit: Emit,
+        start: StartRuns,
+        lotteries: LotteryOpener,
+        lives: LiveMaker,
+        pushes: Waker,
+        deletions: Waker,
+        failures: FailureNotices,
+        default_language: str,
+    ) -> None:
+        self.db = db
+        self.library = library
+        self.runs = runs
+        self.clock = clock
+        self.activity = activity
+        self.outbox = outbox
+        self.facts = facts
+        self.boards = boards
+        self.texts = texts  # replaced when the texts are read again
+        self.lotteries = lotteries
+        self.lives = lives
+        self.pushes = pushes
+        self.deletions = deletions
+        self._failures = failures  # the owners hear of failed runs
+        self.default_language = default_language
+        self._context = context
+        self._leases = leases
+        self._tasks = tasks
+        self._waits = waits
+        self._wake = wake  # the timer: runs wait for their time
+        self._emit = emit
+        self._start = start
+
+    # -- what steps know of groups ------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._tasks.stopping
+
+    def language(self, chat_id: int) -> str | None:
+        return self._context.language(chat_id)
+
+    def group_facts(self, chat_id: int, members: int = 0) -> GroupFacts:
+        return self._context.group_facts(chat_id, members)
+
+    def checkin_rules(self, chat_id: int) -> CheckinRules:
+        return self._context.checkin_rules(chat_id)
+
+    def context(
+        self,
+        procedure: Procedure,
+        chat_id: int,
+        group: GroupFacts,
+        members: list[MemberFacts],
+        variables: dict[str, Any],
+        now: datetime,
+        run_id: int | None = None,
+    ) -> dict[str, Any]:
+        return self._context.build(procedure, chat_id, group, members, variables, now, run_id)
+
+    # -- moving runs --------------------------------------------------------------------------
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        self._tasks.spawn(work)
+
+    def release(self, runs: list[Run]) -> None:
+        self._leases.release(runs)
+
+    async def advance(self, runs: list[Run], *, claimed: bool = False) -> None:
+        """Move runs (status RUNNING) through their steps until each waits, sends or ends."""
+        if not claimed:
+            self._leases.busy.update(run.id for run in runs)
+        pending = runs
+        while pending:
+            cohorts: dict[tuple[str, str], list[Run]] = defaultdict(list)
+            for run in pending:
+                cohorts[run.sop_id, run.position].append(run)
+            pending = []
+            for (sop_id, path), cohort in cohorts.items():
+                try:
+                    pending += await self._step(sop_id, path, cohort)
+                except RunMoved:
+                    self._leases.release(cohort)
+                    logger.debug("{} runs of {} moved meanwhile; left alone", len(cohort), sop_id)
+                except Exception as exc:
+                    logger.exception("{} step {} failed", sop_id, path)
+                    await self._fail(cohort, f"{type(exc).__name__}: {exc}")
+
+    async def _fail(self, runs: list[Run], reason: str) -> None:
+        now = self.clock.now()
+        for run in runs:
+            run.status, run.error, run.finished_at = RunStatus.FAILED, reason, now
+        try:
+            await self.runs.save(runs, now)
+        except Exception:
+            logger.exception("could not mark {} runs failed", len(runs))
+        self._leases.release(runs)
+        self._failures.note(runs)
+        await self.promote(runs)
+
+    async def _step(self, sop_id: str, path: str, runs: list[Run]) -> list[Run]:
+        """Do the step at `path` for `runs`; return the runs that go on at once.
+
+        The keys every step has are handled here: a disabled step is passed over, a step that
+        needs a member fails the runs for the whole group (`continue_on_error` lets them go
+        past it, here and in `done`)."""
+        procedure = self.library.get(sop_id)
+        step = procedure.step(path) if procedure is not None else None
+        if procedure is None or step is None:
+            reason = (
+                f"SOP {sop_id} is no longer loaded"
+                if procedure is None
+                else f"the SOP file changed and has no step at {path} any more"
+            )
+            await self._fail(runs, reason)
+            return []
+        cohort = Cohort(procedure, path, step, runs, self.clock.now())
+        if not step.enabled:
+            return await self.done(cohort, "disabled")
+        kind = STEPS.of(step)
+        needs = kind.member_error(step)
+        if needs is not None:
+            cohort.refuse_group_runs(needs)
+        return await kind.run(cohort, self)
+
+    async def done(
+        self,
+        cohort: Cohort[Any],
+        status: str = "done",
+        *,
+        moved: bool = False,
+        effects: Effects | None = None,
+        first: Effects | None = None,
+        errors: dict[int, str] | None = None,
+        branch: dict[int, str] | None = None,
+    ) -> list[Run]:
+        """Journal the step for each run and move the runs on, with the step's effects, at once.
+
+        A run in `errors` failed this step: it stops there, unless the step continues on error.
+        """
+        procedure, path, now, label = cohort.procedure, cohort.path, cohort.now, cohort.label
+        action, continues = cohort.step.action, cohort.step.continue_on_error
+        errors = {**cohort.errors, **errors} if errors else cohort.errors
+        branch = branch or {}
+        runs = cohort.all
+        records = []
+        for run in runs:
+            error = errors.get(run.id)
+            records.append(
+                StepRecord(
+                    run.id,
+                    run.seq,
+                    label,
+                    action,
+                    "failed" if error else status,
+                    now,
+                    now,
+                    variant=branch.get(run.id),
+                    error=error,
+                )
+            )
+            run.seq += 1
+            if error and not continues:
+                run.status, run.error, run.finished_at = RunStatus.FAILED, f"{label}: {error}", now
+            elif not moved:
+                target = branch.get(run.id)
+                if target is not None:
+                    goto(run, procedure, target, now)
+                else:
+                    goto(run, procedure, path, now, past=True)
+        await self.runs.save(runs, now, begun=records, effects=effects, first=first)
+        return await self.settle(runs)
+
+    async def settle(self, runs: list[Run]) -> list[Run]:
+        """Release runs that ended (starting any queued behind them); return those going on."""
+        ended = [run for run in runs if run.status.is_over]
+        if ended:
+            self._leases.release(ended)
+            self._failures.note(ended)
+            await self.promote(ended)
+        return [run for run in runs if run.status is RunStatus.RUNNING]
+
+    async def promote(self, ended: list[Run]) -> None:
+        """Mode `queued`: start the oldest queued run of each key whose run ended."""
+        now = self.clock.now()
+        for run in ended:
+            procedure = self.library.get(run.sop_id)
+            if procedure is None or procedure.sop.mode != "queued":
+                continue
+            by_group = procedure.sop.concurrency_key == "group"
+            pending = await self.runs.pending(
+                run.sop_id, run.chat_id, run.user_id, any_member=by_group
+            )
+            if any(other.status in LIVE for other in pending):
+                continue
+            queued = [other for other in pending if other.status is RunStatus.QUEUED]
+            if queued:
+                first = queued[0]
+                first.status = RunStatus.RUNNING
+                await self.runs.save([first], now)
+                self.spawn(self.advance([first]))
+
+    def waiting(self, runs: list[Run]) -> None:
+        """Saved waiting runs: index those waiting for an event, let go of all, tell the timer."""
+        for run in runs:
+            if run.wait_event is not None:
+                self._waits.add(run.id, run.chat_id, run.user_id, run.wait_event)
+        self._leases.release(runs)
+        self._wake.set()
+
+    # -- what runs set off --------------------------------------------------------------------
+
+    def emitted(
+        self, run: Run, event: str, data: dict[str, Any], sop_id: str, now: datetime, chain: int
+    ) -> None:
+        """Log that a run emitted `event` and hand it to the SOPs that trigger on it."""
+        self.activity.add(
+            event_row(
+                chat_id=run.chat_id,
+                user_id=run.user_id,
+                at=now,
+                type=EventType.EMITTED,
+                data={"event": event, "sop": sop_id, "run": run.id},
+            )
+        )
+        self.spawn(self._emit(event, run.chat_id, run.user_id, data, chain=chain))
+
+    def start(
+        self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime
+    ) -> None:
+        self.spawn(self._started(procedure, run.chat_id, run.user_id, variables, now))
+
+    async def _started(
+        self,
+        procedure: Procedure,
+        chat_id: int,
+        user_id: int | None,
+        variables: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        await self._start(procedure, chat_id, user_id, variables, now)

@@ -1,0 +1,389 @@
+"""What starts runs and ends waits: the loaded SOPs indexed by trigger, and the things that happen
+in groups (joins, leaves, messages, button presses, events, the calendar, `/sop_run`).
+
+Joins are greeted leading edge and trailing edge per SOP and group: the first joiner of a quiet
+group after `JOIN_GATHER`, joiners while the `batch_window` after a greeting is open together
+when it closes. Runs started together are one batch, and share a message for each send step
+until their first wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from loguru import logger
+
+from bot.clock import Clock
+from bot.db import LIVE, RunStatus
+from bot.sop.engine._leases import Leases
+from bot.sop.engine._starting import Starting
+from bot.sop.engine._stepping import Stepping
+from bot.sop.engine._waits import EventWaits, wait_record
+from bot.sop.facts import Facts
+from bot.sop.format import (
+    ButtonTrigger,
+    CommandTrigger,
+    EventTrigger,
+    MemberJoinedTrigger,
+    MemberLeftTrigger,
+    MessageTrigger,
+    SilentTrigger,
+)
+from bot.sop.library import Library, Procedure
+from bot.sop.messages import parse_button
+from bot.sop.runs import Run, RunMoved, RunStore
+from bot.sop.steps import MAX_CHAIN, goto
+
+PRESS_MEMORY = 60.0  # seconds a flow-button press is remembered, so a double tap counts once
+PRESS_PATIENCE = 5.0  # seconds a press waits for its run to finish the step in hand
+JOIN_GATHER = timedelta(seconds=1)  # a quiet group's first joiner waits this for company
+
+
+@dataclass(frozen=True)
+class _Greeting:
+    """The next greeting of joiners in a group: its batch, when it goes, when the window after
+    it closes (joins before then wait for the greeting after it)."""
+
+    batch: str
+    greets_at: datetime
+    window_closes: datetime
+
+    @classmethod
+    def at(cls, sop_id: str, chat_id: int, moment: datetime, window: timedelta) -> _Greeting:
+        return cls(f"{sop_id}:{chat_id}:{moment.timestamp():.0f}", moment, moment + window)
+
+
+@dataclass
+class TriggerIndex:
+    """The loaded SOPs by what starts them."""
+
+    joined: list[tuple[Procedure, MemberJoinedTrigger]] = field(default_factory=list)
+    left: list[Procedure] = field(default_factory=list)
+    messages: list[tuple[Procedure, MessageTrigger]] = field(default_factory=list)
+    commands: dict[str, list[Procedure]] = field(default_factory=dict)
+    buttons: dict[str, list[Procedure]] = field(default_factory=dict)
+    events: dict[str, list[Procedure]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, library: Library) -> TriggerIndex:
+        triggers = cls()
+        for procedure in library:
+            for trigger in procedure.sop.triggers:
+                if isinstance(trigger, MemberJoinedTrigger):
+                    triggers.joined.append((procedure, trigger))
+                elif isinstance(trigger, MemberLeftTrigger):
+                    triggers.left.append(procedure)
+                elif isinstance(trigger, MessageTrigger):
+                    triggers.messages.append((procedure, trigger))
+                elif isinstance(trigger, CommandTrigger):
+                    triggers.commands.setdefault(trigger.command, []).append(procedure)
+                elif isinstance(trigger, ButtonTrigger):
+                    triggers.buttons.setdefault(trigger.data, []).append(procedure)
+                elif isinstance(trigger, EventTrigger):
+                    triggers.events.setdefault(trigger.event, []).append(procedure)
+        return triggers
+
+
+def silent_trigger(procedure: Procedure) -> SilentTrigger | None:
+    """The SOP's daily check for silent members, if it has one."""
+    return next((t for t in procedure.sop.triggers if isinstance(t, SilentTrigger)), None)
+
+
+def matches(trigger: MessageTrigger, text: str) -> bool:
+    """Whether a message's text starts a `message` trigger."""
+    haystack = text if trigger.case_sensitive else text.casefold()
+    for keyword in trigger.keywords:
+        if (keyword if trigger.case_sensitive else keyword.casefold()) in haystack:
+            return True
+    if trigger.regex is not None:
+        flags = 0 if trigger.case_sensitive else re.IGNORECASE
+        return re.search(trigger.regex, text, flags) is not None
+    return False
+
+
+class Triggers:
+    """Starts runs for what happens in groups, and resumes the runs waiting for it."""
+
+    def __init__(
+        self,
+        *,
+        runs: RunStore,
+        library: Library,
+        clock: Clock,
+        facts: Facts,
+        leases: Leases,
+        waits: EventWaits,
+        stepping: Stepping,
+        starting: Starting,
+        unhold: Callable[[Iterable[int]], None],
+    ) -> None:
+        self.runs = runs
+        self.library = library
+        self.clock = clock
+        self.facts = facts
+        self.index = TriggerIndex()
+        self._leases = leases
+        self._waits = waits
+        self._stepping = stepping
+        self._start = starting.start
+        self._cancel = starting.cancel
+        self._unhold = unhold  # the timer lets go of runs it read ahead
+        self._batches: dict[tuple[str, int], _Greeting] = {}  # per SOP and group: the next
+        self._presses: dict[tuple[int, int, int, str], float] = {}
+
+    # -- members ------------------------------------------------------------------------------
+
+    async def member_joined(self, chat_id: int, user_id: int) -> None:
+        """Start `member_joined` SOPs for a counted join.
+
+        With a `batch_window`, greetings are throttled per SOP and group, leading edge and
+        trailing edge: the first joiner of a quiet group is greeted after `JOIN_GATHER` (joins
+        in that moment share the message); joiners who come while the window after a greeting
+        is open are greeted together when it closes. So a burst of joins gets one message per
+        window, and nobody waits for a window when the group was quiet.
+        """
+        now = self.clock.now()
+        for procedure, trigger in self.index.joined:
+            window = trigger.batch_window
+            if window is None:
+                await self._start(procedure, chat_id, [user_id], trigger="member_joined", now=now)
+                continue
+            greeting = self._batches.get((procedure.id, chat_id))
+            if greeting is None or greeting.window_closes <= now:  # a quiet group: greet soon
+                greeting = _Greeting.at(procedure.id, chat_id, now + JOIN_GATHER, window)
+            elif greeting.greets_at <= now:  # greeted lately: the next greeting closes the window
+                greeting = _Greeting.at(procedure.id, chat_id, greeting.window_closes, window)
+            self._batches[procedure.id, chat_id] = greeting
+            await self._start(
+                procedure,
+                chat_id,
+                [user_id],
+                trigger="member_joined",
+                now=now,
+                batch=greeting.batch,
+                wake_at=greeting.greets_at,
+            )
+
+    async def member_left(self, chat_id: int, user_id: int) -> None:
+        """Start `member_left` SOPs; end the member's other runs in that group."""
+        now = self.clock.now()
+        leaving = {procedure.id for procedure in self.index.left}
+        for procedure in self.library:
+            if procedure.id in leaving or procedure.sop.concurrency_key != "member":
+                continue
+            pending = await self.runs.pending(procedure.id, chat_id, user_id)
+            await self._cancel(pending, now, "the member left the group")
+        for procedure in self.index.left:
+            await self._start(procedure, chat_id, [user_id], trigger="member_left", now=now)
+
+    # -- messages, buttons, events ------------------------------------------------------------
+
+    def watches_messages(self, chat_id: int, user_id: int) -> bool:
+        """Cheap check on the hot path: does anything want this member's messages?"""
+        index = self.index
+        return bool(
+            index.messages or index.commands or (chat_id, user_id, "member.message") in self._waits
+        )
+
+    async def message(
+        self, chat_id: int, user_id: int, message_id: int, text: str | None, bot_username: str
+    ) -> None:
+        """A member wrote in a group: resume waits for it, start message and command SOPs."""
+        now = self.clock.now()
+        await self._resume_waits(chat_id, user_id, "member.message", now)
+        if not text:
+            return
+        variables: dict[str, Any] = {"trigger": {"message_id": message_id}}
+        commands = self.index.commands
+        if text.startswith("/") and commands:
+            name, _, addressee = text[1:].split(maxsplit=1)[0].partition("@")
+            if not addressee or addressee.lower() == bot_username.lower():
+                for procedure in commands.get(name.lower(), []):
+                    await self._start(
+                        procedure,
+                        chat_id,
+                        [user_id],
+                        trigger="command",
+                        now=now,
+                        variables=variables,
+                    )
+            return
+        for procedure, trigger in self.index.messages:
+            if matches(trigger, text):
+                await self._start(
+                    procedure, chat_id, [user_id], trigger="message", now=now, variables=variables
+                )
+
+    async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
+        """A member pressed a button; returns a text key to answer with, or None."""
+        now = self.clock.now()
+        await self._resume_waits(chat_id, user_id, f"button.{data}", now)
+        for procedure in self.index.buttons.get(data, []):
+            await self._start(procedure, chat_id, [user_id], trigger="button", now=now)
+        target = parse_button(data)
+        if target is None:
+            return None
+        key = (chat_id, message_id, user_id, data)
+        tick = now.timestamp()
+        self._presses = {k: t for k, t in self._presses.items() if tick - t < PRESS_MEMORY}
+        if key in self._presses:
+            return "sop.pressed_already"
+        self._presses[key] = tick
+        sop_id, step_id = target
+        flow = self.library.get(sop_id)
+        if flow is None or step_id not in flow.path_of:
+            return "sop.button_gone"
+        path = flow.path_of[step_id]
+        by_group = flow.sop.concurrency_key == "group"
+        busy = self._leases.busy
+        pending = await self.runs.pending(sop_id, chat_id, user_id, any_member=by_group)
+        working = {run.id for run in pending if run.id in busy}
+        if working:  # pressed while the run still sends the message: let it reach its wait
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PRESS_PATIENCE):
+                    await self._leases.until_idle(working)
+            pending = await self.runs.pending(sop_id, chat_id, user_id, any_member=by_group)
+        for run in pending:
+            if run.status is RunStatus.WAITING and run.id not in busy:
+                await self._jump(flow, run, path, now)
+                return None
+            if run.status in LIVE:
+                return "sop.busy"
+        await self._start(
+            flow, chat_id, [user_id], trigger="button", now=now, position=path, force=True
+        )
+        return None
+
+    async def emit(
+        self,
+        name: str,
+        chat_id: int,
+        user_id: int | None,
+        data: dict[str, Any] | None = None,
+        *,
+        chain: int = 0,
+    ) -> None:
+        """An event happened (from a feature or an SOP): resume waits for it, start SOPs on it."""
+        now = self.clock.now()
+        await self._resume_waits(chat_id, user_id, name, now)
+        if chain >= MAX_CHAIN:
+            logger.bind(chat_id=chat_id).warning(
+                "event {} not passed on: SOPs started each other {} deep", name, chain
+            )
+            return
+        variables = {"trigger": {"event": name, "data": dict(data or {})}, "_chain": chain + 1}
+        for procedure in self.index.events.get(name, []):
+            await self._start(
+                procedure, chat_id, [user_id], trigger="event", now=now, variables=variables
+            )
+
+    # -- the calendar, and admins -------------------------------------------------------------
+
+    async def fire_schedule(self, sop_id: str, chat_id: int) -> None:
+        """A calendar trigger fired for one group: one run for the whole group."""
+        procedure = self.library.get(sop_id)
+        if procedure is not None:
+            await self._start(procedure, chat_id, [None], trigger="schedule", now=self.clock.now())
+
+    async def check_silent(self, sop_id: str, chat_id: int, days: int) -> int:
+        """The daily check of a `silent` trigger: start runs, as one batch, for silent members."""
+        procedure = self.library.get(sop_id)
+        if procedure is None:
+            return 0
+        return len(await self._start_silent(procedure, chat_id, days, wake_at=self.clock.now()))
+
+    async def _start_silent(
+        self, procedure: Procedure, chat_id: int, days: int, *, wake_at: datetime | None
+    ) -> list[Run]:
+        """Runs, as one batch, for the members silent these `days` whom the SOP lets in."""
+        now = self.clock.now()
+        silent = await self.facts.silent_members(chat_id, now - timedelta(days=days))
+        if not silent:
+            return []
+        batch = f"{procedure.id}:{chat_id}:{now.timestamp():.0f}"
+        return await self._start(
+            procedure, chat_id, silent, trigger="silent", now=now, batch=batch, wake_at=wake_at
+        )
+
+    async def run_by_hand(self, sop_id: str, chat_id: int, user_id: int | None) -> list[Run]:
+        """`/sop_run`: start an SOP now, for one member or for the group, ignoring its mode.
+
+        An SOP for silent members, run for the group, does its daily check now (its conditions
+        hold, so nobody is nudged twice): a group run of it would have no member to nudge.
+        """
+        procedure = self.library.get(sop_id)
+        if procedure is None:
+            return []
+        silent = silent_trigger(procedure)
+        if user_id is None and silent is not None and procedure.sop.concurrency_key == "member":
+            return await self._start_silent(procedure, chat_id, silent.days, wake_at=None)
+        return await self._start(
+            procedure, chat_id, [user_id], trigger="manual", now=self.clock.now(), force=True
+        )
+
+    async def stop_runs(self, sop_id: str, chat_id: int, reason: str) -> None:
+        """End every run of an SOP in a group (it was switched off there)."""
+        pending = await self.runs.pending(sop_id, chat_id, None, any_member=True)
+        await self._cancel(pending, self.clock.now(), reason)
+
+    # -- ending waits -------------------------------------------------------------------------
+
+    async def _resume_waits(
+        self, chat_id: int, user_id: int | None, event: str, now: datetime
+    ) -> None:
+        run_ids = self._waits.get((chat_id, user_id, event))
+        if not run_ids:
+            return
+        self._unhold(run_ids)  # the event comes first: its timeout no longer counts
+        busy = self._leases.busy
+        runs = []
+        for run_id in list(run_ids):
+            run = None if run_id in busy else await self.runs.get(run_id)
+            if run is not None:
+                runs.append(run)
+        resumed = []
+        records = []
+        for run in runs:
+            if run.status is not RunStatus.WAITING or run.wait_event != event:
+                run_ids.discard(run.id)
+                continue
+            procedure = self.library.get(run.sop_id)
+            records.append(wait_record(run, procedure, now, "done"))
+            run.variables["timed_out"] = False
+            self._waits.unwait(run)
+            run.status, run.wake_at = RunStatus.RUNNING, None
+            goto(run, procedure, run.position, now, past=True)
+            resumed.append(run)
+        if not resumed:
+            return
+        busy.update(run.id for run in resumed)
+        try:
+            await self.runs.save(resumed, now, finished=records)
+        except RunMoved:
+            self._leases.release(resumed)
+            return
+        stepping = self._stepping
+        going = await stepping.settle(resumed)
+        if going:
+            stepping.spawn(stepping.advance(going, claimed=True))
+
+    async def _jump(self, procedure: Procedure, run: Run, path: str, now: datetime) -> None:
+        """A flow button was pressed while its run waited: go on at the button's step."""
+        self._unhold([run.id])
+        self._leases.busy.add(run.id)
+        record = wait_record(run, procedure, now, "interrupted")
+        self._waits.unwait(run)
+        run.status, run.wake_at, run.position = RunStatus.RUNNING, None, path
+        run.variables["pressed"] = procedure.label(path)
+        try:
+            await self.runs.save([run], now, finished=[record])
+        except RunMoved:
+            self._leases.release([run])
+            return
+        self._stepping.spawn(self._stepping.advance([run], claimed=True))

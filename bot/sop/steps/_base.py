@@ -1,0 +1,316 @@
+"""What a step type is: the class each step module implements, and what it is given to work with.
+
+A step type runs a `Cohort`, the runs of one SOP at one of its steps, with the engine's `Tools`;
+it describes a journal row for `tidepool simulate` (`Seen`) and checks what its model cannot
+for `tidepool check` (`Checks`). The keys every step has (`enabled`, `continue_on_error`) and
+whether a step needs a member are handled by the engine for all of them, not by each type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+from bot.db import RunStatus
+from bot.sop.format import Condition, Step, StepBase
+from bot.sop.runs import Effects, Run, StepRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from bot.activity import ActivityLog
+    from bot.checkin.boards import Leaderboards
+    from bot.checkin.service import CheckinRules
+    from bot.clock import Clock
+    from bot.sop.conditions import GroupFacts
+    from bot.sop.facts import Facts, MemberFacts
+    from bot.sop.library import Library, Procedure
+    from bot.sop.messages import TextCatalogue
+    from bot.sop.runs import RunStore
+    from bot.sop.steps._ports import LiveMaker, LotteryOpener, Outbox, Waker
+
+KeyPath = tuple[str | int, ...]  # where in an SOP file: ("steps", 3, "send", "template")
+S = TypeVar("S", bound=StepBase)
+
+
+def goto(
+    run: Run, procedure: Procedure | None, path: str, now: datetime, *, past: bool = False
+) -> None:
+    """Move `run` to `path` (or past it); a run past its last step is done."""
+    target: str | None = path
+    if past:
+        target = procedure.successor.get(path) if procedure is not None else None
+    if target is None:
+        run.status, run.finished_at, run.wake_at = RunStatus.DONE, now, None
+    else:
+        run.position = target
+
+
+@dataclass(slots=True)
+class Cohort(Generic[S]):
+    """The runs of one SOP at one step, worked on together.
+
+    `runs` are those the step works on; `errors` (by run id) those the engine's common checks
+    refused (a run for the whole group at a step that needs a member): they are journaled as
+    failed with the step. `all` is every run at the step, in order."""
+
+    procedure: Procedure
+    path: str
+    step: S
+    all: list[Run]
+    now: datetime
+    label: str = ""
+    runs: list[Run] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.label = self.procedure.label(self.path)
+        self.runs = self.all
+
+    def refuse_group_runs(self, error: str) -> None:
+        """Runs for the whole group fail this step with `error`; the others go on to it."""
+        if any(run.user_id is None for run in self.all):
+            self.errors = {run.id: error for run in self.all if run.user_id is None}
+            self.runs = [run for run in self.all if run.user_id is not None]
+
+    def failed(self, run: Run, error: str) -> StepRecord:
+        """`run` failed this step: its journal row. It ends here, failed, unless the step
+        continues on error: then it moves past the step."""
+        now = self.now
+        record = StepRecord(
+            run.id, run.seq, self.label, self.step.action, "failed", now, now, error=error
+        )
+        run.seq += 1
+        if self.step.continue_on_error:
+            goto(run, self.procedure, self.path, now, past=True)
+        else:
+            run.status, run.error, run.finished_at = (
+                RunStatus.FAILED,
+                f"{self.label}: {error}",
+                now,
+            )
+        return record
+
+
+class Tools(Protocol):
+    """What a step type may use of the engine (`bot.sop.engine`): the bot's services, what it
+    knows of groups, and how runs are journaled, moved on and set going."""
+
+    @property
+    def db(self) -> AsyncEngine: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def runs(self) -> RunStore: ...
+    @property
+    def library(self) -> Library: ...
+    @property
+    def activity(self) -> ActivityLog: ...
+    @property
+    def facts(self) -> Facts: ...
+    @property
+    def boards(self) -> Leaderboards: ...
+    @property
+    def texts(self) -> TextCatalogue: ...
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def lotteries(self) -> LotteryOpener: ...
+    @property
+    def lives(self) -> LiveMaker: ...
+    @property
+    def pushes(self) -> Waker: ...
+    @property
+    def deletions(self) -> Waker: ...
+    @property
+    def default_language(self) -> str: ...
+    @property
+    def stopping(self) -> bool:
+        """The bot is shutting down: what was not tried yet waits for the restart."""
+        ...
+
+    def language(self, chat_id: int) -> str | None:
+        """The group's language, if it has one set."""
+        ...
+
+    def group_facts(self, chat_id: int, members: int = 0) -> GroupFacts: ...
+
+    def checkin_rules(self, chat_id: int) -> CheckinRules: ...
+
+    def context(
+        self,
+        procedure: Procedure,
+        chat_id: int,
+        group: GroupFacts,
+        members: list[MemberFacts],
+        variables: dict[str, Any],
+        now: datetime,
+        run_id: int | None = None,
+    ) -> dict[str, Any]:
+        """The variables of texts and `template` conditions."""
+        ...
+
+    async def done(
+        self,
+        cohort: Cohort[Any],
+        status: str = "done",
+        *,
+        moved: bool = False,
+        effects: Effects | None = None,
+        first: Effects | None = None,
+        errors: dict[int, str] | None = None,
+        branch: dict[int, str] | None = None,
+    ) -> list[Run]:
+        """Journal the step for every run of the cohort and move the runs on (to `branch`'s
+        step, or past this one; not at all when `moved`), with the step's effects, in one
+        transaction; return the runs that go on at once. A run in `errors` failed the step.
+        `first` runs in the transaction before anything is stored (it may set variables)."""
+        ...
+
+    async def settle(self, runs: list[Run]) -> list[Run]:
+        """Let go of the runs that ended (starting those queued behind them); the others."""
+        ...
+
+    async def advance(self, runs: list[Run], *, claimed: bool = False) -> None:
+        """Move runs through their steps until each waits, sends or ends."""
+        ...
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Do `work` in the background, as part of the engine's work in hand."""
+        ...
+
+    def release(self, runs: list[Run]) -> None:
+        """Nobody works on these runs any more (they wait, or wait for the restart)."""
+        ...
+
+    def waiting(self, runs: list[Run]) -> None:
+        """These runs (saved) wait now: for their `wake_at`, and their `wait_event` if any."""
+        ...
+
+    def emitted(
+        self, run: Run, event: str, data: dict[str, Any], sop_id: str, now: datetime, chain: int
+    ) -> None:
+        """`run` emitted `event`: log it, resume the waits for it and start SOPs on it."""
+        ...
+
+    def start(
+        self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime
+    ) -> None:
+        """Start `procedure` for the member (or group) of `run`, in the background."""
+        ...
+
+
+class Seen(Protocol):
+    """A journal row of a simulated run, as `tidepool simulate` shows it to a step type."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def variant(self) -> str | None: ...
+    @property
+    def variables(self) -> Mapping[str, Any]:
+        """The run's variables when the simulation ended."""
+        ...
+
+    @property
+    def label(self) -> str:
+        """The step as the timeline names it."""
+        ...
+
+    @property
+    def member(self) -> str:
+        """The simulated member's name."""
+        ...
+
+    def step_label(self, path: str) -> str:
+        """Another step of the run's SOP, by its path, as the timeline names it."""
+        ...
+
+    def message(self) -> list[str]:
+        """How the message this row sent looks: photo, text, buttons, pinned."""
+        ...
+
+    def later(self, at: datetime, kind: str, text: str) -> None:
+        """One more timeline entry for this row, after the step's own."""
+        ...
+
+
+class Checks(Protocol):
+    """What `tidepool check` offers a step type that checks more than its model can."""
+
+    @property
+    def folder(self) -> Path:
+        """The folder of the SOP files."""
+        ...
+
+    @property
+    def content_dir(self) -> Path: ...
+    @property
+    def step_ids(self) -> Collection[str]:
+        """The ids of the SOP's steps, in file order."""
+        ...
+
+    @property
+    def sop_ids(self) -> Collection[str]:
+        """The ids of the SOPs in the folder."""
+        ...
+
+    def problem(self, at: KeyPath, message: str) -> None: ...
+
+    def text(self, at: KeyPath, key: str, **extra: Any) -> None:
+        """The text key is in every language and renders with the sample context (and
+        `extra` variables)."""
+        ...
+
+    def photo(self, at: KeyPath, photo: str) -> None:
+        """The photo is a file under CONTENT_DIR."""
+        ...
+
+
+class StepType(Generic[S]):
+    """One type of step: what it needs, what it sets for the texts after it, how it runs, how
+    it is described and checked. A step module subclasses it once, for its format model."""
+
+    model: ClassVar[type[StepBase]]  # the step's model in bot.sop.format: the registry's key
+    # What a run for the whole group at this step fails with; None: such runs may run it.
+    needs_member: ClassVar[str | None] = None
+    # The variable this step sets for the texts after it (`run.variables[output]`), if any.
+    output: ClassVar[str | None] = None
+    joined_by: ClassVar[str] = ": "  # what comes between the step's label and its description
+
+    def member_error(self, step: S) -> str | None:
+        """What a run for the whole group fails with at this step, if it cannot run it."""
+        return self.needs_member
+
+    def shown(self, value: Any) -> Any:
+        """The output variable as texts see it (as stored in the run, unless changed here)."""
+        return value
+
+    async def run(self, cohort: Cohort[S], tools: Tools) -> list[Run]:
+        """Do the step for the cohort's runs; return the runs that go on at once."""
+        raise NotImplementedError
+
+    def describe(self, step: S, seen: Seen) -> str:
+        """What `tidepool simulate` says of a journal row of this step, after its label."""
+        return ""
+
+    def nested(self, step: S) -> Iterator[tuple[KeyPath, Sequence[Step]]]:
+        """Steps inside this one, each list with its key path from the step (`if`: then, else)."""
+        return iter(())
+
+    def conditions(self, step: S) -> Iterator[tuple[KeyPath, Condition]]:
+        """Conditions inside this step, each with its key path from the step."""
+        return iter(())
+
+    def check_references(self, step: S, at: KeyPath, checks: Checks) -> None:
+        """Check what the step names in this SOP or the folder (steps, other SOPs)."""
+
+    def check_content(self, step: S, at: KeyPath, checks: Checks) -> None:
+        """Check the texts and files under CONTENT_DIR the step uses."""
