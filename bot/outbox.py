@@ -8,11 +8,12 @@ collaborator with `Outbox`, whichever of its methods they use.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from aiogram.types import FSInputFile, InlineKeyboardMarkup
+if TYPE_CHECKING:  # `tidepool check` reads the step types, which name this: it loads no aiogram
+    from aiogram.types import FSInputFile, InlineKeyboardMarkup
 
-from bot.delivery import Delivered
+    from bot.delivery import Delivered
 
 Before = Callable[[], Awaitable[None]]  # awaited just before Telegram is asked (a send's record)
 

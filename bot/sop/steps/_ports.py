@@ -1,4 +1,5 @@
-"""The bot's services as the step types use them: sending, lotteries, lives, the queues to wake.
+"""The bot's services as the step types use them: lotteries and lives (sending and the queues to
+wake are `bot.outbox`'s).
 
 Protocols only, so that `tidepool check` (which looks step types up too) never loads aiogram.
 """
@@ -9,40 +10,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.outbox import Outbox, Waker
+
 if TYPE_CHECKING:
-    from aiogram.types import FSInputFile, InlineKeyboardMarkup
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from bot.delivery import Delivered
     from bot.sop.format import LotteryAction
-
-
-class Outbox(Protocol):
-    """The delivery service as the engine uses it (`bot.delivery.Delivery`)."""
-
-    async def send_message(
-        self,
-        chat_id: int,
-        text: str,
-        *,
-        source: str,
-        reply_markup: InlineKeyboardMarkup | None = None,
-        reply_to_message_id: int | None = None,
-        combine: str | None = None,
-    ) -> Delivered: ...
-
-    async def send_photo(
-        self,
-        chat_id: int,
-        photo: str | FSInputFile,
-        *,
-        caption: str | None = None,
-        source: str,
-        reply_markup: InlineKeyboardMarkup | None = None,
-        reply_to_message_id: int | None = None,
-    ) -> Delivered: ...
-
-    async def pin(self, chat_id: int, message_id: int, *, source: str) -> Delivered: ...
 
 
 class LotteryOpener(Protocol):
@@ -87,7 +60,4 @@ class LiveMaker(Protocol):
     ) -> int: ...
 
 
-class Waker(Protocol):
-    """A queue told that work was added for it (the push queue, scheduled deletions)."""
-
-    def wake(self) -> None: ...
+__all__ = ["LiveMaker", "LotteryOpener", "Outbox", "Waker"]
