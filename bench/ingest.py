@@ -66,11 +66,20 @@ def group_ids(groups: int) -> list[int]:
 
 
 def make_updates(count: int, groups: int, bot: Bot) -> list[Update]:
-    """Plain messages of several kinds from 40 members per group, one second apart.
+    """The mixed stream bench/sop.py and bench/stats.py feed: plain messages, and in every 25th
+    slot a /checkin by that slot's sender (all of them in 2 groups, from 80 members). This bench
+    spreads its check-ins over every group and member instead (`with_checkins`)."""
+    return _stream(count, groups, bot, checkins=True)
 
-    They are bound to `bot`, as updates from getUpdates are; otherwise aiogram would copy every
-    update through a JSON round trip inside feed_update.
-    """
+
+def plain_updates(count: int, groups: int, bot: Bot) -> list[Update]:
+    """Plain messages of several kinds from 40 members per group, one second apart."""
+    return _stream(count, groups, bot, checkins=False)
+
+
+def _stream(count: int, groups: int, bot: Bot, *, checkins: bool) -> list[Update]:
+    """Updates bound to `bot`, as updates from getUpdates are; otherwise aiogram would copy
+    every update through a JSON round trip inside feed_update."""
     chats = [
         Chat(id=i, type="supergroup", title=f"Group {g}") for g, i in enumerate(group_ids(groups))
     ]
@@ -83,6 +92,11 @@ def make_updates(count: int, groups: int, bot: Bot) -> list[Update]:
         fields: dict[str, Any] = {"text": f"message number {i} in the group"}
         if i % 10 == 3:
             fields = {"photo": photo, "caption": "look at this"}
+        elif checkins and i % CHECKIN_EVERY == CHECKIN_EVERY // 5:
+            fields = {
+                "text": "/checkin",
+                "entities": [MessageEntity(type="bot_command", offset=0, length=8)],
+            }
         message = Message(
             message_id=i + 1,
             date=START + timedelta(seconds=i),
@@ -149,6 +163,7 @@ async def bare_round(updates: list[Update], bot: Bot) -> float:
 class App:
     """What a round drives of the assembled bot."""
 
+    settings: Settings
     dispatcher: Dispatcher
     services: Services
     engine: Engine
@@ -186,7 +201,13 @@ async def assemble(bot: Bot, path: Path) -> App:
     dispatcher = create_dispatcher(
         services, RightsCheck(delivery, services.registry, services.texts, []), operations
     )
-    return App(dispatcher, services, engine, delivery)
+    return App(settings, dispatcher, services, engine, delivery)
+
+
+async def real_dispatcher(bot: Bot, path: Path) -> tuple[Settings, Services, Engine, Dispatcher]:
+    """`assemble` as bench/stats.py takes it."""
+    app = await assemble(bot, path)
+    return app.settings, app.services, app.engine, app.dispatcher
 
 
 @dataclass
@@ -257,7 +278,7 @@ async def main() -> None:
         # Replies go to the emulator on localhost: a benchmark never talks to Telegram.
         session = AiohttpSession(api=TelegramAPIServer.from_base(server.base_url))
         bot = Bot(TOKEN, session=session)
-        plain = make_updates(args.updates, args.groups, bot)
+        plain = plain_updates(args.updates, args.groups, bot)
         mixes = [args.only] if args.only else list(MIXES)
         streams = {"plain": plain}
         if "checkin" in mixes:
