@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,7 @@ async def running(
     sops: dict[str, str] | None = None,
     groups: Iterable[tuple[int, str]] = (),
     group_columns: dict[str, Any] | None = None,
+    prefill: Callable[[AsyncEngine], Awaitable[object]] | None = None,
     bot: Bot | None = None,
     **settings: Any,
 ) -> AsyncIterator[Tidepool]:
@@ -115,9 +116,10 @@ async def running(
 
     Its Telegram is `server`; its database a new SQLite file in `folder`, where `groups`
     (id, title) are known already, with `group_columns`, as a bot that has been in them a while
-    knows them. It runs the shipped SOPs, or with `sops` only these files (and checks that they
-    loaded). `settings` are further settings (timezone, language, ...); `bot` a Bot the caller
-    keeps (prebuilt updates are bound to one Bot, which must then be the one handling them).
+    knows them; `prefill(db)` writes whatever else the bot should find there. It runs the
+    shipped SOPs, or with `sops` only these files (and checks that they loaded). `settings` are
+    further settings (timezone, language, ...); `bot` a Bot the caller keeps (prebuilt updates
+    are bound to one Bot, which must then be the one handling them).
     """
     sops_dir = sops_dir_in(folder, sops)
     config = settings_for(server, folder / "bench.db", sops_dir=sops_dir, **settings)
@@ -127,6 +129,8 @@ async def running(
         bot = create_bot(config)
     try:
         await known_groups(db, groups, **(group_columns or {}))
+        if prefill is not None:
+            await prefill(db)
         me = await bot.me()
         async with assemble(config, bot, clock, me, db=db) as app:
             if sops is not None:
