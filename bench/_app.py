@@ -64,15 +64,15 @@ def sops_dir_in(folder: Path, sops: dict[str, str] | None) -> Path:
     return SOPS if sops is None else write_sops(folder, sops)
 
 
-def seed_chats(server: EmulatorServer, chats: Iterable[tuple[int, str]]) -> None:
-    """Supergroups `(id, title)` in the emulator with the bot an administrator (the default
-    rights, which are the ones Tidepool needs), set silently: no updates are queued."""
+def seed_chats(
+    server: EmulatorServer, chats: Iterable[tuple[int, str]], bot_status: str = "administrator"
+) -> None:
+    """Supergroups `(id, title)` in the emulator with the bot in them (an administrator has the
+    default rights, which are the ones Tidepool needs), set silently: no updates are queued."""
     world = server.emulator.world
     for chat_id, title in chats:
         world.add_chat({"id": chat_id, "title": title, "type": "supergroup"})
-        emulator_events.set_member(
-            world, chat_id, {"user_id": world.bot_id, "status": "administrator"}
-        )
+        emulator_events.set_member(world, chat_id, {"user_id": world.bot_id, "status": bot_status})
 
 
 async def known_groups(db: AsyncEngine, chats: Iterable[tuple[int, str]], **columns: Any) -> None:
