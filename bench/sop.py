@@ -505,16 +505,24 @@ async def lateness_phase(
     name: str,
     sizes: Sizes,
     bot: Bot,
+    chatter: list[tuple[int, str]],
     updates: list[Update] | None,
     per_second: float | None = None,
 ) -> Lateness:
     """Start the runs at a steady pace, then (with `updates`) start the ingest load, and
-    collect the lateness of every run as its wait ends, all while the load runs."""
+    collect the lateness of every run as its wait ends, all while the load runs. The bot
+    knows the groups of the runs and of the load's messages (`chatter`) from the start."""
     runs = sizes.timed_runs
     groups = group_titles([-1003000000000 - n for n in range(50)])
     sops = timed_sops(sizes.first_wait)
     async with running(
-        server, tmp / name, SystemClock(), sops=sops, groups=groups, bot=bot, timezone=ZONE
+        server,
+        tmp / name,
+        SystemClock(),
+        sops=sops,
+        groups=groups + chatter,
+        bot=bot,
+        timezone=ZONE,
     ) as app:
         engine = app.engine
         ERRORS.take()
@@ -559,12 +567,24 @@ async def lateness_phase(
 
 
 async def ingest_alone(
-    server: EmulatorServer, tmp: Path, sizes: Sizes, bot: Bot, updates: list[Update], seconds: float
+    server: EmulatorServer,
+    tmp: Path,
+    sizes: Sizes,
+    bot: Bot,
+    chatter: list[tuple[int, str]],
+    updates: list[Update],
+    seconds: float,
 ) -> float:
     """The ingest rate on the same bot with no run in it: the baseline for the rate."""
     sops = timed_sops(sizes.first_wait)
     async with running(
-        server, tmp / "ingest-alone", SystemClock(), sops=sops, bot=bot, timezone=ZONE
+        server,
+        tmp / "ingest-alone",
+        SystemClock(),
+        sops=sops,
+        groups=chatter,
+        bot=bot,
+        timezone=ZONE,
     ) as app:
         stop = asyncio.Event()
         began = time.perf_counter()
@@ -595,20 +615,23 @@ async def lateness(tmp: Path, sizes: Sizes, verdicts: Verdicts) -> None:
         # One Bot for every phase: the prebuilt updates are bound to it, as polled ones are.
         bot = create_bot(settings_for(server, tmp / "unused.db"))
         updates = make_updates(sizes.ingest_pool, 50, bot)
-        seed_chats(server, chats_of(updates))  # the groups the messages come from
+        chatter = chats_of(updates)  # the groups the messages come from
+        seed_chats(server, chatter)
         gc.collect()
         gc.freeze()  # as bench/ingest.py does: the prebuilt updates are a harness artefact
         try:
             phases = {
-                "no other load": await lateness_phase(server, tmp, "quiet", sizes, bot, None),
+                "no other load": await lateness_phase(
+                    server, tmp, "quiet", sizes, bot, chatter, None
+                ),
                 f"ingest {PACED:,.0f}/s": await lateness_phase(
-                    server, tmp, "paced", sizes, bot, updates, PACED
+                    server, tmp, "paced", sizes, bot, chatter, updates, PACED
                 ),
                 "ingest flat out": await lateness_phase(
-                    server, tmp, "flat", sizes, bot, updates, None
+                    server, tmp, "flat", sizes, bot, chatter, updates, None
                 ),
             }
-            alone = await ingest_alone(server, tmp, sizes, bot, updates, 5.0)
+            alone = await ingest_alone(server, tmp, sizes, bot, chatter, updates, 5.0)
         finally:
             await bot.session.close()
             gc.unfreeze()
