@@ -13,10 +13,11 @@ members (`--repeat`) press twice, as double taps do.
 Three rounds on fresh databases, same presses: first the bot as deployed (`tidepool run` in its
 own process); then, in this process, the bot as `tidepool run` assembles it (bot.factory) with
 batched admission (as the bot runs) and, as the baseline, with one transaction per press (its
-`Lotteries` admitting batches of one, waiting for no company). Before the presses, the in-process
-bot counts the seeded history and does the group's day, as a bot running for a while has. Reported against the issue's targets: every member entered
-exactly once and every press answered; how long recording took; the draw's compute time (the
-pure draw over the entrant list, and the whole draw transaction).
+`Lotteries` admitting batches of one, waiting for no company). Before the presses, the
+in-process bot counts the seeded history and does the group's day, as a bot running for a while
+has. Reported against the issue's targets: every member entered exactly once and every press
+answered; how long recording took; the draw's compute time (the pure draw over the entrant
+list, and the whole draw transaction).
 Figures are printed with PASS or MISS; nothing here is a test.
 """
 
