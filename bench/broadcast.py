@@ -53,7 +53,8 @@ from aiogram.exceptions import TelegramRetryAfter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.sop import TOKEN, Verdicts, until
+from bench._app import TOKEN
+from bench.sop import Verdicts, until
 from bot.db import GROUPS, PUSHES, GroupStatus, PushStatus, create_engine, upgrade, writing
 from bot.emulator import EmulatorServer
 from bot.emulator import _events as emulator_events

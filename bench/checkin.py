@@ -2,11 +2,12 @@
 
     python -m bench.checkin [--members 10000] [--span 60] [--repeat 0.05]
 
-(Run it from the repository root with `-m`: it imports bench/sop.py.) A real `Engine` runs the
-shipped `sops/daily_checkin.yaml` and texts on its own SQLite file, with the real `Registry`,
-`ActivityLog` and `Delivery`, against the emulator with Telegram's limits on. Each member writes
-打卡 once, at an even pace over `--span` seconds; a share (`--repeat`) writes it a second time
-right after, as double taps do. Then the run waits until every reply has been sent.
+(Run it from the repository root with `-m`: it imports bench/sop.py.) The whole bot, as
+`tidepool run` assembles it (bot.factory), runs the shipped `sops/daily_checkin.yaml` (its only
+SOP) and texts on its own SQLite file, against the emulator with Telegram's limits on. Each
+member writes 打卡 once, at an even pace over `--span` seconds, a group message fed to the bot's
+dispatcher; a share (`--repeat`) writes 签到！ right after, as double taps do. Then the run waits
+until every reply has been sent.
 
 It reports, against the targets of the issue:
 - recorded exactly once: one check-in row, one ledger row and 10 points per member, nothing
@@ -29,33 +30,25 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import User
+from aiogram.types import Chat, Message, Update, User
 from sqlalchemy import func, select
 
+from bench._app import ROOT, TOKEN, running, seed_chats
 from bench.sop import (
     ERRORS,
     GROUP_PER_MINUTE,
     MENTION,
-    ROOT,
-    TOKEN,
-    Stack,
     Verdicts,
-    group_chat,
     on_schedule,
     runs_line,
+    statuses,
     until,
 )
 from bot.clock import SystemClock
-from bot.db import BALANCES, CHECKINS, POINTS, GroupStatus
-from bot.delivery import Delivery
+from bot.db import BALANCES, CHECKINS, POINTS
 from bot.emulator import EmulatorServer
-from bot.registry import Registry
-from bot.sop.engine import Outbox
 
-BOT_USERNAME = "tidepool_bot"
+CHAT_ID = -1005000000000
 WINDOW = 60.0
 
 
@@ -73,72 +66,79 @@ def busiest_minute(times: list[float]) -> int:
 async def run(members: int, span: float, repeat: float, folder: Path) -> None:
     verdicts = Verdicts()
     sop_text = (ROOT / "sops" / "daily_checkin.yaml").read_text()
+    chat = Chat(id=CHAT_ID, type="supergroup", title="Check-in group")
     async with EmulatorServer(token=TOKEN) as server:
         ctl = server.client
-        chat = await ctl.create_chat("Check-in group")
-        chat_id = int(chat["id"])
-        await ctl.set_bot_status(chat_id, "administrator")
+        seed_chats(server, [(CHAT_ID, "Check-in group")])
         await ctl.set_rate_limits(True)
-        bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(server.base_url)))
-        deliveries: list[Delivery] = []
-
-        def outbox(registry: Registry, db: object) -> Outbox:
-            deliveries.append(Delivery(bot, registry, db))  # type: ignore[arg-type]
-            return deliveries[-1]
-
-        stack = await Stack.open(folder, {"daily_checkin": sop_text}, SystemClock(), outbox)
-        delivery = deliveries[0]
-        await stack.registry.save_group(
-            group_chat(chat_id, 0),
-            status=GroupStatus.ACTIVE,
-            bot_status="administrator",
-            language="zh",
-        )
-        users = [User(id=200_000 + i, is_bot=False, first_name=f"M{i}") for i in range(members)]
-        began = time.perf_counter()
-        for user in users:
-            await stack.registry.member_joined(chat_id, user, datetime.now(UTC), source="seed")
-        print(f"   {members:,} members in the group ({time.perf_counter() - began:.1f} s to add)")
-
-        twice = {i for i in range(members) if (i * 7919) % 1000 < repeat * 1000}
-        gap = span / members
-
-        async def check_in(i: int) -> None:
-            user_id = users[i].id
-            await stack.engine.message(chat_id, user_id, 10 * i, "打卡", BOT_USERNAME)
-            if i in twice:
-                await stack.engine.message(chat_id, user_id, 10 * i + 1, "签到！", BOT_USERNAME)
-
-        async def recorded() -> int:
-            async with stack.db.connect() as conn:
-                count = select(func.count()).select_from(CHECKINS)
-                return int((await conn.execute(count)).scalar_one())
-
-        began = time.perf_counter()
-        started_in, tasks = await on_schedule([i * gap for i in range(members)], check_in)
-        await asyncio.gather(*tasks)
-        await until(lambda: _at_least(recorded, members), began + span * 10 + 120, 0.05)
-        recorded_in = time.perf_counter() - began
-
-        async def answered() -> bool:
-            live = set(await stack.statuses()) - {"done", "failed", "cancelled"}
-            return not live and delivery.pending == 0
-
-        await until(answered, began + 3600, 0.5)
-        replied_in = time.perf_counter() - began
-        calls = await ctl.calls(method="sendMessage")
-        sent = await ctl.sent()
-        await delivery.close(grace=5)
-        await stack.activity.flush()
-        async with stack.db.connect() as conn:
-            rows = Counter(user_id for (user_id,) in await conn.execute(select(CHECKINS.c.user_id)))
-            ledger = Counter(user_id for (user_id,) in await conn.execute(select(POINTS.c.user_id)))
-            balances = dict(
-                (await conn.execute(select(BALANCES.c.user_id, BALANCES.c.balance))).all()
+        async with running(
+            server,
+            folder,
+            SystemClock(),
+            sops={"daily_checkin": sop_text},
+            groups=[(CHAT_ID, "Check-in group")],
+            group_columns={"bot_status": "administrator", "language": "zh"},
+            timezone="UTC",
+        ) as app:
+            delivery = app.delivery
+            users = [User(id=200_000 + i, is_bot=False, first_name=f"M{i}") for i in range(members)]
+            began = time.perf_counter()
+            for user in users:
+                await app.registry.member_joined(CHAT_ID, user, datetime.now(UTC), source="seed")
+            print(
+                f"   {members:,} members in the group ({time.perf_counter() - began:.1f} s to add)"
             )
-        statuses = await stack.statuses()
-        await stack.close()
-        await bot.session.close()
+
+            twice = {i for i in range(members) if (i * 7919) % 1000 < repeat * 1000}
+            gap = span / members
+
+            async def write(message_id: int, user: User, text: str) -> None:
+                message = Message(
+                    message_id=message_id,
+                    date=datetime.now(UTC),
+                    chat=chat,
+                    from_user=user,
+                    text=text,
+                )
+                await app.dispatcher.feed_update(
+                    app.bot, Update(update_id=message_id, message=message)
+                )
+
+            async def check_in(i: int) -> None:
+                await write(10 * i + 1, users[i], "打卡")
+                if i in twice:
+                    await write(10 * i + 2, users[i], "签到！")
+
+            async def recorded() -> int:
+                async with app.db.connect() as conn:
+                    count = select(func.count()).select_from(CHECKINS)
+                    return int((await conn.execute(count)).scalar_one())
+
+            began = time.perf_counter()
+            started_in, tasks = await on_schedule([i * gap for i in range(members)], check_in)
+            await asyncio.gather(*tasks)
+            await until(lambda: _at_least(recorded, members), began + span * 10 + 120, 0.05)
+            recorded_in = time.perf_counter() - began
+
+            async def answered() -> bool:
+                live = set(await statuses(app.db)) - {"done", "failed", "cancelled"}
+                return not live and delivery.pending == 0
+
+            await until(answered, began + 3600, 0.5)
+            replied_in = time.perf_counter() - began
+            calls = await ctl.calls(method="sendMessage")
+            sent = await ctl.sent()
+            async with app.db.connect() as conn:
+                rows = Counter(
+                    user_id for (user_id,) in await conn.execute(select(CHECKINS.c.user_id))
+                )
+                ledger = Counter(
+                    user_id for (user_id,) in await conn.execute(select(POINTS.c.user_id))
+                )
+                balances = dict(
+                    (await conn.execute(select(BALANCES.c.user_id, BALANCES.c.balance))).all()
+                )
+            runs = await statuses(app.db)
 
     ids = [user.id for user in users]
     once = all(rows[i] == 1 and ledger[i] == 1 and balances.get(i) == 10 for i in ids)
@@ -150,7 +150,7 @@ async def run(members: int, span: float, repeat: float, folder: Path) -> None:
     )
     verdict = verdicts.add(
         "every member recorded exactly once",
-        once and extra == 0 and set(statuses) <= {"done"},
+        once and extra == 0 and set(runs) <= {"done"},
         f"{len(rows):,} members, {sum(rows.values()):,} check-ins, {sum(ledger.values()):,} "
         f"ledger rows",
     )
@@ -159,7 +159,7 @@ async def run(members: int, span: float, repeat: float, folder: Path) -> None:
         f"{sum(ledger.values()):,} ledger rows, 10 points each: {'yes' if once else 'NO'}   "
         f"{verdict}"
     )
-    print(f"   runs afterwards:   {runs_line(statuses)}; errors logged: {ERRORS.take()}")
+    print(f"   runs afterwards:   {runs_line(runs)}; errors logged: {ERRORS.take()}")
 
     done_lines: Counter[int] = Counter()
     mentioned: Counter[int] = Counter()
@@ -218,7 +218,8 @@ async def main() -> None:
     logger.add(ERRORS, level="ERROR", format="{message}")
     print(
         f"check-in burst: {args.members:,} members of one group check in within {args.span:g} s "
-        "(emulator, Telegram's limits on; shipped daily_checkin.yaml, real Engine and Delivery)"
+        "(emulator, Telegram's limits on; shipped daily_checkin.yaml; the whole bot, as tidepool "
+        "run builds it)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         await run(args.members, args.span, args.repeat, Path(tmp))

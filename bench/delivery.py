@@ -1,11 +1,14 @@
 """Delivery benchmark: many messages to many groups through `Delivery`, against the emulator with
 Telegram's flood limits on, compared with the most those limits allow.
 
-    python bench/delivery.py [--groups 100] [--messages 1000]
+    python -m bench.delivery [--groups 100] [--messages 1000] [--per-second 28]
 
-The messages are spread evenly over the groups and all asked for at once. The best possible
-rate is min(per_second, groups × 20 / 60) messages a second; a good run comes close to it with
-no 429 at all. The run stops by itself after a generous deadline.
+The bot runs as `tidepool run` assembles it (bot.factory), with no SOP that could send anything
+of its own, and the messages go through its delivery service. They are spread evenly over the
+groups and all asked for at once. The best possible rate is min(per_second, groups × 20 / 60)
+messages a second; a good run comes close to it with no 429 at all. The run stops by itself
+after a generous deadline. `--per-second` other than the bot's own pace times a delivery
+service with that pace, over the bot's own Bot, registry and database.
 """
 
 from __future__ import annotations
@@ -16,58 +19,45 @@ import tempfile
 import time
 from pathlib import Path
 
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Chat
-
-from bot.activity import ActivityLog
-from bot.db import GroupStatus, create_engine, upgrade
+from bench._app import TOKEN, running, seed_chats
+from bot.clock import SystemClock
 from bot.delivery import Delivered, Delivery
 from bot.emulator import EmulatorServer
-from bot.events import Bus
-from bot.registry import Registry
-
-TOKEN = "123456:BENCH-token"
 
 
-async def run(groups: int, messages: int, per_second: float, folder: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{folder / 'bench.db'}")
-    await upgrade(engine)
-    activity = ActivityLog(engine)
-    registry = Registry(engine, activity, Bus())
+async def run(groups: int, messages: int, per_second: float | None, folder: Path) -> None:
+    chats = [(-1001000000000 - n, f"Group {n}") for n in range(groups)]
+    chat_ids = [chat_id for chat_id, _ in chats]
     async with EmulatorServer(token=TOKEN) as server:
         ctl = server.client
-        chat_ids = []
-        for n in range(groups):
-            chat = await ctl.create_chat(f"Group {n}")
-            await ctl.set_bot_status(chat["id"], "member")
-            await registry.save_group(
-                Chat(id=chat["id"], type="supergroup", title=f"Group {n}"),
-                status=GroupStatus.ACTIVE,
-            )
-            chat_ids.append(chat["id"])
+        seed_chats(server, chats, bot_status="member")
         await ctl.set_rate_limits(True)
-        bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(server.base_url)))
-        delivery = Delivery(bot, registry, engine, per_second=per_second)
-        limit = min(per_second, groups * delivery.per_group_minute / 60)
-        deadline = messages / limit * 2 + 60
-        delivery.start()
-        began = time.perf_counter()
-        sends = [
-            asyncio.ensure_future(
-                delivery.send_message(chat_ids[i % groups], f"message {i}", source="bench")
-            )
-            for i in range(messages)
-        ]
-        done, late = await asyncio.wait(sends, timeout=deadline)
-        elapsed = time.perf_counter() - began
-        await delivery.close(grace=0)
-        results: list[Delivered] = [task.result() for task in (*done, *late)]
-        calls = await ctl.calls(method="sendMessage")
-        await bot.session.close()
-    await activity.close()
-    await engine.dispose()
+        async with running(
+            server,
+            folder,
+            SystemClock(),
+            sops={},
+            groups=chats,
+            group_columns={"bot_status": "member"},
+        ) as app:
+            delivery = app.delivery
+            if per_second is not None and per_second != delivery.per_second:
+                delivery = Delivery(app.bot, app.registry, app.db, per_second=per_second)
+            limit = min(delivery.per_second, groups * delivery.per_group_minute / 60)
+            deadline = messages / limit * 2 + 60
+            delivery.start()
+            began = time.perf_counter()
+            sends = [
+                asyncio.ensure_future(
+                    delivery.send_message(chat_ids[i % groups], f"message {i}", source="bench")
+                )
+                for i in range(messages)
+            ]
+            done, late = await asyncio.wait(sends, timeout=deadline)
+            elapsed = time.perf_counter() - began
+            await delivery.close(grace=0)  # what is still queued at the deadline fails
+            results: list[Delivered] = [task.result() for task in (*done, *late)]
+            calls = await ctl.calls(method="sendMessage")
 
     sent = sum(r.ok for r in results)
     retried = sum(r.attempts > 1 for r in results)
@@ -78,7 +68,10 @@ async def run(groups: int, messages: int, per_second: float, folder: Path) -> No
         f"sent:             {sent:,} in {elapsed:.1f}s ({len(late)} still queued at the deadline)"
     )
     print(f"achieved:         {rate:.1f} messages/s")
-    print(f"limit:            {limit:.1f} messages/s = min({per_second:g}/s, {groups} × 20/min)")
+    print(
+        f"limit:            {limit:.1f} messages/s = min({delivery.per_second:g}/s, "
+        f"{groups} × 20/min)"
+    )
     print(f"ratio:            {rate / limit:.2f} of the limit")
     print(f"429 answers:      {rejected} ({retried} messages needed more than one attempt)")
     print(f"recorded:         {delivery.recorded:,} deliveries")
@@ -90,7 +83,9 @@ async def main() -> None:
     )
     parser.add_argument("--groups", type=int, default=100)
     parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--per-second", type=float, default=28)
+    parser.add_argument(
+        "--per-second", type=float, default=None, help="default: the bot's own pace (28)"
+    )
     args = parser.parse_args()
 
     from bot.logs import setup_logging

@@ -10,10 +10,14 @@ answerCallbackQuery. The lottery has the shipped weekly lottery's kind of rules 
 group, a message in the last 7 days), so every press is checked against them. A share of the
 members (`--repeat`) press twice, as double taps do.
 
-Two rounds on fresh databases, same presses: batched admission (as the bot runs) and, as the
-baseline, one transaction per press. Reported against the issue's targets: every member entered
-exactly once and every press answered; how long recording took; the draw's compute time (the
-pure draw over the entrant list, and the whole draw transaction).
+Three rounds on fresh databases, same presses: first the bot as deployed (`tidepool run` in its
+own process); then, in this process, the bot as `tidepool run` assembles it (bot.factory) with
+batched admission (as the bot runs) and, as the baseline, with one transaction per press (its
+`Lotteries` admitting batches of one, waiting for no company). Before the presses, the
+in-process bot counts the seeded history and does the group's day, as a bot running for a while
+has. Reported against the issue's targets: every member entered exactly once and every press
+answered; how long recording took; the draw's compute time (the pure draw over the entrant
+list, and the whole draw transaction).
 Figures are printed with PASS or MISS; nothing here is a test.
 """
 
@@ -32,42 +36,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.sop import ROOT, TOKEN, Verdicts, group_chat, on_schedule, until
-from bot.admins import Admins
-from bot.app import Operations, allowed_updates, create_dispatcher, open_services
+from bench._app import ROOT, TOKEN, known_groups, running, settings_for
+from bench.sop import Verdicts, on_schedule, until
+from bot.app import allowed_updates
 from bot.clock import SystemClock
-from bot.db import (
-    EVENTS,
-    GROUPS,
-    LOTTERY_ENTRIES,
-    MEMBERS,
-    EventType,
-    GroupStatus,
-    create_engine,
-    upgrade,
-    writing,
-)
-from bot.delivery import Delivery
+from bot.db import EVENTS, LOTTERY_ENTRIES, MEMBERS, EventType, writing
 from bot.emulator import EmulatorServer
 from bot.emulator import _events as emulator_events
-from bot.handlers import sops
+from bot.factory import Tidepool, open_database
 from bot.lottery import draw as drawing
-from bot.lottery.service import BATCH, GATHER, Lotteries
 from bot.lottery.store import LotteryStore
 from bot.polling import Poller
-from bot.rights import RightsCheck
-from bot.settings import Settings
-from bot.sop.engine import Engine
 from bot.sop.format import LotteryRules
-from bot.sop.library import Library
 
 FIRST_USER = 300_000
 RULES = LotteryRules.model_validate(
@@ -132,6 +116,9 @@ async def seed(db: AsyncEngine, chat_id: int, members: int) -> None:
 async def one_round(
     folder: Path, members: int, span: float, repeat: float, *, batched: bool
 ) -> Round:
+    """The whole bot in this process, assembled as `tidepool run` assembles it, its Poller
+    fetching the presses from the emulator; unbatched, its lotteries admit one press a
+    transaction (the baseline)."""
     result = Round()
     async with EmulatorServer(token=TOKEN) as server:
         ctl = server.client
@@ -145,105 +132,52 @@ async def one_round(
         for user_id in users:
             world.add_user({"id": user_id, "first_name": f"M{user_id}"})
         await ctl.set_rate_limits(True)
-        settings = Settings(
-            bot_token=TOKEN,
-            database_url=f"sqlite+aiosqlite:///{folder / ('batched' if batched else 'single')}.db",
-            content_dir=ROOT / "content",
-            language="en",
-        )
-        services = await open_services(settings)
-        await services.registry.save_group(
-            group_chat(chat_id, 0), status=GroupStatus.ACTIVE, bot_status="administrator"
-        )
-        await seed(services.engine, chat_id, members)
-        session = AiohttpSession(api=TelegramAPIServer.from_base(server.base_url))
-        bot = Bot(TOKEN, session=session)
-        delivery = Delivery(bot, services.registry, services.engine)
-        clock = SystemClock()
-        engine = Engine(
-            services.engine,
-            Library(ROOT / "sops", ROOT / "content"),
-            services.registry,
-            services.activity,
-            delivery,
-            clock,
-            default_timezone=settings.tz,
-            default_language="en",
-        )
-        await engine.open()
-        lotteries = Lotteries(
-            services.engine,
-            services.registry,
-            services.activity,
-            delivery,
-            services.texts,
-            clock,
-            default_timezone=ZoneInfo("Asia/Shanghai"),
-            batch=BATCH if batched else 1,
-            gather=GATHER if batched else 0.0,
-        )
-        operations = Operations(
-            engine,
-            Admins(bot, []),
-            sops.Say(delivery, services.texts, services.registry),
-            "bench_bot",
-            None,
-            lotteries,
-        )
-        dispatcher = create_dispatcher(
-            services, RightsCheck(delivery, services.registry, services.texts, []), operations
-        )
-        services.activity.start()
-        delivery.start()
-        lottery = await lotteries.create(
-            chat_id,
-            prize="Bench prize",
-            winners=10,
-            duration=timedelta(hours=1),
-            rules=RULES,
-            by=owner,
-        )
-        stored = await lotteries.store.get(lottery.id)
-        assert stored is not None and stored.message_id is not None
-        message_id, data = stored.message_id, f"lottery:enter:{lottery.id}"
-        stop = asyncio.Event()
-        poller = Poller(bot, dispatcher, allowed_updates=allowed_updates(dispatcher))
-        polling = asyncio.create_task(poller.run(stop))
-        await press_and_wait(
-            result, world, chat_id, message_id, data, users, span, repeat, services.engine
-        )
-
-        async with services.engine.connect() as conn:
-            entrants = [
-                row.user_id
-                for row in await conn.execute(
-                    select(LOTTERY_ENTRIES.c.user_id).where(
-                        LOTTERY_ENTRIES.c.lottery_id == lottery.id
-                    )
-                )
-            ]
-        await measure_draw(result, lotteries.store, lottery.id, stored.seed, entrants)
-
-        stop.set()
-        await polling
-        await lotteries.close()
-        await delivery.close(grace=5)
-        await services.activity.close()
-        async with services.engine.connect() as conn:
-            result.entries = len(entrants)
-            result.distinct = len(set(entrants))
-            after = await lotteries.store.get(lottery.id)
-            result.entry_count = after.entry_count if after else -1
-            result.events = int(
-                (
-                    await conn.execute(
-                        select(func.count()).where(EVENTS.c.type == EventType.LOTTERY_ENTERED.value)
-                    )
-                ).scalar_one()
+        async with running(
+            server,
+            folder / ("batched" if batched else "single"),
+            SystemClock(),
+            groups=[(chat_id, "Lottery group")],
+            group_columns={"bot_status": "administrator"},
+            prefill=lambda db: seed(db, chat_id, members),
+            owner_ids=[owner],
+        ) as app:
+            lotteries = app.lotteries
+            if not batched:  # the baseline: every press its own transaction, nobody waited for
+                lotteries.batch, lotteries.gather = 1, 0.0
+            await settled_history(app)
+            lottery = await lotteries.create(
+                chat_id,
+                prize="Bench prize",
+                winners=10,
+                duration=timedelta(hours=1),
+                rules=RULES,
+                by=owner,
             )
-        await bot.session.close()
-        await services.engine.dispose()
+            stored = await lotteries.store.get(lottery.id)
+            assert stored is not None and stored.message_id is not None
+            message_id, data = stored.message_id, f"lottery:enter:{lottery.id}"
+            stop = asyncio.Event()
+            poller = Poller(
+                app.bot, app.dispatcher, allowed_updates=allowed_updates(app.dispatcher)
+            )
+            polling = asyncio.create_task(poller.run(stop))
+            await press_and_wait(
+                result, world, chat_id, message_id, data, users, span, repeat, app.db
+            )
+            entrants = await _entrants(app.db)
+            await measure_draw(result, lotteries.store, lottery.id, stored.seed, entrants)
+            stop.set()
+            await polling
+            await app.activity.flush()
+            await _tally(result, app.db, entrants, lotteries.store, lottery.id)
     return result
+
+
+async def settled_history(app: Tidepool) -> None:
+    """What a bot that has been running a while has done with the seeded history before the
+    presses come: counted it (the rollup) and done the day's analytics of the group."""
+    await app.rollup.catch_up()
+    await app.analytics.run_due()
 
 
 async def press_and_wait(
@@ -321,22 +255,16 @@ async def process_round(folder: Path, members: int, span: float, repeat: float) 
         users = [FIRST_USER + i for i in range(members)]
         for user_id in users:
             world.add_user({"id": user_id, "first_name": f"M{user_id}"})
-        url = f"sqlite+aiosqlite:///{folder / 'process.db'}"
-        db = create_engine(url)
-        await upgrade(db)
-        async with writing(db) as conn:
-            await conn.execute(
-                GROUPS.insert().values(
-                    id=chat_id, title="Lottery group", status="active", bot_status="administrator"
-                )
-            )
+        settings = settings_for(server, folder / "process.db")
+        db = await open_database(settings)  # migrated, filled, then handed to the bot
+        await known_groups(db, [(chat_id, "Lottery group")], bot_status="administrator")
         await seed(db, chat_id, members)
         await ctl.set_rate_limits(True)
         env = {
             **os.environ,
             "BOT_TOKEN": TOKEN,
             "TELEGRAM_API_BASE": server.base_url,
-            "DATABASE_URL": url,
+            "DATABASE_URL": settings.database_url,
             "CONTENT_DIR": str(ROOT / "content"),
             "SOPS_DIR": str(ROOT / "sops"),
             "LANGUAGE": "en",
@@ -374,12 +302,12 @@ async def process_round(folder: Path, members: int, span: float, repeat: float) 
         finally:
             bot.send_signal(signal.SIGTERM)
             result.exit_code = await asyncio.wait_for(bot.wait(), 60)
-        store = LotteryStore(db)
+        store = LotteryStore(db)  # the bot has stopped: its draw, timed on its database
         entrants = await _entrants(db)
         lottery = await store.get(1)
         assert lottery is not None
         await measure_draw(result, store, 1, lottery.seed, entrants)
-        await _tally(result, db, entrants, store)
+        await _tally(result, db, entrants, store, 1)
         await db.dispose()
     return result
 
@@ -397,9 +325,11 @@ async def _entrants(db: AsyncEngine) -> list[int]:
         return [row.user_id for row in await conn.execute(select(LOTTERY_ENTRIES.c.user_id))]
 
 
-async def _tally(result: Round, db: AsyncEngine, entrants: list[int], store: LotteryStore) -> None:
+async def _tally(
+    result: Round, db: AsyncEngine, entrants: list[int], store: LotteryStore, lottery_id: int
+) -> None:
     result.entries, result.distinct = len(entrants), len(set(entrants))
-    after = await store.get(1)
+    after = await store.get(lottery_id)
     result.entry_count = after.entry_count if after else -1
     async with db.connect() as conn:
         events = select(func.count()).where(EVENTS.c.type == EventType.LOTTERY_ENTERED.value)

@@ -3,14 +3,16 @@ lateness of timed steps under the ingest load, and 10,000 waits falling due at o
 
     python -m bench.sop [--quick] [--only welcome|lateness|due]
 
-(Run it from the repository root with `-m`: it imports bench/ingest.py.) Each part runs a real
-`Engine` on its own SQLite file (migrated as on start) with the real `ActivityLog`, `Registry`
-and `Library`, the system clock, and SOP files written for the part into a temporary folder; the
-texts are the shipped ones in `content/`.
+(Run it from the repository root with `-m`.) Each part runs the whole bot as `tidepool run`
+assembles it (`bot.factory.assemble`: engine, delivery, registry, activity log, dispatcher and
+every background loop) on its own SQLite file, with SOP files written for the part into a
+temporary folder as its SOPS_DIR and the shipped texts in `content/`. Telegram is the emulator,
+in this process; the clock is the system clock unless said otherwise.
 
-1. Welcome burst: members join groups over 10 s (each join handled as its own task, as updates of
-   different chats are); `sops/welcome.yaml` with `batch_window: null` welcomes each of them
-   through the real `Delivery`, against the emulator with Telegram's limits on. The time from the
+1. Welcome burst: members join groups over 10 s, each join a `chat_member` update fed to the
+   bot's dispatcher as its own task (as updates of different chats are handled);
+   `sops/welcome.yaml` with `batch_window: null` welcomes each of them through the bot's
+   `Delivery`, against the emulator with Telegram's limits on. The time from the
    first join to the last welcome is compared with a lower bound from those limits (30 messages
    a second overall, one a second and 20 a minute in a group, none before the member joined).
    Then the shipped `sops/welcome.yaml` (joins within a minute greeted in one message) for the
@@ -19,12 +21,13 @@ texts are the shipped ones in `content/`.
 2. Lateness: runs started through an `event` trigger wait `for:` a few seconds, then tag their
    member. `Engine.lateness` holds, for each run, how long after its `wake_at` the timer took it.
    The runs start before the waits end; the waits end with no other load, then (in the same run)
-   while group messages go through the dispatcher as bench/ingest.py builds it, in the same event
-   loop and database: paced at 5,000 updates/s, and as fast as the loop takes them.
+   while the ingest benchmark's group messages go through the bot's own dispatcher, in the same
+   event loop and database: paced at 5,000 updates/s, and as fast as the loop takes them.
 3. Simultaneous waits: silent members' runs, started by `check_silent`, wait `until:` one time of
-   day, then tag the member: the time from that instant until every run is done. The engine's
-   clock is the system clock plus a constant offset, so that the time of day comes a few seconds
-   after the setup instead of up to a minute later.
+   day, then tag the member: the time from that instant until every run is done. The bot's
+   clock is the system clock plus a constant offset, set once the bot has started and before
+   any run, so that the time of day comes a few seconds after the setup instead of up to a
+   minute later.
 
 Figures are printed with PASS or MISS against the targets of the issue; nothing here is a test.
 The errors the bot logs are counted and summed up per part instead of printed.
@@ -46,45 +49,34 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Chat, Update, User
+from aiogram.types import Chat, ChatMemberLeft, ChatMemberMember, ChatMemberUpdated, Update, User
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.ingest import BATCH, feed, make_updates
-from bot.activity import ActivityLog
-from bot.admins import Admins
-from bot.app import Operations, Services, create_dispatcher, freeze_startup_heap
-from bot.clock import Clock, ManualClock, SystemClock
+from bench._app import (
+    ROOT,
+    TOKEN,
+    running,
+    seed_chats,
+    settings_for,
+)
+from bench._traffic import BATCH, chats_of, feed, make_updates
+from bot.clock import ManualClock, SystemClock
 from bot.db import (
     EVENTS,
     MEMBER_TAGS,
     SOP_RUNS,
     SOP_STEPS,
     EventType,
-    GroupStatus,
     RunStatus,
-    create_engine,
-    upgrade,
 )
-from bot.delivery import Delivery
 from bot.emulator import EmulatorServer
-from bot.handlers import sops
-from bot.registry import Registry
-from bot.rights import RightsCheck
-from bot.settings import Settings
-from bot.sop.engine import DUE_BATCH, Engine, Outbox
-from bot.sop.library import Library
-from bot.texts import Texts
+from bot.factory import Tidepool, create_bot
+from bot.sop.engine import DUE_BATCH
 
-ROOT = Path(__file__).resolve().parent.parent
-CONTENT = ROOT / "content"
-TOKEN = "123456:BENCH-token"
-UTC_ZONE = ZoneInfo("UTC")
+ZONE = "UTC"  # the bot's default time zone here (TIMEZONE): the times of day below are UTC
 MENTION = re.compile(r"tg://user\?id=(\d+)")
 
 # Telegram's limits, as the emulator enforces them.
@@ -137,85 +129,25 @@ class Verdicts:
         return verdict
 
 
-# -- a stack of services around one engine ----------------------------------------------------
+# -- the bot, as `tidepool run` assembles it ---------------------------------------------------
 
 
-@dataclass
-class Stack:
-    """Database, activity log, registry and an engine over a folder of SOP files."""
+async def count(db: AsyncEngine, table: Any, *where: Any) -> int:
+    async with db.connect() as conn:
+        result = await conn.execute(select(func.count()).select_from(table).where(*where))
+        return int(result.scalar_one())
 
-    db: AsyncEngine
-    activity: ActivityLog
-    registry: Registry
-    engine: Engine
 
-    @classmethod
-    async def open(
-        cls,
-        folder: Path,
-        sops: dict[str, str],
-        clock: Clock,
-        outbox: Callable[[Registry, AsyncEngine], Outbox],
-    ) -> Stack:
-        sops_dir = write_sops(folder, sops)
-        db = create_engine(f"sqlite+aiosqlite:///{folder / 'bench.db'}")
-        await upgrade(db)
-        activity = ActivityLog(db)
-        registry = Registry(db, activity)
-        await registry.load()
-        engine = Engine(
-            db,
-            Library(sops_dir, CONTENT),
-            registry,
-            activity,
-            outbox(registry, db),
-            clock,
-            default_timezone=UTC_ZONE,
-            default_language="en",
+async def statuses(db: AsyncEngine) -> Counter[str]:
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            select(SOP_RUNS.c.status, func.count()).group_by(SOP_RUNS.c.status)
         )
-        report = await engine.open()
-        if report.broken or set(report.loaded) != set(sops):
-            problems = "\n".join(broken.summary(10) for broken in report.broken)
-            raise SystemExit(f"bench SOPs did not load ({report.loaded}):\n{problems}")
-        activity.start()
-        engine.start()
-        freeze_startup_heap()  # as the bot does once started
-        return cls(db, activity, registry, engine)
-
-    async def close(self) -> None:
-        await self.engine.close()
-        await self.activity.close()
-        await self.db.dispose()
-
-    async def count(self, table: Any, *where: Any) -> int:
-        async with self.db.connect() as conn:
-            result = await conn.execute(select(func.count()).select_from(table).where(*where))
-            return int(result.scalar_one())
-
-    async def statuses(self) -> Counter[str]:
-        async with self.db.connect() as conn:
-            rows = await conn.execute(
-                select(SOP_RUNS.c.status, func.count()).group_by(SOP_RUNS.c.status)
-            )
-            return Counter({status: count for status, count in rows})
+        return Counter({status: n for status, n in rows})
 
 
-def write_sops(folder: Path, sops: dict[str, str]) -> Path:
-    """A SOPS_DIR holding these files (name -> YAML) in a new `folder`."""
-    sops_dir = folder / "sops"
-    sops_dir.mkdir(parents=True)
-    for name, text in sops.items():
-        (sops_dir / f"{name}.yaml").write_text(text)
-    return sops_dir
-
-
-def unused_outbox(bot: Bot) -> Callable[[Registry, AsyncEngine], Outbox]:
-    """A delivery service that is never started: the SOPs of parts 2 and 3 send nothing."""
-    return lambda registry, db: Delivery(bot, registry, db)
-
-
-def group_chat(chat_id: int, n: int) -> Chat:
-    return Chat(id=chat_id, type="supergroup", title=f"Bench group {n}")
+def group_titles(chat_ids: Sequence[int]) -> list[tuple[int, str]]:
+    return [(chat_id, f"Bench group {n}") for n, chat_id in enumerate(chat_ids)]
 
 
 def percentile(ordered: Sequence[float], share: float) -> float:
@@ -340,74 +272,79 @@ class Burst:
     errors: str
 
 
+def join_update(update_id: int, chat_id: int, user: User, at: datetime) -> Update:
+    """The `chat_member` update Telegram sends an admin bot when `user` joins."""
+    return Update(
+        update_id=update_id,
+        chat_member=ChatMemberUpdated(
+            chat=Chat(id=chat_id, type="supergroup"),
+            from_user=user,
+            date=at,
+            old_chat_member=ChatMemberLeft(user=user),
+            new_chat_member=ChatMemberMember(user=user),
+        ),
+    )
+
+
 async def burst(tmp: Path, sizes: Sizes, sops: dict[str, str], manual: bool, name: str) -> Burst:
     """Members join groups over `join_span`; return what was sent and when."""
     async with EmulatorServer(token=TOKEN) as server:
         ctl = server.client
-        chat_ids = []
-        for n in range(sizes.groups):
-            chat = await ctl.create_chat(f"Bench group {n}")
-            await ctl.set_bot_status(chat["id"], "administrator")
-            chat_ids.append(int(chat["id"]))
+        chat_ids = [-1002000000000 - n for n in range(sizes.groups)]
+        groups = group_titles(chat_ids)
+        seed_chats(server, groups)
         await ctl.set_rate_limits(True)
-        bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(server.base_url)))
-        deliveries: list[Delivery] = []
-
-        def outbox(registry: Registry, db: AsyncEngine) -> Outbox:
-            deliveries.append(Delivery(bot, registry, db))
-            return deliveries[-1]
-
         clock: ManualClock | SystemClock = (
             ManualClock(datetime.now(UTC)) if manual else SystemClock()
         )
-        stack = await Stack.open(tmp / name, sops, clock, outbox)
-        delivery = deliveries[0]
-        for n, chat_id in enumerate(chat_ids):
-            await stack.registry.save_group(
-                group_chat(chat_id, n), status=GroupStatus.ACTIVE, bot_status="administrator"
-            )
-        members = [
-            (chat_ids[i % sizes.groups], User(id=100_000 + i, is_bot=False, first_name=f"M{i}"))
-            for i in range(sizes.members)
-        ]
-        gap = sizes.join_span / sizes.members
-        joins = [(i * gap, chat_id) for i, (chat_id, _) in enumerate(members)]
+        async with running(
+            server,
+            tmp / name,
+            clock,
+            sops=sops,
+            groups=groups,
+            group_columns={"bot_status": "administrator"},
+            timezone=ZONE,
+        ) as app:
+            delivery = app.delivery
+            members = [
+                (chat_ids[i % sizes.groups], User(id=100_000 + i, is_bot=False, first_name=f"M{i}"))
+                for i in range(sizes.members)
+            ]
+            gap = sizes.join_span / sizes.members
+            joins = [(i * gap, chat_id) for i, (chat_id, _) in enumerate(members)]
 
-        async def join(i: int) -> None:
-            chat_id, user = members[i]
+            async def join(i: int) -> None:
+                chat_id, user = members[i]
+                if isinstance(clock, ManualClock):
+                    clock.set(datetime.now(UTC))
+                update = join_update(i + 1, chat_id, user, datetime.now(UTC))
+                await app.dispatcher.feed_update(app.bot, update)
+
+            began = time.perf_counter()
+            _, tasks = await on_schedule([offset for offset, _ in joins], join)
+            await asyncio.gather(*tasks)
+            joined_in = time.perf_counter() - began
+            jumped = 0.0
             if isinstance(clock, ManualClock):
-                clock.set(datetime.now(UTC))
-            at = datetime.now(UTC)
-            await stack.registry.member_joined(chat_id, user, at, source="chat_member")
-            await stack.engine.member_joined(chat_id, user.id)
-
-        began = time.perf_counter()
-        _, tasks = await on_schedule([offset for offset, _ in joins], join)
-        await asyncio.gather(*tasks)
-        joined_in = time.perf_counter() - began
-        jumped = 0.0
-        if isinstance(clock, ManualClock):
-            await stack.engine.settle()
-            jumped = time.perf_counter() - began
-            clock.set(datetime.now(UTC) + timedelta(minutes=1, seconds=1))
-        expected_messages = sizes.groups if manual else sizes.members
-        done = await until(
-            lambda: delivery.sent >= expected_messages,
-            began + 4 * expected_messages / OVERALL_PER_SECOND + 60,
-            0.005,
-        )
-        sent_at = time.perf_counter() - began - jumped
-        if not done:
-            print(f"  (deadline passed with {delivery.sent} of {expected_messages} sent)")
-        await stack.engine.settle()
-        calls = await ctl.calls(method="sendMessage")
-        sent = await ctl.sent()
-        await delivery.close(grace=5)
-        await stack.activity.flush()
-        sop_sent = await stack.count(EVENTS, EVENTS.c.type == EventType.SOP_SENT.value)
-        statuses = await stack.statuses()
-        await stack.close()
-        await bot.session.close()
+                await app.engine.settle()
+                jumped = time.perf_counter() - began
+                clock.set(datetime.now(UTC) + timedelta(minutes=1, seconds=1))
+            expected_messages = sizes.groups if manual else sizes.members
+            done = await until(
+                lambda: delivery.sent >= expected_messages,
+                began + 4 * expected_messages / OVERALL_PER_SECOND + 60,
+                0.005,
+            )
+            sent_at = time.perf_counter() - began - jumped
+            if not done:
+                print(f"  (deadline passed with {delivery.sent} of {expected_messages} sent)")
+            await app.engine.settle()
+            calls = await ctl.calls(method="sendMessage")
+            sent = await ctl.sent()
+            await app.activity.flush()
+            sop_sent = await count(app.db, EVENTS, EVENTS.c.type == EventType.SOP_SENT.value)
+            runs = await statuses(app.db)
     mentions: Counter[tuple[int, int]] = Counter()
     for message in sent:
         for user_id in MENTION.findall(message["text"] or ""):
@@ -422,7 +359,7 @@ async def burst(tmp: Path, sizes: Sizes, sops: dict[str, str], manual: bool, nam
         retried=len(calls) - len(sent),
         joins=joins,
         expected={(chat_id, user.id) for chat_id, user in members},
-        statuses=statuses,
+        statuses=runs,
         errors=ERRORS.take(),
     )
 
@@ -430,7 +367,7 @@ async def burst(tmp: Path, sizes: Sizes, sops: dict[str, str], manual: bool, nam
 async def welcome(tmp: Path, sizes: Sizes, verdicts: Verdicts) -> None:
     print(
         f"1. welcome burst: {sizes.members:,} members join {sizes.groups} groups within "
-        f"{sizes.join_span:g} s (emulator, Telegram's limits on; real Delivery and Engine)"
+        f"{sizes.join_span:g} s (emulator, Telegram's limits on; the bot as tidepool run builds it)"
     )
     print("   each member greeted alone: sops/welcome.yaml with batch_window: null")
     ERRORS.take()
@@ -543,21 +480,8 @@ class Lateness:
         return self.updates / self.ingest_seconds if self.ingest_seconds else 0.0
 
 
-def ingest_dispatcher(stack: Stack, bot: Bot, folder: Path) -> Any:
-    """The dispatcher as the bot builds it (as bench/ingest.py does), over this stack's
-    database, registry, activity log and SOP engine."""
-    settings = Settings(bot_token=TOKEN, database_url=f"sqlite+aiosqlite:///{folder / 'bench.db'}")
-    texts = Texts.load(CONTENT, "en")
-    services = Services(settings, stack.db, stack.activity, stack.registry, texts)
-    delivery = Delivery(bot, stack.registry, stack.db)
-    operations = Operations(
-        stack.engine, Admins(bot, []), sops.Say(delivery, texts, stack.registry), "bench_bot"
-    )
-    return create_dispatcher(services, RightsCheck(delivery, stack.registry, texts, []), operations)
-
-
 async def ingest_load(
-    dispatcher: Any, bot: Bot, updates: list[Update], per_second: float | None, stop: asyncio.Event
+    app: Tidepool, updates: list[Update], per_second: float | None, stop: asyncio.Event
 ) -> int:
     """Feed the updates round and round until `stop`: as fast as the loop takes them (as
     bench/ingest.py does), or paced to `per_second`; return how many were fed."""
@@ -565,7 +489,7 @@ async def ingest_load(
     began = time.perf_counter()
     while not stop.is_set():
         for start in range(0, len(updates), BATCH):
-            await feed(dispatcher, bot, updates[start : start + BATCH])
+            await feed(app.dispatcher, app.bot, updates[start : start + BATCH])
             fed += BATCH
             if per_second is not None:
                 ahead = began + fed / per_second - time.perf_counter()
@@ -577,82 +501,101 @@ async def ingest_load(
 
 
 async def lateness_phase(
+    server: EmulatorServer,
     tmp: Path,
     name: str,
     sizes: Sizes,
     bot: Bot,
+    chatter: list[tuple[int, str]],
     updates: list[Update] | None,
     per_second: float | None = None,
 ) -> Lateness:
     """Start the runs at a steady pace, then (with `updates`) start the ingest load, and
-    collect the lateness of every run as its wait ends, all while the load runs."""
-    folder = tmp / name
+    collect the lateness of every run as its wait ends, all while the load runs. The bot
+    knows the groups of the runs and of the load's messages (`chatter`) from the start."""
     runs = sizes.timed_runs
+    groups = group_titles([-1003000000000 - n for n in range(50)])
     sops = timed_sops(sizes.first_wait)
-    stack = await Stack.open(folder, sops, SystemClock(), unused_outbox(bot))
-    engine = stack.engine
-    groups = [-1003000000000 - n for n in range(50)]
-    for n, chat_id in enumerate(groups):
-        await stack.registry.save_group(group_chat(chat_id, n), status=GroupStatus.ACTIVE)
-    ERRORS.take()
+    async with running(
+        server,
+        tmp / name,
+        SystemClock(),
+        sops=sops,
+        groups=groups + chatter,
+        bot=bot,
+        timezone=ZONE,
+    ) as app:
+        engine = app.engine
+        ERRORS.take()
 
-    async def start(i: int) -> None:
-        await engine.emit(f"bench.wait{i % WAITS}", groups[i % len(groups)], 200_000 + i)
+        async def start(i: int) -> None:
+            await engine.emit(f"bench.wait{i % WAITS}", groups[i % len(groups)][0], 200_000 + i)
 
-    began = time.perf_counter()
-    offsets = [i * sizes.start_span / runs for i in range(runs)]
-    _, starts = await on_schedule(offsets, start)
-    await asyncio.wait(starts)
-    await engine.settle()
-    started_in = time.perf_counter() - began
-    if engine.lateness:
-        print(f"   (warning: {len(engine.lateness)} waits ended before every run had started)")
-    engine.lateness.clear()
-    stop = asyncio.Event()
-    load: asyncio.Task[int] | None = None
-    load_began = time.perf_counter()
-    if updates is not None:
-        dispatcher = ingest_dispatcher(stack, bot, folder)
-        load = asyncio.create_task(ingest_load(dispatcher, bot, updates, per_second, stop))
-    refused = sum(1 for task in starts if task.exception() is not None)
-    last_wake = began + sizes.start_span + sizes.first_wait + WAITS - 1
-    expected = runs - refused
-    await until(lambda: len(engine.lateness) >= expected, last_wake + 5, 0.05)
-    stop.set()
-    updates_fed = await load if load is not None else 0
-    ingest_seconds = time.perf_counter() - load_began
-    # Runs the load held up may go on now, for the counts; their lateness counts as it is.
-    await until(lambda: len(engine.lateness) >= expected, time.perf_counter() + 10, 0.05)
-    await engine.settle()
-    result = Lateness(
-        samples=sorted(engine.lateness),
-        started_in=started_in,
-        statuses=await stack.statuses(),
-        refused=refused,
-        errors=ERRORS.take(),
-    )
+        began = time.perf_counter()
+        offsets = [i * sizes.start_span / runs for i in range(runs)]
+        _, starts = await on_schedule(offsets, start)
+        await asyncio.wait(starts)
+        await engine.settle()
+        started_in = time.perf_counter() - began
+        if engine.lateness:
+            print(f"   (warning: {len(engine.lateness)} waits ended before every run had started)")
+        engine.lateness.clear()
+        stop = asyncio.Event()
+        load: asyncio.Task[int] | None = None
+        load_began = time.perf_counter()
+        if updates is not None:
+            load = asyncio.create_task(ingest_load(app, updates, per_second, stop))
+        refused = sum(1 for task in starts if task.exception() is not None)
+        # The last wait ends this long after the last run started (later than planned when the
+        # machine is too busy to start them all within the span).
+        last_wake = began + max(sizes.start_span, started_in) + sizes.first_wait + WAITS - 1
+        expected = runs - refused
+        await until(lambda: len(engine.lateness) >= expected, last_wake + 5, 0.05)
+        stop.set()
+        updates_fed = await load if load is not None else 0
+        ingest_seconds = time.perf_counter() - load_began
+        # Runs the load held up may go on now, for the counts; their lateness counts as it is.
+        await until(lambda: len(engine.lateness) >= expected, time.perf_counter() + 10, 0.05)
+        await engine.settle()
+        result = Lateness(
+            samples=sorted(engine.lateness),
+            started_in=started_in,
+            statuses=await statuses(app.db),
+            refused=refused,
+            errors=ERRORS.take(),
+        )
     if load is not None:
         result.updates, result.ingest_seconds = updates_fed, ingest_seconds
-    await stack.close()
     return result
 
 
 async def ingest_alone(
-    tmp: Path, sizes: Sizes, bot: Bot, updates: list[Update], seconds: float
+    server: EmulatorServer,
+    tmp: Path,
+    sizes: Sizes,
+    bot: Bot,
+    chatter: list[tuple[int, str]],
+    updates: list[Update],
+    seconds: float,
 ) -> float:
-    """The ingest rate on the same stack with no run in it: the baseline for the rate."""
-    folder = tmp / "ingest-alone"
+    """The ingest rate on the same bot with no run in it: the baseline for the rate."""
     sops = timed_sops(sizes.first_wait)
-    stack = await Stack.open(folder, sops, SystemClock(), unused_outbox(bot))
-    dispatcher = ingest_dispatcher(stack, bot, folder)
-    stop = asyncio.Event()
-    began = time.perf_counter()
-    load = asyncio.create_task(ingest_load(dispatcher, bot, updates, None, stop))
-    await asyncio.sleep(seconds)
-    stop.set()
-    fed = await load
-    elapsed = time.perf_counter() - began
-    await stack.close()
+    async with running(
+        server,
+        tmp / "ingest-alone",
+        SystemClock(),
+        sops=sops,
+        groups=chatter,
+        bot=bot,
+        timezone=ZONE,
+    ) as app:
+        stop = asyncio.Event()
+        began = time.perf_counter()
+        load = asyncio.create_task(ingest_load(app, updates, None, stop))
+        await asyncio.sleep(seconds)
+        stop.set()
+        fed = await load
+        elapsed = time.perf_counter() - began
     return fed / elapsed
 
 
@@ -668,21 +611,33 @@ async def lateness(tmp: Path, sizes: Sizes, verdicts: Verdicts) -> None:
     print(
         f"2. lateness: {runs:,} runs, started by an event trigger over {sizes.start_span:g} s, "
         f"wait {sizes.first_wait}-{sizes.first_wait + WAITS - 1} s, then tag their member; their "
-        "waits end while group messages go through the real dispatcher (as bench/ingest.py "
+        "waits end while group messages go through the bot's dispatcher (as tidepool run "
         "builds it) in the same event loop and database"
     )
-    bot = Bot(TOKEN)
-    updates = make_updates(sizes.ingest_pool, 50, bot)
-    gc.collect()
-    gc.freeze()  # as bench/ingest.py does: the prebuilt updates are a harness artefact
-    phases = {
-        "no other load": await lateness_phase(tmp, "quiet", sizes, bot, None),
-        f"ingest {PACED:,.0f}/s": await lateness_phase(tmp, "paced", sizes, bot, updates, PACED),
-        "ingest flat out": await lateness_phase(tmp, "flat", sizes, bot, updates, None),
-    }
-    alone = await ingest_alone(tmp, sizes, bot, updates, 5.0)
-    await bot.session.close()
-    gc.unfreeze()
+    async with EmulatorServer(token=TOKEN) as server:
+        # One Bot for every phase: the prebuilt updates are bound to it, as polled ones are.
+        bot = create_bot(settings_for(server, tmp / "unused.db"))
+        updates = make_updates(sizes.ingest_pool, 50, bot)
+        chatter = chats_of(updates)  # the groups the messages come from
+        seed_chats(server, chatter)
+        gc.collect()
+        gc.freeze()  # as bench/ingest.py does: the prebuilt updates are a harness artefact
+        try:
+            phases = {
+                "no other load": await lateness_phase(
+                    server, tmp, "quiet", sizes, bot, chatter, None
+                ),
+                f"ingest {PACED:,.0f}/s": await lateness_phase(
+                    server, tmp, "paced", sizes, bot, chatter, updates, PACED
+                ),
+                "ingest flat out": await lateness_phase(
+                    server, tmp, "flat", sizes, bot, chatter, updates, None
+                ),
+            }
+            alone = await ingest_alone(server, tmp, sizes, bot, chatter, updates, 5.0)
+        finally:
+            await bot.session.close()
+            gc.unfreeze()
     print("   lateness of each run (from its wake_at until the timer took it):")
     for label, phase in phases.items():
         print(f"   {label + ':':<18} {describe(phase.samples)}")
@@ -703,7 +658,7 @@ async def lateness(tmp: Path, sizes: Sizes, verdicts: Verdicts) -> None:
                 f"   {'':<18} (those still waiting were past their time with the loop idle: "
                 "the timer had stopped taking due runs)"
             )
-    print(f"   ingest alone:      {alone:,.0f} updates/s on the same stack with no run (baseline)")
+    print(f"   ingest alone:      {alone:,.0f} updates/s on the same bot with no run (baseline)")
     quiet, paced, flat = phases.values()
     p99_quiet = percentile(quiet.samples, 0.99)
     print(f"   target: p99 <= {ms(LATENESS_P99)} and every run done")
@@ -764,75 +719,72 @@ async def simultaneous(tmp: Path, sizes: Sizes, verdicts: Verdicts) -> None:
         f"3. simultaneous waits: {total:,} runs ({sizes.due_groups} groups x "
         f"{sizes.due_members} silent members, started by check_silent) wait until one time of day"
     )
-    real = datetime.now(UTC) + timedelta(seconds=margin)
-    instant = (real + timedelta(minutes=1)).replace(second=0, microsecond=0)
-    clock = OffsetClock(instant - real)
-    bot = Bot(TOKEN)
-    setup_began = time.perf_counter()
+    instant = (datetime.now(UTC) + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    clock = OffsetClock(timedelta(0))  # moved on once the bot has started, before any run
     sops = {"bench_due": due_sop(instant)}
-    stack = await Stack.open(tmp / "due", sops, clock, unused_outbox(bot))
-    ERRORS.take()
-    long_ago = datetime.now(UTC) - timedelta(days=30)
-    groups = [-1004000000000 - n for n in range(sizes.due_groups)]
-    for n, chat_id in enumerate(groups):
-        await stack.registry.save_group(group_chat(chat_id, n), status=GroupStatus.ACTIVE)
-        for m in range(sizes.due_members):
-            member = User(id=300_000 + n * sizes.due_members + m, is_bot=False, first_name="S")
-            stack.activity.touch(chat_id, member, long_ago, messages=1)  # last wrote 30 days ago
-    await stack.activity.flush()
-    for chat_id in groups:
-        await stack.engine.check_silent("bench_due", chat_id, 7)
+    groups = group_titles([-1004000000000 - n for n in range(sizes.due_groups)])
+    async with (
+        EmulatorServer(token=TOKEN) as server,
+        running(server, tmp / "due", clock, sops=sops, groups=groups, timezone=ZONE) as app,
+    ):
+        setup_began = time.perf_counter()
+        clock.offset = instant - (datetime.now(UTC) + timedelta(seconds=margin))
+        ERRORS.take()
+        long_ago = datetime.now(UTC) - timedelta(days=30)
+        for n, (chat_id, _) in enumerate(groups):
+            for m in range(sizes.due_members):
+                member = User(id=300_000 + n * sizes.due_members + m, is_bot=False, first_name="S")
+                app.activity.touch(chat_id, member, long_ago, messages=1)  # wrote 30 days ago
+        await app.activity.flush()
+        for chat_id, _ in groups:
+            await app.engine.check_silent("bench_due", chat_id, 7)
 
-    async def all_waiting() -> bool:
-        async with stack.db.connect() as conn:
-            result = await conn.execute(
-                select(func.count()).where(
-                    SOP_RUNS.c.status == RunStatus.WAITING.value, SOP_RUNS.c.wake_at == instant
+        async def all_waiting() -> bool:
+            async with app.db.connect() as conn:
+                result = await conn.execute(
+                    select(func.count()).where(
+                        SOP_RUNS.c.status == RunStatus.WAITING.value, SOP_RUNS.c.wake_at == instant
+                    )
                 )
-            )
-            return int(result.scalar_one()) == total
+                return int(result.scalar_one()) == total
 
-    to_instant = (instant - clock.now()).total_seconds()
-    ready = await until(all_waiting, time.perf_counter() + to_instant - 0.2, 0.05)
-    setup = time.perf_counter() - setup_began
-    statuses = await stack.statuses()
-    print(
-        f"   setup:             {setup:.1f} s; {statuses[RunStatus.WAITING.value]:,} runs waiting "
-        f"until {instant:%H:%M} (the engine's clock is the system clock "
-        f"{clock.offset.total_seconds():+.1f} s, so that {instant:%H:%M} comes "
-        f"{margin:.0f} s after the start of the setup)"
-    )
-    if not ready:
-        await stack.close()
-        await bot.session.close()
-        verdicts.add(f"{total:,} waits at once", False, "the setup overran the instant")
-        print("   setup did not finish before the instant: raise the margin   MISS")
-        return
-    engine = stack.engine
-    engine.lateness.clear()
-    at_instant = time.perf_counter() + (instant - clock.now()).total_seconds()
-    deadline = at_instant + 30
-    done = math.inf
-    # Watch the engine's own state (in memory) rather than poll the database meanwhile: every
-    # run taken by the timer, then its work in hand settled, then the runs read once to check.
-    while time.perf_counter() < deadline:
-        await until(lambda: len(engine.lateness) >= total, deadline, 0.001)
+        to_instant = (instant - clock.now()).total_seconds()
+        ready = await until(all_waiting, time.perf_counter() + to_instant - 0.2, 0.05)
+        setup = time.perf_counter() - setup_began
+        waiting = (await statuses(app.db))[RunStatus.WAITING.value]
+        print(
+            f"   setup:             {setup:.1f} s; {waiting:,} runs waiting "
+            f"until {instant:%H:%M} (the engine's clock is the system clock "
+            f"{clock.offset.total_seconds():+.1f} s, so that {instant:%H:%M} comes "
+            f"{margin:.0f} s after the start of the setup)"
+        )
+        if not ready:
+            verdicts.add(f"{total:,} waits at once", False, "the setup overran the instant")
+            print("   setup did not finish before the instant: raise the margin   MISS")
+            return
+        engine = app.engine
+        engine.lateness.clear()
+        at_instant = time.perf_counter() + (instant - clock.now()).total_seconds()
+        deadline = at_instant + 30
+        done = math.inf
+        # Watch the engine's own state (in memory) rather than poll the database meanwhile:
+        # every run taken by the timer, then its work in hand settled, then the runs read once.
+        while time.perf_counter() < deadline:
+            await until(lambda: len(engine.lateness) >= total, deadline, 0.001)
+            await engine.settle()
+            if (await statuses(app.db))[RunStatus.DONE.value] == total:
+                done = time.perf_counter() - at_instant
+                break
+            await asyncio.sleep(0.005)
         await engine.settle()
-        if (await stack.statuses())[RunStatus.DONE.value] == total:
-            done = time.perf_counter() - at_instant
-            break
-        await asyncio.sleep(0.005)
-    await stack.engine.settle()
-    counts = await stack.statuses()
-    missed = total - counts[RunStatus.DONE.value]
-    tagged = await stack.count(MEMBER_TAGS, MEMBER_TAGS.c.tag == "due")
-    journaled = await stack.count(
-        SOP_STEPS, SOP_STEPS.c.step == "mark", SOP_STEPS.c.status == "done"
-    )
-    samples = sorted(stack.engine.lateness)
-    errors = ERRORS.take()
-    await stack.close()
-    await bot.session.close()
+        counts = await statuses(app.db)
+        missed = total - counts[RunStatus.DONE.value]
+        tagged = await count(app.db, MEMBER_TAGS, MEMBER_TAGS.c.tag == "due")
+        journaled = await count(
+            app.db, SOP_STEPS, SOP_STEPS.c.step == "mark", SOP_STEPS.c.status == "done"
+        )
+        samples = sorted(engine.lateness)
+        errors = ERRORS.take()
     first, last = (samples[0], samples[-1]) if samples else (math.inf, math.inf)
     print(
         f"   taken by the timer: {len(samples):,} runs, the first {ms(first)} and the last "

@@ -3,17 +3,20 @@
 
     python -m bench.stats [--events 1000000] [--groups 1000] [--repeat 50] [--ingest 50000]
 
-(Run it from the repository root with `-m`: it imports bench/ingest.py and bench/sop.py.)
+(Run it from the repository root with `-m`: it imports bench/sop.py.) The bot is the whole
+application as `tidepool run` assembles it (bot.factory), Telegram played by the emulator.
 
-1. Data: a SQLite file migrated as on start, filled with Core bulk inserts. Groups are active,
-   most in Asia/Shanghai; their sizes follow a Zipf law (the busiest has about 5 % of the
-   events); members write by a Zipf law too, mostly in the evening of their group's time zone,
+1. Data: a SQLite file migrated as on start, filled with Core bulk inserts before the bot
+   starts on it (with no SOP of its own, so that all it does is count and answer). Groups are
+   active, most in Asia/Shanghai; their sizes follow a Zipf law (the busiest has about 5 % of
+   the events); members write by a Zipf law too, mostly in the evening of their group's time zone,
    more at weekends and a little more as the 90 days go on. A quarter of the members joined
    within the 90 days (a join event, a welcome SOP message with variant a or b, often answered);
    some left. Besides messages: commands, button presses, lottery entries, live reminders,
    re-engagement SOP messages and their answers, bot messages; check-ins and weekly lotteries
    in their own tables.
-2. Rollup: `Rollup.catch_up()` over all of it from scratch, in events/s against the ingest rate;
+2. Rollup: the bot's own `Rollup.catch_up()` over all of it from scratch, in events/s against
+   the ingest rate (the bench drives it: the bot's rollup and daily-analytics loops are stopped);
    then 20,000 new events in the last hour and the pass that counts them (the running bot passes
    every 2 s). The rollup's totals are checked against the events table.
 3. `/stats 30d` for the busiest group, the handler's work without Telegram: `catch_up()`
@@ -23,10 +26,10 @@
    handler does. Two of the figures counted straight from the events table (one indexed scan
    of the window) are the baseline.
 4. Ingest rate, the rollup's baseline, measured last (its prebuilt updates would otherwise set
-   the peak RSS): `--ingest` group messages through the real dispatcher as bench/ingest.py
-   builds it (activity log, SOP engine with the shipped SOPs) on a fresh SQLite file; once
-   alone, and once with a `Rollup` running beside it every 2 s as the bot runs it (same event
-   loop, same database): how far behind it was when the messages stopped.
+   the peak RSS): `--ingest` group messages (bench/ingest.py's) through the bot's dispatcher,
+   with the shipped SOPs, on a fresh SQLite file; once alone (the bot's rollup loop stopped),
+   and once with its rollup running beside it every 2 s as the bot runs it (same event loop,
+   same database): how far behind it was when the messages stopped.
 
 Figures are printed with PASS or MISS against the issue's targets; nothing here is a test.
 """
@@ -55,10 +58,12 @@ from aiogram.types import Update
 from sqlalchemy import distinct, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.ingest import TOKEN, feed, make_updates, real_dispatcher
+from bench._app import TOKEN, running, seed_chats, settings_for
+from bench._traffic import chats_of, feed, make_updates
 from bench.sop import Verdicts
-from bot.activity import EVENT_COLUMNS, ActivityLog, EventRow
+from bot.activity import EVENT_COLUMNS, EventRow
 from bot.app import freeze_startup_heap
+from bot.clock import SystemClock
 from bot.db import (
     CHECKINS,
     EVENTS,
@@ -74,13 +79,11 @@ from bot.db import (
     GroupStatus,
     LotteryStatus,
     MemberStatus,
-    create_engine,
-    upgrade,
     writing,
 )
 from bot.db.bulk import Bulk
-from bot.events import Bus
-from bot.registry import Registry
+from bot.emulator import EmulatorServer
+from bot.factory import Tidepool, create_bot
 from bot.stats import health as scoring
 from bot.stats.metrics import GroupMetrics, bounds, group_metrics, window
 from bot.stats.rollup import Rollup
@@ -465,6 +468,8 @@ async def generate(db: AsyncEngine, world: World) -> int:
                     "source": "sop:lottery",
                     "created_at": opened,
                     "draws_at": opened + timedelta(days=6),
+                    "message_id": 2 * lottery,  # posted and announced, as the bot leaves them
+                    "announcement_id": 2 * lottery + 1,
                 }
             )
     await store_dicts(db, LOTTERIES, lotteries)
@@ -567,44 +572,31 @@ class Ingest:
     caught_up: float = 0.0  # seconds the rollup then took to count them
 
 
-async def ingest(updates: list[Update], bot: Bot, path: Path, *, beside: bool) -> Ingest:
-    """The real dispatcher over `updates`, as bench/ingest.py times it; with `beside`, the bot's
-    rollup runs in the same loop meanwhile. Only messages and commands are counted at the end:
-    the shipped check-in SOP emits events of its own."""
-    settings, services, engine, dispatcher = await real_dispatcher(bot, path)
-    rollup = Rollup(  # as bot.app makes it
-        services.engine,
-        lambda chat_id: services.registry.zone(chat_id, settings.tz),
-        flush=services.activity.flush,
-    )
-    services.activity.start()
-    engine.start()
-    if beside:
-        rollup.start()
-    freeze_startup_heap()
-    began = time.perf_counter()
-    await feed(dispatcher, bot, updates)
-    await services.activity.close()
-    elapsed = time.perf_counter() - began
-    found = Ingest(len(updates) / elapsed)
-    if beside:
-        await rollup.close()
-        async with services.engine.connect() as conn:
-            stored = (await conn.execute(select(func.count()).select_from(EVENTS))).scalar_one()
-        found.behind = stored - rollup.counted
+async def ingest(
+    server: EmulatorServer, updates: list[Update], bot: Bot, folder: Path, *, beside: bool
+) -> Ingest:
+    """The updates through the whole bot as `tidepool run` assembles it (the shipped SOPs, its
+    replies going to the emulator), on a fresh database where it knows the messages' groups;
+    with `beside`, the bot's own rollup runs meanwhile every 2 s as it always does, else it is
+    stopped first. Only messages and commands are counted at the end: the shipped check-in SOP
+    emits events of its own."""
+    async with running(server, folder, SystemClock(), groups=chats_of(updates), bot=bot) as app:
+        if not beside:
+            await app.rollup.close()
         began = time.perf_counter()
-        await rollup.catch_up()
-        found.caught_up = time.perf_counter() - began
-    await engine.close()
-    async with services.engine.connect() as conn:
-        written = (
-            await conn.execute(
-                select(func.count()).where(
-                    EVENTS.c.type.in_([EventType.MESSAGE.value, EventType.COMMAND.value])
-                )
-            )
-        ).scalar_one()
-    await services.engine.dispose()
+        await feed(app.dispatcher, app.bot, updates)
+        await app.activity.flush()
+        elapsed = time.perf_counter() - began
+        found = Ingest(len(updates) / elapsed)
+        if beside:
+            await app.rollup.close()
+            stored = await count(app.db, select(func.count()).select_from(EVENTS))
+            found.behind = stored - app.rollup.counted
+            began = time.perf_counter()
+            await app.rollup.catch_up()
+            found.caught_up = time.perf_counter() - began
+        spoke = [EventType.MESSAGE.value, EventType.COMMAND.value]
+        written = await count(app.db, select(func.count()).where(EVENTS.c.type.in_(spoke)))
     gc.unfreeze()
     if written != len(updates):
         raise SystemExit(f"lost events: stored {written} of {len(updates)} messages")
@@ -612,16 +604,19 @@ async def ingest(updates: list[Update], bot: Bot, path: Path, *, beside: bool) -
 
 
 async def measure_ingest(count: int, folder: Path) -> tuple[Ingest, Ingest]:
-    bot = Bot(TOKEN)
-    try:
-        updates = make_updates(count, 50, bot)
-        gc.collect()
-        alone = await ingest(updates, bot, folder / "ingest-alone.db", beside=False)
-        gc.collect()
-        beside = await ingest(updates, bot, folder / "ingest-beside.db", beside=True)
-    finally:
-        await bot.session.close()
-    print(f"-- 4. ingest: {count:,} group messages through the real dispatcher (bench/ingest.py)")
+    async with EmulatorServer(token=TOKEN) as server:
+        # One Bot for both rounds: the prebuilt updates are bound to it, as polled ones are.
+        bot = create_bot(settings_for(server, folder / "unused.db"))
+        try:
+            updates = make_updates(count, 50, bot)
+            seed_chats(server, chats_of(updates))  # the groups the messages come from
+            gc.collect()
+            alone = await ingest(server, updates, bot, folder / "ingest-alone", beside=False)
+            gc.collect()
+            beside = await ingest(server, updates, bot, folder / "ingest-beside", beside=True)
+        finally:
+            await bot.session.close()
+    print(f"-- 4. ingest: {count:,} group messages through the bot's dispatcher (tidepool run's)")
     print(f"   alone:                 {alone.rate:9,.0f} events/s")
     print(
         f"   rollup beside it:      {beside.rate:9,.0f} events/s ({beside.rate / alone.rate:.0%} "
@@ -648,15 +643,14 @@ class Counting:
     stored: int  # messages in the events table
 
 
-async def data_and_rollup(db: AsyncEngine, args: argparse.Namespace) -> tuple[Rollup, Counting]:
-    """Parts 1 and 2."""
-    generating = time.perf_counter()
-    world = World(args.events, args.groups, now_utc())
-    written = await generate(db, world)
-    generated = time.perf_counter() - generating
+async def data_and_rollup(
+    app: Tidepool, world: World, written: int, generated: float, groups: int
+) -> Counting:
+    """Parts 1 (the data the bot found at its start) and 2, with the bot's own rollup."""
+    db, rollup = app.db, app.rollup
     busiest = world.groups[0]
     mine = await count(db, select(func.count()).where(EVENTS.c.chat_id == busiest.chat_id))
-    print(f"-- 1. data: {written:,} events in {args.groups:,} groups over {DAYS} days")
+    print(f"-- 1. data: {written:,} events in {groups:,} groups over {DAYS} days")
     print(
         f"   generated and stored in {generated:.1f} s; "
         f"{sum(len(group.members) for group in world.groups):,} members, "
@@ -667,9 +661,6 @@ async def data_and_rollup(db: AsyncEngine, args: argparse.Namespace) -> tuple[Ro
         f"{len(busiest.members):,} members, zone {busiest.timezone}"
     )
 
-    registry = Registry(db, ActivityLog(db), Bus())
-    await registry.load()
-    rollup = Rollup(db, lambda chat_id: registry.zone(chat_id, DEFAULT_ZONE))
     gc.collect()
     began = time.perf_counter()
     counted = await rollup.catch_up()
@@ -701,7 +692,31 @@ async def data_and_rollup(db: AsyncEngine, args: argparse.Namespace) -> tuple[Ro
     print(f"   rows:                  {', '.join(rows)}")
     print(f"   messages:              {found.counted:,} counted, {found.stored:,} in the events")
     print(f"   peak RSS so far:       {peak_rss():,.0f} MiB")
-    return rollup, found
+    return found
+
+
+async def analytics(folder: Path, args: argparse.Namespace) -> tuple[Counting, Requests]:
+    """Parts 1 to 3: the data written before the bot starts (with no SOP of its own, so that
+    it only counts and answers), then its own rollup and /stats work, driven by the bench:
+    its rollup and daily-analytics loops are stopped so that they do not race the timings."""
+    world = World(args.events, args.groups, now_utc())
+    generated: list[tuple[int, float]] = []  # events written, seconds: by `fill`
+
+    async def fill(db: AsyncEngine) -> None:
+        began = time.perf_counter()
+        written = await generate(db, world)
+        generated.append((written, time.perf_counter() - began))
+
+    async with (
+        EmulatorServer(token=TOKEN) as server,
+        running(server, folder / "analytics", SystemClock(), sops={}, prefill=fill) as app,
+    ):
+        await app.rollup.close()
+        await app.analytics.close()
+        [(written, seconds)] = generated
+        counting = await data_and_rollup(app, world, written, seconds, args.groups)
+        asked = await requests(app.db, app.rollup, BUSIEST, args.repeat)
+    return counting, asked
 
 
 @dataclass
@@ -785,15 +800,11 @@ async def main() -> None:
 
     from bot.logs import setup_logging
 
-    setup_logging("ERROR")  # the ingest's /checkin replies have no Telegram to go to
+    setup_logging("ERROR")
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        db = create_engine(f"sqlite+aiosqlite:///{folder / 'stats.db'}")
-        await upgrade(db)
-        rollup, counting = await data_and_rollup(db, args)
-        asked = await requests(db, rollup, BUSIEST, args.repeat)
-        await db.dispose()
+        counting, asked = await analytics(folder, args)
         analytics_peak = peak_rss()
         alone = beside = None
         if args.ingest:
