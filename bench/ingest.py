@@ -38,17 +38,10 @@ from aiogram.types import Chat, Message, MessageEntity, PhotoSize, Update, User
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.admins import Admins
-from bot.app import Operations, Services, create_dispatcher, freeze_startup_heap, open_services
+from bench._app import running
 from bot.clock import SystemClock
 from bot.db import CHECKINS, EVENTS, SOP_RUNS, RunStatus
-from bot.delivery import Delivery
 from bot.emulator import EmulatorServer
-from bot.handlers import sops
-from bot.rights import RightsCheck
-from bot.settings import Settings
-from bot.sop.engine import Engine
-from bot.sop.library import Library
 
 BATCH = 100
 CONTENT = Path(__file__).resolve().parent.parent / "content"
@@ -160,57 +153,6 @@ async def bare_round(updates: list[Update], bot: Bot) -> float:
 
 
 @dataclass
-class App:
-    """What a round drives of the assembled bot."""
-
-    settings: Settings
-    dispatcher: Dispatcher
-    services: Services
-    engine: Engine
-    delivery: Delivery
-
-
-async def assemble(bot: Bot, path: Path) -> App:
-    """The bot's dispatcher, its services, delivery and SOP engine (the shipped SOPs) on `path`.
-
-    The one place that knows how the bot is put together; `bot` decides where replies go.
-    """
-    settings = Settings(
-        bot_token=TOKEN, database_url=f"sqlite+aiosqlite:///{path}", content_dir=CONTENT
-    )
-    services = await open_services(settings)
-    delivery = Delivery(bot, services.registry, services.engine)
-    # The SOP engine with the shipped SOPs, as the bot runs it: each message is offered to it.
-    engine = Engine(
-        services.engine,
-        Library(SOPS, CONTENT),
-        services.registry,
-        services.activity,
-        delivery,
-        SystemClock(),
-        default_timezone=settings.tz,
-        default_language=settings.language,
-    )
-    await engine.open()
-    operations = Operations(
-        engine,
-        Admins(bot, []),
-        sops.Say(delivery, services.texts, services.registry),
-        "bench_bot",
-    )
-    dispatcher = create_dispatcher(
-        services, RightsCheck(delivery, services.registry, services.texts, []), operations
-    )
-    return App(settings, dispatcher, services, engine, delivery)
-
-
-async def real_dispatcher(bot: Bot, path: Path) -> tuple[Settings, Services, Engine, Dispatcher]:
-    """`assemble` as bench/stats.py takes it."""
-    app = await assemble(bot, path)
-    return app.settings, app.services, app.engine, app.dispatcher
-
-
-@dataclass
 class Round:
     seconds: float
     checkins: int  # check-ins recorded
@@ -218,28 +160,27 @@ class Round:
     queued: int  # replies still waiting for Telegram's limits when it ended
 
 
-async def real_round(updates: list[Update], bot: Bot, folder: Path, name: str) -> Round:
-    app = await assemble(bot, folder / f"bench-{name}.db")
-    app.services.activity.start()
-    app.delivery.start()
-    app.engine.start()
-    freeze_startup_heap()  # as the bot does once started
-    began = time.perf_counter()
-    await feed(app.dispatcher, bot, updates)
-    await steps_done(app.services.engine)
-    await app.services.activity.close()
-    elapsed = time.perf_counter() - began
-    replied, queued = app.delivery.sent, app.delivery.pending
-    await app.engine.drain(grace=0.0)
-    await app.delivery.close(grace=0.0)  # what waits for the limits is not this bench's subject
-    await app.engine.close(grace=0.0)
-    db = app.services.engine
-    # SOPs log events of their own (emitted); the stream's are messages and commands.
-    stored = await count(db, select(func.count()).where(EVENTS.c.type.in_(("message", "command"))))
-    if stored != len(updates):
-        raise SystemExit(f"lost events: stored {stored} of {len(updates)}")
-    checkins = await count(db, select(func.count()).select_from(CHECKINS))
-    await db.dispose()
+async def real_round(
+    updates: list[Update], bot: Bot, server: EmulatorServer, folder: Path, groups: int
+) -> Round:
+    """The stream through the bot as `tidepool run` assembles it (bot.factory), its replies
+    going to the emulator; timed until every event is written and every check-in answered."""
+    known = [(chat_id, f"Group {g}") for g, chat_id in enumerate(group_ids(groups))]
+    async with running(server, folder, SystemClock(), groups=known, bot=bot) as app:
+        began = time.perf_counter()
+        await feed(app.dispatcher, bot, updates)
+        await steps_done(app.db)
+        await app.activity.flush()
+        elapsed = time.perf_counter() - began
+        replied, queued = app.delivery.sent, app.delivery.pending
+        db = app.db
+        # SOPs log events of their own (emitted); the stream's are messages and commands.
+        typed = EVENTS.c.type.in_(("message", "command"))
+        stored = await count(db, select(func.count()).where(typed))
+        if stored != len(updates):
+            raise SystemExit(f"lost events: stored {stored} of {len(updates)}")
+        checkins = await count(db, select(func.count()).select_from(CHECKINS))
+        await app.engine.drain(grace=0.0)  # what waits for Telegram's limits is not measured
     return Round(elapsed, checkins, replied, queued)
 
 
@@ -296,8 +237,9 @@ async def main() -> None:
                     gc.collect()
                     bare[mix].append(await bare_round(streams[mix], bot))
                     gc.collect()
+                    folder = Path(tmp) / f"{mix}-{round_no}"
                     real[mix].append(
-                        await real_round(streams[mix], bot, Path(tmp), f"{mix}-{round_no}")
+                        await real_round(streams[mix], bot, server, folder, args.groups)
                     )
         sends = len(await server.client.calls(method="sendMessage"))
         await bot.session.close()
