@@ -39,11 +39,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench._app import running
+from bench._traffic import feed
 from bot.clock import SystemClock
 from bot.db import CHECKINS, EVENTS, SOP_RUNS, RunStatus
 from bot.emulator import EmulatorServer
 
-BATCH = 100
 CONTENT = Path(__file__).resolve().parent.parent / "content"
 SOPS = CONTENT.parent / "sops"
 TOKEN = "123456:BENCH-token"
@@ -56,13 +56,6 @@ TARGETS = {"plain": 1.30, "checkin": 1.50}  # cost ratio at most
 
 def group_ids(groups: int) -> list[int]:
     return [-1001000000000 - g for g in range(groups)]
-
-
-def make_updates(count: int, groups: int, bot: Bot) -> list[Update]:
-    """The mixed stream bench/sop.py and bench/stats.py feed: plain messages, and in every 25th
-    slot a /checkin by that slot's sender (all of them in 2 groups, from 80 members). This bench
-    spreads its check-ins over every group and member instead (`with_checkins`)."""
-    return _stream(count, groups, bot, checkins=True)
 
 
 def plain_updates(count: int, groups: int, bot: Bot) -> list[Update]:
@@ -131,13 +124,6 @@ def with_checkins(plain: list[Update], groups: int, bot: Bot) -> list[Update]:
 
 def bind(update: Update, bot: Bot) -> Update:
     return Update.model_validate(update.model_dump(), context={"bot": bot})
-
-
-async def feed(dispatcher: Dispatcher, bot: Bot, updates: list[Update]) -> None:
-    for start in range(0, len(updates), BATCH):
-        for update in updates[start : start + BATCH]:
-            await dispatcher.feed_update(bot, update)
-        await asyncio.sleep(0)
 
 
 async def bare_round(updates: list[Update], bot: Bot) -> float:
