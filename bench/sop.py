@@ -15,9 +15,10 @@ in this process; the clock is the system clock unless said otherwise.
    `Delivery`, against the emulator with Telegram's limits on. The time from the
    first join to the last welcome is compared with a lower bound from those limits (30 messages
    a second overall, one a second and 20 a minute in a group, none before the member joined).
-   Then the shipped `sops/welcome.yaml` (joins within a minute greeted in one message) for the
-   same burst, on a `ManualClock` that follows the real time during the joins and then moves 61 s
-   on, instead of waiting out the minute.
+   Then the shipped `sops/welcome.yaml` (a quiet group's first joiner greeted at once, the
+   joiners of the minute after a greeting together when it ends) for the same burst, on a
+   `ManualClock` that follows the real time during the joins and then moves 61 s on, instead of
+   waiting out the minute: one message per window, at most two per group.
 2. Lateness: runs started through an `event` trigger wait `for:` a few seconds, then tag their
    member. `Engine.lateness` holds, for each run, how long after its `wake_at` the timer took it.
    The runs start before the waits end; the waits end with no other load, then (in the same run)
@@ -405,7 +406,7 @@ async def welcome(tmp: Path, sizes: Sizes, verdicts: Verdicts) -> None:
     print(f"   runs afterwards:   {runs_line(alone.statuses)}; errors logged: {alone.errors}")
 
     print(
-        "   joins greeted together: the shipped sops/welcome.yaml (batch_window 1m), on a "
+        "   joins greeted per window: the shipped sops/welcome.yaml (batch_window 1m), on a "
         "ManualClock set to the real time at each join, moved 61 s on after the last"
     )
     together = await burst(tmp, sizes, {"welcome": welcome_sop(None)}, True, "together")
@@ -422,8 +423,10 @@ async def welcome(tmp: Path, sizes: Sizes, verdicts: Verdicts) -> None:
         f"(at least {bound:.2f} s at {OVERALL_PER_SECOND:g}/s); {together.rejected} 429 answers"
     )
     verdict = verdicts.add(
-        "shipped welcome.yaml names every member exactly once",
-        each_once and together.rejected == 0 and together.messages == sizes.groups,
+        "shipped welcome.yaml names every member exactly once, one message per window",
+        each_once
+        and together.rejected == 0
+        and sizes.groups <= together.messages <= 2 * sizes.groups,
         f"{together.messages} greetings for {len(together.mentions):,} members",
     )
     print(f"   every member mentioned exactly once: {'yes' if each_once else 'NO'}   {verdict}")
