@@ -17,7 +17,7 @@ from bot.activity import ActivityLog, event_row
 from bot.clock import ManualClock
 from bot.db import EVENTS, MEMBER_TAGS, SOP_RUNS, SOP_STEPS, EventType
 from bot.registry import Registry
-from bot.sop.engine import Engine
+from bot.sop.engine import JOIN_GATHER, Engine
 from tests.sop_harness import (
     GROUP,
     ROOT,
@@ -64,7 +64,7 @@ async def test_welcome_greets_a_quiet_groups_joiner_at_once_and_later_ones_toget
     sop.start()
     bob, alice, carol = user(2, "Bob"), user(1, "<b>&amp;"), user(3, "Carol")
     await join(welcome, registry, bob)
-    clock.advance(timedelta(seconds=1))
+    clock.advance(JOIN_GATHER)
     await eventually(lambda: len(outbox.sent) == 1, what="the first joiner's greeting")
     assert "Bob" in outbox.sent[0].text, "a quiet group's joiner does not wait for a window"
 

@@ -42,7 +42,8 @@ from bot.sop.steps import MAX_CHAIN, goto
 
 PRESS_MEMORY = 60.0  # seconds a flow-button press is remembered, so a double tap counts once
 PRESS_PATIENCE = 5.0  # seconds a press waits for its run to finish the step in hand
-JOIN_GATHER = timedelta(seconds=1)  # a quiet group's first joiner waits this for company
+JOIN_GATHER = timedelta(seconds=1.3)  # a quiet group's first joiner waits this for company
+GREETING_CLOSING = timedelta(milliseconds=300)  # joins this close to a greeting wait for the next
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,9 @@ class Triggers:
             greeting = self._batches.get((procedure.id, chat_id))
             if greeting is None or greeting.window_closes <= now:  # a quiet group: greet soon
                 greeting = _Greeting.at(procedure.id, chat_id, now + JOIN_GATHER, window)
-            elif greeting.greets_at <= now:  # greeted lately: the next greeting closes the window
+            elif greeting.greets_at - GREETING_CLOSING <= now:  # greeted (or about to be): the
+                # next greeting closes the window; a run made in the moment of the greeting
+                # could miss it and get a message of its own
                 greeting = _Greeting.at(procedure.id, chat_id, greeting.window_closes, window)
             self._batches[procedure.id, chat_id] = greeting
             await self._start(
