@@ -14,7 +14,7 @@ import math
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 
@@ -25,7 +25,7 @@ from bot.sop.engine._context import Context
 from bot.sop.engine._leases import Leases, Tasks
 from bot.sop.engine._stepping import Stepping
 from bot.sop.engine._waits import EventWaits, wait_record
-from bot.sop.format import format_duration
+from bot.sop.format import MemberJoinedTrigger, format_duration
 from bot.sop.library import Library
 from bot.sop.runs import Due, Run, RunMoved, RunStore, StepRecord
 from bot.sop.steps import goto
@@ -34,6 +34,7 @@ DUE_BATCH = 5000  # runs taken from the database per wake-up
 LOOKAHEAD = timedelta(seconds=1)  # the timer reads runs due this soon, to hand on at their time
 CATCH_UP_AFTER = timedelta(seconds=60)  # later than this, a run fell due while the bot was down
 HELD_RECHECK = 1.0  # seconds between looks while due runs are in hand
+TAKEN_MEMORY = 10_000  # start batches remembered as taken (their late joiners wait for the next)
 
 Notify = Callable[..., Awaitable[None]]  # notify(text_key, **values): tell the owners
 
@@ -78,6 +79,7 @@ class Timer:
         self._stepping = stepping
         self._wake = wake  # rung when runs were added that wait for their time
         self.ahead = HeldRuns(clock, self._on_time)  # read ahead by the timer, not yet due
+        self._taken: dict[str, None] = {}  # start batches handed on, oldest first
         self._loop: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -195,7 +197,21 @@ class Timer:
                 run.status, run.wake_at = RunStatus.RUNNING, None
                 going.append(run)
         stepping = self._stepping
+        going, later = self._late_joiners(going)
         going += await self._batch_mates(going, now)
+        for run in going:
+            if run.batch is not None and run.seq == 0:
+                self._taken[run.batch] = None
+        while len(self._taken) > TAKEN_MEMORY:
+            del self._taken[next(iter(self._taken))]
+        if later:
+            try:
+                await self.runs.save(later, now)
+            except RunMoved:
+                logger.debug("late joiners moved meanwhile; left alone")
+            finally:
+                self._leases.release(later)
+                self._wake.set()
         if going:
             # Saved by their next step (a run that moved meanwhile is left alone there).
             stepping.spawn(stepping.advance(going, claimed=True))
@@ -210,6 +226,32 @@ class Timer:
                 self._leases.release(ended)
         if report:
             stepping.spawn(self._report_catch_up(report))
+
+    def _late_joiners(self, going: list[Run]) -> tuple[list[Run], list[Run]]:
+        """Runs of a start batch whose greeting went already (their join's run was written
+        while the greeting was being taken): they wait for the next greeting, the one that
+        closes the window after it, instead of getting a message of their own now."""
+        kept: list[Run] = []
+        later: list[Run] = []
+        for run in going:
+            window = self._window(run) if run.batch in self._taken and run.seq == 0 else None
+            if window is None or run.variables.get("trigger", {}).get("type") != "member_joined":
+                kept.append(run)
+                continue
+            greets_at = _batch_moment(run) + window
+            run.status, run.wake_at = RunStatus.SCHEDULED, greets_at
+            run.batch = f"{run.sop_id}:{run.chat_id}:{greets_at.timestamp():.6f}"
+            later.append(run)
+        return kept, later
+
+    def _window(self, run: Run) -> timedelta | None:
+        procedure = self.library.get(run.sop_id)
+        if procedure is None:
+            return None
+        for trigger in procedure.sop.triggers:
+            if isinstance(trigger, MemberJoinedTrigger):
+                return trigger.batch_window
+        return None
 
     async def _batch_mates(self, going: list[Run], now: datetime) -> list[Run]:
         """Runs started together (joins greeted as one) that are due but were not read with
@@ -254,6 +296,12 @@ class Timer:
             group=self._context.title(chat_id),
             at=scheduled.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
         )
+
+
+def _batch_moment(run: Run) -> datetime:
+    """When a start batch's greeting was due: its id ends with that moment's Unix time."""
+    assert run.batch is not None
+    return datetime.fromtimestamp(float(run.batch.rsplit(":", 1)[1]), UTC)
 
 
 def _ago(delta: timedelta) -> str:

@@ -57,7 +57,7 @@ class _Greeting:
 
     @classmethod
     def at(cls, sop_id: str, chat_id: int, moment: datetime, window: timedelta) -> _Greeting:
-        return cls(f"{sop_id}:{chat_id}:{moment.timestamp():.0f}", moment, moment + window)
+        return cls(f"{sop_id}:{chat_id}:{moment.timestamp():.6f}", moment, moment + window)
 
 
 @dataclass
