@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiogram.types import User
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
@@ -196,3 +196,41 @@ async def test_a_press_while_the_greeting_is_still_being_sent_is_not_lost(
         assert "three simple rules" in outbox.sent[1].text
     finally:
         gate.set()
+
+
+async def test_a_join_written_after_its_greeting_went_waits_for_the_next_one(
+    welcome: Welcome, engine: AsyncEngine, registry: Registry
+):
+    sop, outbox, clock = welcome
+    sop.start()
+    await join(welcome, registry, user(1, "Ann"))
+    [first] = await rows(engine, SOP_RUNS)
+    clock.advance(JOIN_GATHER)
+    await eventually(lambda: len(outbox.sent) == 1, what="Ann's greeting")
+    await settle(sop)
+    # Ben's join decided for Ann's greeting, but its run was written only after it went (a busy
+    # writer): it must not get a message of its own now.
+    ben = user(2, "Ben")
+    await registry.member_joined(GROUP.id, ben, clock.now(), source="chat_member")
+    async with engine.begin() as conn:  # the run his join made in time: as if it had not
+        await conn.execute(delete(SOP_RUNS).where(SOP_RUNS.c.user_id == ben.id))
+    procedure = sop.library.get("welcome")
+    assert procedure is not None
+    await sop._starting.start(
+        procedure,
+        GROUP.id,
+        [ben.id],
+        trigger="member_joined",
+        now=clock.now(),
+        batch=first["batch"],
+        wake_at=first["wake_at"],
+    )
+    clock.advance(timedelta(seconds=2))
+    await settle(sop)
+    assert len(outbox.sent) == 1, "no message of Ben's own"
+    await join(welcome, registry, user(3, "Cleo"))  # in the window after Ann's greeting
+    clock.advance(timedelta(seconds=60))
+    await eventually(lambda: len(outbox.sent) == 2, what="the window's greeting")
+    await settle(sop)
+    assert len(outbox.sent) == 2
+    assert "Ben" in outbox.sent[1].text and "Cleo" in outbox.sent[1].text
