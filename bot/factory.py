@@ -29,7 +29,7 @@ from bot.activity import ActivityLog
 from bot.admins import Admins
 from bot.checkin.boards import Leaderboards
 from bot.clock import Clock
-from bot.db import GroupStatus, create_engine, upgrade, utcnow
+from bot.db import GroupStatus, PushKind, create_engine, upgrade, utcnow
 from bot.deletions import Deletions
 from bot.delivery import Delivery
 from bot.events import Bus
@@ -39,8 +39,9 @@ from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.lottery.service import Lotteries
 from bot.points import Ledger
 from bot.polling import chat_of
-from bot.push.lives import Lives
-from bot.push.queue import Doorbell, PushQueue
+from bot.push.lives import LIVE_KINDS, Lives
+from bot.push.queue import PushQueue
+from bot.push.rows import Courier, Doorbell
 from bot.registry import Registry
 from bot.rewards import Rewards
 from bot.rights import RightsCheck
@@ -131,6 +132,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
     admins = Admins(bot, settings.owner_ids)
     notify = owner_notices(delivery, texts, settings.owner_ids)
     deletions = Deletions(db, delivery, clock)
+    doorbell = Doorbell()  # rung by whoever adds pushes: the push queue looks at once
     lotteries = Lotteries(
         db,
         registry,
@@ -139,10 +141,10 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         texts,
         clock,
         bus=bus,
+        pushes=doorbell,
         ask_member=member_status(bot),
         default_timezone=zone,
     )
-    doorbell = Doorbell()
     live_sessions = Lives(
         db,
         registry,
@@ -154,18 +156,6 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         default_zone=zone,
         bot_username=me.username or "",
     )
-    pushes = PushQueue(
-        db,
-        registry,
-        delivery,
-        clock,
-        lives=live_sessions,
-        doorbell=doorbell,
-        notify=notify,
-        default_zone=zone,
-        quiet_hours=settings.quiet_hours,
-        daily_cap=settings.daily_cap,
-    )
     engine = Engine(
         db,
         Library(settings.sops_dir, settings.content_dir),
@@ -176,11 +166,23 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         bus=bus,
         lotteries=lotteries,
         lives=live_sessions,
-        pushes=pushes,
+        pushes=doorbell,
         deletions=deletions,
         notify=notify,
         default_timezone=zone,
         default_language=settings.language,
+    )
+    pushes = PushQueue(
+        db,
+        registry,
+        delivery,
+        clock,
+        couriers=couriers(delivery, settings, engine, lotteries, live_sessions),
+        doorbell=doorbell,
+        notify=notify,
+        default_zone=zone,
+        quiet_hours=settings.quiet_hours,
+        daily_cap=settings.daily_cap,
     )
     rollup = Rollup(db, lambda chat_id: registry.zone(chat_id, zone), flush=activity.flush)
     analytics = Analytics(
@@ -252,8 +254,8 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack) -> None:
     """
     stack.push_async_callback(_close_activity, app.activity)
     app.activity.start()
-    await app.pushes.recover()
     await report_broken(await app.engine.open(), app.notify)
+    await app.pushes.recover()  # after the engine: runs whose message was interrupted go on
     app.deletions.start()
     stack.push_async_callback(app.deletions.close)
     app.engine.start()
@@ -336,6 +338,20 @@ def create_dispatcher(
         return True
 
     return dispatcher
+
+
+def couriers(
+    delivery: Delivery, settings: Settings, engine: Engine, lotteries: Lotteries, lives: Lives
+) -> dict[str, Courier]:
+    """Who sends each kind of push, and hears how it went."""
+    text = Courier(delivery, settings.content_dir)
+    return {
+        PushKind.TEXT: text,
+        PushKind.SOP: engine.courier,
+        PushKind.LOTTERY_POST: lotteries.courier,
+        PushKind.LOTTERY_ANNOUNCE: lotteries.courier,
+        **dict.fromkeys(LIVE_KINDS, lives.courier),
+    }
 
 
 def owner_notices(delivery: Delivery, texts: Texts, owner_ids: list[int]) -> Notify:

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import shutil
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,10 +18,12 @@ from aiogram.types import Chat, User
 
 from bot.activity import ActivityLog
 from bot.clock import ManualClock
+from bot.db import PushKind
 from bot.delivery import Delivered
 from bot.lottery.service import Lotteries
-from bot.push.lives import Lives
-from bot.push.queue import Doorbell, PushQueue
+from bot.push.lives import LIVE_KINDS, Lives
+from bot.push.queue import PushQueue
+from bot.push.rows import Courier, Doorbell
 from bot.registry import Registry
 from bot.sop.engine import Engine
 from bot.sop.library import Library
@@ -52,6 +55,8 @@ class RecordingOutbox:
     edited: list[Sent] = field(default_factory=list)
     unpinned: list[tuple[int, int | None]] = field(default_factory=list)
     refuse: set[int] = field(default_factory=set)  # chats that answer 403
+    stall: bool = False  # sends are asked and never answered: the bot dies while sending
+    stalled: int = 0
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
     def _record(
@@ -76,6 +81,7 @@ class RecordingOutbox:
     ) -> Delivered:
         if before is not None and chat_id not in self.refuse:
             await before()
+        await self._stall()
         return self._record("sendMessage", chat_id, text, reply_markup, reply_to_message_id)
 
     async def send_photo(
@@ -87,7 +93,11 @@ class RecordingOutbox:
         source: str,
         reply_markup: Any = None,
         reply_to_message_id: int | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> Delivered:
+        if before is not None and chat_id not in self.refuse:
+            await before()
+        await self._stall()
         return self._record("sendPhoto", chat_id, caption or "", reply_markup, reply_to_message_id)
 
     async def edit_text(
@@ -115,6 +125,11 @@ class RecordingOutbox:
     async def unpin(self, chat_id: int, message_id: int | None = None, *, source: str) -> Delivered:
         self.unpinned.append((chat_id, message_id))
         return Delivered(True, message_id, chat_id, None, 1)
+
+    async def _stall(self) -> None:
+        if self.stall:
+            self.stalled += 1
+            await asyncio.Event().wait()
 
     @property
     def closing(self) -> bool:
@@ -169,12 +184,19 @@ def push_queue(
         registry,
         outbox,
         clock,
-        lives=lives,
+        couriers={
+            PushKind.TEXT: Courier(outbox, ROOT / "content"),
+            **dict.fromkeys(LIVE_KINDS, lives.courier),
+        },
         doorbell=doorbell,
         notify=notify or Notices(),
         default_zone=zone,
         **options,
     )
+
+
+# The push queue of each engine `make_engine` made: `settle` waits for it too.
+QUEUES: weakref.WeakKeyDictionary[Engine, PushQueue] = weakref.WeakKeyDictionary()
 
 
 async def make_engine(
@@ -188,14 +210,15 @@ async def make_engine(
     ask_member: Callable[[int, int], Awaitable[str | None]] = nobody_asked,
 ) -> tuple[Engine, RecordingOutbox, ManualClock]:
     """The SOP engine with its real collaborators (lotteries, lives, the push queue) wired as
-    `bot.factory` wires them, over a recording outbox and a manual clock. The push queue's
-    loop is not started: tests call `engine.pushes.run_due()`."""
+    `bot.factory` wires them, over a recording outbox and a manual clock. The push queue runs
+    (SOP messages go through it); `queue_of(engine)` is it."""
     clock = ManualClock(START)
     outbox = RecordingOutbox(clock)
     content = content or ROOT / "tests/fixtures/sops/engine/content"
     texts = Texts.load(ROOT / "content", "en")  # the features' own texts
     zone = ZoneInfo("Asia/Shanghai")
     notify = Notices()
+    doorbell = Doorbell()
     lotteries = Lotteries(
         db,
         registry,
@@ -204,22 +227,11 @@ async def make_engine(
         texts,
         clock,
         bus=registry.bus,
+        pushes=doorbell,
         ask_member=ask_member,
         default_timezone=zone,
     )
-    doorbell = Doorbell()
     lives = Lives(db, registry, activity, outbox, texts, doorbell, clock, default_zone=zone)
-    pushes = PushQueue(
-        db,
-        registry,
-        outbox,
-        clock,
-        lives=lives,
-        doorbell=doorbell,
-        notify=notify,
-        default_zone=zone,
-        quiet_hours=quiet_hours,
-    )
     engine = Engine(
         db,
         Library(sops_dir, content),
@@ -230,14 +242,48 @@ async def make_engine(
         bus=registry.bus,
         lotteries=lotteries,
         lives=lives,
-        pushes=pushes,
+        pushes=doorbell,
         deletions=Doorbell(),
         notify=notify,
         default_timezone=zone,
         default_language="en",
     )
+    pushes = PushQueue(
+        db,
+        registry,
+        outbox,
+        clock,
+        couriers={
+            PushKind.TEXT: Courier(outbox, content),
+            PushKind.SOP: engine.courier,
+            PushKind.LOTTERY_POST: lotteries.courier,
+            PushKind.LOTTERY_ANNOUNCE: lotteries.courier,
+            **dict.fromkeys(LIVE_KINDS, lives.courier),
+        },
+        doorbell=doorbell,
+        notify=notify,
+        default_zone=zone,
+        quiet_hours=quiet_hours,
+    )
     await engine.open()
+    await pushes.recover()
+    pushes.start()
+    QUEUES[engine] = pushes
     return engine, outbox, clock
+
+
+def queue_of(engine: Engine) -> PushQueue:
+    return QUEUES[engine]
+
+
+async def drain(queue: PushQueue) -> None:
+    """Send every push due now, and what their sending set off, until nothing is due."""
+    while True:
+        wait = await queue.run_due()
+        await queue.settle()
+        await asyncio.sleep(0)
+        if wait > 0 and queue.busy == 0:
+            return
 
 
 async def eventually(
@@ -256,11 +302,17 @@ async def eventually(
 
 
 async def settle(engine: Engine, rounds: int = 3) -> None:
-    """Let spawned work finish (the engine's tasks and the timer's next look)."""
+    """Let spawned work finish (the engine's tasks, its messages in the push queue, and the
+    timer's next look)."""
+    queue = QUEUES.get(engine)
     for _ in range(rounds):
         await asyncio.sleep(0.03)
-        while engine.tasks:
-            await asyncio.wait(engine.tasks, timeout=5)
+        while engine.tasks or (queue is not None and not queue.idle):
+            if engine.tasks:
+                await asyncio.wait(engine.tasks, timeout=5)
+            if queue is not None:
+                await asyncio.sleep(0.01)
+                await queue.settle()
         await asyncio.sleep(0.03)
 
 

@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.activity import ActivityLog
 from bot.clock import ManualClock
 from bot.db import EVENTS, PUSHES, EventType, PushStatus
-from bot.push.lives import LiveError, Lives
-from bot.push.queue import Doorbell, PushQueue
+from bot.push.lives import LIVE_KINDS, LiveError, Lives
+from bot.push.queue import PushQueue
+from bot.push.rows import Doorbell
 from bot.registry import Registry
 from bot.texts import Texts
 from tests.sop_harness import Notices, RecordingOutbox
@@ -52,7 +53,7 @@ async def setup(
         registry,
         outbox,
         clock,
-        lives=lives,
+        couriers=dict.fromkeys(LIVE_KINDS, lives.courier),
         doorbell=doorbell,
         notify=Notices(),
         default_zone=SHANGHAI,

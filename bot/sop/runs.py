@@ -58,6 +58,7 @@ class Run:
     error: str | None = None
     finished_at: datetime | None = None
     sop_digest: str = ""
+    created_at: datetime | None = None  # when it started (what started it: `trigger`)
     _base_seq: int = field(default=0, repr=False)  # seq as stored, for the conditional update
     # Journal rows finished in memory, written with the run's next save (one transaction
     # instead of two when a wait ends and the next step follows at once).
@@ -333,6 +334,17 @@ class RunStore:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(*RUN_COLUMNS).where(SOP_RUNS.c.id == run_id))).first()
         return Run.from_row(row) if row is not None else None
+
+    async def get_many(self, run_ids: Iterable[int]) -> list[Run]:
+        """These runs as stored (those that exist), by id."""
+        ids = sorted(set(run_ids))
+        found: list[Run] = []
+        async with self.engine.connect() as conn:
+            for start in range(0, len(ids), CHUNK):
+                part = ids[start : start + CHUNK]
+                rows = await conn.execute(select(*RUN_COLUMNS).where(SOP_RUNS.c.id.in_(part)))
+                found += [Run.from_row(row) for row in rows]
+        return found
 
     async def pending(
         self,

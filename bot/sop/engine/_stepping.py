@@ -24,13 +24,13 @@ from bot.db import LIVE, EventType, RunStatus
 from bot.sop.conditions import GroupFacts
 from bot.sop.engine._context import Context
 from bot.sop.engine._failures import FailureNotices
-from bot.sop.engine._leases import Leases, Tasks
+from bot.sop.engine._leases import Held, Leases, Tasks
 from bot.sop.engine._waits import EventWaits
 from bot.sop.facts import Facts, MemberFacts
 from bot.sop.library import Library, Procedure
 from bot.sop.messages import TextCatalogue
 from bot.sop.runs import Effects, Run, RunMoved, RunStore, StepRecord
-from bot.sop.steps import STEPS, Cohort, LiveMaker, LotteryOpener, Outbox, Waker, goto
+from bot.sop.steps import STEPS, Cohort, LiveMaker, LotteryOpener, Waker, goto
 
 
 class Emit(Protocol):
@@ -63,13 +63,13 @@ class Stepping:
         runs: RunStore,
         clock: Clock,
         activity: ActivityLog,
-        outbox: Outbox,
         facts: Facts,
         boards: Leaderboards,
         texts: TextCatalogue,
         context: Context,
         leases: Leases,
         tasks: Tasks,
+        held: Held,
         waits: EventWaits,
         wake: asyncio.Event,
         emit: Emit,
@@ -86,7 +86,6 @@ class Stepping:
         self.runs = runs
         self.clock = clock
         self.activity = activity
-        self.outbox = outbox
         self.facts = facts
         self.boards = boards
         self.texts = texts  # replaced when the texts are read again
@@ -99,6 +98,7 @@ class Stepping:
         self._context = context
         self._leases = leases
         self._tasks = tasks
+        self._held = held
         self._waits = waits
         self._wake = wake  # the timer: runs wait for their time
         self._emit = emit
@@ -138,6 +138,9 @@ class Stepping:
 
     def release(self, runs: list[Run]) -> None:
         self._leases.release(runs)
+
+    def hold(self, key: str, runs: list[Run]) -> None:
+        self._held.runs[key] = runs
 
     async def advance(self, runs: list[Run], *, claimed: bool = False) -> None:
         """Move runs (status RUNNING) through their steps until each waits, sends or ends."""

@@ -19,12 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
 from bot.clock import ManualClock
-from bot.db import PUSHES, SOP_RUNS, SOP_STEPS, EventType, create_engine, upgrade
+from bot.db import PUSHES, SOP_RUNS, SOP_STEPS, EventType, PushKind, create_engine, upgrade
 from bot.deletions import Deletions
 from bot.events import Bus
 from bot.lottery.service import Lotteries
-from bot.push.lives import Lives
-from bot.push.queue import Doorbell, PushQueue
+from bot.push.lives import LIVE_KINDS, Lives
+from bot.push.queue import PushQueue
+from bot.push.rows import Courier, Doorbell
 from bot.registry import Registry
 from bot.sop import format as fmt
 from bot.sop.engine import JOIN_GATHER, Engine
@@ -47,6 +48,8 @@ GROUP_ID = -1000000000001
 MEMBER_ID = 100001
 BOT_USERNAME = "tidepool_bot"
 WRITE_TEXT = "Hi everyone!"  # what the member writes at each --writes
+# Pushes the timeline shows through their step (an SOP's send, a lottery's lines), not as pushes.
+SHOWN_ELSEWHERE = (PushKind.SOP, PushKind.LOTTERY_POST, PushKind.LOTTERY_ANNOUNCE)
 STUCK = 1000  # rounds at one moment without the clock moving before the simulation gives up
 
 Work = Callable[[], Awaitable[None]]
@@ -162,6 +165,7 @@ class _Simulation:
         self.registry = Registry(db, self.activity, self.bus)
         self.library = Library(file.parent, content)
         texts = Texts.load(content, lang)
+        doorbell = Doorbell()
         self.lotteries = Lotteries(
             db,
             self.registry,
@@ -170,10 +174,10 @@ class _Simulation:
             texts,
             self.clock,
             bus=self.bus,
+            pushes=doorbell,
             ask_member=_nobody_asked,
             default_timezone=zone,
         )
-        doorbell = Doorbell()
         lives = Lives(
             db,
             self.registry,
@@ -182,16 +186,6 @@ class _Simulation:
             texts,
             doorbell,
             self.clock,
-            default_zone=zone,
-        )
-        self.pushes = PushQueue(
-            db,
-            self.registry,
-            self.outbox,
-            self.clock,
-            lives=lives,
-            doorbell=doorbell,
-            notify=_nobody_told,
             default_zone=zone,
         )
         self.engine = Engine(
@@ -204,11 +198,27 @@ class _Simulation:
             bus=self.bus,
             lotteries=self.lotteries,
             lives=lives,
-            pushes=self.pushes,
+            pushes=doorbell,
             deletions=Deletions(db, self.outbox, self.clock),
             notify=_nobody_told,
             default_timezone=zone,
             default_language=lang,
+        )
+        self.pushes = PushQueue(
+            db,
+            self.registry,
+            self.outbox,
+            self.clock,
+            couriers={
+                PushKind.TEXT: Courier(self.outbox, content),
+                PushKind.SOP: self.engine.courier,
+                PushKind.LOTTERY_POST: self.lotteries.courier,
+                PushKind.LOTTERY_ANNOUNCE: self.lotteries.courier,
+                **dict.fromkeys(LIVE_KINDS, lives.courier),
+            },
+            doorbell=doorbell,
+            notify=_nobody_told,
+            default_zone=zone,
         )
         self.user = User(id=MEMBER_ID, is_bot=False, first_name=script.member)
         self.chat_id = GROUP_ID
@@ -424,12 +434,11 @@ class _Simulation:
             now = self.clock.now()
             while pending and pending[0][0] <= now:
                 await pending.pop(0)[2]()
-                await self.engine.settle()
+                await self._settle()
             await self.engine.tick()
-            await self.engine.settle()
+            await self._settle()
             await self.lotteries.draw_due()
-            await self.pushes.run_due()
-            await self.pushes.settle()
+            await self._settle()
             moments = [
                 await self.engine.next_wake(),
                 await self.lotteries.store.next_due(),
@@ -441,6 +450,17 @@ class _Simulation:
             if upcoming is None or upcoming > end or stuck > STUCK:
                 return
             self.clock.set(max(upcoming, now))
+
+    async def _settle(self) -> None:
+        """Let the engine and the outbox finish what is due now (a message sent moves its runs
+        on, which may send the next)."""
+        while True:
+            await self.engine.settle()
+            wait = await self.pushes.run_due()
+            await self.pushes.settle()
+            await self.engine.settle()
+            if wait > 0 and self.pushes.busy == 0 and not self.engine.tasks:
+                return
 
     async def _timeline(self, start: datetime) -> Timeline:
         async with self.db.connect() as conn:
@@ -462,7 +482,11 @@ class _Simulation:
             for row in rows:
                 entries += self._entries(run, row)
             timeline.runs.append(self._summary(run, rows, timeline))
-        entries += [push_entry(push, self.outbox) for push in pushes if push.status != "pending"]
+        entries += [
+            push_entry(push, self.outbox)
+            for push in pushes
+            if push.status != "pending" and push.kind not in SHOWN_ELSEWHERE
+        ]
         timeline.entries = sorted(entries, key=lambda entry: (entry.at, entry.order))
         if not runs:
             timeline.runs.append(f"no run of {self.flow.id} started: its conditions did not hold")
