@@ -142,11 +142,7 @@ def chat_full(chat: ChatRec, world: World) -> ChatFullInfo:
         accent_color_id=abs(chat.id) % 7,
         max_reaction_count=11,
         accepted_gift_types=AcceptedGiftTypes(
-            unlimited_gifts=False,
-            limited_gifts=False,
-            unique_gifts=False,
-            premium_subscription=False,
-            gifts_from_channels=False,
+            **dict.fromkeys(AcceptedGiftTypes.model_fields, False)
         ),
         pinned_message=pinned,
         **extra,
