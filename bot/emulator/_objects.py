@@ -133,12 +133,7 @@ def chat_full(chat: ChatRec, world: World) -> ChatFullInfo:
         extra["permissions"] = ChatPermissions(**{name: True for name in PERMISSIONS})
         extra["has_visible_history"] = True
     return ChatFullInfo(
-        id=chat.id,
-        type=chat.type,
-        title=chat.title,
-        username=chat.username,
-        first_name=chat.first_name,
-        last_name=chat.last_name,
+        **chat_obj(chat).model_dump(exclude_none=True),  # the short Chat, and more
         accent_color_id=abs(chat.id) % 7,
         max_reaction_count=11,
         accepted_gift_types=AcceptedGiftTypes(
