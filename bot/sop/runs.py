@@ -109,35 +109,34 @@ class StepRecord:
         }
 
 
+def _bound(*columns: str) -> dict[str, Any]:
+    """Each column set from the parameter of its own name, for executemany."""
+    return {column: bindparam(column) for column in columns}
+
+
 _SAVE = (
     update(SOP_RUNS)
     .where(SOP_RUNS.c.id == bindparam("_id"), SOP_RUNS.c.seq == bindparam("_seq"))
     .values(
-        status=bindparam("status"),
-        position=bindparam("position"),
-        seq=bindparam("seq"),
-        variables=bindparam("variables"),
-        wake_at=bindparam("wake_at"),
-        wait_event=bindparam("wait_event"),
-        batch=bindparam("batch"),
-        error=bindparam("error"),
-        updated_at=bindparam("updated_at"),
-        finished_at=bindparam("finished_at"),
+        _bound(
+            "status",
+            "position",
+            "seq",
+            "variables",
+            "wake_at",
+            "wait_event",
+            "batch",
+            "error",
+            "updated_at",
+            "finished_at",
+        )
     )
 )
-_BEGIN_STEP = insert(SOP_STEPS).values(
-    {name: bindparam(name) for name in StepRecord.__dataclass_fields__}
-)
+_BEGIN_STEP = insert(SOP_STEPS).values(_bound(*StepRecord.__dataclass_fields__))
 _FINISH_STEP = (
     update(SOP_STEPS)
     .where(SOP_STEPS.c.run_id == bindparam("_run"), SOP_STEPS.c.seq == bindparam("_seq"))
-    .values(
-        status=bindparam("status"),
-        finished_at=bindparam("finished_at"),
-        message_id=bindparam("message_id"),
-        chat_id=bindparam("chat_id"),
-        error=bindparam("error"),
-    )
+    .values(_bound("status", "finished_at", "message_id", "chat_id", "error"))
 )
 
 
