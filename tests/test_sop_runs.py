@@ -480,6 +480,8 @@ async def test_a_send_cut_off_by_a_crash_is_never_repeated(world, engine):
             ("first", "interrupted"),
             ("second", "done"),
         ]
+        overview = await SopAdmin(again).overview(GROUP.id)
+        assert ("sop.list_interrupted", {"count": 1, "at": "2026-11-02 09:00"}) in overview
     finally:
         await again.close()
 

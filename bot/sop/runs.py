@@ -415,6 +415,22 @@ class RunStore:
         groups = sorted({int(row.chat_id) for row in rows})
         return Failures(len(rows), groups, rows[-1].error, rows[-1].finished_at)
 
+    async def interrupted(self, sop_id: str, chat_id: int) -> tuple[int, datetime | None]:
+        """Messages of an SOP in a group that a stop cut off while Telegram was asked (they may
+        have arrived and are not sent again): how many, and when the newest was."""
+        query = (
+            select(func.count(), func.max(SOP_STEPS.c.finished_at))
+            .select_from(SOP_STEPS.join(SOP_RUNS, SOP_RUNS.c.id == SOP_STEPS.c.run_id))
+            .where(
+                SOP_RUNS.c.sop_id == sop_id,
+                SOP_RUNS.c.chat_id == chat_id,
+                SOP_STEPS.c.status == "interrupted",
+            )
+        )
+        async with self.engine.connect() as conn:
+            count, last = (await conn.execute(query)).one()
+        return int(count), last
+
     async def steps(self, run_id: int) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
