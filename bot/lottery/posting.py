@@ -9,7 +9,6 @@ announcement leaves it `interrupted`: it is never sent twice, and the winners ar
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,70 +19,51 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.db import LOTTERIES, LotteryStatus, PushKind
 from bot.lottery.store import Lottery, LotteryStore
 from bot.lottery.wording import LotteryWording
-from bot.outbox import Before, Outbox
+from bot.outbox import Before
 from bot.push.rows import Courier, Ended, push_row
 
 if TYPE_CHECKING:
     from bot.delivery import Delivered
+    from bot.lottery.service import Lotteries
 
 SOURCE = "lottery"
 
 
 def post_row(lottery: Lottery, now: datetime, reply_to: int | None = None) -> dict[str, Any]:
     """The push of a lottery's post."""
-    return push_row(
-        key=f"lottery:{lottery.id}:post",
-        kind=PushKind.LOTTERY_POST,
-        chat_id=lottery.chat_id,
-        source=SOURCE,
-        due_at=now,
-        now=now,
-        reply_to=reply_to,
-        urgent=True,
-        ref={"lottery": lottery.id},
-    )
+    return _row(PushKind.LOTTERY_POST, lottery.id, lottery.chat_id, now, reply_to)
 
 
 def announcement_row(lottery_id: int, chat_id: int, now: datetime) -> dict[str, Any]:
     """The push of a drawn lottery's announcement."""
+    return _row(PushKind.LOTTERY_ANNOUNCE, lottery_id, chat_id, now)
+
+
+def _row(
+    kind: PushKind, lottery_id: int, chat_id: int, now: datetime, reply_to: int | None = None
+) -> dict[str, Any]:
+    what = "post" if kind is PushKind.LOTTERY_POST else "announce"
     return push_row(
-        key=f"lottery:{lottery_id}:announce",
-        kind=PushKind.LOTTERY_ANNOUNCE,
+        key=f"lottery:{lottery_id}:{what}",
+        kind=kind,
         chat_id=chat_id,
         source=SOURCE,
         due_at=now,
         now=now,
-        urgent=True,
+        reply_to=reply_to,
+        urgent=True,  # the deadline runs from the opening; the winners wait for the draw
         ref={"lottery": lottery_id},
     )
-
-
-Names = Callable[[int, Iterable[int]], Awaitable[dict[int, str]]]
-Won = Callable[[Lottery, list[int]], None]  # tell the SOPs who won
-Closed = Callable[[Lottery], Awaitable[None]]  # the post shows the lottery closed
 
 
 class LotteryCourier(Courier):
     """Sends lottery posts and announcements; keeps their message ids on the lottery."""
 
-    def __init__(
-        self,
-        outbox: Outbox,
-        store: LotteryStore,
-        wording: LotteryWording,
-        *,
-        names: Names,
-        won: Won,
-        close_post: Closed,
-        posted: Callable[[int], None],
-    ) -> None:
-        super().__init__(outbox)
-        self.store = store
-        self.wording = wording
-        self.names = names
-        self.won = won
-        self.close_post = close_post
-        self.posted = posted  # the entry count may be shown now
+    def __init__(self, lotteries: Lotteries) -> None:
+        super().__init__(lotteries.delivery)
+        self.lotteries = lotteries
+        self.store: LotteryStore = lotteries.store
+        self.wording: LotteryWording = lotteries.wording
 
     async def send(self, push: Row[Any], before: Before) -> Delivered | None:
         lottery = await self.store.get(int((push.ref or {})["lottery"]))
@@ -106,7 +86,7 @@ class LotteryCourier(Courier):
         return await self.outbox.send_message(
             lottery.chat_id,
             self.wording.announcement_text(
-                lottery, winners, await self.names(lottery.chat_id, winners)
+                lottery, winners, await self.lotteries.names(lottery.chat_id, winners)
             ),
             source=SOURCE,
             reply_to_message_id=lottery.message_id,
@@ -134,11 +114,9 @@ class LotteryCourier(Courier):
                     "lottery #{}: the {} could not be sent: {}", lottery_id, what, end.note
                 )
             if end.push.kind == PushKind.LOTTERY_POST:
-                if end.sent:
-                    self.posted(lottery_id)
                 continue
             lottery = await self.store.get(lottery_id)
             if lottery is None or not (end.sent or end.interrupted):
                 continue
-            await self.close_post(lottery)
-            self.won(lottery, await self.store.winners(lottery_id))
+            await self.lotteries.close_post(lottery)
+            self.lotteries.won(lottery, await self.store.winners(lottery_id))

@@ -114,15 +114,7 @@ class Lotteries:
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.pushes = pushes  # the push queue, rung when a post or announcement is queued
-        self.courier = LotteryCourier(  # how the push queue sends posts and announcements
-            delivery,
-            self.store,
-            self.wording,
-            names=self.names,
-            won=self._won,
-            close_post=self._close_post,
-            posted=self._count_changed,
-        )
+        self.courier = LotteryCourier(self)  # how the push queue sends posts and announcements
 
     # -- the group's language and time -------------------------------------------------------
 
@@ -361,13 +353,14 @@ class Lotteries:
         if added:
             self.pushes.wake()
 
-    def _won(self, lottery: Lottery, winners: list[int]) -> None:
+    def won(self, lottery: Lottery, winners: list[int]) -> None:
         """Tell the SOPs who won (`lottery.won`), once the draw is announced."""
         for place, user_id in enumerate(winners, start=1):
             data = {"lottery": lottery.id, "prize": lottery.prize, "place": place}
             self._spawn(self.bus.publish(Happened("lottery.won", lottery.chat_id, user_id, data)))
 
-    async def _close_post(self, lottery: Lottery) -> None:
+    async def close_post(self, lottery: Lottery) -> None:
+        """The post shows the lottery closed (drawn or cancelled), without its button."""
         current = await self.store.get(lottery.id)
         if current is None or current.message_id is None:
             return
@@ -401,7 +394,7 @@ class Lotteries:
         await self._settle_presses(lottery_id)
         cancelled = await self.store.cancel(lottery_id, self.clock.now(), by)
         if isinstance(cancelled, Lottery):
-            await self._close_post(cancelled)
+            await self.close_post(cancelled)
             self.wake()
         return cancelled
 
