@@ -171,3 +171,21 @@ async def test_a_message_sent_just_before_a_stop_is_not_sent_again(
         4242,
     )
     await again.close()
+
+
+async def test_a_waiting_message_of_an_sop_switched_off_meanwhile_never_goes(
+    world, engine: AsyncEngine
+) -> None:
+    sop, outbox, clock = await world()
+    clock.set(NIGHT)
+    await sop.fire_schedule("note", GROUP.id)
+    await settle(sop)
+    await sop.stop_runs("note", GROUP.id, "switched off in this group by an admin")
+    clock.set(MORNING)
+    await drain(queue_of(sop))
+    await settle(sop)
+    assert outbox.sent == []
+    [push] = await table(engine, PUSHES)
+    assert push["status"] == PushStatus.CANCELLED
+    [run] = await table(engine, SOP_RUNS)
+    assert run["status"] == RunStatus.CANCELLED

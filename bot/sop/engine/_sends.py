@@ -4,17 +4,20 @@ not), moves the runs that were waiting for them on."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, select
 
 from bot.db import PUSHES, PushStatus, RunStatus
-from bot.outbox import Outbox
+from bot.outbox import Before, Outbox
 from bot.push.rows import Courier, Ended
 from bot.sop.engine._leases import Held, Leases
 from bot.sop.engine._stepping import Stepping
 from bot.sop.runs import CHUNK, Run, RunStore
 from bot.sop.steps._send import finish_send
+
+if TYPE_CHECKING:
+    from bot.delivery import Delivered
 
 WAITING = (PushStatus.PENDING.value, PushStatus.QUEUED.value, PushStatus.SENDING.value)
 
@@ -37,6 +40,17 @@ class SopSends(Courier):
         self._leases = leases
         self._held = held
         self._stepping = stepping
+
+    async def send(self, push: Row[Any], before: Before) -> Delivered | None:
+        """Send the message as rendered; a message that waited (quiet hours, the cap) goes only
+        while one of its runs still waits for it (an admin may have switched the SOP off, the
+        member may have left)."""
+        if push.due_at > push.planned_at:
+            wanted = _runs_of(push.ref)
+            runs = await self.runs.get_many(wanted)
+            if not any(r.status is RunStatus.SENDING and r.seq == wanted[r.id] for r in runs):
+                return None
+        return await super().send(push, before)
 
     async def postponed(self, pushes: list[Row[Any]]) -> None:
         """Quiet hours or the cap hold these messages: their runs are let go meanwhile (they
