@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from bot.db import SCHEDULED_DELETIONS, EventType, PushKind, RunStatus
-from bot.push.rows import Ended, push_row
+from bot.push.rows import Ended, add_pushes, push_row
 from bot.sop.format import SendStep, format_duration
 from bot.sop.runs import Run, StepRecord
 from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, Tools, goto
@@ -133,8 +133,6 @@ class Send(StepType[SendStep]):
         rows = [row for row, _ in pushes]
 
         async def effects(conn: AsyncConnection) -> None:
-            from bot.push.rows import add_pushes
-
             if rows:
                 await add_pushes(conn, rows)
 
