@@ -41,7 +41,6 @@ class _Text:
     parse_mode: str | None
     disable_notification: bool
     reply_markup: ReplyMarkupUnion | None
-    before: Callable[[], Awaitable[None]] | None = None  # awaited just before it is sent
 
     def alike(self, other: _Text) -> bool:
         return (
@@ -68,6 +67,14 @@ class _Job:
     attempts: int = 0
     text: _Text | None = None  # set when it may be combined with texts alike
     parts: list[_Job] = field(default_factory=list)  # the requests a combined message answers
+    before: Callable[[], Awaitable[None]] | None = None  # awaited once before it is paced
+    prepared: bool = False  # its `before` has run
+    ahead: bool = False  # counted among the few prepared ahead of their turn
+
+    @property
+    def unprepared(self) -> list[_Job]:
+        """The requests it answers whose `before` has not run yet."""
+        return [job for job in self.answers if job.before is not None and not job.prepared]
 
     @property
     def answers(self) -> list[_Job]:

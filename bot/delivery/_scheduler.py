@@ -7,7 +7,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot
@@ -42,6 +42,10 @@ BACKOFF_MAX = 10.0
 # The scheduler re-reads the clock at least this often while messages wait, so an injected
 # clock that runs faster than real time (in tests) works too.
 TICK = 0.05
+# Messages whose `before` runs at once (each is about to go: its chat and the overall pace allow
+# it). Their `before` runs before they are paced, so a slow database never bunches messages on
+# the wire; and only these few can be noted as about to go when a crash comes before they went.
+PREPARE_AHEAD = 2
 SWEEP_EVERY = 60.0  # seconds between forgetting chats that have nothing queued or pending
 GONE = frozenset({GroupStatus.KICKED, GroupStatus.LEFT})
 
@@ -88,6 +92,8 @@ class _Scheduler:
         self._floods: deque[tuple[float, int]] = deque()
         self._swept = clock()
         self._in_flight: dict[asyncio.Task[None], _Job] = {}
+        self._preparing: set[asyncio.Task[None]] = set()  # jobs whose `before` runs
+        self._ahead = 0  # jobs whose `before` runs or ran, not started yet (PREPARE_AHEAD)
         self._records: list[dict[str, Any]] = []
         self._record_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -157,6 +163,7 @@ class _Scheduler:
         paced: bool,
         message_id: int | None = None,
         text: _Text | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> Delivered:
         job = _Job(
             method,
@@ -169,6 +176,7 @@ class _Scheduler:
             utcnow(),
             message_id,
             text=text,
+            before=before,
         )
         refusal = "not sent: the bot is stopping" if self._closing else self._refusal(job.chat_id)
         if refusal is not None:
@@ -245,6 +253,8 @@ class _Scheduler:
                     wait = min(wait, ready - now)
                 elif job.paced and self._tokens < 1:
                     wait = min(wait, (1 - self._tokens) / self.per_second)
+                elif job.unprepared and self._ahead >= PREPARE_AHEAD:
+                    continue  # its turn comes when a `before` in progress is done
                 else:
                     chosen = lane
                     break
@@ -268,6 +278,7 @@ class _Scheduler:
 
     def _start(self, lane: _Lane) -> None:
         job = lane.jobs.popleft()
+        self._let_go(job)
         if job.given_up:
             logger.bind(chat_id=lane.chat_id).debug(
                 "dropped {} ({}): cancelled", job.method, job.source
@@ -280,6 +291,16 @@ class _Scheduler:
             return
         if job.text is not None:
             job = combine_texts(self.bot, lane, job, job.text)
+        unprepared = job.unprepared
+        if unprepared:  # its `before` runs first, so that it is paced as it goes out
+            lane.jobs.appendleft(job)
+            lane.busy = True
+            job.ahead = True
+            self._ahead += 1
+            task = asyncio.create_task(self._prepare(lane, job, unprepared))
+            self._preparing.add(task)
+            task.add_done_callback(self._preparing.discard)
+            return
         if job.paced:
             self._tokens -= 1
         job.attempts += 1
@@ -287,6 +308,24 @@ class _Scheduler:
         task = asyncio.create_task(self._attempt(lane, job), name=f"deliver-{lane.chat_id}")
         self._in_flight[task] = job
         task.add_done_callback(self._in_flight.pop)
+
+    async def _prepare(self, lane: _Lane, job: _Job, parts: list[_Job]) -> None:
+        """Await the `before` of each request `job` answers, then give it its turn again."""
+        try:
+            await asyncio.gather(*(part.before() for part in parts if part.before is not None))
+        except Exception as exc:
+            logger.bind(chat_id=lane.chat_id).opt(exception=exc).error(
+                "{} ({}) not sent: what had to happen before failed", job.method, job.source
+            )
+            lane.jobs.remove(job)
+            self._finish(job, error=f"not sent: {type(exc).__name__}: {exc}")
+        else:
+            for part in parts:
+                part.prepared = True
+        finally:
+            lane.busy = False
+            self._take_turn(lane)
+            self._wake.set()
 
     def _sweep(self, now: float) -> None:
         self._swept = now
@@ -390,9 +429,16 @@ class _Scheduler:
         while lane.jobs:
             self._finish(lane.jobs.popleft(), error=reason)
 
+    def _let_go(self, job: _Job) -> None:
+        """`job` leaves the few prepared ahead (it goes, or fails)."""
+        if job.ahead:
+            job.ahead = False
+            self._ahead -= 1
+
     def _finish(
         self, job: _Job, *, message_id: int | None = None, error: str | None = None
     ) -> None:
+        self._let_go(job)
         ok = error is None
         now = utcnow()
         answers = job.answers

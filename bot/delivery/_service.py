@@ -43,14 +43,13 @@ class Delivery(_Scheduler):
 
         With `combine`, the text may go out in one message with other texts of the same key
         that are queued at the same time; that message is not a reply. `before` is awaited
-        each time just before Telegram is asked (the push queue notes that a message may now
-        arrive); a combined message awaits the `before` of every text it carries.
+        once it is this message's turn, just before it is paced and Telegram is asked (the push
+        queue notes that a message may now arrive); a combined message awaits the `before` of
+        every text it carries. A `before` that fails fails the message, unsent.
         """
         reply = _reply_to(reply_to_message_id)
 
         async def request(target: int) -> Message:
-            if before is not None:
-                await before()
             return await self.bot.send_message(
                 target,
                 text,
@@ -62,11 +61,9 @@ class Delivery(_Scheduler):
 
         combinable = None
         if combine is not None:
-            combinable = _Text(
-                combine, text, parse_mode, disable_notification, reply_markup, before
-            )
+            combinable = _Text(combine, text, parse_mode, disable_notification, reply_markup)
         return await self._deliver(
-            "sendMessage", chat_id, source, request, paced=True, text=combinable
+            "sendMessage", chat_id, source, request, paced=True, text=combinable, before=before
         )
 
     async def send_photo(
@@ -87,8 +84,6 @@ class Delivery(_Scheduler):
         reply = _reply_to(reply_to_message_id)
 
         async def request(target: int) -> Message:
-            if before is not None:
-                await before()
             return await self.bot.send_photo(
                 target,
                 photo,
@@ -99,7 +94,7 @@ class Delivery(_Scheduler):
                 disable_notification=disable_notification,
             )
 
-        return await self._deliver("sendPhoto", chat_id, source, request, paced=True)
+        return await self._deliver("sendPhoto", chat_id, source, request, paced=True, before=before)
 
     async def edit_text(
         self,
