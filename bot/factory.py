@@ -3,6 +3,7 @@
 `tidepool run`, `tidepool simulate`, the test harnesses and the benchmarks all build the bot
 here, so what a test exercises is the production wiring; they replace only Telegram (a Bot
 pointed at the emulator, or a recording outbox in place of the delivery service) and the clock.
+On a manual clock the caller runs what falls due itself (`loops=False`), step by step.
 Every service gets its collaborators in its constructor. Services that act on what another one
 saw (joins, reloads, lottery winners) share one `Bus`. Shutdown is one `AsyncExitStack`: the
 last thing started is the first stopped, and each step runs even when an earlier one failed.
@@ -37,6 +38,7 @@ from bot.handlers import boards, broadcasts, lives, lottery, membership, points,
 from bot.handlers import stats as stats_handlers
 from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.lottery.service import Lotteries
+from bot.outbox import Outbox
 from bot.points import Ledger
 from bot.polling import chat_of
 from bot.push.lives import Lives
@@ -69,7 +71,8 @@ class Tidepool:
     texts: Texts
     activity: ActivityLog
     registry: Registry
-    delivery: Delivery
+    outbox: Outbox  # what every service sends through: `delivery`, or a fake passed in
+    delivery: Delivery | None  # the delivery service; None when Telegram's side is a fake
     rights: RightsCheck
     admins: Admins
     notify: Notify
@@ -102,40 +105,58 @@ async def open_database(settings: Settings) -> AsyncEngine:
 
 @contextlib.asynccontextmanager
 async def assemble(
-    settings: Settings, bot: Bot, clock: Clock, me: User, *, db: AsyncEngine | None = None
+    settings: Settings,
+    bot: Bot,
+    clock: Clock,
+    me: User,
+    *,
+    db: AsyncEngine | None = None,
+    outbox: Outbox | None = None,
+    loops: bool = True,
 ) -> AsyncIterator[Tidepool]:
     """Build, open and start the application; stop everything in order on the way out.
 
     `me` is the bot's own user (getMe). `db`, when given, is an open, migrated database that
     the caller keeps (a benchmark that filled it beforehand); otherwise one is opened from
-    `settings.database_url` and disposed of at the end.
+    `settings.database_url` and disposed of at the end. `outbox`, when given, plays Telegram's
+    outbound side in place of the delivery service (`tidepool simulate`, unit tests); `bot`
+    still answers what services ask Telegram. With `loops=False` nothing runs in the
+    background (timer, push queue, lotteries, analytics, calendar, writers): the caller moves
+    its manual clock and runs what falls due itself, so a dry run is the same every time.
     """
     async with contextlib.AsyncExitStack() as stack:
         if db is None:
             db = await open_database(settings)
             stack.push_async_callback(db.dispose)
-        app = await _build(settings, bot, clock, me, db)
-        await _start(app, stack)
+        app = await _build(settings, bot, clock, me, db, outbox)
+        await _start(app, stack, loops)
         yield app
 
 
-async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: AsyncEngine) -> Tidepool:
+async def _build(
+    settings: Settings, bot: Bot, clock: Clock, me: User, db: AsyncEngine, fake: Outbox | None
+) -> Tidepool:
     zone = settings.tz
     bus = Bus()
     texts = Texts.load(settings.content_dir, settings.language)
     activity = ActivityLog(db, store_text=settings.store_text)
     registry = Registry(db, activity, bus)
     await registry.load()
-    delivery = Delivery(bot, registry, db)
-    rights = RightsCheck(delivery, registry, texts, settings.owner_ids, bus)
+    delivery: Delivery | None = None
+    outbox: Outbox
+    if fake is None:
+        outbox = delivery = Delivery(bot, registry, db)
+    else:
+        outbox = fake
+    rights = RightsCheck(bot, outbox, registry, texts, settings.owner_ids, bus)
     admins = Admins(bot, settings.owner_ids)
-    notify = owner_notices(delivery, texts, settings.owner_ids)
-    deletions = Deletions(db, delivery, clock)
+    notify = owner_notices(outbox, texts, settings.owner_ids)
+    deletions = Deletions(db, outbox, clock)
     lotteries = Lotteries(
         db,
         registry,
         activity,
-        delivery,
+        outbox,
         texts,
         clock,
         bus=bus,
@@ -147,7 +168,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         db,
         registry,
         activity,
-        delivery,
+        outbox,
         texts,
         doorbell,
         clock,
@@ -157,7 +178,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
     pushes = PushQueue(
         db,
         registry,
-        delivery,
+        outbox,
         clock,
         lives=live_sessions,
         doorbell=doorbell,
@@ -171,7 +192,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         Library(settings.sops_dir, settings.content_dir),
         registry,
         activity,
-        delivery,
+        outbox,
         clock,
         bus=bus,
         lotteries=lotteries,
@@ -189,7 +210,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         rollup,
         clock,
         bus=bus,
-        alert=health_alert(delivery, texts, registry, admins, notify),
+        alert=health_alert(outbox, texts, registry, admins, notify),
         default_zone=zone,
         tiers_path=settings.sops_dir / "tiers.yaml",
         health_drop=settings.health_drop,
@@ -197,7 +218,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
     )
     catalogue = Rewards(db, settings.content_dir / "rewards.yaml", timezone=zone)
     calendar = Calendar(engine, settings.database_url, bus)
-    say = sops.Say(delivery, texts, registry)
+    say = sops.Say(outbox, texts, registry)
     dispatcher = create_dispatcher(
         registry,
         activity,
@@ -207,7 +228,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         admins=admins,
         sop_admin=SopAdmin(engine),
         say=say,
-        delivery=delivery,
+        delivery=outbox,
         lives=live_sessions,
         broadcasting=broadcasts.Broadcasting(pushes, say, clock),
         analytics=analytics,
@@ -226,6 +247,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         texts=texts,
         activity=activity,
         registry=registry,
+        outbox=outbox,
         delivery=delivery,
         rights=rights,
         admins=admins,
@@ -243,36 +265,39 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
     )
 
 
-async def _start(app: Tidepool, stack: contextlib.AsyncExitStack) -> None:
-    """Open what needs the database, then start every loop; each stop is pushed as it starts.
+async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -> None:
+    """Open what needs the database, then start every loop (`loops`); push each stop.
 
     The exit stack runs them backwards: the calendar and the loops that start work stop first,
     then the engine finishes what it has in hand, the delivery service sends what it holds,
     and the activity log writes every event last.
     """
     stack.push_async_callback(_close_activity, app.activity)
-    app.activity.start()
     await app.pushes.recover()
     await report_broken(await app.engine.open(), app.notify)
-    app.deletions.start()
     stack.push_async_callback(app.deletions.close)
-    app.engine.start()
     stack.push_async_callback(app.engine.close, 5.0)
-    app.pushes.start()
     stack.push_async_callback(app.pushes.close)
-    app.delivery.start()
-    stack.push_async_callback(_close_delivery, app.delivery)
+    if app.delivery is not None:
+        stack.push_async_callback(_close_delivery, app.delivery)
     stack.push_async_callback(app.engine.drain, 5.0)
     stack.push_async_callback(app.pushes.halt)
     stack.push_async_callback(app.bus.settle)
-    app.rollup.start()
     stack.push_async_callback(app.rollup.close)
-    app.analytics.start()
     stack.push_async_callback(app.analytics.close)
-    app.lotteries.start()
     stack.push_async_callback(app.lotteries.close)
-    app.calendar.start()
     stack.push_async_callback(app.calendar.close)
+    if loops:
+        app.activity.start()
+        app.deletions.start()
+        app.engine.start()
+        app.pushes.start()
+        if app.delivery is not None:
+            app.delivery.start()
+        app.rollup.start()
+        app.analytics.start()
+        app.lotteries.start()
+        app.calendar.start()
 
 
 async def _close_delivery(delivery: Delivery) -> None:
@@ -338,13 +363,13 @@ def create_dispatcher(
     return dispatcher
 
 
-def owner_notices(delivery: Delivery, texts: Texts, owner_ids: list[int]) -> Notify:
+def owner_notices(outbox: Outbox, texts: Texts, owner_ids: list[int]) -> Notify:
     """notify(text_key, **values): a private message to every owner (who started the bot)."""
 
     async def notify(key: str, **values: Any) -> None:
         text = texts(key, None, **values)
         for owner in owner_ids:
-            await delivery.send_message(owner, text, source="sop")
+            await outbox.send_message(owner, text, source="sop")
 
     return notify
 
@@ -375,7 +400,7 @@ def member_status(bot: Bot) -> Callable[[int, int], Awaitable[str | None]]:
 
 
 def health_alert(
-    delivery: Delivery, texts: Texts, registry: Registry, admins: Admins, notify: Notify
+    outbox: Outbox, texts: Texts, registry: Registry, admins: Admins, notify: Notify
 ) -> Callable[[int, str, dict[str, Any]], Awaitable[None]]:
     """A health alert: privately to each admin of the group (who started the bot) and owner."""
 
@@ -387,7 +412,7 @@ def health_alert(
         text = texts(f"stats.alert_{kind}", language, **values)
         people = set(await admins.people_of(chat_id)) - set(admins.owner_ids)
         for person in sorted(people):
-            await delivery.send_message(person, text, source="health")
+            await outbox.send_message(person, text, source="health")
         await notify(f"stats.alert_{kind}", **values)
 
     return alert
