@@ -37,6 +37,7 @@ from bot.sop.simulate._timeline import (
     push_entry,
 )
 from bot.sop.steps import STEPS
+from bot.sop.templates import EVENT_EXAMPLES
 
 GROUP_ID = -1000000000001
 MEMBER_ID = 100001
@@ -325,11 +326,12 @@ class _Simulation:
             await engine.fire_schedule(self.flow.id, chat_id)
         elif isinstance(trigger, fmt.EventTrigger):
             self._note("event", f"event {trigger.event} for {name}")
+            data = dict(EVENT_EXAMPLES.get(trigger.event, {}))  # what the real one carries
             events = engine.triggers.events
             listeners = events.get(trigger.event, [])
             events[trigger.event] = [item for item in listeners if item.id == self.flow.id]
             try:
-                await engine.emit(trigger.event, chat_id, user.id)
+                await engine.emit(trigger.event, chat_id, user.id, data)
             finally:
                 events[trigger.event] = listeners
 
