@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import yaml
 from aiogram.types import Chat, User
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.activity import ActivityLog
 from bot.clock import ManualClock
 from bot.delivery import Delivered
-from bot.lottery.service import Lotteries
+from bot.factory import assemble
 from bot.push.lives import Lives
 from bot.push.queue import Doorbell, PushQueue
 from bot.registry import Registry
+from bot.settings import Settings
 from bot.sop.engine import Engine
-from bot.sop.library import Library
+from bot.sop.simulate import unreachable_bot
 from bot.texts import Texts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,67 +180,58 @@ def push_queue(
     )
 
 
+OWNER = 900001  # the deployment's owner (OWNER_IDS): owners' notices are private messages
+
+
+def content_with(tests: Path, folder: Path) -> Path:
+    """A CONTENT_DIR in `folder`: the shipped content, with the texts in `tests`'s
+    `texts/<lang>.yaml` added to the shipped texts of each language."""
+    shutil.copytree(ROOT / "content", folder, dirs_exist_ok=True)
+    for language in ("en", "zh"):
+        texts = yaml.safe_load((ROOT / "content/texts" / f"{language}.yaml").read_text())
+        texts.update(yaml.safe_load((tests / "texts" / f"{language}.yaml").read_text()))
+        (folder / "texts" / f"{language}.yaml").write_text(
+            yaml.safe_dump(texts, allow_unicode=True)
+        )
+    return folder
+
+
+@contextlib.asynccontextmanager
 async def make_engine(
-    db: Any,
-    registry: Registry,
-    activity: ActivityLog,
+    db: AsyncEngine,
     sops_dir: Path,
     *,
     content: Path | None = None,
     quiet_hours: str = "22:00-08:00",
-    ask_member: Callable[[int, int], Awaitable[str | None]] = nobody_asked,
-) -> tuple[Engine, RecordingOutbox, ManualClock]:
-    """The SOP engine with its real collaborators (lotteries, lives, the push queue) wired as
-    `bot.factory` wires them, over a recording outbox and a manual clock. The push queue's
-    loop is not started: tests call `engine.pushes.run_due()`."""
+    outbox: Any = None,
+) -> AsyncIterator[tuple[Engine, Any, ManualClock]]:
+    """The bot assembled by `bot.factory` as `tidepool run` assembles it, on the database `db`
+    (migrated, kept by the caller) with the SOPs in `sops_dir`, in English, Shanghai time, and
+    OWNER as its owner. Telegram is replaced: sends go to a recording outbox (or `outbox`), and
+    questions to Telegram go unanswered (a lottery press is trusted). The clock is manual and no
+    loop runs: a test starts the engine's timer (`engine.start()`) or runs what is due itself
+    (`engine.pushes.run_due()`). `content` is a CONTENT_DIR; by default the shipped content
+    plus the engine tests' texts. Yields the engine (its collaborators are the assembled ones:
+    `engine.registry`, `engine.pushes`, …), the outbox and the clock."""
     clock = ManualClock(START)
-    outbox = RecordingOutbox(clock)
-    content = content or ROOT / "tests/fixtures/sops/engine/content"
-    texts = Texts.load(ROOT / "content", "en")  # the features' own texts
-    zone = ZoneInfo("Asia/Shanghai")
-    notify = Notices()
-    lotteries = Lotteries(
-        db,
-        registry,
-        activity,
-        outbox,
-        texts,
-        clock,
-        bus=registry.bus,
-        ask_member=ask_member,
-        default_timezone=zone,
-    )
-    doorbell = Doorbell()
-    lives = Lives(db, registry, activity, outbox, texts, doorbell, clock, default_zone=zone)
-    pushes = PushQueue(
-        db,
-        registry,
-        outbox,
-        clock,
-        lives=lives,
-        doorbell=doorbell,
-        notify=notify,
-        default_zone=zone,
+    outbox = outbox if outbox is not None else RecordingOutbox(clock)
+    if content is None:
+        content = content_with(
+            ROOT / "tests/fixtures/sops/engine/content", sops_dir.parent / "content"
+        )
+    settings = Settings(
+        _env_file=None,
+        database_url=db.url.render_as_string(hide_password=False),
+        sops_dir=sops_dir,
+        content_dir=content,
+        language="en",
+        timezone="Asia/Shanghai",
+        owner_ids=[OWNER],
         quiet_hours=quiet_hours,
     )
-    engine = Engine(
-        db,
-        Library(sops_dir, content),
-        registry,
-        activity,
-        outbox,
-        clock,
-        bus=registry.bus,
-        lotteries=lotteries,
-        lives=lives,
-        pushes=pushes,
-        deletions=Doorbell(),
-        notify=notify,
-        default_timezone=zone,
-        default_language="en",
-    )
-    await engine.open()
-    return engine, outbox, clock
+    bot, me = unreachable_bot("tidepool_bot")
+    async with assemble(settings, bot, clock, me, db=db, outbox=outbox, loops=False) as app:
+        yield app.engine, outbox, clock
 
 
 async def eventually(

@@ -504,23 +504,20 @@ async def test_verify_catches_tampering(setup: Setup) -> None:
 
 async def test_the_weekly_lottery_sop_opens_a_lottery_once(setup: Setup, tmp_path: Path) -> None:
     sops = copy_sops(tmp_path, "weekly_lottery.yaml", source=ROOT / "sops")
-    engine, outbox, _ = await make_engine(
-        setup.engine, setup.registry, setup.activity, sops, content=ROOT / "content"
-    )
-    lotteries = engine.lotteries
-    assert isinstance(lotteries, Lotteries)
-    await engine.run_by_hand("weekly_lottery", GROUP.id, None)
-    await settle(engine)
-    opened = await lotteries.store.open_ones(GROUP.id)
-    assert len(opened) == 1
-    lottery = opened[0]
-    assert lottery.prize == "This week's gift: a hand-picked surprise"
-    assert (lottery.winners, lottery.draws_at) == (3, START + timedelta(days=2))
-    assert lottery.rules.min_messages is not None and lottery.rules.min_tenure is not None
-    assert lottery.source == "sop:weekly_lottery" and lottery.message_id is not None
-    post = next(s for s in outbox.sent if s.message_id == lottery.message_id)
-    assert "at least 1 message(s) in the last 7d" in post.text
-    await engine.close()
+    async with make_engine(setup.engine, sops, content=ROOT / "content") as (engine, outbox, _):
+        lotteries = engine.lotteries
+        assert isinstance(lotteries, Lotteries)
+        await engine.run_by_hand("weekly_lottery", GROUP.id, None)
+        await settle(engine)
+        opened = await lotteries.store.open_ones(GROUP.id)
+        assert len(opened) == 1
+        lottery = opened[0]
+        assert lottery.prize == "This week's gift: a hand-picked surprise"
+        assert (lottery.winners, lottery.draws_at) == (3, START + timedelta(days=2))
+        assert lottery.rules.min_messages is not None and lottery.rules.min_tenure is not None
+        assert lottery.source == "sop:weekly_lottery" and lottery.message_id is not None
+        post = next(s for s in outbox.sent if s.message_id == lottery.message_id)
+        assert "at least 1 message(s) in the last 7d" in post.text
 
 
 async def test_a_member_who_wins_elsewhere_before_the_draw_sits_it_out(setup: Setup) -> None:

@@ -222,4 +222,4 @@ async def test_a_simulated_event_carries_what_the_real_one_carries() -> None:
     assert celebration.startswith('celebrate → group "🎉 Lin has checked in 7 days in a row!')
     dormant = await run(ROOT / "sops/reengage_dormant.yaml", until="1h")
     [(_, greeting)] = sends(dormant)
-    assert greeting.startswith('greet → group "Lin, we haven\'t heard from you')
+    assert greeting.startswith("greet → group \"Lin, we haven't heard from you")
