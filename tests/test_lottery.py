@@ -567,6 +567,30 @@ async def test_pressers_the_bot_does_not_know_are_checked_with_telegram(setup: S
     assert isinstance(drawn, Drawn) and drawn.lottery.entrants == 3  # 2 counts as present again
 
 
+async def test_a_visitors_press_written_before_the_entry_is_checked_is_still_refused(
+    setup: Setup,
+) -> None:
+    """The activity log writes a `members` row for whoever presses a button (status member,
+    no join seen); when its writer is quicker than the entry's batch, that row is the press
+    itself and proves nothing: Telegram is asked, and a visitor is refused."""
+    await join(setup, 1)
+
+    async def telegram_says(chat_id: int, user_id: int) -> str | None:
+        return "left"  # Vera only visits the public group
+
+    setup.telegram.says = telegram_says
+    lottery_id = await create(setup)
+    vera = user(9, "Vera")
+    for presser in (user(1, "M1"), vera):  # as RecordPresses logs each press, then written
+        setup.activity.touch(GROUP.id, presser, setup.clock.now())
+    await setup.activity.flush()
+    outcomes = await enter(setup, lottery_id, 1, vera.id)
+    assert [o.reason if isinstance(o, Refusal) else "entered" for o in outcomes] == [
+        "entered",
+        "not_member",
+    ]
+
+
 def test_refusals_read_as_plain_text_with_tier_names(setup: Setup) -> None:
     text = setup.lotteries.refusal_text(
         GROUP.id, Refusal("tier", {"tiers": "seed, core", "tier": "new"})
