@@ -11,9 +11,12 @@ last thing started is the first stopped, and each step runs even when an earlier
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -127,7 +130,7 @@ async def assemble(
     async with contextlib.AsyncExitStack() as stack:
         if db is None:
             db = await open_database(settings)
-            stack.push_async_callback(db.dispose)
+            _on_stop(stack, "database", db.dispose)
         app = await _build(settings, bot, clock, me, db, outbox)
         await _start(app, stack, loops)
         yield app
@@ -270,23 +273,25 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
 
     The exit stack runs them backwards: the calendar and the loops that start work stop first,
     then the engine finishes what it has in hand, the delivery service sends what it holds,
-    and the activity log writes every event last.
+    and the activity log writes every event last. Each stop step has a deadline (`STOPS`), so
+    the whole stop takes at most their sum.
     """
-    stack.push_async_callback(_close_activity, app.activity)
+    on_stop = partial(_on_stop, stack)
+    on_stop("activity log", _close_activity, app.activity)
     await app.pushes.recover()
     await report_broken(await app.engine.open(), app.notify)
-    stack.push_async_callback(app.deletions.close)
-    stack.push_async_callback(app.engine.close, 5.0)
-    stack.push_async_callback(app.pushes.close)
+    on_stop("deletions", app.deletions.close)
+    on_stop("engine", app.engine.close, 0.5)
+    on_stop("push queue", app.pushes.close, PUSH_GRACE)
     if app.delivery is not None:
-        stack.push_async_callback(_close_delivery, app.delivery)
-    stack.push_async_callback(app.engine.drain, 5.0)
-    stack.push_async_callback(app.pushes.halt)
-    stack.push_async_callback(app.bus.settle)
-    stack.push_async_callback(app.rollup.close)
-    stack.push_async_callback(app.analytics.close)
-    stack.push_async_callback(app.lotteries.close)
-    stack.push_async_callback(app.calendar.close)
+        on_stop("delivery", _close_delivery, app.delivery)
+    on_stop("engine drain", app.engine.drain, ENGINE_GRACE)
+    on_stop("push queue halt", app.pushes.halt)
+    on_stop("bus", app.bus.settle)
+    on_stop("rollup", app.rollup.close)
+    on_stop("analytics", app.analytics.close)
+    on_stop("lotteries", app.lotteries.close)
+    on_stop("calendar", app.calendar.close)
     if loops:
         app.activity.start()
         app.deletions.start()
@@ -300,8 +305,57 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
         app.calendar.start()
 
 
+# Seconds each step of a stop may take: at most their sum (41 s) in all, after the poller's
+# wait for the updates in hand (`bot.app.UPDATES_GRACE`). A step that overruns is cut short
+# and named in the log; what it left is what a crash leaves, and the next start recovers it:
+# untried pushes go back to pending, runs resume where they were, a send on the wire is
+# marked interrupted. Steps that only stop a loop get a second; those that finish work more.
+ENGINE_GRACE = 3.0  # for the runs in hand (and again for the owners' notices of failures)
+DELIVERY_GRACE = 5.0  # for the messages the delivery service holds (28 a second)
+PUSH_GRACE = 3.0  # for pushes to record how they ended, once the delivery service has closed
+STOPS = {
+    "calendar": 2.0,  # fires in hand
+    "lotteries": 1.0,
+    "analytics": 1.0,
+    "rollup": 1.0,
+    "bus": 2.0,  # joins and leaves in hand
+    "push queue halt": 1.0,
+    "engine drain": 2 * ENGINE_GRACE + 1.0,
+    "delivery": DELIVERY_GRACE + 3.0,  # then its records are written
+    "push queue": PUSH_GRACE + 1.0,
+    "engine": 2.0,  # what the drain left: cancelled
+    "deletions": 1.0,
+    "activity log": 10.0,  # every event, in one write
+    "database": 1.0,
+}
+
+
+def _on_stop(
+    stack: contextlib.AsyncExitStack, name: str, stop: Callable[..., Awaitable[Any]], *args: Any
+) -> None:
+    stack.push_async_callback(_stopping, name, stop, *args)
+
+
+async def _stopping(name: str, stop: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    """One step of the stop, cut short after its deadline.
+
+    Not `asyncio.wait_for`: it waits for the step to end after cancelling it, and a step that
+    swallows the cancellation (closes that await their own cancelled loop) would hold it."""
+    began = time.monotonic()
+    step = asyncio.ensure_future(stop(*args))
+    await asyncio.wait({step}, timeout=STOPS[name])
+    if not step.done():
+        step.cancel()
+        logger.error("stopping: {} did not finish within {:.0f} s; cut short", name, STOPS[name])
+        return
+    took = time.monotonic() - began
+    if took >= 0.5:
+        logger.info("stopping: {} took {:.1f} s", name, took)
+    step.result()  # a step that failed fails the stop, as before (the stack runs the rest)
+
+
 async def _close_delivery(delivery: Delivery) -> None:
-    await delivery.close()
+    await delivery.close(DELIVERY_GRACE)
     logger.info("delivery closed: {} sent, {} failed", delivery.sent, delivery.failed)
 
 
