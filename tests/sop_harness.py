@@ -1,4 +1,5 @@
-"""A running SOP engine for unit tests: real database, fake clock, an outbox that records."""
+"""The bot for unit tests, assembled by `bot.factory`: real database, manual clock, an outbox that
+records what it was asked to send, and a Telegram that never answers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import yaml
 from aiogram.types import Chat, User
@@ -20,14 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import ManualClock
 from bot.delivery import Delivered
-from bot.factory import assemble
-from bot.push.lives import Lives
-from bot.push.queue import Doorbell, PushQueue
-from bot.registry import Registry
+from bot.factory import Tidepool, assemble
 from bot.settings import Settings
 from bot.sop.engine import Engine
 from bot.sop.simulate import unreachable_bot
-from bot.texts import Texts
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -141,45 +137,6 @@ async def nobody_asked(_chat_id: int, _user_id: int) -> str | None:
     return None
 
 
-@dataclass
-class Notices:
-    """The owners' notices, recorded: (text key, values)."""
-
-    told: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    async def __call__(self, key: str, **values: Any) -> None:
-        self.told.append((key, values))
-
-
-def push_queue(
-    db: Any,
-    registry: Registry,
-    outbox: Any,
-    clock: ManualClock,
-    *,
-    notify: Notices | None = None,
-    **options: Any,
-) -> PushQueue:
-    """The push queue with its lives, wired as `bot.factory` wires them (loop not started)."""
-    doorbell = Doorbell()
-    texts = Texts.load(ROOT / "content", "en")
-    zone = ZoneInfo("Asia/Shanghai")
-    lives = Lives(
-        db, registry, registry.activity, outbox, texts, doorbell, clock, default_zone=zone
-    )
-    return PushQueue(
-        db,
-        registry,
-        outbox,
-        clock,
-        lives=lives,
-        doorbell=doorbell,
-        notify=notify or Notices(),
-        default_zone=zone,
-        **options,
-    )
-
-
 OWNER = 900001  # the deployment's owner (OWNER_IDS): owners' notices are private messages
 
 
@@ -197,6 +154,40 @@ def content_with(tests: Path, folder: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
+async def assembled(
+    db: AsyncEngine,
+    sops_dir: Path,
+    *,
+    content: Path = ROOT / "content",
+    clock: ManualClock | None = None,
+    outbox: Any = None,
+    **settings: Any,
+) -> AsyncIterator[tuple[Tidepool, Any, ManualClock]]:
+    """The bot assembled by `bot.factory` as `tidepool run` assembles it, on the database `db`
+    (migrated, kept by the caller) with the SOPs in `sops_dir` and the CONTENT_DIR `content`,
+    in English, Shanghai time, OWNER as its owner, and `settings` (quiet_hours, daily_cap, …).
+    Telegram is replaced: sends go to a recording outbox (or `outbox`), and questions to
+    Telegram go unanswered (a lottery press is trusted). The clock is manual (START unless
+    given) and no loop runs: a test starts the engine's timer (`app.engine.start()`) or runs
+    what is due itself (`app.pushes.run_due()`). Yields the app, the outbox and the clock."""
+    clock = clock or ManualClock(START)
+    outbox = outbox if outbox is not None else RecordingOutbox(clock)
+    chosen = Settings(
+        _env_file=None,
+        database_url=db.url.render_as_string(hide_password=False),
+        sops_dir=sops_dir,
+        content_dir=content,
+        language="en",
+        timezone="Asia/Shanghai",
+        owner_ids=[OWNER],
+        **settings,
+    )
+    bot, me = unreachable_bot("tidepool_bot")
+    async with assemble(chosen, bot, clock, me, db=db, outbox=outbox, loops=False) as app:
+        yield app, outbox, clock
+
+
+@contextlib.asynccontextmanager
 async def make_engine(
     db: AsyncEngine,
     sops_dir: Path,
@@ -205,32 +196,17 @@ async def make_engine(
     quiet_hours: str = "22:00-08:00",
     outbox: Any = None,
 ) -> AsyncIterator[tuple[Engine, Any, ManualClock]]:
-    """The bot assembled by `bot.factory` as `tidepool run` assembles it, on the database `db`
-    (migrated, kept by the caller) with the SOPs in `sops_dir`, in English, Shanghai time, and
-    OWNER as its owner. Telegram is replaced: sends go to a recording outbox (or `outbox`), and
-    questions to Telegram go unanswered (a lottery press is trusted). The clock is manual and no
-    loop runs: a test starts the engine's timer (`engine.start()`) or runs what is due itself
-    (`engine.pushes.run_due()`). `content` is a CONTENT_DIR; by default the shipped content
-    plus the engine tests' texts. Yields the engine (its collaborators are the assembled ones:
-    `engine.registry`, `engine.pushes`, …), the outbox and the clock."""
-    clock = ManualClock(START)
-    outbox = outbox if outbox is not None else RecordingOutbox(clock)
+    """The assembled bot (`assembled`) for SOP tests: yields its engine (whose collaborators
+    are the assembled ones: `engine.registry`, `engine.pushes`, …), the outbox and the clock.
+    `content` is a CONTENT_DIR; by default the shipped content plus the engine tests' texts."""
     if content is None:
-        content = content_with(
-            ROOT / "tests/fixtures/sops/engine/content", sops_dir.parent / "content"
-        )
-    settings = Settings(
-        _env_file=None,
-        database_url=db.url.render_as_string(hide_password=False),
-        sops_dir=sops_dir,
-        content_dir=content,
-        language="en",
-        timezone="Asia/Shanghai",
-        owner_ids=[OWNER],
-        quiet_hours=quiet_hours,
-    )
-    bot, me = unreachable_bot("tidepool_bot")
-    async with assemble(settings, bot, clock, me, db=db, outbox=outbox, loops=False) as app:
+        tests = ROOT / "tests/fixtures/sops/engine/content"
+        content = content_with(tests, sops_dir.parent / "content")
+    async with assembled(db, sops_dir, content=content, outbox=outbox, quiet_hours=quiet_hours) as (
+        app,
+        outbox,
+        clock,
+    ):
         yield app.engine, outbox, clock
 
 
