@@ -281,7 +281,7 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
     await app.pushes.recover()
     await report_broken(await app.engine.open(), app.notify)
     on_stop("deletions", app.deletions.close)
-    on_stop("engine", app.engine.close, 0.5)
+    on_stop("engine", app.engine.close, 1.0)
     on_stop("push queue", app.pushes.close, PUSH_GRACE)
     if app.delivery is not None:
         on_stop("delivery", _close_delivery, app.delivery)
@@ -305,7 +305,7 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
         app.calendar.start()
 
 
-# Seconds each step of a stop may take: at most their sum (41 s) in all, after the poller's
+# Seconds each step of a stop may take: at most their sum (42 s) in all, after the poller's
 # wait for the updates in hand (`bot.app.UPDATES_GRACE`). A step that overruns is cut short
 # and named in the log; what it left is what a crash leaves, and the next start recovers it:
 # untried pushes go back to pending, runs resume where they were, a send on the wire is
@@ -323,7 +323,7 @@ STOPS = {
     "engine drain": 2 * ENGINE_GRACE + 1.0,
     "delivery": DELIVERY_GRACE + 3.0,  # then its records are written
     "push queue": PUSH_GRACE + 1.0,
-    "engine": 2.0,  # what the drain left: cancelled
+    "engine": 3.0,  # what the drain left: waited for a second more, then cancelled
     "deletions": 1.0,
     "activity log": 10.0,  # every event, in one write
     "database": 1.0,
