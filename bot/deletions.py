@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.clock import Clock
 from bot.db import SCHEDULED_DELETIONS, writing
 from bot.outbox import Outbox
+from bot.periodic import Background
 
 BATCH = 200
 
 
-class Deletions:
+class Deletions(Background):
     """Deletes each message in `scheduled_deletions` when its time comes.
 
     A deletion that fails (the message is already gone, the bot lost the right) is logged by
@@ -26,13 +27,15 @@ class Deletions:
     reply answering several SOP runs) is deleted once, at the earliest time asked.
     """
 
+    name = "deletions"
+
     def __init__(self, engine: AsyncEngine, deleter: Outbox, clock: Clock) -> None:
+        super().__init__()
         self.engine = engine
         self.deleter = deleter
         self.clock = clock
         self.deleted = 0
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     async def schedule(self, chat_id: int, message_id: int, due_at: datetime, source: str) -> None:
         async with writing(self.engine) as conn:
@@ -46,17 +49,6 @@ class Deletions:
     def wake(self) -> None:
         """Something new was scheduled: look again at what is due next."""
         self._wake.set()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="deletions")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def delete_due(self) -> int:
         """Delete every message that is due, each once; return how many due rows were taken."""

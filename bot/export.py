@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, or_, select
+from sqlalchemy import Table as DbTable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import EVENTS, GROUPS, MEMBERS
@@ -33,33 +35,35 @@ def parse_since(text: str, tz: ZoneInfo) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
 
+@dataclass(frozen=True, slots=True)
+class _Exported:
+    """How a table is exported: its rows' order, the column naming their group, and the
+    columns that say when a row last changed."""
+
+    table: DbTable
+    order: tuple[str, ...]
+    group: str
+    changed: tuple[str, ...]
+
+
+_EXPORTED = {
+    "events": _Exported(EVENTS, ("id",), "chat_id", ("at",)),
+    "members": _Exported(
+        MEMBERS, ("chat_id", "user_id"), "chat_id", ("last_activity_at", "joined_at", "left_at")
+    ),
+    "groups": _Exported(GROUPS, ("id",), "id", ("updated_at",)),
+}
+
+
 def export_query(table: Table, group: int | None, since: datetime | None) -> Select[Any]:
     """The rows of `table`, optionally of one group and changed since a moment, in stable order."""
-    if table == "events":
-        query = select(EVENTS).order_by(EVENTS.c.id)
-        if group is not None:
-            query = query.where(EVENTS.c.chat_id == group)
-        if since is not None:
-            query = query.where(EVENTS.c.at >= since)
-        return query
-    if table == "members":
-        query = select(MEMBERS).order_by(MEMBERS.c.chat_id, MEMBERS.c.user_id)
-        if group is not None:
-            query = query.where(MEMBERS.c.chat_id == group)
-        if since is not None:
-            query = query.where(
-                or_(
-                    MEMBERS.c.last_activity_at >= since,
-                    MEMBERS.c.joined_at >= since,
-                    MEMBERS.c.left_at >= since,
-                )
-            )
-        return query
-    query = select(GROUPS).order_by(GROUPS.c.id)
+    exported = _EXPORTED[table]
+    columns = exported.table.c
+    query = select(exported.table).order_by(*(columns[name] for name in exported.order))
     if group is not None:
-        query = query.where(GROUPS.c.id == group)
+        query = query.where(columns[exported.group] == group)
     if since is not None:
-        query = query.where(GROUPS.c.updated_at >= since)
+        query = query.where(or_(*(columns[name] >= since for name in exported.changed)))
     return query
 
 

@@ -33,7 +33,7 @@ from bot.activity import ActivityLog
 from bot.admins import Admins
 from bot.checkin.boards import Leaderboards
 from bot.clock import Clock
-from bot.db import GroupStatus, create_engine, upgrade, utcnow
+from bot.db import GroupStatus, PushKind, create_engine, upgrade, utcnow
 from bot.deletions import Deletions
 from bot.delivery import Delivery
 from bot.events import Bus
@@ -44,8 +44,9 @@ from bot.lottery.service import Lotteries
 from bot.outbox import Outbox
 from bot.points import Ledger
 from bot.polling import chat_of
-from bot.push.lives import Lives
-from bot.push.queue import Doorbell, PushQueue
+from bot.push.lives import LIVE_KINDS, Lives
+from bot.push.queue import PushQueue
+from bot.push.rows import Courier, Doorbell
 from bot.registry import Registry
 from bot.rewards import Rewards
 from bot.rights import RightsCheck
@@ -155,6 +156,7 @@ async def _build(
     admins = Admins(bot, settings.owner_ids)
     notify = owner_notices(outbox, texts, settings.owner_ids)
     deletions = Deletions(db, outbox, clock)
+    doorbell = Doorbell()  # rung by whoever adds pushes: the push queue looks at once
     lotteries = Lotteries(
         db,
         registry,
@@ -163,10 +165,10 @@ async def _build(
         texts,
         clock,
         bus=bus,
+        pushes=doorbell,
         ask_member=member_status(bot),
         default_timezone=zone,
     )
-    doorbell = Doorbell()
     live_sessions = Lives(
         db,
         registry,
@@ -178,18 +180,6 @@ async def _build(
         default_zone=zone,
         bot_username=me.username or "",
     )
-    pushes = PushQueue(
-        db,
-        registry,
-        outbox,
-        clock,
-        lives=live_sessions,
-        doorbell=doorbell,
-        notify=notify,
-        default_zone=zone,
-        quiet_hours=settings.quiet_hours,
-        daily_cap=settings.daily_cap,
-    )
     engine = Engine(
         db,
         Library(settings.sops_dir, settings.content_dir),
@@ -200,11 +190,23 @@ async def _build(
         bus=bus,
         lotteries=lotteries,
         lives=live_sessions,
-        pushes=pushes,
+        pushes=doorbell,
         deletions=deletions,
         notify=notify,
         default_timezone=zone,
         default_language=settings.language,
+    )
+    pushes = PushQueue(
+        db,
+        registry,
+        outbox,
+        clock,
+        couriers=couriers(outbox, settings, engine, lotteries, live_sessions),
+        doorbell=doorbell,
+        notify=notify,
+        default_zone=zone,
+        quiet_hours=settings.quiet_hours,
+        daily_cap=settings.daily_cap,
     )
     rollup = Rollup(db, lambda chat_id: registry.zone(chat_id, zone), flush=activity.flush)
     analytics = Analytics(
@@ -278,8 +280,8 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
     """
     on_stop = partial(_on_stop, stack)
     on_stop("activity log", _close_activity, app.activity)
-    await app.pushes.recover()
     await report_broken(await app.engine.open(), app.notify)
+    await app.pushes.recover()  # after the engine: runs whose message was interrupted go on
     on_stop("deletions", app.deletions.close)
     on_stop("engine", app.engine.close, 1.0)
     on_stop("push queue", app.pushes.close, PUSH_GRACE)
@@ -415,6 +417,20 @@ def create_dispatcher(
         return True
 
     return dispatcher
+
+
+def couriers(
+    outbox: Outbox, settings: Settings, engine: Engine, lotteries: Lotteries, lives: Lives
+) -> dict[str, Courier]:
+    """Who sends each kind of push, and hears how it went."""
+    text = Courier(outbox, settings.content_dir)
+    return {
+        PushKind.TEXT: text,
+        PushKind.SOP: engine.courier,
+        PushKind.LOTTERY_POST: lotteries.courier,
+        PushKind.LOTTERY_ANNOUNCE: lotteries.courier,
+        **dict.fromkeys(LIVE_KINDS, lives.courier),
+    }
 
 
 def owner_notices(outbox: Outbox, texts: Texts, owner_ids: list[int]) -> Notify:

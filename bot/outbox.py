@@ -42,6 +42,7 @@ class Outbox(Protocol):
         source: str,
         reply_markup: InlineKeyboardMarkup | None = None,
         reply_to_message_id: int | None = None,
+        before: Before | None = None,
     ) -> Delivered: ...
 
     async def edit_text(

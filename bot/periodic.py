@@ -1,4 +1,5 @@
-"""Background loops that do one round of work every few seconds until the bot stops."""
+"""Background loops: one task from `start()` to `close()`, and those that do a round every few
+seconds until the bot stops."""
 
 from __future__ import annotations
 
@@ -8,24 +9,20 @@ import contextlib
 from loguru import logger
 
 
-class Periodic:
-    """Runs `tick()` every `interval()` seconds from `start()` (the first an interval after
-    it) to `close()`; a failing round is logged and the loop goes on."""
+class Background:
+    """Runs `_run()` as one named task from `start()` until `close()` cancels it."""
 
-    name = "periodic"
+    name = "background"
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
 
-    async def tick(self) -> object:
+    async def _run(self) -> None:
         raise NotImplementedError
-
-    def interval(self) -> float:
-        return 1.0
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name=self.name)
+            self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -34,7 +31,20 @@ class Periodic:
                 await self._task
             self._task = None
 
-    async def _loop(self) -> None:
+
+class Periodic(Background):
+    """Runs `tick()` every `interval()` seconds from `start()` (the first an interval after
+    it) to `close()`; a failing round is logged and the loop goes on."""
+
+    name = "periodic"
+
+    async def tick(self) -> object:
+        raise NotImplementedError
+
+    def interval(self) -> float:
+        return 1.0
+
+    async def _run(self) -> None:
         while True:  # the first round an interval after the start, not amid the start-up work
             await asyncio.sleep(self.interval())
             try:

@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import shutil
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.clock import ManualClock
 from bot.delivery import Delivered
 from bot.factory import Tidepool, assemble
+from bot.push.queue import PushQueue
 from bot.settings import Settings
 from bot.sop.engine import Engine
 from bot.sop.simulate import unreachable_bot
@@ -51,6 +53,8 @@ class RecordingOutbox:
     edited: list[Sent] = field(default_factory=list)
     unpinned: list[tuple[int, int | None]] = field(default_factory=list)
     refuse: set[int] = field(default_factory=set)  # chats that answer 403
+    stall: bool = False  # sends are asked and never answered: the bot dies while sending
+    stalled: int = 0
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
     def _record(
@@ -75,6 +79,7 @@ class RecordingOutbox:
     ) -> Delivered:
         if before is not None and chat_id not in self.refuse:
             await before()
+        await self._stall()
         return self._record("sendMessage", chat_id, text, reply_markup, reply_to_message_id)
 
     async def send_photo(
@@ -86,7 +91,11 @@ class RecordingOutbox:
         source: str,
         reply_markup: Any = None,
         reply_to_message_id: int | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> Delivered:
+        if before is not None and chat_id not in self.refuse:
+            await before()
+        await self._stall()
         return self._record("sendPhoto", chat_id, caption or "", reply_markup, reply_to_message_id)
 
     async def edit_text(
@@ -115,6 +124,11 @@ class RecordingOutbox:
         self.unpinned.append((chat_id, message_id))
         return Delivered(True, message_id, chat_id, None, 1)
 
+    async def _stall(self) -> None:
+        if self.stall:
+            self.stalled += 1
+            await asyncio.Event().wait()
+
     @property
     def closing(self) -> bool:
         return False
@@ -135,6 +149,16 @@ def copy_sops(tmp: Path, *names: str, source: Path | None = None) -> Path:
 async def nobody_asked(_chat_id: int, _user_id: int) -> str | None:
     """Telegram, asked for a member's status, cannot say (every press is trusted)."""
     return None
+
+
+@dataclass
+class Notices:
+    """The owners' notices, recorded: (text key, values) (for a service built alone)."""
+
+    told: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def __call__(self, key: str, **values: Any) -> None:
+        self.told.append((key, values))
 
 
 OWNER = 900001  # the deployment's owner (OWNER_IDS): owners' notices are private messages
@@ -196,8 +220,9 @@ async def make_engine(
     quiet_hours: str = "22:00-08:00",
     outbox: Any = None,
 ) -> AsyncIterator[tuple[Engine, Any, ManualClock]]:
-    """The assembled bot (`assembled`) for SOP tests: yields its engine (whose collaborators
-    are the assembled ones: `engine.registry`, `engine.pushes`, …), the outbox and the clock.
+    """The assembled bot (`assembled`) for SOP tests, its push queue running (SOP messages go
+    through it; `queue_of(engine)` is it): yields its engine (whose collaborators are the
+    assembled ones: `engine.registry`, `engine.lotteries`, …), the outbox and the clock.
     `content` is a CONTENT_DIR; by default the shipped content plus the engine tests' texts."""
     if content is None:
         tests = ROOT / "tests/fixtures/sops/engine/content"
@@ -207,7 +232,27 @@ async def make_engine(
         outbox,
         clock,
     ):
+        app.pushes.start()
+        QUEUES[app.engine] = app.pushes
         yield app.engine, outbox, clock
+
+
+# The push queue of each engine `make_engine` made: `settle` waits for it too.
+QUEUES: weakref.WeakKeyDictionary[Engine, PushQueue] = weakref.WeakKeyDictionary()
+
+
+def queue_of(engine: Engine) -> PushQueue:
+    return QUEUES[engine]
+
+
+async def drain(queue: PushQueue) -> None:
+    """Send every push due now, and what their sending set off, until nothing is due."""
+    while True:
+        wait = await queue.run_due()
+        await queue.settle()
+        await asyncio.sleep(0)
+        if wait > 0 and queue.busy == 0:
+            return
 
 
 async def eventually(
@@ -226,11 +271,17 @@ async def eventually(
 
 
 async def settle(engine: Engine, rounds: int = 3) -> None:
-    """Let spawned work finish (the engine's tasks and the timer's next look)."""
+    """Let spawned work finish (the engine's tasks, its messages in the push queue, and the
+    timer's next look)."""
+    queue = QUEUES.get(engine)
     for _ in range(rounds):
         await asyncio.sleep(0.03)
-        while engine.tasks:
-            await asyncio.wait(engine.tasks, timeout=5)
+        while engine.tasks or (queue is not None and not queue.idle):
+            if engine.tasks:
+                await asyncio.wait(engine.tasks, timeout=5)
+            if queue is not None:
+                await asyncio.sleep(0.01)
+                await queue.settle()
         await asyncio.sleep(0.03)
 
 

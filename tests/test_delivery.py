@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import SimpleNamespace
@@ -477,3 +477,37 @@ async def test_a_shared_message_is_retried_as_one(world: World, registry: Regist
     assert [m["text"] for m in sent] == ["Good morning!", "Member 0 ✅\nMember 1 ✅\nMember 2 ✅"]
     assert set(results) == {Delivered(True, sent[1]["message_id"], chat, attempts=2, combined=3)}
     assert [(r["message_id"], r["attempts"]) for r in rows[1:]] == [(sent[1]["message_id"], 2)] * 3
+
+
+async def test_a_shared_message_awaits_the_before_of_every_text_it_carries(
+    world: World, registry: Registry
+) -> None:
+    ctl, _ = world
+    chat = await group(ctl, registry)
+    asked: list[int] = []
+    sent_when_asked: list[int] = []
+
+    def noting(i: int) -> Callable[[], Awaitable[None]]:
+        async def before() -> None:  # the push queue marks its push `sending` here
+            asked.append(i)
+            sent_when_asked.append(len(await ctl.sent(chat)))
+
+        return before
+
+    async with delivering(world, registry) as delivery:
+        results = await asyncio.gather(
+            *(
+                delivery.send_message(
+                    chat, f"reply {i}", source="sop:x", combine="x", before=noting(i)
+                )
+                for i in range(10)
+            )
+        )
+    sent = await ctl.sent(chat)
+    assert all(r.ok for r in results)
+    assert len(sent) < 10, "the replies share messages"
+    assert lines(sent) == [f"reply {i}" for i in range(10)]
+    assert sorted(asked) == list(range(10)), "each text's before, once"
+    carried = {r.message_id for r in results}
+    assert len(carried) == len(sent)
+    assert max(sent_when_asked) < len(sent), "every before ran before its message went"

@@ -26,23 +26,32 @@ from bot.db import (
     MEMBER_TAGS,
     MEMBERS,
     POINTS,
+    PUSHES,
     EventType,
+    PushKind,
+    PushStatus,
     writing,
 )
+from bot.events import Happened
 from bot.factory import member_status
 from bot.lottery import draw as drawing
 from bot.lottery.command import BadCommand, read_lottery
 from bot.lottery.rules import Refusal
 from bot.lottery.service import Lotteries
 from bot.lottery.store import Drawn, Entered, Rerolled, Verification
+from bot.push.queue import INTERRUPTED, PushQueue
+from bot.push.rows import Doorbell
 from bot.registry import Registry
 from bot.sop.format import LotteryRules
 from bot.texts import Texts
 from tests.sop_harness import (
     ROOT,
     START,
+    Notices,
     RecordingOutbox,
     copy_sops,
+    drain,
+    eventually,
     make_engine,
     nobody_asked,
     settle,
@@ -62,6 +71,11 @@ class Setup:
     engine: AsyncEngine
     activity: ActivityLog
     telegram: Telegram
+    queue: PushQueue
+
+    async def flush(self) -> None:
+        """Send the posts and announcements queued so far."""
+        await drain(self.queue)
 
 
 @dataclass
@@ -82,6 +96,7 @@ async def setup(
     outbox = RecordingOutbox(clock)
     await registry.save_group(GROUP)
     telegram = Telegram()
+    doorbell = Doorbell()
     lotteries = Lotteries(
         engine,
         registry,
@@ -90,11 +105,24 @@ async def setup(
         Texts.load(ROOT / "content", "en"),
         clock,
         bus=registry.bus,
+        pushes=doorbell,
         ask_member=telegram,
         default_timezone=ZONE,
         edit_interval=0.01,
     )
-    yield Setup(lotteries, outbox, clock, registry, engine, activity, telegram)
+    queue = PushQueue(
+        engine,
+        registry,
+        outbox,
+        clock,
+        couriers=dict.fromkeys(
+            (PushKind.LOTTERY_POST, PushKind.LOTTERY_ANNOUNCE), lotteries.courier
+        ),
+        doorbell=doorbell,
+        notify=Notices(),
+        default_zone=ZONE,
+    )
+    yield Setup(lotteries, outbox, clock, registry, engine, activity, telegram, queue)
     await lotteries.close()
 
 
@@ -120,6 +148,7 @@ async def create(setup: Setup, winners: int = 1, **rules: object) -> int:
         rules=LotteryRules.model_validate(rules),
         by=1,
     )
+    await setup.flush()
     return lottery.id
 
 
@@ -322,6 +351,7 @@ async def test_the_draw_happens_once_and_leavers_are_out(setup: Setup) -> None:
     await leave(setup, 5)
     setup.clock.advance(timedelta(hours=2))
     results = await asyncio.gather(*(setup.lotteries.draw(lottery_id) for _ in range(4)))
+    await setup.flush()
     drawn = [r for r in results if isinstance(r, Drawn)]
     assert len(drawn) == 1
     assert {r.reason for r in results if isinstance(r, Refusal)} == {"already_drawn"}
@@ -356,6 +386,7 @@ async def test_the_loop_draws_at_the_deadline_and_after_a_restart(
     await enter(setup, lottery_id, 1, 2, 3)
     # the bot stops before the deadline and starts again after it
     setup.clock.advance(timedelta(hours=5))
+    doorbell = Doorbell()
     again = Lotteries(
         engine,
         registry,
@@ -364,55 +395,108 @@ async def test_the_loop_draws_at_the_deadline_and_after_a_restart(
         setup.lotteries.texts,
         setup.clock,
         bus=registry.bus,
+        pushes=doorbell,
         ask_member=nobody_asked,
         default_timezone=ZONE,
     )
+    queue = PushQueue(
+        engine,
+        registry,
+        setup.outbox,
+        setup.clock,
+        couriers=dict.fromkeys((PushKind.LOTTERY_POST, PushKind.LOTTERY_ANNOUNCE), again.courier),
+        doorbell=doorbell,
+        notify=Notices(),
+        default_zone=ZONE,
+    )
     again.start()
+    queue.start()
     try:
-        for _ in range(200):
-            stored = await again.store.get(lottery_id)
-            if stored is not None and stored.announcement_id is not None:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: doorbell.rung.is_set() or queue.busy, what="the announcement")
+        await drain(queue)
+        stored = await again.store.get(lottery_id)
         assert stored is not None and stored.status == "drawn"
         assert stored.drawn_at == setup.clock.now()
+        assert stored.announcement_id is not None
     finally:
+        await queue.close()
         await again.close()
     assert len([s for s in setup.outbox.sent if "is drawn" in s.text]) == 1
 
 
-async def test_an_interrupted_announcement_is_sent_on_start(setup: Setup) -> None:
+async def test_a_draw_whose_announcement_was_not_queued_gets_it_once(setup: Setup) -> None:
     await join(setup, 1)
     lottery_id = await create(setup)
     await enter(setup, lottery_id, 1)
+    # the bot stopped right after the draw committed, before it queued the announcement
     drawn = await setup.lotteries.store.draw(lottery_id, setup.clock.now())
     assert isinstance(drawn, Drawn)
-    # it stopped while sending: the announcement was begun but is not recorded as sent
-    await setup.lotteries.store.set_values(lottery_id, announced_at=setup.clock.now())
     await asyncio.gather(setup.lotteries.recover(), setup.lotteries.recover())
     await setup.lotteries.recover()
+    await setup.flush()
+    await setup.lotteries.recover()
+    await setup.flush()
     assert len([s for s in setup.outbox.sent if "is drawn" in s.text]) == 1
+    stored = await setup.lotteries.store.get(lottery_id)
+    assert stored is not None and stored.announcement_id == setup.outbox.sent[-1].message_id
 
 
-async def test_a_refused_post_is_tried_again_and_never_posted_twice(setup: Setup) -> None:
+async def test_an_announcement_cut_off_mid_send_is_never_sent_again(setup: Setup) -> None:
+    await join(setup, 1)
+    lottery_id = await create(setup)
+    await enter(setup, lottery_id, 1)
+    won: list[Happened] = []
+
+    async def winner(event: Happened) -> None:
+        won.append(event)
+
+    setup.registry.bus.subscribe(Happened, winner)
+    await setup.lotteries.draw(lottery_id)
+    # the bot was killed while Telegram was asked for the announcement
+    async with writing(setup.engine) as conn:
+        await conn.execute(
+            update(PUSHES)
+            .where(PUSHES.c.key == f"lottery:{lottery_id}:announce")
+            .values(status=PushStatus.SENDING.value)
+        )
+    assert await setup.queue.recover() == 1
+    await setup.lotteries.recover()
+    await setup.flush()
+    await setup.registry.bus.settle()
+    assert [s for s in setup.outbox.sent if "is drawn" in s.text] == []
+    async with setup.engine.connect() as conn:
+        note = (
+            await conn.execute(
+                select(PUSHES.c.note).where(PUSHES.c.key == f"lottery:{lottery_id}:announce")
+            )
+        ).scalar_one()
+    assert note == INTERRUPTED
+    assert [(event.name, event.user_id) for event in won] == [("lottery.won", 1)]
+
+
+async def test_a_refused_post_is_recorded_failed_and_never_posted_twice(setup: Setup) -> None:
     setup.outbox.refuse.add(GROUP.id)
     lottery_id = await create(setup)
     assert setup.outbox.sent == []
     setup.outbox.refuse.clear()
-    await setup.lotteries.recover()  # too soon after the failure
+    await asyncio.gather(setup.lotteries.recover(), setup.lotteries.recover())
+    await setup.flush()
     assert setup.outbox.sent == []
-    setup.lotteries._failures.clear()  # a minute later
-    await asyncio.gather(
-        setup.lotteries.recover(), setup.lotteries.post(lottery_id), setup.lotteries.recover()
-    )
-    assert len([s for s in setup.outbox.sent if "Lottery #" in s.text]) == 1
-    stored = await setup.lotteries.store.get(lottery_id)
-    assert stored is not None and stored.message_id == setup.outbox.sent[0].message_id
+    async with setup.engine.connect() as conn:
+        status, note = (
+            await conn.execute(
+                select(PUSHES.c.status, PUSHES.c.note).where(
+                    PUSHES.c.key == f"lottery:{lottery_id}:post"
+                )
+            )
+        ).one()
+    assert status == PushStatus.FAILED and "kicked" in note
 
 
 async def test_no_entrants_means_no_winner(setup: Setup) -> None:
     lottery_id = await create(setup, 3)
     drawn = await setup.lotteries.draw(lottery_id)
+    await setup.flush()
     assert isinstance(drawn, Drawn) and drawn.winners == []
     assert "without eligible entries" in setup.outbox.sent[-1].text
 
@@ -425,6 +509,7 @@ async def test_a_reroll_never_repeats_a_winner_and_skips_leavers(setup: Setup) -
     lottery_id = await create(setup, 2)
     await enter(setup, lottery_id, *range(1, 9))
     drawn = await setup.lotteries.draw(lottery_id)
+    await setup.flush()
     assert isinstance(drawn, Drawn)
     order = list(drawing.picks(drawn.lottery.seed, range(1, 9)))
     assert drawn.winners == order[:2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from bot.clock import ManualClock
 from bot.db import BROADCASTS, PUSHES, GroupStatus, PushKind, PushStatus, writing
 from bot.delivery import Delivered
 from bot.push import broadcasts
+from bot.push._commit import GroupCommit
 from bot.push.broadcasts import BroadcastError, Target
 from bot.push.queue import INTERRUPTED, PushQueue, add_pushes, push_row
 from bot.push.rules import QuietHours, day_start, next_day, reminder_at
@@ -474,3 +476,21 @@ def test_why_a_push_did_not_go_is_said_in_the_operators_language(
     key, values = broadcasts.reason(note)
     assert texts(key, "en", **values) == en
     assert texts(key, "zh", **values)  # every reason has its Chinese text
+
+
+async def test_a_burst_of_writes_shares_a_few_transactions() -> None:
+    batches: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        batches.append(items)
+        await asyncio.sleep(0.01)  # a transaction takes a moment; more arrive meanwhile
+        if 13 in items:
+            raise RuntimeError("the database is gone")
+
+    commit = GroupCommit[int](write)
+    first = await asyncio.gather(*(commit.add(i) for i in range(10)), return_exceptions=True)
+    assert first == [None] * 10 and batches == [list(range(10))], "one transaction for ten"
+    later = await asyncio.gather(*(commit.add(i) for i in range(10, 20)), return_exceptions=True)
+    assert all(isinstance(result, RuntimeError) for result in later), "each writer hears of it"
+    await commit.add(99)
+    assert batches[-1] == [99], "a lone write goes at once"

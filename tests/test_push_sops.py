@@ -20,7 +20,7 @@ from bot.push.queue import PushQueue
 from bot.registry import Registry
 from bot.sop.check import check_path
 from bot.sop.engine import Engine
-from tests.sop_harness import RecordingOutbox, copy_sops, make_engine, settle
+from tests.sop_harness import RecordingOutbox, copy_sops, make_engine, queue_of, settle
 
 ROOT = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -36,9 +36,7 @@ async def wired(
         outbox,
         clock,
     ):
-        queue = sop.pushes
-        assert isinstance(queue, PushQueue)
-        yield sop, queue, outbox, clock
+        yield sop, queue_of(sop), outbox, clock
 
 
 async def test_the_daily_tip_works_through_the_list_per_group(

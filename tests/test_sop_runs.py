@@ -17,13 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
 from bot.db import EVENTS, MEMBER_TAGS, POINTS, SOP_RUNS, SOP_STEPS
-from bot.delivery import Delivered
 from bot.registry import Registry
 from bot.sop.admin import SopAdmin
 from bot.sop.engine import LOOKAHEAD, Engine
 from bot.sop.format import SendStep
 from bot.sop.messages import pick_variant
-from tests.sop_harness import GROUP, OWNER, START, eventually, make_engine, settle, user
+from tests.sop_harness import (
+    GROUP,
+    OWNER,
+    START,
+    eventually,
+    make_engine,
+    queue_of,
+    settle,
+    user,
+)
 
 HEADER = "schema_version: 1\ngroups: all\n"
 
@@ -48,11 +56,11 @@ async def world(engine: AsyncEngine, registry: Registry, activity: ActivityLog, 
         await registry.member_joined(GROUP.id, user(n, f"M{n}"), START, source="chat_member")
     async with contextlib.AsyncExitStack() as made:
 
-        async def build(outbox: Any = None, **sops: str) -> tuple[Engine, Any, Any]:
+        async def build(**sops: str) -> tuple[Engine, Any, Any]:
             for sop_id, body in sops.items():
                 write_sop(tmp_path / "sops", sop_id, body)
             sop, outbox, clock = await made.enter_async_context(
-                make_engine(engine, tmp_path / "sops", outbox=outbox)
+                make_engine(engine, tmp_path / "sops")
             )
             assert not sop.library.broken, [b.summary() for b in sop.library.broken.values()]
             sop.start()
@@ -454,24 +462,8 @@ async def test_catch_up_skip_policy_skips_and_reports(world, engine):
     assert {r["status"] for r in runs} == {"skipped"}
 
 
-class Stuck:
-    """An outbox whose sends never come back: the bot dies while sending."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def send_message(self, chat_id, text, **_: Any) -> Delivered:
-        self.calls += 1
-        await asyncio.Event().wait()
-        raise AssertionError
-
-    send_photo = send_message
-
-
 async def test_a_send_cut_off_by_a_crash_is_never_repeated(world, engine):
-    stuck = Stuck()
-    sop, _outbox, _clock = await world(
-        outbox=stuck,
+    sop, outbox, _clock = await world(
         two="""\
         triggers: [{type: command, command: two}]
         steps:
@@ -479,11 +471,13 @@ async def test_a_send_cut_off_by_a_crash_is_never_repeated(world, engine):
             send: {template: t.hello}
           - id: second
             send: {template: t.bye}
-        """,
+        """
     )
+    outbox.stall = True  # Telegram is asked and the bot dies before it answers
     await sop.message(GROUP.id, 1, 1, "/two", "bot")
-    await eventually(lambda: stuck.calls == 1, what="the first send to start")
-    for task in sop.tasks:  # the process dies
+    await eventually(lambda: outbox.stalled == 1, what="the first send to start")
+    await queue_of(sop).close(grace=0)  # the process dies
+    for task in sop.tasks:
         task.cancel()
     await asyncio.sleep(0.05)
 
@@ -496,6 +490,8 @@ async def test_a_send_cut_off_by_a_crash_is_never_repeated(world, engine):
             ("first", "interrupted"),
             ("second", "done"),
         ]
+        overview = await SopAdmin(again).overview(GROUP.id)
+        assert ("sop.list_interrupted", {"count": 1, "at": "2026-11-02 09:00"}) in overview
 
 
 async def test_switching_off_in_a_group_stops_its_runs(world, engine):

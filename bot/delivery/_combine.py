@@ -34,8 +34,11 @@ def combine_texts(bot: Bot, lane: _Lane, job: _Job, first: _Text) -> _Job:
     taken = set(parts)
     lane.jobs = deque(other for other in lane.jobs if other not in taken)
     text = "\n".join(texts)
+    befores = [part.text.before for part in parts if part.text and part.text.before]
 
     async def request(target: int) -> Message:
+        if befores:
+            await asyncio.gather(*(before() for before in befores))
         return await bot.send_message(
             target,
             text,

@@ -41,6 +41,7 @@ class _Text:
     parse_mode: str | None
     disable_notification: bool
     reply_markup: ReplyMarkupUnion | None
+    before: Callable[[], Awaitable[None]] | None = None  # awaited just before it is sent
 
     def alike(self, other: _Text) -> bool:
         return (

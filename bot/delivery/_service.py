@@ -44,7 +44,7 @@ class Delivery(_Scheduler):
         With `combine`, the text may go out in one message with other texts of the same key
         that are queued at the same time; that message is not a reply. `before` is awaited
         each time just before Telegram is asked (the push queue notes that a message may now
-        arrive); a text with `before` is never combined.
+        arrive); a combined message awaits the `before` of every text it carries.
         """
         reply = _reply_to(reply_to_message_id)
 
@@ -61,8 +61,10 @@ class Delivery(_Scheduler):
             )
 
         combinable = None
-        if combine is not None and before is None:
-            combinable = _Text(combine, text, parse_mode, disable_notification, reply_markup)
+        if combine is not None:
+            combinable = _Text(
+                combine, text, parse_mode, disable_notification, reply_markup, before
+            )
         return await self._deliver(
             "sendMessage", chat_id, source, request, paced=True, text=combinable
         )
@@ -78,11 +80,15 @@ class Delivery(_Scheduler):
         reply_to_message_id: int | None = None,
         disable_notification: bool = False,
         parse_mode: str | None = "HTML",
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> Delivered:
-        """Send a photo (a file id, a URL or an `InputFile`) with an optional caption."""
+        """Send a photo (a file id, a URL or an `InputFile`) with an optional caption; `before`
+        as for `send_message`."""
         reply = _reply_to(reply_to_message_id)
 
         async def request(target: int) -> Message:
+            if before is not None:
+                await before()
             return await self.bot.send_photo(
                 target,
                 photo,

@@ -87,6 +87,12 @@ def require_right(w: World, chat: ChatRec, right: str, description: str) -> None
         raise bad(description)
 
 
+def require_pin_right(w: World, chat: ChatRec) -> None:
+    require_right(
+        w, chat, "can_pin_messages", "not enough rights to manage pinned messages in the chat"
+    )
+
+
 def parse_markup(p: Params) -> dict[str, Any] | None:
     """reply_markup as a dict (any keyboard type), validated."""
     markup = p.json_("reply_markup", error="can't parse reply keyboard markup JSON object")
@@ -395,9 +401,7 @@ async def delete_message(w: World, p: Params) -> Any:
 @method("pinChatMessage")
 async def pin_chat_message(w: World, p: Params) -> Any:
     chat, rec = target_message(w, p, "pin")
-    require_right(
-        w, chat, "can_pin_messages", "not enough rights to manage pinned messages in the chat"
-    )
+    require_pin_right(w, chat)
     rec.pinned = True
     mid = rec.message.message_id
     chat.pinned = [m for m in chat.pinned if m != mid] + [mid]
@@ -407,9 +411,7 @@ async def pin_chat_message(w: World, p: Params) -> Any:
 @method("unpinChatMessage")
 async def unpin_chat_message(w: World, p: Params) -> Any:
     chat = resolve_chat(w, p)
-    require_right(
-        w, chat, "can_pin_messages", "not enough rights to manage pinned messages in the chat"
-    )
+    require_pin_right(w, chat)
     message_id = p.int_("message_id")
     if message_id is None:
         if not chat.pinned:
@@ -426,9 +428,7 @@ async def unpin_chat_message(w: World, p: Params) -> Any:
 @method("unpinAllChatMessages")
 async def unpin_all_chat_messages(w: World, p: Params) -> Any:
     chat = resolve_chat(w, p)
-    require_right(
-        w, chat, "can_pin_messages", "not enough rights to manage pinned messages in the chat"
-    )
+    require_pin_right(w, chat)
     for mid in chat.pinned:
         if mid in chat.messages:
             chat.messages[mid].pinned = False

@@ -101,9 +101,14 @@ def member_changed(
     by: User,
     invite: InviteRec | None = None,
 ) -> int | None:
-    """Apply a membership change; queue ``chat_member`` if the bot is an admin there."""
+    """Apply a membership change and queue its update: ``my_chat_member`` when ``user`` is
+    the bot, ``chat_member`` when the bot is an admin there (none otherwise)."""
     chat.members[user.id] = new
-    if not chat.member(world.bot_id).is_admin:
+    if user.id == world.bot_id:
+        kind = "my_chat_member"
+    elif chat.member(world.bot_id).is_admin:
+        kind = "chat_member"
+    else:
         return None
     update = ChatMemberUpdated(
         chat=chat_obj(chat),
@@ -114,7 +119,7 @@ def member_changed(
         invite_link=invite_obj(invite, world.user(invite.creator_id)) if invite else None,
         via_join_request=False if invite else None,
     )
-    return world.queue("chat_member", dump(update))
+    return world.queue(kind, dump(update))
 
 
 def set_bot_status(world: World, chat_id: int, data: JSON) -> list[int]:
@@ -130,16 +135,11 @@ def set_bot_status(world: World, chat_id: int, data: JSON) -> list[int]:
         new.rights = admin_rights(data.get("rights"))
     elif data.get("rights") is not None:
         raise ControlError(400, "rights only apply to status administrator")
-    chat.members[world.bot_id] = new
     bot = world.bot_user()
-    update = ChatMemberUpdated(
-        chat=chat_obj(chat),
-        from_user=by,
-        date=world.clock.dt(),
-        old_chat_member=member_obj(bot, old),
-        new_chat_member=member_obj(bot, new),
-    )
-    ids = [world.queue("my_chat_member", dump(update))]
+    ids: list[int] = []
+    update_id = member_changed(world, chat, bot, old, new, by)
+    if update_id is not None:  # never None: the bot hears of its own membership
+        ids.append(update_id)
     if not old.present and new.present:
         _, update_id = post_message(
             world, chat, {"new_chat_members": [bot]}, sender=by, service=True

@@ -133,20 +133,11 @@ def chat_full(chat: ChatRec, world: World) -> ChatFullInfo:
         extra["permissions"] = ChatPermissions(**{name: True for name in PERMISSIONS})
         extra["has_visible_history"] = True
     return ChatFullInfo(
-        id=chat.id,
-        type=chat.type,
-        title=chat.title,
-        username=chat.username,
-        first_name=chat.first_name,
-        last_name=chat.last_name,
+        **chat_obj(chat).model_dump(exclude_none=True),  # the short Chat, and more
         accent_color_id=abs(chat.id) % 7,
         max_reaction_count=11,
         accepted_gift_types=AcceptedGiftTypes(
-            unlimited_gifts=False,
-            limited_gifts=False,
-            unique_gifts=False,
-            premium_subscription=False,
-            gifts_from_channels=False,
+            **dict.fromkeys(AcceptedGiftTypes.model_fields, False)
         ),
         pinned_message=pinned,
         **extra,

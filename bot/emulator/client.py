@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
@@ -52,12 +51,7 @@ class EmulatorClient:
     async def __aenter__(self) -> EmulatorClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -84,6 +78,11 @@ class EmulatorClient:
                 raise EmulatorError(resp.status, str(message or data))
             return data
 
+    async def _post(self, path: str, **fields: Any) -> JSON:
+        """POST the fields that are set (not None); return the answer."""
+        result: JSON = await self._request("POST", path, _drop_none(**fields))
+        return result
+
     # ----- world ----------------------------------------------------------------------------
     async def reset(self) -> None:
         """Empty the world (keeps the token)."""
@@ -102,9 +101,9 @@ class EmulatorClient:
         first_name: str | None = None,
     ) -> JSON:
         """Change the bot's privacy mode / username / first name."""
-        body = _drop_none(privacy_mode=privacy_mode, username=username, first_name=first_name)
-        result: JSON = await self._request("POST", "bot", body)
-        return result
+        return await self._post(
+            "bot", privacy_mode=privacy_mode, username=username, first_name=first_name
+        )
 
     async def now(self) -> int:
         """The emulator clock (unix seconds)."""
@@ -137,16 +136,15 @@ class EmulatorClient:
         language_code: str | None = None,
     ) -> JSON:
         """Create a user; returns the User JSON (ids auto-assigned from 1000)."""
-        body = _drop_none(
+        return await self._post(
+            "users",
             id=id,
             first_name=first_name,
             last_name=last_name,
             username=username,
             language_code=language_code,
+            is_bot=is_bot,
         )
-        body["is_bot"] = is_bot
-        result: JSON = await self._request("POST", "users", body)
-        return result
 
     async def list_users(self) -> list[JSON]:
         """All users."""
@@ -155,9 +153,7 @@ class EmulatorClient:
 
     async def start(self, user_id: int, payload: str | None = None) -> JSON:
         """The user sends /start [payload] in private; returns {message, update_id}."""
-        body = _drop_none(payload=payload)
-        result: JSON = await self._request("POST", f"users/{user_id}/start", body)
-        return result
+        return await self._post(f"users/{user_id}/start", payload=payload)
 
     async def create_chat(
         self,
@@ -168,9 +164,7 @@ class EmulatorClient:
         username: str | None = None,
     ) -> JSON:
         """Create a group or supergroup; returns the Chat JSON."""
-        body = _drop_none(id=id, type=type, title=title, username=username)
-        result: JSON = await self._request("POST", "chats", body)
-        return result
+        return await self._post("chats", id=id, type=type, title=title, username=username)
 
     async def get_chat(self, chat_id: int) -> JSON:
         """Internal state of a chat: chat, members, migrated_to/from, pinned."""
@@ -187,8 +181,7 @@ class EmulatorClient:
         by: int | None = None,
     ) -> list[int]:
         """Add/promote/remove the bot; emits my_chat_member (+ new_chat_members when added)."""
-        body = _drop_none(status=status, rights=rights, by=by)
-        result: JSON = await self._request("POST", f"chats/{chat_id}/bot", body)
+        result = await self._post(f"chats/{chat_id}/bot", status=status, rights=rights, by=by)
         return list(result["update_ids"])
 
     async def set_member(
@@ -200,8 +193,9 @@ class EmulatorClient:
         rights: dict[str, bool] | None = None,
     ) -> None:
         """Set a membership silently (no update), for seeding pre-existing groups."""
-        body = _drop_none(user_id=user_id, status=status, rights=rights, silent=True)
-        await self._request("POST", f"chats/{chat_id}/members", body)
+        await self._post(
+            f"chats/{chat_id}/members", user_id=user_id, status=status, rights=rights, silent=True
+        )
 
     async def join(
         self, chat_id: int, user_id: int, *, invite_link: str | None = None, by: int | None = None
@@ -210,20 +204,17 @@ class EmulatorClient:
 
         Returns {update_ids, message}.
         """
-        body = _drop_none(user_id=user_id, invite_link=invite_link, by=by)
-        result: JSON = await self._request("POST", f"chats/{chat_id}/join", body)
-        return result
+        return await self._post(
+            f"chats/{chat_id}/join", user_id=user_id, invite_link=invite_link, by=by
+        )
 
     async def leave(self, chat_id: int, user_id: int) -> JSON:
         """A user leaves; returns {update_ids, message}."""
-        result: JSON = await self._request("POST", f"chats/{chat_id}/leave", {"user_id": user_id})
-        return result
+        return await self._post(f"chats/{chat_id}/leave", user_id=user_id)
 
     async def kick(self, chat_id: int, user_id: int, *, by: int | None = None) -> JSON:
         """``by`` (default: the creator) kicks a user; returns {update_ids, message}."""
-        body = _drop_none(user_id=user_id, by=by)
-        result: JSON = await self._request("POST", f"chats/{chat_id}/kick", body)
-        return result
+        return await self._post(f"chats/{chat_id}/kick", user_id=user_id, by=by)
 
     async def send_message(
         self,
@@ -238,7 +229,8 @@ class EmulatorClient:
         sender_chat_id: int | None = None,
     ) -> JSON:
         """A user posts a message; returns {message, update_id (None if the bot can't see it)}."""
-        body = _drop_none(
+        return await self._post(
+            f"chats/{chat_id}/messages",
             user_id=user_id,
             kind=kind,
             text=text,
@@ -247,19 +239,16 @@ class EmulatorClient:
             forward_from_user_id=forward_from_user_id,
             sender_chat_id=sender_chat_id,
         )
-        result: JSON = await self._request("POST", f"chats/{chat_id}/messages", body)
-        return result
 
     async def press(self, chat_id: int, user_id: int, message_id: int, data: str) -> JSON:
         """A user presses an inline button; returns {callback_query_id, update_id}."""
-        body = {"user_id": user_id, "message_id": message_id, "data": data}
-        result: JSON = await self._request("POST", f"chats/{chat_id}/press", body)
-        return result
+        return await self._post(
+            f"chats/{chat_id}/press", user_id=user_id, message_id=message_id, data=data
+        )
 
     async def migrate(self, chat_id: int, *, by: int | None = None) -> JSON:
         """Upgrade a group to a supergroup; returns {new_chat_id, update_ids}."""
-        result: JSON = await self._request("POST", f"chats/{chat_id}/migrate", _drop_none(by=by))
-        return result
+        return await self._post(f"chats/{chat_id}/migrate", by=by)
 
     async def create_invite_link(
         self,
@@ -271,9 +260,13 @@ class EmulatorClient:
         expire_date: int | None = None,
     ) -> JSON:
         """An invite link created by a human admin (default: the creator); ChatInviteLink JSON."""
-        body = _drop_none(name=name, by=by, member_limit=member_limit, expire_date=expire_date)
-        result: JSON = await self._request("POST", f"chats/{chat_id}/invite_links", body)
-        return result
+        return await self._post(
+            f"chats/{chat_id}/invite_links",
+            name=name,
+            by=by,
+            member_limit=member_limit,
+            expire_date=expire_date,
+        )
 
     async def callback_answer(self, callback_query_id: str) -> JSON | None:
         """The bot's answerCallbackQuery for a press, or None if not answered (yet)."""
@@ -325,7 +318,8 @@ class EmulatorClient:
         chat_id: int | None = None,
     ) -> None:
         """Make the next ``times`` calls of ``method`` (optionally in ``chat_id``) fail."""
-        body = _drop_none(
+        await self._post(
+            "faults",
             method=method,
             error_code=error_code,
             description=description,
@@ -333,7 +327,6 @@ class EmulatorClient:
             times=times,
             chat_id=chat_id,
         )
-        await self._request("POST", "faults", body)
 
     async def clear_faults(self) -> None:
         """Remove every injected fault."""

@@ -7,10 +7,9 @@ thousands of presses a minute cost tens of transactions, not thousands. The post
 is edited at most every EDIT_INTERVAL seconds, one edit at a time.
 
 The draw loop wakes at the soonest deadline (read from the database, on the bot's clock), draws
-what is due and announces it. A post or an announcement that is not recorded as sent (Telegram
-refused it, or the bot stopped in between) is tried again by the loop, a few times, and on every
-start: a stop in the middle of sending may therefore, rarely, announce a draw twice, but never
-leaves a draw unannounced and its seed unrevealed.
+what is due and queues the announcement. The post and the announcement are pushes of the one
+outbox (bot.lottery.posting): each is sent once, never twice, and a draw whose announcement is
+not queued yet (a stop right after the draw) gets it on the next pass or start.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from bot.activity import ActivityLog, event_row
 from bot.clock import Clock
 from bot.db import MEMBERS, PRESENT, EventType, LotteryStatus, MemberStatus, writing
 from bot.events import Bus, Happened
+from bot.lottery.posting import LotteryCourier, announcement_row, post_row
 from bot.lottery.rules import Eligibility, Refusal
 from bot.lottery.store import (
     Drawn,
@@ -44,7 +44,8 @@ from bot.lottery.store import (
     open_lottery,
 )
 from bot.lottery.wording import LotteryWording, in_language
-from bot.outbox import Outbox
+from bot.outbox import Outbox, Waker
+from bot.push.rows import add_pushes
 from bot.registry import Registry
 from bot.sop.format import LotteryAction, LotteryRules
 from bot.texts import Texts
@@ -52,8 +53,6 @@ from bot.texts import Texts
 BATCH = 500  # presses admitted in one transaction
 GATHER = 0.02  # seconds a press waits for others to share its transaction
 EDIT_INTERVAL = 6.0  # seconds between edits of a post's entry count: half the group's 20 a minute
-RETRIES = 5  # tries of a post or announcement Telegram refuses, a minute apart, then at start
-RETRY_AFTER = 60.0
 ASKED_TTL = 60.0  # seconds Telegram's word on a presser's membership is reused
 SOURCE = "lottery"
 
@@ -83,6 +82,7 @@ class Lotteries:
         clock: Clock,
         *,
         bus: Bus,
+        pushes: Waker,
         ask_member: AskMember,
         default_timezone: ZoneInfo,
         edit_interval: float = EDIT_INTERVAL,
@@ -113,8 +113,8 @@ class Lotteries:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._sending: set[tuple[str, int]] = set()  # ("post" | "announce", lottery id)
-        self._failures: dict[tuple[str, int], tuple[int, float]] = {}  # -> (tries, next try)
+        self.pushes = pushes  # the push queue, rung when a post or announcement is queued
+        self.courier = LotteryCourier(self)  # how the push queue sends posts and announcements
 
     # -- the group's language and time -------------------------------------------------------
 
@@ -157,8 +157,9 @@ class Lotteries:
                 now=now,
                 draws_at=now + duration,
             )
+            await add_pushes(conn, [post_row(lottery, now, reply_to)])
         self.wake()
-        await self.post(lottery.id, reply_to=reply_to)
+        self.pushes.wake()
         return lottery
 
     async def open_in(
@@ -171,10 +172,10 @@ class Lotteries:
         run_id: int | None,
         now: datetime,
     ) -> Lottery:
-        """Open a lottery for an SOP step, in the transaction that moves its run on; the step
-        then calls `post` (and a restart in between posts it on start)."""
+        """Open a lottery for an SOP step, in the transaction that moves its run on, with its
+        post queued in the outbox (the step rings the push queue once that committed)."""
         language = self.wording.language(chat_id)
-        return await open_lottery(
+        lottery = await open_lottery(
             conn,
             chat_id,
             prize=in_language(action.prize, language),
@@ -187,37 +188,8 @@ class Lotteries:
             draws_at=now + action.duration,
             run_id=run_id,
         )
-
-    async def post(self, lottery_id: int, *, reply_to: int | None = None) -> None:
-        """Send the lottery's post with its Enter button, and remember the message."""
-        key = ("post", lottery_id)
-        if key in self._sending:
-            return
-        self._sending.add(key)
-        try:
-            await self._post(lottery_id, reply_to)
-        finally:
-            self._sending.discard(key)
-
-    async def _post(self, lottery_id: int, reply_to: int | None) -> None:
-        lottery = await self.store.get(lottery_id)
-        if lottery is None or lottery.message_id is not None:
-            return
-        sent = await self.delivery.send_message(
-            lottery.chat_id,
-            self.wording.post_text(lottery),
-            source=SOURCE,
-            reply_markup=self.wording.enter_button(lottery),
-            reply_to_message_id=reply_to,
-        )
-        if sent.ok and sent.message_id is not None:
-            await self.store.set_values(lottery_id, message_id=sent.message_id)
-            if sent.chat_id != lottery.chat_id:  # the group became a supergroup meanwhile
-                await self.store.set_values(lottery_id, chat_id=sent.chat_id)
-            self._failures.pop(("post", lottery_id), None)
-        else:
-            self._failed(("post", lottery_id), lottery.chat_id, sent.error)
-        self.wake()
+        await add_pushes(conn, [post_row(lottery, now)])
+        return lottery
 
     # -- entering ----------------------------------------------------------------------------
 
@@ -359,21 +331,18 @@ class Lotteries:
     async def draw(self, lottery_id: int, by: int | None = None) -> Drawn | Refusal:
         """Draw now (at the deadline, or early by an admin) and announce the winners."""
         await self._settle_presses(lottery_id)
-        key = ("announce", lottery_id)
-        self._sending.add(key)  # before the draw commits: the loop must not announce it too
-        try:
-            drawn = await self.store.draw(lottery_id, self.clock.now(), by)
-            if isinstance(drawn, Drawn):
-                logger.bind(chat_id=drawn.lottery.chat_id).info(
-                    "lottery #{} drawn: {} winners of {} entrants",
-                    lottery_id,
-                    len(drawn.winners),
-                    drawn.lottery.entrants,
-                )
-                await self._announce(lottery_id)
-                self.wake()
-        finally:
-            self._sending.discard(key)
+        drawn = await self.store.draw(lottery_id, self.clock.now(), by)
+        if isinstance(drawn, Drawn):
+            logger.bind(chat_id=drawn.lottery.chat_id).info(
+                "lottery #{} drawn: {} winners of {} entrants",
+                lottery_id,
+                len(drawn.winners),
+                drawn.lottery.entrants,
+            )
+            await self._queue(
+                [announcement_row(lottery_id, drawn.lottery.chat_id, self.clock.now())]
+            )
+            self.wake()
         return drawn
 
     async def _settle_presses(self, lottery_id: int) -> None:
@@ -383,44 +352,21 @@ class Lotteries:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(task), timeout=10)
 
-    async def announce(self, lottery_id: int) -> None:
-        """Announce a drawn lottery's winners, unless that is recorded as done, and close its
-        post."""
-        key = ("announce", lottery_id)
-        if key in self._sending:
-            return
-        self._sending.add(key)
-        try:
-            await self._announce(lottery_id)
-        finally:
-            self._sending.discard(key)
+    async def _queue(self, rows: list[dict[str, Any]]) -> None:
+        """Add posts or announcements to the outbox (each once: a second add is skipped)."""
+        async with writing(self.engine) as conn:
+            added = await add_pushes(conn, rows)
+        if added:
+            self.pushes.wake()
 
-    async def _announce(self, lottery_id: int) -> None:
-        lottery = await self.store.get(lottery_id)
-        if lottery is None or lottery.announcement_id is not None:
-            return
-        if lottery.announced_at is None:
-            await self.store.set_values(lottery_id, announced_at=self.clock.now())
-        winners = await self.store.winners(lottery_id)
-        sent = await self.delivery.send_message(
-            lottery.chat_id,
-            self.wording.announcement_text(
-                lottery, winners, await self.names(lottery.chat_id, winners)
-            ),
-            source=SOURCE,
-            reply_to_message_id=lottery.message_id,
-        )
-        if not sent.ok:
-            self._failed(("announce", lottery_id), lottery.chat_id, sent.error)
-            return
-        await self.store.set_values(lottery_id, announcement_id=sent.message_id)
-        self._failures.pop(("announce", lottery_id), None)
-        await self._close_post(lottery)
+    def won(self, lottery: Lottery, winners: list[int]) -> None:
+        """Tell the SOPs who won (`lottery.won`), once the draw is announced."""
         for place, user_id in enumerate(winners, start=1):
-            data = {"lottery": lottery_id, "prize": lottery.prize, "place": place}
+            data = {"lottery": lottery.id, "prize": lottery.prize, "place": place}
             self._spawn(self.bus.publish(Happened("lottery.won", lottery.chat_id, user_id, data)))
 
-    async def _close_post(self, lottery: Lottery) -> None:
+    async def close_post(self, lottery: Lottery) -> None:
+        """The post shows the lottery closed (drawn or cancelled), without its button."""
         current = await self.store.get(lottery.id)
         if current is None or current.message_id is None:
             return
@@ -454,7 +400,7 @@ class Lotteries:
         await self._settle_presses(lottery_id)
         cancelled = await self.store.cancel(lottery_id, self.clock.now(), by)
         if isinstance(cancelled, Lottery):
-            await self._close_post(cancelled)
+            await self.close_post(cancelled)
             self.wake()
         return cancelled
 
@@ -514,29 +460,21 @@ class Lotteries:
         self._task = None
 
     async def recover(self) -> None:
-        """Post open lotteries that have no post yet (an SOP opened one just before a stop, or
-        Telegram refused it), and announce draws not recorded as announced. The loop does this
-        on every pass; what keeps failing is tried RETRIES times, then again at the next start."""
+        """Queue the post of open lotteries that have none yet, and the announcement of draws
+        that have none (a stop right after the draw, or a lottery from before the outbox);
+        what is queued already is not queued again."""
         now = self.clock.now()
+        rows = []
         for lottery_id in await self.store.unposted(now):
-            if self._may_try(("post", lottery_id)):
-                await self.post(lottery_id)
+            lottery = await self.store.get(lottery_id)
+            if lottery is not None:
+                rows.append(post_row(lottery, now))
         for lottery_id in await self.store.unannounced():
-            if self._may_try(("announce", lottery_id)):
-                await self.announce(lottery_id)
-
-    def _may_try(self, key: tuple[str, int]) -> bool:
-        tries, next_try = self._failures.get(key, (0, 0.0))
-        return tries < RETRIES and time.monotonic() >= next_try
-
-    def _failed(self, key: tuple[str, int], chat_id: int, error: str | None) -> None:
-        tries = self._failures.get(key, (0, 0.0))[0] + 1
-        self._failures[key] = (tries, time.monotonic() + RETRY_AFTER)
-        what, lottery_id = key
-        again = "trying again in a minute" if tries < RETRIES else "trying again at the next start"
-        logger.bind(chat_id=chat_id).error(
-            "lottery #{}: the {} could not be sent ({}); {}", lottery_id, what, error, again
-        )
+            lottery = await self.store.get(lottery_id)
+            if lottery is not None:
+                rows.append(announcement_row(lottery_id, lottery.chat_id, now))
+        if rows:
+            await self._queue(rows)
 
     async def draw_due(self) -> int:
         """Draw every lottery whose deadline has passed; how many draws failed."""
@@ -557,7 +495,7 @@ class Lotteries:
                 failed = await self.draw_due()
                 await self.recover()
                 due = await self.store.next_due()
-                if failed or self._failures:  # a draw, post or announcement to try again
+                if failed:  # a draw to try again
                     timeout = min(timeout, 10.0)
                 if due is not None and not failed:
                     timeout = min(timeout, max((due - self.clock.now()).total_seconds(), 0.01))

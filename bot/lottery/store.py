@@ -146,6 +146,16 @@ async def _locked(conn: AsyncConnection, lottery_id: int) -> Lottery | None:
     return Lottery.of(row) if row is not None else None
 
 
+async def _open_one(conn: AsyncConnection, lottery_id: int) -> Lottery | Refusal:
+    """The lottery, locked, if it is still open; else why not."""
+    lottery = await _locked(conn, lottery_id)
+    if lottery is None:
+        return Refusal("unknown")
+    if lottery.status != LotteryStatus.OPEN:
+        return Refusal(f"already_{lottery.status.value}")
+    return lottery
+
+
 async def open_lottery(
     conn: AsyncConnection,
     chat_id: int,
@@ -353,11 +363,9 @@ class LotteryStore:
     async def draw(self, lottery_id: int, now: datetime, by: int | None = None) -> Drawn | Refusal:
         """Draw an open lottery: entrants still in the group, the first picks win."""
         async with writing(self.engine) as conn:
-            lottery = await _locked(conn, lottery_id)
-            if lottery is None:
-                return Refusal("unknown")
-            if lottery.status != LotteryStatus.OPEN:
-                return Refusal(f"already_{lottery.status.value}")
+            lottery = await _open_one(conn, lottery_id)
+            if isinstance(lottery, Refusal):
+                return lottery
             present, gone = await _entrants(conn, lottery)
             out = dict.fromkeys(gone, LEFT_GROUP)
             window = lottery.rules.exclude_winners_within
@@ -417,11 +425,9 @@ class LotteryStore:
     async def cancel(self, lottery_id: int, now: datetime, by: int | None) -> Lottery | Refusal:
         """Cancel an open lottery and give every entrant back the points the entry cost."""
         async with writing(self.engine) as conn:
-            lottery = await _locked(conn, lottery_id)
-            if lottery is None:
-                return Refusal("unknown")
-            if lottery.status != LotteryStatus.OPEN:
-                return Refusal(f"already_{lottery.status.value}")
+            lottery = await _open_one(conn, lottery_id)
+            if isinstance(lottery, Refusal):
+                return lottery
             paid = await conn.execute(
                 select(LOTTERY_ENTRIES.c.user_id, LOTTERY_ENTRIES.c.cost).where(
                     LOTTERY_ENTRIES.c.lottery_id == lottery_id, LOTTERY_ENTRIES.c.cost > 0

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import BROADCASTS, GROUPS, PUSHES, GroupStatus, PushKind, PushStatus, writing
-from bot.push.queue import INTERRUPTED, add_pushes, push_row
+from bot.push.rows import INTERRUPTED, add_pushes, push_row
 from bot.texts import Texts
 
 TEMPLATE_PREFIX = "broadcast."

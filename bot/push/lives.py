@@ -42,7 +42,7 @@ from bot.db import (
 )
 from bot.delivery import Delivered
 from bot.outbox import Before, Outbox, Waker
-from bot.push.queue import add_pushes, push_row
+from bot.push.rows import Courier, add_pushes, push_row
 from bot.push.rules import before_text, parse_before, reminder_at
 from bot.registry import Registry
 from bot.texts import Texts
@@ -109,6 +109,7 @@ class Lives:
         self.clock = clock
         self.default_zone = default_zone
         self.bot_username = bot_username
+        self.courier = LiveCourier(self)  # how the push queue sends live pushes
 
     # -- small helpers ------------------------------------------------------------------------
 
@@ -218,6 +219,7 @@ class Lives:
                 due_at=live.ends_at,
                 now=now,
                 live_id=live_id,
+                urgent=True,  # unpinning is tidying up: no quiet hours, no cap
                 counts=False,
             ),
             *self._reminder_rows(live, now),
@@ -537,7 +539,8 @@ class Lives:
                 now=now,
                 live_id=push.live_id,
                 before=push.before,
-                counts=False,
+                urgent=True,  # a private reminder the member asked for: the group's rules
+                counts=False,  # are for the group's feed
                 expires_at=push.expires_at,
             )
             for user_id in users
@@ -559,3 +562,27 @@ def _zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
         return UTC
+
+
+LIVE_KINDS = (
+    PushKind.LIVE_ANNOUNCE,
+    PushKind.LIVE_REMINDER,
+    PushKind.LIVE_PRIVATE,
+    PushKind.LIVE_UNPIN,
+)
+
+
+class LiveCourier(Courier):
+    """Sends live pushes as the live is now; a group reminder that goes (or is dropped over the
+    cap) fans out to its subscribers' private copies."""
+
+    def __init__(self, lives: Lives) -> None:
+        super().__init__(lives.outbox)
+        self.lives = lives
+
+    async def send(self, push: Row[Any], before: Before) -> Delivered | None:
+        return await self.lives.send(push, before)
+
+    async def going(self, conn: AsyncConnection, push: Row[Any], now: datetime) -> None:
+        if push.kind == PushKind.LIVE_REMINDER:
+            await self.lives.fan_out(conn, push, now)

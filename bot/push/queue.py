@@ -1,23 +1,27 @@
-"""The push queue: messages the bot starts on its own, sent once each, when the group allows.
+"""The push queue: the one outbound path for what the bot starts on its own, sent once each.
 
-Broadcasts, live announcements and reminders, and SOP `broadcast` steps add rows to `pushes`
-(a unique `key` each, so a broadcast reaches a group once however often it is added). One loop
-on the bot's clock takes what is due, in order, and for each push decides in one transaction:
+SOP `send` and `broadcast` steps, broadcasts, live announcements and reminders, and lottery
+posts and announcements are rows of `pushes` (`bot.push.rows`), each added in the transaction
+of what caused it. One loop on the bot's clock takes what is due, in order, and for each push
+decides in one transaction:
 
 - the bot is no longer in the group: failed, without asking Telegram;
 - past its `expires_at` (a reminder for a live that has started): dropped;
-- the group's quiet hours (its time zone): postponed to their end, unless urgent;
-- the group's daily cap of counted pushes reached: postponed to the next day, or dropped, per
-  the push's `over_cap`; the owners are told once a day per broadcast or live;
-- else claimed: status `sending`, then handed to the delivery service, which paces everything
-  the bot sends to Telegram's limits (about 28/s overall, 20/min per group) and waits out 429s.
+- unless it is `urgent`: the group's quiet hours (its time zone) postpone it to their end, and
+  when it `counts` and the group's daily cap is reached, it is postponed to the next day or
+  dropped, per its `over_cap`; the owners are told once a day per broadcast, live or SOP;
+- else claimed (`queued`) and handed to the delivery service, which paces everything the bot
+  sends to Telegram's limits (about 28/s overall, 20/min per group) and waits out 429s.
 
-A claimed push is `queued` in the delivery service, which paces it; just before Telegram is
-asked, it becomes `sending`. After a crash, `queued` pushes were never tried and go back to
-pending; `sending` ones may have arrived and are marked failed ("interrupted"), never sent
-again. So nothing is sent twice, and only the few messages on the wire at the moment of a
-crash are in doubt. A clean stop finishes or puts back everything. At most `IN_FLIGHT` pushes
-are claimed at a time (`PER_CHAT` per chat), so one group's backlog does not hold up others.
+Just before Telegram is asked, a push becomes `sending`; its answer is recorded with what its
+owner keeps of it (the courier of its kind: `bot.push.rows.Courier`). Both writes are group
+commits, so a burst of pushes costs a few transactions. After a crash, `queued` pushes were
+never tried and go back to pending; `sending` ones may have arrived and are marked failed
+("interrupted"), never sent again, and their owners are told. So nothing is sent twice that
+Telegram had accepted, nothing is lost that was never tried, and only the few messages on the
+wire at the moment of a crash are in doubt. A clean stop finishes or puts back everything. At
+most `IN_FLIGHT` pushes are claimed at a time (`PER_CHAT` per chat), so one group's backlog does
+not hold up others; texts that may share a message (`combine`) are handed over together.
 """
 
 from __future__ import annotations
@@ -25,104 +29,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, Protocol
+from typing import Any
 
-from aiogram.types import InlineKeyboardMarkup
 from loguru import logger
 from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.clock import Clock
-from bot.db import BOT_USERS, PUSHES, PushKind, PushStatus, insert_for, writing
+from bot.db import BOT_USERS, PUSHES, PushStatus, writing
 from bot.delivery import GONE, Delivered
-from bot.outbox import Before, Outbox
+from bot.outbox import Outbox
+from bot.push._commit import GroupCommit
+from bot.push.rows import INTERRUPTED, Courier, Doorbell, Ended, add_pushes, push_row
 from bot.push.rules import QuietHours, day_start, next_day
 from bot.registry import Registry
 from bot.sop.facts import chunks
 
+__all__ = ["INTERRUPTED", "Doorbell", "PushQueue", "add_pushes", "push_row"]
+
 IN_FLIGHT = 40  # pushes claimed and not answered yet: keeps the delivery service busy
 PER_CHAT = 2  # of those, in one chat (a group sends 20 a minute at most anyway)
+SHARED_IN_FLIGHT = 2000  # texts that may share a message: handed over together to combine
+SHARED_PER_CHAT = 200
 CANDIDATES = 500  # due pushes read per look
 POLL = 1.0  # seconds between looks when nothing is due sooner (`tidepool broadcast` adds rows)
-INTERRUPTED = "the bot stopped while sending; it may have arrived, so it is not sent again"
 BLOCKED = "has not started the bot or has blocked it"
 
-
-class Sender(Protocol):
-    """What the queue needs for live pushes (bot.push.lives.Lives)."""
-
-    async def send(self, push: Row[Any], before: Before) -> Delivered | None:
-        """Send a live push, awaiting `before` just before asking Telegram for its message;
-        None when there is nothing to send any more (cancelled)."""
-
-    async def fan_out(self, conn: AsyncConnection, push: Row[Any], now: datetime) -> None:
-        """A group reminder is going: add its subscribers' private copies."""
-
-
 Notify = Callable[..., Awaitable[None]]
-
-
-def push_row(
-    *,
-    key: str,
-    kind: PushKind,
-    chat_id: int,
-    source: str,
-    due_at: datetime,
-    now: datetime,
-    group_id: int | None = None,
-    broadcast_id: int | None = None,
-    live_id: int | None = None,
-    before: str | None = None,
-    text: str | None = None,
-    markup: InlineKeyboardMarkup | None = None,
-    pin: bool = False,
-    urgent: bool = False,
-    over_cap: str = "postpone",
-    counts: bool = True,
-    expires_at: datetime | None = None,
-) -> dict[str, Any]:
-    """A complete row of `pushes` (every row of a bulk insert has the same keys)."""
-    return {
-        "key": key,
-        "kind": kind.value,
-        "chat_id": chat_id,
-        "group_id": chat_id if group_id is None else group_id,
-        "broadcast_id": broadcast_id,
-        "live_id": live_id,
-        "before": before,
-        "text": text,
-        "markup": markup.model_dump(mode="json", exclude_none=True) if markup else None,
-        "pin": pin,
-        "urgent": urgent,
-        "over_cap": over_cap,
-        "counts": counts,
-        "source": source,
-        "status": PushStatus.PENDING.value,
-        "planned_at": due_at,
-        "due_at": due_at,
-        "expires_at": expires_at,
-        "note": None,
-        "attempts": 0,
-        "message_id": None,
-        "created_at": now,
-        "claimed_at": None,
-        "sent_at": None,
-    }
-
-
-async def add_pushes(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert pushes, skipping any whose key is already there; return how many were new."""
-    added = 0
-    for start in range(0, len(rows), 400):
-        stmt = insert_for(conn, PUSHES).values(list(rows[start : start + 400]))
-        stmt = stmt.on_conflict_do_nothing(index_elements=["key"])
-        result = await conn.execute(stmt)
-        added += max(result.rowcount or 0, 0)
-    return added
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,18 +74,9 @@ class _Pass:
 
     claimed: list[Row[Any]]
     capped: list[tuple[Row[Any], str]]  # (push, "postponed" | "dropped")
+    postponed: list[Row[Any]]
+    ended: list[Ended]
     next_due: datetime | None
-
-
-class Doorbell:
-    """Rung by whoever adds pushes (lives, broadcasts, SOP steps), so the queue looks at once
-    instead of at its next poll; made before the queue and the services that add pushes."""
-
-    def __init__(self) -> None:
-        self.rung = asyncio.Event()
-
-    def wake(self) -> None:
-        self.rung.set()
 
 
 class PushQueue:
@@ -162,7 +89,7 @@ class PushQueue:
         delivery: Outbox,
         clock: Clock,
         *,
-        lives: Sender,
+        couriers: Mapping[str, Courier],
         doorbell: Doorbell,
         notify: Notify,
         default_zone: tzinfo,
@@ -173,18 +100,21 @@ class PushQueue:
         self.registry = registry
         self.delivery = delivery
         self.clock = clock
+        self.couriers = couriers  # push kind -> who sends it and hears how it went
         self.default_zone = default_zone
         self.default_quiet = QuietHours.parse(quiet_hours)
         self.default_cap = daily_cap
         self.notify = notify
-        self.lives = lives  # sends live pushes and fans group reminders out to subscribers
         self.sent = 0
         self.failed = 0
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # push id -> its send
-        self._chats: Counter[int] = Counter()  # pushes in flight per chat
+        self._chats: Counter[tuple[int, bool]] = Counter()  # in flight per (chat, shared)
+        self._shared = 0  # of those in flight, texts that may share a message
         self._told: set[tuple[str, str, str]] = set()  # (what, action, day) owners were told of
         self._wake = doorbell.rung
         self._task: asyncio.Task[None] | None = None
+        self._sending = GroupCommit[int](self._mark_sending)
+        self._ends = GroupCommit[Ended](self._record)
 
     # -- rules --------------------------------------------------------------------------------
 
@@ -210,23 +140,29 @@ class PushQueue:
 
     async def recover(self) -> int:
         """At start: pushes a crash left `sending` may have arrived, so they are marked and
-        never sent again; those still `queued` were never tried and go back to pending.
-        Return how many were in doubt."""
+        never sent again (their owners are told); those still `queued` were never tried and go
+        back to pending. Return how many were in doubt."""
+        now = self.clock.now()
         async with writing(self.engine) as conn:
             await conn.execute(
                 update(PUSHES)
                 .where(PUSHES.c.status == PushStatus.QUEUED.value)
                 .values(status=PushStatus.PENDING.value, claimed_at=None)
             )
-            result = await conn.execute(
-                update(PUSHES)
-                .where(PUSHES.c.status == PushStatus.SENDING.value)
-                .values(status=PushStatus.FAILED.value, note=INTERRUPTED, sent_at=None)
+            doubtful = list(
+                await conn.execute(
+                    select(PUSHES).where(PUSHES.c.status == PushStatus.SENDING.value)
+                )
             )
-        count = max(result.rowcount or 0, 0)
-        if count:
-            logger.warning("{} pushes were being sent when the bot stopped: {}", count, INTERRUPTED)
-        return count
+            ended = [Ended(push, PushStatus.FAILED, note=INTERRUPTED) for push in doubtful]
+            if ended:
+                await self._write_ends(conn, ended, now)
+        if ended:
+            logger.warning(
+                "{} pushes were being sent when the bot stopped: {}", len(ended), INTERRUPTED
+            )
+            await self._tell(ended)
+        return len(ended)
 
     def start(self) -> None:
         if self._task is None:
@@ -257,6 +193,11 @@ class PushQueue:
     @property
     def busy(self) -> int:
         return len(self._in_flight)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight and nobody rang since the last look (tests, simulations)."""
+        return not self._in_flight and not self._wake.is_set()
 
     async def next_due(self) -> datetime | None:
         """When the earliest pending push is due (simulations move their clock to it)."""
@@ -291,9 +232,15 @@ class PushQueue:
         now = self.clock.now()
         done = await self._decide(now)
         for push in done.claimed:
-            self._chats[push.chat_id] += 1
+            shared = push.combine is not None
+            self._chats[push.chat_id, shared] += 1
+            self._shared += shared
             task = asyncio.create_task(self._send(push), name=f"push-{push.id}")
             self._in_flight[push.id] = task
+        if done.ended:
+            await self._tell(done.ended)
+        for courier, pushes in _by_courier(self.couriers, done.postponed).items():
+            await _quietly(courier.postponed(pushes), "postponed")
         if done.capped:
             await self._tell_owners(done.capped, now)
         if done.next_due is None:
@@ -301,9 +248,12 @@ class PushQueue:
         return max((done.next_due - self.clock.now()).total_seconds(), 0.0)
 
     async def _decide(self, now: datetime) -> _Pass:
-        room = IN_FLIGHT - len(self._in_flight)
+        room = IN_FLIGHT - (len(self._in_flight) - self._shared)
+        shared_room = SHARED_IN_FLIGHT - self._shared
         claimed: list[Row[Any]] = []
         capped: list[tuple[Row[Any], str]] = []
+        postponed: list[Row[Any]] = []
+        ended: list[Ended] = []
         async with writing(self.engine) as conn:
             due = list(
                 await conn.execute(
@@ -318,45 +268,52 @@ class PushQueue:
             claims: list[int] = []
             skipped = False
             moves: list[dict[str, Any]] = []  # postponed: new due_at and note
-            ends: list[dict[str, Any]] = []  # failed or dropped, with the note
             for push in due:
                 group = push.group_id
                 rules = self.rules(group)
                 known = self.registry.groups.get(group)
                 if known is not None and known.status in GONE:
                     note = f"not sent: the bot is no longer in this group ({known.status.value})"
-                    ends.append(_end(push, PushStatus.FAILED, note))
+                    ended.append(Ended(push, PushStatus.FAILED, note=note))
                     continue
                 if push.expires_at is not None and now >= push.expires_at:
-                    ends.append(_end(push, PushStatus.DROPPED, "too late: its moment has passed"))
+                    note = "too late: its moment has passed"
+                    ended.append(Ended(push, PushStatus.DROPPED, note=note))
                     continue
-                if not push.urgent and push.kind != PushKind.LIVE_UNPIN.value:
+                if not push.urgent:
                     quiet_end = rules.quiet.until(now, rules.zone) if rules.quiet else None
-                    if quiet_end is not None and push.kind != PushKind.LIVE_PRIVATE.value:
+                    if quiet_end is not None:
                         moves.append(_move(push, quiet_end, f"quiet hours ({rules.quiet})"))
+                        postponed.append(push)
                         continue
                     if push.counts and rules.cap and counted[group] >= rules.cap:
                         note = f"the group's daily cap of {rules.cap} was reached"
                         if push.over_cap == "drop":
-                            ends.append(_end(push, PushStatus.DROPPED, note))
+                            ended.append(Ended(push, PushStatus.DROPPED, note=note))
                             capped.append((push, "dropped"))
-                            if push.kind == PushKind.LIVE_REMINDER:
-                                await self.lives.fan_out(conn, push, now)
+                            await self._courier(push).going(conn, push, now)
                         else:
                             moves.append(_move(push, next_day(now, rules.zone), note))
                             capped.append((push, "postponed"))
+                            postponed.append(push)
                         continue
-                if room <= 0 or chats[push.chat_id] >= PER_CHAT:
-                    skipped = True
-                    continue
-                room -= 1
-                chats[push.chat_id] += 1
+                shared = push.combine is not None
+                if shared:
+                    if shared_room <= 0 or chats[push.chat_id, True] >= SHARED_PER_CHAT:
+                        skipped = True
+                        continue
+                    shared_room -= 1
+                else:
+                    if room <= 0 or chats[push.chat_id, False] >= PER_CHAT:
+                        skipped = True
+                        continue
+                    room -= 1
+                chats[push.chat_id, shared] += 1
                 if push.counts:
                     counted[group] += 1
                 claims.append(push.id)
                 claimed.append(push)
-                if push.kind == PushKind.LIVE_REMINDER:
-                    await self.lives.fan_out(conn, push, now)
+                await self._courier(push).going(conn, push, now)
             if claims:
                 await conn.execute(
                     update(PUSHES)
@@ -375,13 +332,8 @@ class PushQueue:
                     .values(due_at=bindparam("due"), note=bindparam("why")),
                     moves,
                 )
-            if ends:
-                await conn.execute(
-                    update(PUSHES)
-                    .where(PUSHES.c.id == bindparam("push_id"))
-                    .values(status=bindparam("end"), note=bindparam("why")),
-                    ends,
-                )
+            if ended:
+                await self._write_ends(conn, ended, now)
             later = (
                 await conn.execute(
                     select(func.min(PUSHES.c.due_at)).where(
@@ -392,7 +344,7 @@ class PushQueue:
         # More due than one look reads, all taken: look again at once. Pushes left for want of
         # room wait for a send to finish, which wakes the loop.
         next_due = now if len(due) == CANDIDATES and not skipped else later
-        return _Pass(claimed, capped, next_due)
+        return _Pass(claimed, capped, postponed, ended, next_due)
 
     async def _counted_today(
         self, conn: AsyncConnection, due: list[Row[Any]], now: datetime
@@ -422,70 +374,112 @@ class PushQueue:
 
     # -- sending ------------------------------------------------------------------------------
 
+    def _courier(self, push: Row[Any]) -> Courier:
+        return self.couriers[push.kind]
+
     async def _send(self, push: Row[Any]) -> None:
-        delivered: Delivered | None
         try:
-            delivered = await self._deliver(push)
+            delivered = await self._courier(push).send(push, lambda: self._sending.add(push.id))
         except Exception as exc:
             logger.bind(chat_id=push.chat_id).exception("push {} failed", push.key)
             delivered = Delivered(False, None, push.chat_id, f"{type(exc).__name__}: {exc}", 1)
         try:
-            await self._record(push, delivered)
+            if delivered is None:
+                ended = Ended(push, PushStatus.CANCELLED, note="cancelled before it went")
+            elif delivered.ok:
+                self.sent += 1
+                ended = Ended(push, PushStatus.SENT, delivered)
+            elif delivered.attempts == 0 and self.delivery.closing:
+                # Never tried: the bot is stopping. It goes after the restart.
+                ended = Ended(push, PushStatus.PENDING, delivered)
+            else:
+                self.failed += 1
+                ended = Ended(push, PushStatus.FAILED, delivered, delivered.error)
+            await self._ends.add(ended)
+            await self._tell([ended])
         except Exception:
             logger.bind(chat_id=push.chat_id).exception("could not record push {}", push.key)
         finally:
             self._in_flight.pop(push.id, None)
-            self._chats[push.chat_id] -= 1
-            if self._chats[push.chat_id] <= 0:
-                del self._chats[push.chat_id]
+            shared = push.combine is not None
+            self._chats[push.chat_id, shared] -= 1
+            self._shared -= shared
+            if self._chats[push.chat_id, shared] <= 0:
+                del self._chats[push.chat_id, shared]
             self._wake.set()
 
-    async def _deliver(self, push: Row[Any]) -> Delivered | None:
-        async def before() -> None:  # Telegram is about to be asked: it may arrive from now on
-            async with writing(self.engine) as conn:
+    async def _mark_sending(self, push_ids: list[int]) -> None:
+        """Telegram is about to be asked for these: they may arrive from now on."""
+        async with writing(self.engine) as conn:
+            for part in chunks(push_ids):
                 await conn.execute(
                     update(PUSHES)
-                    .where(PUSHES.c.id == push.id)
+                    .where(PUSHES.c.id.in_(part))
                     .values(status=PushStatus.SENDING.value)
                 )
 
-        if push.kind != PushKind.TEXT.value:
-            return await self.lives.send(push, before)
-        markup = InlineKeyboardMarkup.model_validate(push.markup) if push.markup else None
-        delivered = await self.delivery.send_message(
-            push.chat_id, push.text or "", source=push.source, reply_markup=markup, before=before
-        )
-        if delivered.ok and push.pin and delivered.message_id is not None:
-            await self.delivery.pin(delivered.chat_id, delivered.message_id, source=push.source)
-        return delivered
-
-    async def _record(self, push: Row[Any], delivered: Delivered | None) -> None:
-        now = self.clock.now()
-        values: dict[str, Any]
-        if delivered is None:
-            values = {"status": PushStatus.CANCELLED.value, "note": "cancelled before it went"}
-        elif delivered.ok:
-            self.sent += 1
-            values = {
-                "status": PushStatus.SENT.value,
-                "message_id": delivered.message_id,
-                "sent_at": now,
-                "note": None,
-            }
-        elif delivered.attempts == 0 and self.delivery.closing:
-            # Never tried: the bot is stopping. It goes after the restart.
-            values = {"status": PushStatus.PENDING.value, "claimed_at": None}
-        else:
-            self.failed += 1
-            values = {"status": PushStatus.FAILED.value, "note": delivered.error}
+    async def _record(self, ended: list[Ended]) -> None:
         async with writing(self.engine) as conn:
-            await conn.execute(update(PUSHES).where(PUSHES.c.id == push.id).values(**values))
-            if delivered is not None and push.chat_id > 0 and BLOCKED in (delivered.error or ""):
-                await conn.execute(
-                    update(BOT_USERS)
-                    .where(BOT_USERS.c.user_id == push.chat_id)
-                    .values(blocked_at=now)
-                )
+            await self._write_ends(conn, ended, self.clock.now())
+
+    async def _write_ends(self, conn: AsyncConnection, ended: list[Ended], now: datetime) -> None:
+        """Store how pushes ended, with what their couriers keep of it, in one transaction."""
+        rows, put_back, blocked = [], [], []
+        for end in ended:
+            delivered = end.delivered
+            if end.status is PushStatus.PENDING:
+                put_back.append({"push_id": end.push.id})
+                continue
+            rows.append(
+                {
+                    "push_id": end.push.id,
+                    "status": end.status.value,
+                    "note": end.note,
+                    "message_id": delivered.message_id if delivered and end.sent else None,
+                    "sent_at": now if end.sent else None,
+                }
+            )
+            if (
+                delivered is not None
+                and end.push.chat_id > 0
+                and BLOCKED in (delivered.error or "")
+            ):
+                blocked.append({"user": end.push.chat_id, "at": now})
+        if rows:
+            await conn.execute(
+                update(PUSHES)
+                .where(PUSHES.c.id == bindparam("push_id"))
+                .values(
+                    status=bindparam("status"),
+                    note=bindparam("note"),
+                    message_id=bindparam("message_id"),
+                    sent_at=bindparam("sent_at"),
+                ),
+                rows,
+            )
+        if put_back:  # never tried: the bot is stopping, it goes after the restart
+            await conn.execute(
+                update(PUSHES)
+                .where(PUSHES.c.id == bindparam("push_id"))
+                .values(status=PushStatus.PENDING.value, claimed_at=None),
+                put_back,
+            )
+        if blocked:
+            await conn.execute(
+                update(BOT_USERS)
+                .where(BOT_USERS.c.user_id == bindparam("user"))
+                .values(blocked_at=bindparam("at")),
+                blocked,
+            )
+        final = [end for end in ended if end.status is not PushStatus.PENDING]
+        for courier, ends in _by_courier(self.couriers, final).items():
+            await courier.recorded(conn, ends, now)
+
+    async def _tell(self, ended: list[Ended]) -> None:
+        """Their couriers hear how these ended (after the commit)."""
+        final = [end for end in ended if end.status is not PushStatus.PENDING]
+        for courier, ends in _by_courier(self.couriers, final).items():
+            await _quietly(courier.done(ends), "done")
 
     # -- telling the owners -------------------------------------------------------------------
 
@@ -505,10 +499,7 @@ class PushQueue:
             if (what, action, day) in self._told:
                 continue
             self._told.add((what, action, day))
-            titles = [
-                self.registry.groups[g].title if g in self.registry.groups else str(g)
-                for g in chats
-            ]
+            titles = [self.registry.title(g) for g in chats]
             try:
                 await self.notify(
                     "push.capped_owner",
@@ -521,8 +512,20 @@ class PushQueue:
                 logger.exception("could not tell the owners about capped pushes")
 
 
-def _end(push: Row[Any], status: PushStatus, why: str) -> dict[str, Any]:
-    return {"push_id": push.id, "end": status.value, "why": why}
+def _by_courier(couriers: Mapping[str, Courier], items: list[Any]) -> dict[Courier, list[Any]]:
+    """Pushes (or how they ended) grouped by the courier of their kind, in order."""
+    grouped: dict[Courier, list[Any]] = {}
+    for item in items:
+        push = item.push if isinstance(item, Ended) else item
+        grouped.setdefault(couriers[push.kind], []).append(item)
+    return grouped
+
+
+async def _quietly(work: Awaitable[None], what: str) -> None:
+    try:
+        await work
+    except Exception:
+        logger.exception("a push courier failed ({})", what)
 
 
 def _move(push: Row[Any], due: datetime, why: str) -> dict[str, Any]:

@@ -64,6 +64,10 @@ class SopAdmin:
             )
             if mine[RunStatus.FAILED.value]:
                 lines.append(await self._last_failure(procedure.id, chat_id))
+            count, last = await self.engine.runs.interrupted(procedure.id, chat_id)
+            if count:
+                at = self._at(chat_id, last)
+                lines.append(("sop.list_interrupted", {"count": count, "at": at}))
         for broken in library.broken.values():
             problem = broken.problems[0]
             more = f" (+{len(broken.problems) - 1})" if len(broken.problems) > 1 else ""
@@ -77,12 +81,16 @@ class SopAdmin:
     async def _last_failure(self, sop_id: str, chat_id: int) -> Reply:
         """The newest failed run of an SOP in this group: when, on the group's clock, and why."""
         failed = await self.engine.runs.failures(sop_id, EPOCH, chat_id=chat_id)
-        at = ""
-        if failed.last_at is not None:
-            moment = failed.last_at if failed.last_at.tzinfo else failed.last_at.replace(tzinfo=UTC)
-            zone = self.engine.group_facts(chat_id).timezone
-            at = f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
+        at = self._at(chat_id, failed.last_at)
         return "sop.list_failed", {"at": at, "reason": failed.last_error or ""}
+
+    def _at(self, chat_id: int, moment: datetime | None) -> str:
+        """A stored moment on the group's clock, or "" when there is none."""
+        if moment is None:
+            return ""
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        zone = self.engine.group_facts(chat_id).timezone
+        return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
 
     async def switch(self, chat_id: int, sop_id: str, on: bool, by: int | None) -> Reply:
         engine = self.engine

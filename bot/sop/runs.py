@@ -58,6 +58,7 @@ class Run:
     error: str | None = None
     finished_at: datetime | None = None
     sop_digest: str = ""
+    created_at: datetime | None = None  # when it started (what started it: `trigger`)
     _base_seq: int = field(default=0, repr=False)  # seq as stored, for the conditional update
     # Journal rows finished in memory, written with the run's next save (one transaction
     # instead of two when a wait ends and the next step follows at once).
@@ -108,35 +109,34 @@ class StepRecord:
         }
 
 
+def _bound(*columns: str) -> dict[str, Any]:
+    """Each column set from the parameter of its own name, for executemany."""
+    return {column: bindparam(column) for column in columns}
+
+
 _SAVE = (
     update(SOP_RUNS)
     .where(SOP_RUNS.c.id == bindparam("_id"), SOP_RUNS.c.seq == bindparam("_seq"))
     .values(
-        status=bindparam("status"),
-        position=bindparam("position"),
-        seq=bindparam("seq"),
-        variables=bindparam("variables"),
-        wake_at=bindparam("wake_at"),
-        wait_event=bindparam("wait_event"),
-        batch=bindparam("batch"),
-        error=bindparam("error"),
-        updated_at=bindparam("updated_at"),
-        finished_at=bindparam("finished_at"),
+        _bound(
+            "status",
+            "position",
+            "seq",
+            "variables",
+            "wake_at",
+            "wait_event",
+            "batch",
+            "error",
+            "updated_at",
+            "finished_at",
+        )
     )
 )
-_BEGIN_STEP = insert(SOP_STEPS).values(
-    {name: bindparam(name) for name in StepRecord.__dataclass_fields__}
-)
+_BEGIN_STEP = insert(SOP_STEPS).values(_bound(*StepRecord.__dataclass_fields__))
 _FINISH_STEP = (
     update(SOP_STEPS)
     .where(SOP_STEPS.c.run_id == bindparam("_run"), SOP_STEPS.c.seq == bindparam("_seq"))
-    .values(
-        status=bindparam("status"),
-        finished_at=bindparam("finished_at"),
-        message_id=bindparam("message_id"),
-        chat_id=bindparam("chat_id"),
-        error=bindparam("error"),
-    )
+    .values(_bound("status", "finished_at", "message_id", "chat_id", "error"))
 )
 
 
@@ -334,6 +334,17 @@ class RunStore:
             row = (await conn.execute(select(*RUN_COLUMNS).where(SOP_RUNS.c.id == run_id))).first()
         return Run.from_row(row) if row is not None else None
 
+    async def get_many(self, run_ids: Iterable[int]) -> list[Run]:
+        """These runs as stored (those that exist), by id."""
+        ids = sorted(set(run_ids))
+        found: list[Run] = []
+        async with self.engine.connect() as conn:
+            for start in range(0, len(ids), CHUNK):
+                part = ids[start : start + CHUNK]
+                rows = await conn.execute(select(*RUN_COLUMNS).where(SOP_RUNS.c.id.in_(part)))
+                found += [Run.from_row(row) for row in rows]
+        return found
+
     async def pending(
         self,
         sop_id: str,
@@ -403,6 +414,22 @@ class RunStore:
             return Failures(0, [], None, None)
         groups = sorted({int(row.chat_id) for row in rows})
         return Failures(len(rows), groups, rows[-1].error, rows[-1].finished_at)
+
+    async def interrupted(self, sop_id: str, chat_id: int) -> tuple[int, datetime | None]:
+        """Messages of an SOP in a group that a stop cut off while Telegram was asked (they may
+        have arrived and are not sent again): how many, and when the newest was."""
+        query = (
+            select(func.count(), func.max(SOP_STEPS.c.finished_at))
+            .select_from(SOP_STEPS.join(SOP_RUNS, SOP_RUNS.c.id == SOP_STEPS.c.run_id))
+            .where(
+                SOP_RUNS.c.sop_id == sop_id,
+                SOP_RUNS.c.chat_id == chat_id,
+                SOP_STEPS.c.status == "interrupted",
+            )
+        )
+        async with self.engine.connect() as conn:
+            count, last = (await conn.execute(query)).one()
+        return int(count), last
 
     async def steps(self, run_id: int) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Index, Table
 from sqlmodel import Field, SQLModel
 
-from ._columns import ChatId, EventId, UTCDateTime
+from ._columns import ChatId, EventId, UTCDateTime, id_key
 
 
 class GroupDay(SQLModel, table=True):
@@ -16,9 +16,7 @@ class GroupDay(SQLModel, table=True):
 
     __tablename__ = "group_days"
 
-    chat_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    chat_id: int = id_key()
     day: date = Field(primary_key=True)
     messages: int = 0
     joins: int = 0
@@ -38,12 +36,8 @@ class MemberDay(SQLModel, table=True):
         Index("ix_member_days_group_day", "chat_id", "day", "user_id", "messages", "presses"),
     )
 
-    chat_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
-    user_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    chat_id: int = id_key()
+    user_id: int = id_key()
     day: date = Field(primary_key=True)
     messages: int = 0
     presses: int = 0
@@ -54,9 +48,7 @@ class GroupHour(SQLModel, table=True):
 
     __tablename__ = "group_hours"
 
-    chat_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    chat_id: int = id_key()
     day: date = Field(primary_key=True)
     hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     messages: int = 0
@@ -107,9 +99,7 @@ class GroupCheck(SQLModel, table=True):
 
     __tablename__ = "group_checks"
 
-    chat_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    chat_id: int = id_key()
     day: date
 
 
@@ -118,9 +108,7 @@ class HealthScore(SQLModel, table=True):
 
     __tablename__ = "health_scores"
 
-    chat_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    chat_id: int = id_key()
     day: date = Field(primary_key=True)
     score: int
     parts: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
@@ -131,9 +119,7 @@ class HealthAlert(SQLModel, table=True):
 
     __tablename__ = "health_alerts"
 
-    chat_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    chat_id: int = id_key()
     kind: str = Field(primary_key=True)  # drop | silent
     period: str = Field(primary_key=True)  # 2026-W47, or the day the silence began
     at: datetime = Field(sa_type=UTCDateTime)

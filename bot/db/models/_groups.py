@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import JSON, Table
 from sqlmodel import Field, SQLModel
 
-from ._columns import ChatId, UTCDateTime, utcnow
+from ._columns import ChatId, UTCDateTime, id_key, utcnow
 
 
 class GroupStatus(StrEnum):
@@ -45,7 +45,7 @@ class Group(SQLModel, table=True):
 
     __tablename__ = "groups"
 
-    id: int = Field(sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    id: int = id_key()
     title: str = ""
     type: str = "supergroup"
     username: str | None = None
@@ -68,12 +68,8 @@ class Member(SQLModel, table=True):
 
     __tablename__ = "members"
 
-    chat_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
-    user_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    chat_id: int = id_key()
+    user_id: int = id_key()
     first_name: str = ""
     last_name: str | None = None
     username: str | None = None
@@ -93,12 +89,8 @@ class MemberTag(SQLModel, table=True):
 
     __tablename__ = "member_tags"
 
-    chat_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
-    user_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    chat_id: int = id_key()
+    user_id: int = id_key()
     tag: str = Field(primary_key=True)
     source: str = ""
     added_at: datetime = Field(sa_type=UTCDateTime)
@@ -109,9 +101,7 @@ class BotUser(SQLModel, table=True):
 
     __tablename__ = "bot_users"
 
-    user_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    user_id: int = id_key()
     started_at: datetime = Field(sa_type=UTCDateTime)
     blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

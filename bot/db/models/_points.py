@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, Index, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from ._columns import ChatId, EventId, UTCDateTime
+from ._columns import ChatId, EventId, UTCDateTime, id_key
 
 
 class PointsEntry(SQLModel, table=True):
@@ -36,12 +36,8 @@ class PointsBalance(SQLModel, table=True):
     __tablename__ = "points_balances"
     __table_args__ = (CheckConstraint("balance >= 0", name="ck_points_balances_not_negative"),)
 
-    chat_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
-    user_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    chat_id: int = id_key()
+    user_id: int = id_key()
     balance: int = 0
     updated_at: datetime = Field(sa_type=UTCDateTime)
 

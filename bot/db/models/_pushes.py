@@ -28,6 +28,9 @@ class PushKind(StrEnum):
     """What a push sends; live pushes are rendered when they go, from the live as it is then."""
 
     TEXT = "text"  # `text` as stored (a broadcast, an SOP's broadcast step)
+    SOP = "sop"  # an SOP `send` step's message, rendered when claimed; `ref` names its runs
+    LOTTERY_POST = "lottery_post"  # a lottery's post with its Enter button
+    LOTTERY_ANNOUNCE = "lottery_announce"  # a drawn lottery's winners
     LIVE_ANNOUNCE = "live_announce"
     LIVE_REMINDER = "live_reminder"
     LIVE_PRIVATE = "live_private"  # a subscriber's private reminder
@@ -78,8 +81,12 @@ class Push(SQLModel, table=True):
     before: str | None = None  # a live reminder: how long before the start (1d, 1h, 10m, 0s)
     text: str | None = None
     markup: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    photo: str | None = None  # a photo's URL or file under content/, `text` its caption
+    reply_to: int | None = Field(default=None, sa_type=ChatId)  # the message it answers
+    combine: str | None = None  # texts alike with this key may share one message
+    ref: dict[str, Any] | None = Field(default=None, sa_type=JSON)  # what its owner needs after
     pin: bool = False
-    urgent: bool = False
+    urgent: bool = False  # goes at once: neither quiet hours nor the daily cap hold it
     over_cap: str = "postpone"
     counts: bool = True  # counts toward the group's daily cap
     source: str

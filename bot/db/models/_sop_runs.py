@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Index, Table
 from sqlmodel import Field, SQLModel
 
-from ._columns import ChatId, EventId, UTCDateTime
+from ._columns import ChatId, EventId, UTCDateTime, id_key
 
 
 class RunStatus(StrEnum):
@@ -73,9 +73,7 @@ class SopStep(SQLModel, table=True):
 
     __tablename__ = "sop_steps"
 
-    run_id: int = Field(
-        sa_type=EventId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    run_id: int = id_key(EventId)
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     step: str
     action: str
@@ -94,9 +92,7 @@ class SopGroupSetting(SQLModel, table=True):
     __tablename__ = "sop_group_settings"
 
     sop_id: str = Field(primary_key=True)
-    chat_id: int = Field(
-        sa_type=ChatId, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
+    chat_id: int = id_key()
     enabled: bool
     changed_by: int | None = Field(default=None, sa_type=ChatId)
     changed_at: datetime = Field(sa_type=UTCDateTime)

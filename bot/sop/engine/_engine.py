@@ -26,7 +26,8 @@ from bot.registry import Registry
 from bot.sop.conditions import GroupFacts
 from bot.sop.engine._context import Context
 from bot.sop.engine._failures import FailureNotices
-from bot.sop.engine._leases import Leases, Tasks
+from bot.sop.engine._leases import Held, Leases, Tasks
+from bot.sop.engine._sends import SopSends
 from bot.sop.engine._starting import Starting
 from bot.sop.engine._stepping import Stepping
 from bot.sop.engine._timer import Notify, Timer
@@ -37,6 +38,7 @@ from bot.sop.library import Library, LoadReport, Procedure
 from bot.sop.messages import TextCatalogue
 from bot.sop.runs import Run, RunStore, StepRecord
 from bot.sop.steps import LiveMaker, LotteryOpener, Outbox, Waker, goto
+from bot.sop.steps._send import INTERRUPTED
 from bot.sop.templates import load_catalogues
 
 OUTCOME_PATIENCE = 10.0  # seconds /sop_run waits for the run's outcome before saying "started"
@@ -81,6 +83,7 @@ class Engine:
         self.deletions = deletions  # told when a message to delete later was stored
         self._leases = Leases()
         self._tasks = Tasks()
+        held = Held()
         self._waits = EventWaits()
         wake = asyncio.Event()  # rung when runs were stored that wait for their time
         self._context = Context(registry, library, default_timezone)
@@ -93,13 +96,13 @@ class Engine:
             runs=self.runs,
             clock=clock,
             activity=activity,
-            outbox=outbox,
             facts=self.facts,
             boards=self.boards,
             texts=TextCatalogue({}, default_language),
             context=self._context,
             leases=self._leases,
             tasks=self._tasks,
+            held=held,
             waits=self._waits,
             wake=wake,
             emit=self.emit,
@@ -145,6 +148,15 @@ class Engine:
             stepping=self._stepping,
             starting=self._starting,
             unhold=self._timer.unhold,
+        )
+        # The push queue's courier of SOP messages (push kind `sop`).
+        self.courier = SopSends(
+            outbox,
+            library.content_dir,
+            runs=self.runs,
+            leases=self._leases,
+            held=held,
+            stepping=self._stepping,
         )
         self.lateness: deque[float] = self._timer.lateness  # seconds, of runs taken when due
         bus.subscribe(MemberJoined, self._on_joined)
@@ -215,9 +227,16 @@ class Engine:
         return report
 
     async def _recover(self) -> None:
-        """Runs a stop or crash left mid-step: resume them, never repeating a claimed send."""
+        """Runs a stop or crash left mid-step: resume them, never repeating a claimed send.
+
+        Runs `sending` wait for their message in the outbox (or move on, when it went while
+        they were not told); one whose message is not in the outbox may have been sent: its
+        journal says `interrupted` and it goes past the step."""
         now = self.clock.now()
         stuck = await self.runs.with_status(RunStatus.RUNNING, RunStatus.SENDING)
+        sending = [run for run in stuck if run.status is RunStatus.SENDING]
+        unsure = await self.courier.recover(sending)
+        stuck = [run for run in stuck if run.status is RunStatus.RUNNING or run in unsure]
         interrupted: list[StepRecord] = []
         for run in stuck:
             if run.status is RunStatus.SENDING:
@@ -232,7 +251,7 @@ class Engine:
                         "interrupted",
                         now,
                         now,
-                        error="the bot stopped while sending; it may have arrived, not sent again",
+                        error=INTERRUPTED,
                     )
                 )
                 goto(run, procedure, run.position, now, past=True)

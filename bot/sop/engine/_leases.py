@@ -52,6 +52,13 @@ class Leases:
             self._reading.remove(moved)
 
 
+class Held:
+    """Runs in hand that wait for their message to go, by its push key (`bot.sop.steps._send`)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, list[Run]] = {}
+
+
 class Tasks:
     """The engine's work in the background (sends, the steps after them), and whether the
     engine is stopping (then it starts no runs and keeps untried sends for the restart)."""

@@ -18,19 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
 from bot.checkin.boards import Leaderboards
-from bot.checkin.service import CheckinRules
 from bot.clock import Clock
 from bot.db import LIVE, EventType, RunStatus
-from bot.sop.conditions import GroupFacts
 from bot.sop.engine._context import Context
 from bot.sop.engine._failures import FailureNotices
-from bot.sop.engine._leases import Leases, Tasks
+from bot.sop.engine._leases import Held, Leases, Tasks
 from bot.sop.engine._waits import EventWaits
-from bot.sop.facts import Facts, MemberFacts
+from bot.sop.facts import Facts
 from bot.sop.library import Library, Procedure
 from bot.sop.messages import TextCatalogue
 from bot.sop.runs import Effects, Run, RunMoved, RunStore, StepRecord
-from bot.sop.steps import STEPS, Cohort, LiveMaker, LotteryOpener, Outbox, Waker, goto
+from bot.sop.steps import STEPS, Cohort, LiveMaker, LotteryOpener, Waker, goto
 
 
 class Emit(Protocol):
@@ -63,13 +61,13 @@ class Stepping:
         runs: RunStore,
         clock: Clock,
         activity: ActivityLog,
-        outbox: Outbox,
         facts: Facts,
         boards: Leaderboards,
         texts: TextCatalogue,
         context: Context,
         leases: Leases,
         tasks: Tasks,
+        held: Held,
         waits: EventWaits,
         wake: asyncio.Event,
         emit: Emit,
@@ -86,7 +84,6 @@ class Stepping:
         self.runs = runs
         self.clock = clock
         self.activity = activity
-        self.outbox = outbox
         self.facts = facts
         self.boards = boards
         self.texts = texts  # replaced when the texts are read again
@@ -96,40 +93,22 @@ class Stepping:
         self.deletions = deletions
         self._failures = failures  # the owners hear of failed runs
         self.default_language = default_language
-        self._context = context
+        # What steps know of groups, and the variables of their texts: the context's.
+        self.language = context.language
+        self.group_facts = context.group_facts
+        self.checkin_rules = context.checkin_rules
+        self.context = context.build
         self._leases = leases
         self._tasks = tasks
+        self._held = held
         self._waits = waits
         self._wake = wake  # the timer: runs wait for their time
         self._emit = emit
         self._start = start
 
-    # -- what steps know of groups ------------------------------------------------------------
-
     @property
     def stopping(self) -> bool:
         return self._tasks.stopping
-
-    def language(self, chat_id: int) -> str | None:
-        return self._context.language(chat_id)
-
-    def group_facts(self, chat_id: int, members: int = 0) -> GroupFacts:
-        return self._context.group_facts(chat_id, members)
-
-    def checkin_rules(self, chat_id: int) -> CheckinRules:
-        return self._context.checkin_rules(chat_id)
-
-    def context(
-        self,
-        procedure: Procedure,
-        chat_id: int,
-        group: GroupFacts,
-        members: list[MemberFacts],
-        variables: dict[str, Any],
-        now: datetime,
-        run_id: int | None = None,
-    ) -> dict[str, Any]:
-        return self._context.build(procedure, chat_id, group, members, variables, now, run_id)
 
     # -- moving runs --------------------------------------------------------------------------
 
@@ -138,6 +117,9 @@ class Stepping:
 
     def release(self, runs: list[Run]) -> None:
         self._leases.release(runs)
+
+    def hold(self, key: str, runs: list[Run]) -> None:
+        self._held.runs[key] = runs
 
     async def advance(self, runs: list[Run], *, claimed: bool = False) -> None:
         """Move runs (status RUNNING) through their steps until each waits, sends or ends."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 
@@ -13,12 +14,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     PlainSerializer,
     PlainValidator,
     WithJsonSchema,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 ID_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
 TEXT_KEY_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)+$"
@@ -77,15 +81,29 @@ def parse_time_of_day(value: object) -> time:
     raise ValueError(f"{value!r} is not a time of day; write it as HH:MM, e.g. 09:30 or 21:00")
 
 
-def _matching(pattern: str, what: str) -> AfterValidator:
-    compiled = re.compile(pattern)
+@dataclass(frozen=True, slots=True)
+class _Matching:
+    """Text that matches `pattern`, refused as not being `what`; its JSON Schema is the pattern."""
 
-    def check(value: str) -> str:
-        if not compiled.match(value):
-            raise ValueError(f"{value!r} is not {what}")
-        return value
+    pattern: str
+    what: str
 
-    return AfterValidator(check)
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        compiled = re.compile(self.pattern)
+
+        def check(value: str) -> str:
+            if not compiled.match(value):
+                raise ValueError(f"{value!r} is not {self.what}")
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "pattern": self.pattern}
 
 
 def _command_name(value: str) -> str:
@@ -116,31 +134,26 @@ TimeOfDay = Annotated[
 ]
 Identifier = Annotated[
     str,
-    _matching(ID_PATTERN, "an id: 2-64 lowercase letters, digits or _, starting with a letter"),
-    WithJsonSchema({"type": "string", "pattern": ID_PATTERN}),
+    _Matching(ID_PATTERN, "an id: 2-64 lowercase letters, digits or _, starting with a letter"),
 ]
 TextKey = Annotated[
     str,
-    _matching(TEXT_KEY_PATTERN, "a text key such as welcome.greeting (from content/texts)"),
-    WithJsonSchema({"type": "string", "pattern": TEXT_KEY_PATTERN}),
+    _Matching(TEXT_KEY_PATTERN, "a text key such as welcome.greeting (from content/texts)"),
 ]
 EventName = Annotated[
     str,
-    _matching(EVENT_PATTERN, "an event name: dotted lowercase words such as checkin.done"),
-    WithJsonSchema({"type": "string", "pattern": EVENT_PATTERN}),
+    _Matching(EVENT_PATTERN, "an event name: dotted lowercase words such as checkin.done"),
 ]
 CommandName = Annotated[
     str,
     BeforeValidator(lambda value: _command_name(value) if isinstance(value, str) else value),
-    _matching(COMMAND_PATTERN, "a command: 1-32 lowercase letters, digits or _"),
-    WithJsonSchema({"type": "string", "pattern": COMMAND_PATTERN}),
+    _Matching(COMMAND_PATTERN, "a command: 1-32 lowercase letters, digits or _"),
 ]
 VariableName = Annotated[
     str,
-    _matching(
+    _Matching(
         VARIABLE_PATTERN, "a variable name: letters, digits and _, not starting with a digit"
     ),
-    WithJsonSchema({"type": "string", "pattern": VARIABLE_PATTERN}),
 ]
 Scalar = Annotated[
     str | int | float | bool,

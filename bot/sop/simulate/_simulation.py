@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from bot.activity import event_row
 from bot.clock import ManualClock
-from bot.db import PUSHES, SOP_RUNS, SOP_STEPS, EventType, create_engine, upgrade
+from bot.db import PUSHES, SOP_RUNS, SOP_STEPS, EventType, PushKind, create_engine, upgrade
 from bot.factory import Tidepool, assemble
 from bot.settings import Settings
 from bot.sop import format as fmt
@@ -43,6 +43,8 @@ GROUP_ID = -1000000000001
 MEMBER_ID = 100001
 BOT_USERNAME = "tidepool_bot"
 WRITE_TEXT = "Hi everyone!"  # what the member writes at each --writes
+# Pushes the timeline shows through their step (an SOP's send, a lottery's lines), not as pushes.
+SHOWN_ELSEWHERE = (PushKind.SOP, PushKind.LOTTERY_POST, PushKind.LOTTERY_ANNOUNCE)
 STUCK = 1000  # rounds at one moment without the clock moving before the simulation gives up
 
 Work = Callable[[], Awaitable[None]]
@@ -377,12 +379,11 @@ class _Simulation:
             now = self.clock.now()
             while pending and pending[0][0] <= now:
                 await pending.pop(0)[2]()
-                await self.engine.settle()
+                await self._settle()
             await self.engine.tick()
-            await self.engine.settle()
+            await self._settle()
             await self.lotteries.draw_due()
-            await self.pushes.run_due()
-            await self.pushes.settle()
+            await self._settle()
             moments = [
                 await self.engine.next_wake(),
                 await self.lotteries.store.next_due(),
@@ -394,6 +395,17 @@ class _Simulation:
             if upcoming is None or upcoming > end or stuck > STUCK:
                 return
             self.clock.set(max(upcoming, now))
+
+    async def _settle(self) -> None:
+        """Let the engine and the outbox finish what is due now (a message sent moves its runs
+        on, which may send the next)."""
+        while True:
+            await self.engine.settle()
+            wait = await self.pushes.run_due()
+            await self.pushes.settle()
+            await self.engine.settle()
+            if wait > 0 and self.pushes.busy == 0 and not self.engine.tasks:
+                return
 
     async def _timeline(self, start: datetime) -> Timeline:
         async with self.db.connect() as conn:
@@ -415,7 +427,11 @@ class _Simulation:
             for row in rows:
                 entries += self._entries(run, row)
             timeline.runs.append(self._summary(run, rows, timeline))
-        entries += [push_entry(push, self.outbox) for push in pushes if push.status != "pending"]
+        entries += [
+            push_entry(push, self.outbox)
+            for push in pushes
+            if push.status != "pending" and push.kind not in SHOWN_ELSEWHERE
+        ]
         timeline.entries = sorted(entries, key=lambda entry: (entry.at, entry.order))
         if not runs:
             timeline.runs.append(f"no run of {self.flow.id} started: its conditions did not hold")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from bot.sop.library import Library, Procedure
     from bot.sop.messages import TextCatalogue
     from bot.sop.runs import RunStore
-    from bot.sop.steps._ports import LiveMaker, LotteryOpener, Outbox, Waker
+    from bot.sop.steps._ports import LiveMaker, LotteryOpener, Waker
 
 KeyPath = tuple[str | int, ...]  # where in an SOP file: ("steps", 3, "send", "template")
 S = TypeVar("S", bound=StepBase)
@@ -116,8 +116,6 @@ class Tools(Protocol):
     @property
     def texts(self) -> TextCatalogue: ...
     @property
-    def outbox(self) -> Outbox: ...
-    @property
     def lotteries(self) -> LotteryOpener: ...
     @property
     def lives(self) -> LiveMaker: ...
@@ -184,6 +182,10 @@ class Tools(Protocol):
 
     def release(self, runs: list[Run]) -> None:
         """Nobody works on these runs any more (they wait, or wait for the restart)."""
+        ...
+
+    def hold(self, key: str, runs: list[Run]) -> None:
+        """These runs (still in hand) wait for the push `key` to go (`finish_send`)."""
         ...
 
     def waiting(self, runs: list[Run]) -> None:

@@ -24,7 +24,7 @@ class Broadcast(StepType[BroadcastStep]):
         """Queue each run's group text as a push, in the transaction that moves the run on (so a
         restart never queues it twice); with `rotate`, the group's next entry is `item`."""
         # Imported here, not above: `tidepool check` looks step types up without aiogram.
-        from bot.push.queue import add_pushes, push_row
+        from bot.push.rows import add_pushes, push_row
         from bot.sop.messages import RenderError
 
         procedure, path, now, runs = cohort.procedure, cohort.path, cohort.now, cohort.runs

@@ -17,8 +17,8 @@ class Lottery(StepType[LotteryStep]):
     output = "lottery"
 
     async def run(self, cohort: Cohort[LotteryStep], tools: Tools) -> list[Run]:
-        """Open a lottery per run in the transaction that moves the run on (a restart never
-        opens it twice), then post it."""
+        """Open a lottery per run in the transaction that moves the run on, its post queued in
+        the outbox in the same transaction (a restart never opens or posts it twice)."""
         lotteries, action, now, runs = tools.lotteries, cohort.step.lottery, cohort.now, cohort.runs
         source = f"sop:{cohort.procedure.id}"
         opened: dict[int, int] = {}
@@ -39,8 +39,8 @@ class Lottery(StepType[LotteryStep]):
                 }
 
         going = await tools.done(cohort, first=first)
-        for lottery_id in opened.values():
-            tools.spawn(lotteries.post(lottery_id))
+        if opened:
+            tools.pushes.wake()
         lotteries.wake()
         return going
 

@@ -1,18 +1,26 @@
-"""The `send` step: render a message, claim it, deliver it; its runs go on once Telegram answered.
+"""The `send` step: render a message and put it in the outbox; its runs go on once it went.
 
 Runs that a trigger started together (a batch) share one group message until their first wait.
-A send is claimed (journal row `started`, run `sending`) before Telegram is asked, so that
-after a crash it is never sent twice.
+The message is a push (`bot.push`), added in the transaction that claims the send (journal row
+`started`, run `sending`), so it is neither lost nor sent twice after a crash. The push queue
+sends it when the group allows, and `finish_send` records how it went and moves its runs on.
+
+A message that answers a member (the run was started by their join, command, message or button,
+or by an admin's /sop_run, less than `ANSWER_WITHIN` ago) goes at once and does not count toward
+the group's daily cap. Every other message to a group is scheduled: it waits out the group's
+quiet hours and counts toward its cap (private messages do not count).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from bot.db import SCHEDULED_DELETIONS, EventType, RunStatus
+from bot.db import SCHEDULED_DELETIONS, EventType, PushKind, RunStatus
+from bot.push.rows import Ended, add_pushes, push_row
 from bot.sop.format import SendStep, format_duration
 from bot.sop.runs import Run, StepRecord
 from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, Tools, goto
@@ -21,10 +29,18 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from bot.sop.facts import MemberFacts
-    from bot.sop.library import Procedure
     from bot.sop.messages import Rendered
 
 TO_MEMBER = "'to: member' needs a member; this run is for the group"
+ANSWERS = frozenset({"member_joined", "command", "message", "button", "manual"})
+ANSWER_WITHIN = timedelta(minutes=10)
+INTERRUPTED = "the bot stopped while sending; it may have arrived, not sent again"
+
+
+def answers(run: Run, now: datetime) -> bool:
+    """The message answers what a member (or an admin) just did, rather than being scheduled."""
+    started = run.created_at or now
+    return run.trigger in ANSWERS and now - started < ANSWER_WITHIN
 
 
 class Send(StepType[SendStep]):
@@ -50,7 +66,7 @@ class Send(StepType[SendStep]):
         claimed: list[Run] = []
         records: list[StepRecord] = []
         failures: list[tuple[list[Run], str]] = []
-        deliveries: list[tuple[list[Run], Rendered]] = []
+        pushes: list[tuple[dict[str, Any], list[Run]]] = []
         for run in cohort.all:
             error = cohort.errors.get(run.id)
             if error is not None:
@@ -112,8 +128,15 @@ class Send(StepType[SendStep]):
                 run.seq += 1
                 run.status = RunStatus.SENDING
             claimed += group_runs
-            deliveries.append((group_runs, rendered))
-        await tools.runs.save(claimed, now, begun=records)
+            row = _push(procedure.id, path, cohort.label, step, group_runs, rendered, now)
+            pushes.append((row, group_runs))
+        rows = [row for row, _ in pushes]
+
+        async def effects(conn: AsyncConnection) -> None:
+            if rows:
+                await add_pushes(conn, rows)
+
+        await tools.runs.save(claimed, now, begun=records, effects=effects)
         for group_runs, error in failures:
             logger.bind(chat_id=group_runs[0].chat_id).error(
                 "{} ({}): {}", procedure.id, cohort.label, error
@@ -121,8 +144,10 @@ class Send(StepType[SendStep]):
             going = await tools.settle(group_runs)
             if going:
                 tools.spawn(tools.advance(going, claimed=True))
-        for group_runs, rendered in deliveries:
-            tools.spawn(_deliver(tools, procedure, path, step, group_runs, rendered))
+        for row, group_runs in pushes:
+            tools.hold(row["key"], group_runs)
+        if pushes:
+            tools.pushes.wake()
         return []
 
     def describe(self, step: SendStep, seen: Seen) -> str:
@@ -160,42 +185,75 @@ class Send(StepType[SendStep]):
             checks.photo((*at, "send", "photo"), send.photo)
 
 
-async def _deliver(
-    tools: Tools,
-    procedure: Procedure,
+def _push(
+    sop_id: str,
     path: str,
+    label: str,
     step: SendStep,
     runs: list[Run],
     rendered: Rendered,
-) -> None:
-    """Send one claimed message; record the answer and move its runs on."""
-    from bot.activity import event_row  # here, not above: see Send.run
-
+    now: datetime,
+) -> dict[str, Any]:
+    """The outbox row of one claimed message; `ref` is what `finish_send` needs once it went."""
     send = step.send
     first = runs[0]
-    target = first.user_id if send.to == "member" and first.user_id else first.chat_id
-    source = f"sop:{procedure.id}"
+    private = send.to == "member" and first.user_id is not None
+    target = first.user_id if private and first.user_id else first.chat_id
     reply_to = first.variables.get("trigger", {}).get("message_id") if send.reply else None
-    if rendered.photo is not None:
-        delivered = await tools.outbox.send_photo(
-            target,
-            rendered.photo,
-            caption=rendered.text,
-            source=source,
-            reply_markup=rendered.markup,
-            reply_to_message_id=reply_to,
-        )
-    else:
-        delivered = await tools.outbox.send_message(
-            target,
-            rendered.text,
-            source=source,
-            reply_markup=rendered.markup,
-            reply_to_message_id=reply_to,
-            combine=source if send.combine else None,
-        )
+    answer = all(answers(run, now) for run in runs)
+    source = f"sop:{sop_id}"
+    return push_row(
+        key=f"sop:{first.id}:{first.seq}",
+        kind=PushKind.SOP,
+        chat_id=target,
+        group_id=first.chat_id,
+        source=source,
+        due_at=now,
+        now=now,
+        text=rendered.text,
+        markup=rendered.markup,
+        photo=send.photo if rendered.photo is not None else None,
+        reply_to=reply_to,
+        combine=source if send.combine and rendered.photo is None else None,
+        pin=send.pin,
+        urgent=answer,
+        counts=not answer and not private,
+        ref={
+            "sop": sop_id,
+            "path": path,
+            "step": label,
+            "runs": {str(run.id): run.seq for run in runs},
+            "variant": rendered.variant,
+            "to": send.to,
+            "continue": step.continue_on_error,
+            "delete_after": (
+                send.delete_after.total_seconds() if send.delete_after is not None else None
+            ),
+        },
+    )
+
+
+async def finish_send(tools: Tools, end: Ended, runs: list[Run], *, in_hand: bool) -> None:
+    """Record how a message went for its runs and move them on.
+
+    Runs `in_hand` (this process claimed them and still holds them) go on at once; runs read
+    back from the database (after a restart, or a wait for quiet hours) are handed to the
+    timer. A message that may have arrived when the bot stopped is never sent again: its runs
+    go past the step, the journal says `interrupted`."""
+    from bot.activity import event_row  # here, not above: see Send.run
+
+    ref = end.push.ref or {}
+    delivered = end.delivered
     now = tools.clock.now()
-    label = procedure.label(path)
+    label = ref.get("step", "")
+    continues = bool(ref.get("continue"))
+    procedure = tools.library.get(ref.get("sop", ""))
+    status = "done" if end.sent else "interrupted" if end.interrupted else "failed"
+    error = None if end.sent else INTERRUPTED if end.interrupted else end.note
+    chat_id = delivered.chat_id if delivered is not None else end.push.chat_id
+    message_id = None
+    if end.sent:  # from Telegram's answer, or as recorded (read back after a restart)
+        message_id = delivered.message_id if delivered is not None else end.push.message_id
     records = []
     for run in runs:
         records.append(
@@ -204,33 +262,29 @@ async def _deliver(
                 run.seq - 1,
                 label,
                 "send",
-                "done" if delivered.ok else "failed",
+                status,
                 now,
                 now,
-                chat_id=delivered.chat_id,
-                message_id=delivered.message_id,
-                error=delivered.error,
+                chat_id=chat_id,
+                message_id=message_id,
+                error=error,
             )
         )
-        if delivered.ok or step.continue_on_error:
+        if end.sent or end.interrupted or continues:
             run.status = RunStatus.RUNNING
-            goto(run, procedure, path, now, past=True)
-        elif tools.stopping and delivered.attempts == 0:
-            # Never tried, because the bot is stopping: send it after the restart.
-            run.status, run.wake_at = RunStatus.SCHEDULED, now
+            goto(run, procedure, ref.get("path", run.position), now, past=True)
+            if not in_hand and not run.status.is_over:
+                run.status, run.wake_at = RunStatus.SCHEDULED, now
         else:
-            run.status, run.error, run.finished_at = (
-                RunStatus.FAILED,
-                f"{label}: {delivered.error}",
-                now,
-            )
+            run.status, run.error, run.finished_at = RunStatus.FAILED, f"{label}: {error}", now
+    delete_after = ref.get("delete_after")
     deletion: dict[str, Any] | None = None
-    if delivered.ok and delivered.message_id is not None and send.delete_after is not None:
+    if end.sent and message_id is not None and delete_after is not None:
         deletion = {
-            "chat_id": delivered.chat_id,
-            "message_id": delivered.message_id,
-            "source": source,
-            "due_at": now + send.delete_after,
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "source": end.push.source,
+            "due_at": now + timedelta(seconds=delete_after),
         }
 
     async def effects(conn: AsyncConnection) -> None:
@@ -238,29 +292,28 @@ async def _deliver(
             await conn.execute(SCHEDULED_DELETIONS.insert(), [deletion])
 
     await tools.runs.save(runs, now, finished=records, effects=effects)
-    if delivered.ok:
+    if end.sent:
         for run in runs:
             tools.activity.add(
                 event_row(
-                    chat_id=delivered.chat_id if send.to == "group" else run.chat_id,
+                    chat_id=chat_id if ref.get("to") == "group" else run.chat_id,
                     user_id=run.user_id,
                     at=now,
                     type=EventType.SOP_SENT,
-                    message_id=delivered.message_id,
+                    message_id=message_id,
                     data={
-                        "sop": procedure.id,
+                        "sop": ref.get("sop"),
                         "step": label,
-                        "variant": rendered.variant,
+                        "variant": ref.get("variant"),
                         "run": run.id,
                     },
                 )
             )
-        if send.pin and delivered.message_id is not None:
-            await tools.outbox.pin(delivered.chat_id, delivered.message_id, source=source)
         if deletion is not None:
             tools.deletions.wake()
     scheduled = [run for run in runs if run.status is RunStatus.SCHEDULED]
-    tools.release(scheduled)
+    if scheduled:
+        tools.waiting(scheduled)
     going = await tools.settle([run for run in runs if run not in scheduled])
     if going:
         await tools.advance(going, claimed=True)
