@@ -237,6 +237,26 @@ async def make_engine(
         yield app.engine, outbox, clock
 
 
+Started = tuple[Engine, Any, ManualClock]
+
+
+@contextlib.asynccontextmanager
+async def engines(
+    db: AsyncEngine, sops_dir: Path
+) -> AsyncIterator[Callable[[], Awaitable[Started]]]:
+    """start(): the engine `make_engine` assembles over `sops_dir` (every file loads), its timer
+    started; each call assembles the bot again, as a restart does; all stop at the end."""
+    async with contextlib.AsyncExitStack() as made:
+
+        async def start() -> Started:
+            sop, outbox, clock = await made.enter_async_context(make_engine(db, sops_dir))
+            assert not sop.library.broken, [b.summary() for b in sop.library.broken.values()]
+            sop.start()
+            return sop, outbox, clock
+
+        yield start
+
+
 # The push queue of each engine `make_engine` made: `settle` waits for it too.
 QUEUES: weakref.WeakKeyDictionary[Engine, PushQueue] = weakref.WeakKeyDictionary()
 

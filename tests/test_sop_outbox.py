@@ -4,7 +4,6 @@ answers go at once, and a stop at any moment neither loses nor repeats a message
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.activity import ActivityLog
 from bot.db import PUSHES, SOP_RUNS, SOP_STEPS, PushStatus, RunStatus, writing
 from bot.registry import Registry
-from bot.sop.engine import Engine
 from tests.sop_harness import (
     GROUP,
     START,
-    RecordingOutbox,
     drain,
+    engines,
     eventually,
     make_engine,
     queue_of,
@@ -51,17 +49,8 @@ async def world(engine: AsyncEngine, registry: Registry, activity: ActivityLog, 
     await registry.save_group(GROUP)
     await registry.member_joined(GROUP.id, user(1, "M1"), START, source="chat_member")
     write_sop(tmp_path / "sops", "note", NOTE)
-    async with contextlib.AsyncExitStack() as made:
-
-        async def build() -> tuple[Engine, RecordingOutbox, Any]:
-            sop, outbox, clock = await made.enter_async_context(
-                make_engine(engine, tmp_path / "sops")
-            )
-            assert not sop.library.broken, [b.summary() for b in sop.library.broken.values()]
-            sop.start()
-            return sop, outbox, clock
-
-        yield build
+    async with engines(engine, tmp_path / "sops") as start:
+        yield start
 
 
 async def table(db: AsyncEngine, which: Any) -> list[dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import textwrap
 from collections import Counter
@@ -26,6 +25,7 @@ from tests.sop_harness import (
     GROUP,
     OWNER,
     START,
+    engines,
     eventually,
     make_engine,
     queue_of,
@@ -54,17 +54,12 @@ async def world(engine: AsyncEngine, registry: Registry, activity: ActivityLog, 
     await registry.save_group(GROUP)
     for n in range(1, 6):
         await registry.member_joined(GROUP.id, user(n, f"M{n}"), START, source="chat_member")
-    async with contextlib.AsyncExitStack() as made:
+    async with engines(engine, tmp_path / "sops") as start:
 
         async def build(**sops: str) -> tuple[Engine, Any, Any]:
             for sop_id, body in sops.items():
                 write_sop(tmp_path / "sops", sop_id, body)
-            sop, outbox, clock = await made.enter_async_context(
-                make_engine(engine, tmp_path / "sops")
-            )
-            assert not sop.library.broken, [b.summary() for b in sop.library.broken.values()]
-            sop.start()
-            return sop, outbox, clock
+            return await start()
 
         yield build
 
