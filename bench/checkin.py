@@ -80,6 +80,7 @@ async def run(members: int, span: float, repeat: float, folder: Path) -> None:
             group_columns={"bot_status": "administrator", "language": "zh"},
             timezone="UTC",
         ) as app:
+            assert app.delivery is not None  # Telegram is the emulator: the real service
             delivery = app.delivery
             users = [User(id=200_000 + i, is_bot=False, first_name=f"M{i}") for i in range(members)]
             began = time.perf_counter()

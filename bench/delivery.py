@@ -40,6 +40,7 @@ async def run(groups: int, messages: int, per_second: float | None, folder: Path
             groups=chats,
             group_columns={"bot_status": "member"},
         ) as app:
+            assert app.delivery is not None  # Telegram is the emulator: the real service
             delivery = app.delivery
             if per_second is not None and per_second != delivery.per_second:
                 delivery = Delivery(app.bot, app.registry, app.db, per_second=per_second)

@@ -158,6 +158,7 @@ async def real_round(
         await steps_done(app.db)
         await app.activity.flush()
         elapsed = time.perf_counter() - began
+        assert app.delivery is not None  # Telegram is the emulator: the real service
         replied, queued = app.delivery.sent, app.delivery.pending
         db = app.db
         # SOPs log events of their own (emitted); the stream's are messages and commands.

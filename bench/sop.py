@@ -307,6 +307,7 @@ async def burst(tmp: Path, sizes: Sizes, sops: dict[str, str], manual: bool, nam
             group_columns={"bot_status": "administrator"},
             timezone=ZONE,
         ) as app:
+            assert app.delivery is not None  # Telegram is the emulator: the real service
             delivery = app.delivery
             members = [
                 (chat_ids[i % sizes.groups], User(id=100_000 + i, is_bot=False, first_name=f"M{i}"))

@@ -22,6 +22,9 @@ from bot.polling import Poller, TokenRejected
 from bot.settings import Settings, SettingsError
 
 ALWAYS_ALLOWED = ["message", "callback_query", "chat_member", "my_chat_member"]
+# Seconds a stop waits for the updates in hand (a /sop_run waits up to 10 s for its outcome);
+# then the assembly stops within the sum of `bot.factory.STOPS`.
+UPDATES_GRACE = 12.0
 
 
 def allowed_updates(dispatcher: Dispatcher) -> list[str]:
@@ -66,7 +69,10 @@ async def run(settings: Settings) -> None:
             review = asyncio.create_task(app.rights.review_all(), name="rights-review")
             try:
                 poller = Poller(
-                    bot, app.dispatcher, allowed_updates=allowed_updates(app.dispatcher)
+                    bot,
+                    app.dispatcher,
+                    allowed_updates=allowed_updates(app.dispatcher),
+                    drain_timeout=UPDATES_GRACE,
                 )
                 await poller.run(stop)
                 logger.info("stopped after {} updates", poller.handled)

@@ -3,6 +3,7 @@
 `tidepool run`, `tidepool simulate`, the test harnesses and the benchmarks all build the bot
 here, so what a test exercises is the production wiring; they replace only Telegram (a Bot
 pointed at the emulator, or a recording outbox in place of the delivery service) and the clock.
+On a manual clock the caller runs what falls due itself (`loops=False`), step by step.
 Every service gets its collaborators in its constructor. Services that act on what another one
 saw (joins, reloads, lottery winners) share one `Bus`. Shutdown is one `AsyncExitStack`: the
 last thing started is the first stopped, and each step runs even when an earlier one failed.
@@ -10,9 +11,12 @@ last thing started is the first stopped, and each step runs even when an earlier
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -37,6 +41,7 @@ from bot.handlers import boards, broadcasts, lives, lottery, membership, points,
 from bot.handlers import stats as stats_handlers
 from bot.handlers.activity import RecordMessages, RecordPresses
 from bot.lottery.service import Lotteries
+from bot.outbox import Outbox
 from bot.points import Ledger
 from bot.polling import chat_of
 from bot.push.lives import LIVE_KINDS, Lives
@@ -70,7 +75,8 @@ class Tidepool:
     texts: Texts
     activity: ActivityLog
     registry: Registry
-    delivery: Delivery
+    outbox: Outbox  # what every service sends through: `delivery`, or a fake passed in
+    delivery: Delivery | None  # the delivery service; None when Telegram's side is a fake
     rights: RightsCheck
     admins: Admins
     notify: Notify
@@ -103,41 +109,59 @@ async def open_database(settings: Settings) -> AsyncEngine:
 
 @contextlib.asynccontextmanager
 async def assemble(
-    settings: Settings, bot: Bot, clock: Clock, me: User, *, db: AsyncEngine | None = None
+    settings: Settings,
+    bot: Bot,
+    clock: Clock,
+    me: User,
+    *,
+    db: AsyncEngine | None = None,
+    outbox: Outbox | None = None,
+    loops: bool = True,
 ) -> AsyncIterator[Tidepool]:
     """Build, open and start the application; stop everything in order on the way out.
 
     `me` is the bot's own user (getMe). `db`, when given, is an open, migrated database that
     the caller keeps (a benchmark that filled it beforehand); otherwise one is opened from
-    `settings.database_url` and disposed of at the end.
+    `settings.database_url` and disposed of at the end. `outbox`, when given, plays Telegram's
+    outbound side in place of the delivery service (`tidepool simulate`, unit tests); `bot`
+    still answers what services ask Telegram. With `loops=False` nothing runs in the
+    background (timer, push queue, lotteries, analytics, calendar, writers): the caller moves
+    its manual clock and runs what falls due itself, so a dry run is the same every time.
     """
     async with contextlib.AsyncExitStack() as stack:
         if db is None:
             db = await open_database(settings)
-            stack.push_async_callback(db.dispose)
-        app = await _build(settings, bot, clock, me, db)
-        await _start(app, stack)
+            _on_stop(stack, "database", db.dispose)
+        app = await _build(settings, bot, clock, me, db, outbox)
+        await _start(app, stack, loops)
         yield app
 
 
-async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: AsyncEngine) -> Tidepool:
+async def _build(
+    settings: Settings, bot: Bot, clock: Clock, me: User, db: AsyncEngine, fake: Outbox | None
+) -> Tidepool:
     zone = settings.tz
     bus = Bus()
     texts = Texts.load(settings.content_dir, settings.language)
     activity = ActivityLog(db, store_text=settings.store_text)
     registry = Registry(db, activity, bus)
     await registry.load()
-    delivery = Delivery(bot, registry, db)
-    rights = RightsCheck(delivery, registry, texts, settings.owner_ids, bus)
+    delivery: Delivery | None = None
+    outbox: Outbox
+    if fake is None:
+        outbox = delivery = Delivery(bot, registry, db)
+    else:
+        outbox = fake
+    rights = RightsCheck(bot, outbox, registry, texts, settings.owner_ids, bus)
     admins = Admins(bot, settings.owner_ids)
-    notify = owner_notices(delivery, texts, settings.owner_ids)
-    deletions = Deletions(db, delivery, clock)
+    notify = owner_notices(outbox, texts, settings.owner_ids)
+    deletions = Deletions(db, outbox, clock)
     doorbell = Doorbell()  # rung by whoever adds pushes: the push queue looks at once
     lotteries = Lotteries(
         db,
         registry,
         activity,
-        delivery,
+        outbox,
         texts,
         clock,
         bus=bus,
@@ -149,7 +173,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         db,
         registry,
         activity,
-        delivery,
+        outbox,
         texts,
         doorbell,
         clock,
@@ -161,7 +185,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         Library(settings.sops_dir, settings.content_dir),
         registry,
         activity,
-        delivery,
+        outbox,
         clock,
         bus=bus,
         lotteries=lotteries,
@@ -175,9 +199,9 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
     pushes = PushQueue(
         db,
         registry,
-        delivery,
+        outbox,
         clock,
-        couriers=couriers(delivery, settings, engine, lotteries, live_sessions),
+        couriers=couriers(outbox, settings, engine, lotteries, live_sessions),
         doorbell=doorbell,
         notify=notify,
         default_zone=zone,
@@ -191,7 +215,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         rollup,
         clock,
         bus=bus,
-        alert=health_alert(delivery, texts, registry, admins, notify),
+        alert=health_alert(outbox, texts, registry, admins, notify),
         default_zone=zone,
         tiers_path=settings.sops_dir / "tiers.yaml",
         health_drop=settings.health_drop,
@@ -199,7 +223,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
     )
     catalogue = Rewards(db, settings.content_dir / "rewards.yaml", timezone=zone)
     calendar = Calendar(engine, settings.database_url, bus)
-    say = sops.Say(delivery, texts, registry)
+    say = sops.Say(outbox, texts, registry)
     dispatcher = create_dispatcher(
         registry,
         activity,
@@ -209,7 +233,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         admins=admins,
         sop_admin=SopAdmin(engine),
         say=say,
-        delivery=delivery,
+        delivery=outbox,
         lives=live_sessions,
         broadcasting=broadcasts.Broadcasting(pushes, say, clock),
         analytics=analytics,
@@ -228,6 +252,7 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
         texts=texts,
         activity=activity,
         registry=registry,
+        outbox=outbox,
         delivery=delivery,
         rights=rights,
         admins=admins,
@@ -245,40 +270,94 @@ async def _build(settings: Settings, bot: Bot, clock: Clock, me: User, db: Async
     )
 
 
-async def _start(app: Tidepool, stack: contextlib.AsyncExitStack) -> None:
-    """Open what needs the database, then start every loop; each stop is pushed as it starts.
+async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -> None:
+    """Open what needs the database, then start every loop (`loops`); push each stop.
 
     The exit stack runs them backwards: the calendar and the loops that start work stop first,
     then the engine finishes what it has in hand, the delivery service sends what it holds,
-    and the activity log writes every event last.
+    and the activity log writes every event last. Each stop step has a deadline (`STOPS`), so
+    the whole stop takes at most their sum.
     """
-    stack.push_async_callback(_close_activity, app.activity)
-    app.activity.start()
+    on_stop = partial(_on_stop, stack)
+    on_stop("activity log", _close_activity, app.activity)
     await report_broken(await app.engine.open(), app.notify)
     await app.pushes.recover()  # after the engine: runs whose message was interrupted go on
-    app.deletions.start()
-    stack.push_async_callback(app.deletions.close)
-    app.engine.start()
-    stack.push_async_callback(app.engine.close, 5.0)
-    app.pushes.start()
-    stack.push_async_callback(app.pushes.close)
-    app.delivery.start()
-    stack.push_async_callback(_close_delivery, app.delivery)
-    stack.push_async_callback(app.engine.drain, 5.0)
-    stack.push_async_callback(app.pushes.halt)
-    stack.push_async_callback(app.bus.settle)
-    app.rollup.start()
-    stack.push_async_callback(app.rollup.close)
-    app.analytics.start()
-    stack.push_async_callback(app.analytics.close)
-    app.lotteries.start()
-    stack.push_async_callback(app.lotteries.close)
-    app.calendar.start()
-    stack.push_async_callback(app.calendar.close)
+    on_stop("deletions", app.deletions.close)
+    on_stop("engine", app.engine.close, 1.0)
+    on_stop("push queue", app.pushes.close, PUSH_GRACE)
+    if app.delivery is not None:
+        on_stop("delivery", _close_delivery, app.delivery)
+    on_stop("engine drain", app.engine.drain, ENGINE_GRACE)
+    on_stop("push queue halt", app.pushes.halt)
+    on_stop("bus", app.bus.settle)
+    on_stop("rollup", app.rollup.close)
+    on_stop("analytics", app.analytics.close)
+    on_stop("lotteries", app.lotteries.close)
+    on_stop("calendar", app.calendar.close)
+    if loops:
+        app.activity.start()
+        app.deletions.start()
+        app.engine.start()
+        app.pushes.start()
+        if app.delivery is not None:
+            app.delivery.start()
+        app.rollup.start()
+        app.analytics.start()
+        app.lotteries.start()
+        app.calendar.start()
+
+
+# Seconds each step of a stop may take: at most their sum (42 s) in all, after the poller's
+# wait for the updates in hand (`bot.app.UPDATES_GRACE`). A step that overruns is cut short
+# and named in the log; what it left is what a crash leaves, and the next start recovers it:
+# untried pushes go back to pending, runs resume where they were, a send on the wire is
+# marked interrupted. Steps that only stop a loop get a second; those that finish work more.
+ENGINE_GRACE = 3.0  # for the runs in hand (and again for the owners' notices of failures)
+DELIVERY_GRACE = 5.0  # for the messages the delivery service holds (28 a second)
+PUSH_GRACE = 3.0  # for pushes to record how they ended, once the delivery service has closed
+STOPS = {
+    "calendar": 2.0,  # fires in hand
+    "lotteries": 1.0,
+    "analytics": 1.0,
+    "rollup": 1.0,
+    "bus": 2.0,  # joins and leaves in hand
+    "push queue halt": 1.0,
+    "engine drain": 2 * ENGINE_GRACE + 1.0,
+    "delivery": DELIVERY_GRACE + 3.0,  # then its records are written
+    "push queue": PUSH_GRACE + 1.0,
+    "engine": 3.0,  # what the drain left: waited for a second more, then cancelled
+    "deletions": 1.0,
+    "activity log": 10.0,  # every event, in one write
+    "database": 1.0,
+}
+
+
+def _on_stop(
+    stack: contextlib.AsyncExitStack, name: str, stop: Callable[..., Awaitable[Any]], *args: Any
+) -> None:
+    stack.push_async_callback(_stopping, name, stop, *args)
+
+
+async def _stopping(name: str, stop: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    """One step of the stop, cut short after its deadline.
+
+    Not `asyncio.wait_for`: it waits for the step to end after cancelling it, and a step that
+    swallows the cancellation (closes that await their own cancelled loop) would hold it."""
+    began = time.monotonic()
+    step = asyncio.ensure_future(stop(*args))
+    await asyncio.wait({step}, timeout=STOPS[name])
+    if not step.done():
+        step.cancel()
+        logger.error("stopping: {} did not finish within {:.0f} s; cut short", name, STOPS[name])
+        return
+    took = time.monotonic() - began
+    if took >= 0.5:
+        logger.info("stopping: {} took {:.1f} s", name, took)
+    step.result()  # a step that failed fails the stop, as before (the stack runs the rest)
 
 
 async def _close_delivery(delivery: Delivery) -> None:
-    await delivery.close()
+    await delivery.close(DELIVERY_GRACE)
     logger.info("delivery closed: {} sent, {} failed", delivery.sent, delivery.failed)
 
 
@@ -341,10 +420,10 @@ def create_dispatcher(
 
 
 def couriers(
-    delivery: Delivery, settings: Settings, engine: Engine, lotteries: Lotteries, lives: Lives
+    outbox: Outbox, settings: Settings, engine: Engine, lotteries: Lotteries, lives: Lives
 ) -> dict[str, Courier]:
     """Who sends each kind of push, and hears how it went."""
-    text = Courier(delivery, settings.content_dir)
+    text = Courier(outbox, settings.content_dir)
     return {
         PushKind.TEXT: text,
         PushKind.SOP: engine.courier,
@@ -354,13 +433,13 @@ def couriers(
     }
 
 
-def owner_notices(delivery: Delivery, texts: Texts, owner_ids: list[int]) -> Notify:
+def owner_notices(outbox: Outbox, texts: Texts, owner_ids: list[int]) -> Notify:
     """notify(text_key, **values): a private message to every owner (who started the bot)."""
 
     async def notify(key: str, **values: Any) -> None:
         text = texts(key, None, **values)
         for owner in owner_ids:
-            await delivery.send_message(owner, text, source="sop")
+            await outbox.send_message(owner, text, source="sop")
 
     return notify
 
@@ -391,7 +470,7 @@ def member_status(bot: Bot) -> Callable[[int, int], Awaitable[str | None]]:
 
 
 def health_alert(
-    delivery: Delivery, texts: Texts, registry: Registry, admins: Admins, notify: Notify
+    outbox: Outbox, texts: Texts, registry: Registry, admins: Admins, notify: Notify
 ) -> Callable[[int, str, dict[str, Any]], Awaitable[None]]:
     """A health alert: privately to each admin of the group (who started the bot) and owner."""
 
@@ -403,7 +482,7 @@ def health_alert(
         text = texts(f"stats.alert_{kind}", language, **values)
         people = set(await admins.people_of(chat_id)) - set(admins.owner_ids)
         for person in sorted(people):
-            await delivery.send_message(person, text, source="health")
+            await outbox.send_message(person, text, source="health")
         await notify(f"stats.alert_{kind}", **values)
 
     return alert

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # `tidepool check` reads the step types, which name this: it loads no aiogram
-    from aiogram.types import FSInputFile, InlineKeyboardMarkup
+    from aiogram.types import InlineKeyboardMarkup, InputFile
 
     from bot.delivery import Delivered
 
@@ -36,7 +36,7 @@ class Outbox(Protocol):
     async def send_photo(
         self,
         chat_id: int,
-        photo: str | FSInputFile,
+        photo: str | InputFile,
         *,
         caption: str | None = None,
         source: str,

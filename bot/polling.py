@@ -175,7 +175,7 @@ class Poller:
         if self.offset is None:
             return
         try:
-            await self.bot(GetUpdates(offset=self.offset, limit=1, timeout=0))
+            await self.bot(GetUpdates(offset=self.offset, limit=1, timeout=0), request_timeout=3)
         except Exception as exc:  # the updates come again on the next start: logged, not fatal
             logger.warning("could not confirm handled updates: {}", exc)
 

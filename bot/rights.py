@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
@@ -15,8 +16,8 @@ from aiogram.types import Chat, ChatMemberAdministrator, ChatMemberOwner, Result
 from loguru import logger
 
 from bot.db import GroupStatus
-from bot.delivery import Delivery
 from bot.events import Bus, GroupDiscovered
+from bot.outbox import Outbox
 from bot.registry import Registry
 from bot.texts import Texts
 
@@ -38,10 +39,16 @@ class RightsCheck:
     """Compares the bot's rights with what it needs and reports changes once, not on every start."""
 
     def __init__(
-        self, delivery: Delivery, registry: Registry, texts: Texts, owner_ids: list[int], bus: Bus
+        self,
+        bot: Bot,
+        delivery: Outbox,
+        registry: Registry,
+        texts: Texts,
+        owner_ids: list[int],
+        bus: Bus,
     ) -> None:
         self.delivery = delivery
-        self.bot = delivery.bot
+        self.bot = bot
         self.registry = registry
         self.texts = texts
         self.owner_ids = owner_ids

@@ -15,7 +15,6 @@ from bot.activity import ActivityLog
 from bot.db import create_engine, upgrade
 from bot.events import Bus
 from bot.registry import Registry
-from tests.sop_harness import QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,8 +37,6 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'tidepool.db'}")
     await upgrade(engine)
     yield engine
-    for queue in [queue for queue in QUEUES.values() if queue.engine is engine]:
-        await queue.close(grace=1)  # the push queues `make_engine` started over it
     await engine.dispose()
 
 

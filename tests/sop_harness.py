@@ -1,33 +1,31 @@
-"""A running SOP engine for unit tests: real database, fake clock, an outbox that records."""
+"""The bot for unit tests, assembled by `bot.factory`: real database, manual clock, an outbox that
+records what it was asked to send, and a Telegram that never answers."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
+import yaml
 from aiogram.types import Chat, User
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.activity import ActivityLog
 from bot.clock import ManualClock
-from bot.db import PushKind
 from bot.delivery import Delivered
-from bot.lottery.service import Lotteries
-from bot.push.lives import LIVE_KINDS, Lives
+from bot.factory import Tidepool, assemble
 from bot.push.queue import PushQueue
-from bot.push.rows import Courier, Doorbell
-from bot.registry import Registry
+from bot.settings import Settings
 from bot.sop.engine import Engine
-from bot.sop.library import Library
-from bot.texts import Texts
+from bot.sop.simulate import unreachable_bot
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -155,7 +153,7 @@ async def nobody_asked(_chat_id: int, _user_id: int) -> str | None:
 
 @dataclass
 class Notices:
-    """The owners' notices, recorded: (text key, values)."""
+    """The owners' notices, recorded: (text key, values) (for a service built alone)."""
 
     told: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -163,113 +161,104 @@ class Notices:
         self.told.append((key, values))
 
 
-def push_queue(
-    db: Any,
-    registry: Registry,
-    outbox: Any,
-    clock: ManualClock,
+OWNER = 900001  # the deployment's owner (OWNER_IDS): owners' notices are private messages
+
+
+def content_with(tests: Path, folder: Path) -> Path:
+    """A CONTENT_DIR in `folder`: the shipped content, with the texts in `tests`'s
+    `texts/<lang>.yaml` added to the shipped texts of each language."""
+    shutil.copytree(ROOT / "content", folder, dirs_exist_ok=True)
+    for language in ("en", "zh"):
+        texts = yaml.safe_load((ROOT / "content/texts" / f"{language}.yaml").read_text())
+        texts.update(yaml.safe_load((tests / "texts" / f"{language}.yaml").read_text()))
+        (folder / "texts" / f"{language}.yaml").write_text(
+            yaml.safe_dump(texts, allow_unicode=True)
+        )
+    return folder
+
+
+@contextlib.asynccontextmanager
+async def assembled(
+    db: AsyncEngine,
+    sops_dir: Path,
     *,
-    notify: Notices | None = None,
-    **options: Any,
-) -> PushQueue:
-    """The push queue with its lives, wired as `bot.factory` wires them (loop not started)."""
-    doorbell = Doorbell()
-    texts = Texts.load(ROOT / "content", "en")
-    zone = ZoneInfo("Asia/Shanghai")
-    lives = Lives(
-        db, registry, registry.activity, outbox, texts, doorbell, clock, default_zone=zone
+    content: Path = ROOT / "content",
+    clock: ManualClock | None = None,
+    outbox: Any = None,
+    **settings: Any,
+) -> AsyncIterator[tuple[Tidepool, Any, ManualClock]]:
+    """The bot assembled by `bot.factory` as `tidepool run` assembles it, on the database `db`
+    (migrated, kept by the caller) with the SOPs in `sops_dir` and the CONTENT_DIR `content`,
+    in English, Shanghai time, OWNER as its owner, and `settings` (quiet_hours, daily_cap, …).
+    Telegram is replaced: sends go to a recording outbox (or `outbox`), and questions to
+    Telegram go unanswered (a lottery press is trusted). The clock is manual (START unless
+    given) and no loop runs: a test starts the engine's timer (`app.engine.start()`) or runs
+    what is due itself (`app.pushes.run_due()`). Yields the app, the outbox and the clock."""
+    clock = clock or ManualClock(START)
+    outbox = outbox if outbox is not None else RecordingOutbox(clock)
+    chosen = Settings(
+        _env_file=None,
+        database_url=db.url.render_as_string(hide_password=False),
+        sops_dir=sops_dir,
+        content_dir=content,
+        language="en",
+        timezone="Asia/Shanghai",
+        owner_ids=[OWNER],
+        **settings,
     )
-    return PushQueue(
-        db,
-        registry,
-        outbox,
-        clock,
-        couriers={
-            PushKind.TEXT: Courier(outbox, ROOT / "content"),
-            **dict.fromkeys(LIVE_KINDS, lives.courier),
-        },
-        doorbell=doorbell,
-        notify=notify or Notices(),
-        default_zone=zone,
-        **options,
-    )
+    bot, me = unreachable_bot("tidepool_bot")
+    async with assemble(chosen, bot, clock, me, db=db, outbox=outbox, loops=False) as app:
+        yield app, outbox, clock
 
 
-# The push queue of each engine `make_engine` made: `settle` waits for it too.
-QUEUES: weakref.WeakKeyDictionary[Engine, PushQueue] = weakref.WeakKeyDictionary()
-
-
+@contextlib.asynccontextmanager
 async def make_engine(
-    db: Any,
-    registry: Registry,
-    activity: ActivityLog,
+    db: AsyncEngine,
     sops_dir: Path,
     *,
     content: Path | None = None,
     quiet_hours: str = "22:00-08:00",
-    ask_member: Callable[[int, int], Awaitable[str | None]] = nobody_asked,
-) -> tuple[Engine, RecordingOutbox, ManualClock]:
-    """The SOP engine with its real collaborators (lotteries, lives, the push queue) wired as
-    `bot.factory` wires them, over a recording outbox and a manual clock. The push queue runs
-    (SOP messages go through it); `queue_of(engine)` is it."""
-    clock = ManualClock(START)
-    outbox = RecordingOutbox(clock)
-    content = content or ROOT / "tests/fixtures/sops/engine/content"
-    texts = Texts.load(ROOT / "content", "en")  # the features' own texts
-    zone = ZoneInfo("Asia/Shanghai")
-    notify = Notices()
-    doorbell = Doorbell()
-    lotteries = Lotteries(
-        db,
-        registry,
-        activity,
-        outbox,
-        texts,
-        clock,
-        bus=registry.bus,
-        pushes=doorbell,
-        ask_member=ask_member,
-        default_timezone=zone,
-    )
-    lives = Lives(db, registry, activity, outbox, texts, doorbell, clock, default_zone=zone)
-    engine = Engine(
-        db,
-        Library(sops_dir, content),
-        registry,
-        activity,
+    outbox: Any = None,
+) -> AsyncIterator[tuple[Engine, Any, ManualClock]]:
+    """The assembled bot (`assembled`) for SOP tests, its push queue running (SOP messages go
+    through it; `queue_of(engine)` is it): yields its engine (whose collaborators are the
+    assembled ones: `engine.registry`, `engine.lotteries`, …), the outbox and the clock.
+    `content` is a CONTENT_DIR; by default the shipped content plus the engine tests' texts."""
+    if content is None:
+        tests = ROOT / "tests/fixtures/sops/engine/content"
+        content = content_with(tests, sops_dir.parent / "content")
+    async with assembled(db, sops_dir, content=content, outbox=outbox, quiet_hours=quiet_hours) as (
+        app,
         outbox,
         clock,
-        bus=registry.bus,
-        lotteries=lotteries,
-        lives=lives,
-        pushes=doorbell,
-        deletions=Doorbell(),
-        notify=notify,
-        default_timezone=zone,
-        default_language="en",
-    )
-    pushes = PushQueue(
-        db,
-        registry,
-        outbox,
-        clock,
-        couriers={
-            PushKind.TEXT: Courier(outbox, content),
-            PushKind.SOP: engine.courier,
-            PushKind.LOTTERY_POST: lotteries.courier,
-            PushKind.LOTTERY_ANNOUNCE: lotteries.courier,
-            **dict.fromkeys(LIVE_KINDS, lives.courier),
-        },
-        doorbell=doorbell,
-        notify=notify,
-        default_zone=zone,
-        quiet_hours=quiet_hours,
-    )
-    await engine.open()
-    await pushes.recover()
-    pushes.start()
-    QUEUES[engine] = pushes
-    return engine, outbox, clock
+    ):
+        app.pushes.start()
+        QUEUES[app.engine] = app.pushes
+        yield app.engine, outbox, clock
+
+
+Started = tuple[Engine, Any, ManualClock]
+
+
+@contextlib.asynccontextmanager
+async def engines(
+    db: AsyncEngine, sops_dir: Path
+) -> AsyncIterator[Callable[[], Awaitable[Started]]]:
+    """start(): the engine `make_engine` assembles over `sops_dir` (every file loads), its timer
+    started; each call assembles the bot again, as a restart does; all stop at the end."""
+    async with contextlib.AsyncExitStack() as made:
+
+        async def start() -> Started:
+            sop, outbox, clock = await made.enter_async_context(make_engine(db, sops_dir))
+            assert not sop.library.broken, [b.summary() for b in sop.library.broken.values()]
+            sop.start()
+            return sop, outbox, clock
+
+        yield start
+
+
+# The push queue of each engine `make_engine` made: `settle` waits for it too.
+QUEUES: weakref.WeakKeyDictionary[Engine, PushQueue] = weakref.WeakKeyDictionary()
 
 
 def queue_of(engine: Engine) -> PushQueue:

@@ -17,6 +17,7 @@ from bot.clock import ManualClock
 from bot.db import CHECKINS, SOP_RUNS
 from bot.registry import Registry
 from bot.sop.engine import Engine
+from bot.sop.templates import EVENT_EXAMPLES
 from tests.sop_harness import (
     GROUP,
     ROOT,
@@ -39,15 +40,12 @@ async def shipped(
 ) -> AsyncIterator[Shipped]:
     """An engine over the shipped check-in SOPs and texts, in GROUP (09:00 in Shanghai)."""
     sops = copy_sops(tmp_path, *SHIPPED, source=ROOT / "sops")
-    sop, outbox, clock = await make_engine(
-        engine, registry, activity, sops, content=ROOT / "content"
-    )
-    await registry.save_group(GROUP)
-    for member in (user(1, "Ann"), user(2, "Bob"), user(3, "Cy")):
-        await registry.member_joined(GROUP.id, member, clock.now(), source="chat_member")
-    sop.start()
-    yield sop, outbox, clock
-    await sop.close()
+    async with make_engine(engine, sops, content=ROOT / "content") as (sop, outbox, clock):
+        await sop.registry.save_group(GROUP)
+        for member in (user(1, "Ann"), user(2, "Bob"), user(3, "Cy")):
+            await sop.registry.member_joined(GROUP.id, member, clock.now(), source="chat_member")
+        sop.start()
+        yield sop, outbox, clock
 
 
 async def say(sop: Engine, user_id: int, text: str, message_id: int = 1) -> None:
@@ -97,6 +95,8 @@ async def test_a_seven_day_streak_earns_its_bonus_and_the_milestone_sop_runs(
             await conn.execute(select(SOP_RUNS).where(SOP_RUNS.c.sop_id == "streak_milestone"))
         ).all()
     assert len(milestone) == 1 and milestone[0].user_id == 1
+    data = milestone[0].variables["trigger"]["data"]
+    assert data.keys() == EVENT_EXAMPLES["checkin.milestone"].keys(), "what simulate emits"
 
 
 async def test_weekly_board_mentions_each_winner_once(
@@ -156,11 +156,12 @@ async def test_member_streak_in_texts_is_the_current_streak(
         "triggers: [{type: command, command: mystreak}]\n"
         "steps: [{send: {template: streaks.mine}}]\n"
     )
-    sop, outbox, clock = await make_engine(engine, registry, activity, sops, content=content)
-    await registry.save_group(GROUP)
-    await registry.member_joined(GROUP.id, user(1, "Ann"), clock.now(), source="chat_member")
-    sop.start()
-    try:
+    async with make_engine(engine, sops, content=content) as (sop, outbox, clock):
+        await sop.registry.save_group(GROUP)
+        await sop.registry.member_joined(
+            GROUP.id, user(1, "Ann"), clock.now(), source="chat_member"
+        )
+        sop.start()
         for day in range(3):
             await say(sop, 1, "/checkin", message_id=100 + day)
             clock.advance(timedelta(days=1))
@@ -169,5 +170,3 @@ async def test_member_streak_in_texts_is_the_current_streak(
         clock.advance(timedelta(days=4))  # three days missed, two forgiven: the streak lapsed
         await say(sop, 1, "/mystreak", message_id=201)
         await eventually(lambda: outbox.texts(GROUP.id)[-1] == "Ann: 0", what="streak 0")
-    finally:
-        await sop.close()

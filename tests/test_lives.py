@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,15 +12,12 @@ from aiogram.types import Chat
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.activity import ActivityLog
 from bot.clock import ManualClock
 from bot.db import EVENTS, PUSHES, EventType, PushStatus
-from bot.push.lives import LIVE_KINDS, LiveError, Lives
+from bot.push.lives import LiveError, Lives
 from bot.push.queue import PushQueue
-from bot.push.rows import Doorbell
 from bot.registry import Registry
-from bot.texts import Texts
-from tests.sop_harness import Notices, RecordingOutbox
+from tests.sop_harness import OWNER, RecordingOutbox, assembled
 
 ROOT = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -29,36 +27,17 @@ MONDAY_NOON = datetime(2026, 11, 2, 12, tzinfo=SHANGHAI)
 TUESDAY_8PM = datetime(2026, 11, 3, 20, tzinfo=SHANGHAI)
 
 
+Setup = tuple[Lives, PushQueue, RecordingOutbox, ManualClock]
+
+
 @pytest.fixture
-async def setup(
-    engine: AsyncEngine, registry: Registry, activity: ActivityLog
-) -> tuple[Lives, PushQueue, RecordingOutbox, ManualClock]:
+async def setup(engine: AsyncEngine, registry: Registry, tmp_path: Path) -> AsyncIterator[Setup]:
+    """The assembled bot's lives and push queue (its loop not started), in a group Readers."""
     await registry.save_group(Chat(id=GROUP, type="supergroup", title="Readers"), language="en")
+    (tmp_path / "sops").mkdir()
     clock = ManualClock(MONDAY_NOON)
-    outbox = RecordingOutbox(clock)
-    doorbell = Doorbell()
-    lives = Lives(
-        engine,
-        registry,
-        activity,
-        outbox,
-        Texts.load(ROOT / "content", "en"),
-        doorbell,
-        clock,
-        default_zone=SHANGHAI,
-        bot_username="tidepool_bot",
-    )
-    queue = PushQueue(
-        engine,
-        registry,
-        outbox,
-        clock,
-        couriers=dict.fromkeys(LIVE_KINDS, lives.courier),
-        doorbell=doorbell,
-        notify=Notices(),
-        default_zone=SHANGHAI,
-    )
-    return lives, queue, outbox, clock
+    async with assembled(engine, tmp_path / "sops", clock=clock) as (app, outbox, _):
+        yield app.lives, app.pushes, outbox, clock
 
 
 async def run(queue: PushQueue) -> None:
@@ -76,7 +55,7 @@ async def pushes(engine: AsyncEngine) -> list[tuple[str, str, datetime]]:
 
 
 async def test_a_live_is_announced_pinned_reminded_and_unpinned(
-    engine: AsyncEngine, setup: tuple[Lives, PushQueue, RecordingOutbox, ManualClock]
+    engine: AsyncEngine, setup: Setup
 ) -> None:
     lives, queue, outbox, clock = setup
     live = await lives.create(
@@ -127,7 +106,7 @@ async def test_a_live_is_announced_pinned_reminded_and_unpinned(
 
 
 async def test_moving_a_live_moves_every_pending_reminder(
-    engine: AsyncEngine, setup: tuple[Lives, PushQueue, RecordingOutbox, ManualClock]
+    engine: AsyncEngine, setup: Setup
 ) -> None:
     lives, queue, outbox, clock = setup
     live = await lives.create(GROUP, title="Q&A", starts_at=TUESDAY_8PM, source="t")
@@ -155,7 +134,7 @@ async def test_moving_a_live_moves_every_pending_reminder(
 
 
 async def test_a_cancelled_live_sends_nothing_more_and_is_unpinned(
-    engine: AsyncEngine, setup: tuple[Lives, PushQueue, RecordingOutbox, ManualClock]
+    engine: AsyncEngine, setup: Setup
 ) -> None:
     lives, queue, outbox, clock = setup
     live = await lives.create(GROUP, title="Q&A", starts_at=TUESDAY_8PM, source="t")
@@ -175,7 +154,7 @@ async def test_a_cancelled_live_sends_nothing_more_and_is_unpinned(
 
 
 async def test_a_live_at_short_notice_skips_reminders_already_past(
-    engine: AsyncEngine, setup: tuple[Lives, PushQueue, RecordingOutbox, ManualClock]
+    engine: AsyncEngine, setup: Setup
 ) -> None:
     lives, *_ = setup
     soon = MONDAY_NOON + timedelta(minutes=30)
@@ -191,7 +170,7 @@ async def test_a_live_at_short_notice_skips_reminders_already_past(
 
 
 async def test_reminders_in_quiet_hours_are_dropped_when_too_late(
-    engine: AsyncEngine, setup: tuple[Lives, PushQueue, RecordingOutbox, ManualClock]
+    engine: AsyncEngine, setup: Setup
 ) -> None:
     lives, queue, _, clock = setup
     early = datetime(2026, 11, 3, 7, tzinfo=SHANGHAI)  # in quiet hours (22:00-08:00)
@@ -211,10 +190,10 @@ async def test_reminders_in_quiet_hours_are_dropped_when_too_late(
 async def test_a_reminder_over_the_cap_is_dropped_but_subscribers_still_hear(
     engine: AsyncEngine,
     registry: Registry,
-    setup: tuple[Lives, PushQueue, RecordingOutbox, ManualClock],
+    setup: Setup,
 ) -> None:
     lives, queue, outbox, clock = setup
-    await registry.set_group(GROUP, daily_cap=1)
+    await lives.registry.set_group(GROUP, daily_cap=1)
     live = await lives.create(GROUP, title="Q&A", starts_at=TUESDAY_8PM, source="t")
     await run(queue)  # the announcement uses Monday's one push
     await lives.subscribe(live.id, FAN)
@@ -222,5 +201,7 @@ async def test_a_reminder_over_the_cap_is_dropped_but_subscribers_still_hear(
     await run(queue)
     found = {key: status for key, status, _ in await pushes(engine)}
     assert found[f"live:{live.id}:r0:1d"] == PushStatus.DROPPED
-    assert [sent.chat_id for sent in outbox.sent] == [GROUP, FAN]
+    assert [sent.chat_id for sent in outbox.sent if sent.chat_id != OWNER] == [GROUP, FAN]
     assert found[f"live:{live.id}:r0:1d:u{FAN}"] == PushStatus.SENT
+    [told] = outbox.texts(OWNER)
+    assert "so the message was dropped: Readers" in told

@@ -589,23 +589,20 @@ async def test_verify_catches_tampering(setup: Setup) -> None:
 
 async def test_the_weekly_lottery_sop_opens_a_lottery_once(setup: Setup, tmp_path: Path) -> None:
     sops = copy_sops(tmp_path, "weekly_lottery.yaml", source=ROOT / "sops")
-    engine, outbox, _ = await make_engine(
-        setup.engine, setup.registry, setup.activity, sops, content=ROOT / "content"
-    )
-    lotteries = engine.lotteries
-    assert isinstance(lotteries, Lotteries)
-    await engine.run_by_hand("weekly_lottery", GROUP.id, None)
-    await settle(engine)
-    opened = await lotteries.store.open_ones(GROUP.id)
-    assert len(opened) == 1
-    lottery = opened[0]
-    assert lottery.prize == "This week's gift: a hand-picked surprise"
-    assert (lottery.winners, lottery.draws_at) == (3, START + timedelta(days=2))
-    assert lottery.rules.min_messages is not None and lottery.rules.min_tenure is not None
-    assert lottery.source == "sop:weekly_lottery" and lottery.message_id is not None
-    post = next(s for s in outbox.sent if s.message_id == lottery.message_id)
-    assert "at least 1 message(s) in the last 7d" in post.text
-    await engine.close()
+    async with make_engine(setup.engine, sops, content=ROOT / "content") as (engine, outbox, _):
+        lotteries = engine.lotteries
+        assert isinstance(lotteries, Lotteries)
+        await engine.run_by_hand("weekly_lottery", GROUP.id, None)
+        await settle(engine)
+        opened = await lotteries.store.open_ones(GROUP.id)
+        assert len(opened) == 1
+        lottery = opened[0]
+        assert lottery.prize == "This week's gift: a hand-picked surprise"
+        assert (lottery.winners, lottery.draws_at) == (3, START + timedelta(days=2))
+        assert lottery.rules.min_messages is not None and lottery.rules.min_tenure is not None
+        assert lottery.source == "sop:weekly_lottery" and lottery.message_id is not None
+        post = next(s for s in outbox.sent if s.message_id == lottery.message_id)
+        assert "at least 1 message(s) in the last 7d" in post.text
 
 
 async def test_a_member_who_wins_elsewhere_before_the_draw_sits_it_out(setup: Setup) -> None:
@@ -653,6 +650,30 @@ async def test_pressers_the_bot_does_not_know_are_checked_with_telegram(setup: S
     assert sorted(asked) == [2, 3, 4], "the answer is remembered for a while"
     drawn = await setup.lotteries.draw(lottery_id)
     assert isinstance(drawn, Drawn) and drawn.lottery.entrants == 3  # 2 counts as present again
+
+
+async def test_a_visitors_press_written_before_the_entry_is_checked_is_still_refused(
+    setup: Setup,
+) -> None:
+    """The activity log writes a `members` row for whoever presses a button (status member,
+    no join seen); when its writer is quicker than the entry's batch, that row is the press
+    itself and proves nothing: Telegram is asked, and a visitor is refused."""
+    await join(setup, 1)
+
+    async def telegram_says(chat_id: int, user_id: int) -> str | None:
+        return "left"  # Vera only visits the public group
+
+    setup.telegram.says = telegram_says
+    lottery_id = await create(setup)
+    vera = user(9, "Vera")
+    for presser in (user(1, "M1"), vera):  # as RecordPresses logs each press, then written
+        setup.activity.touch(GROUP.id, presser, setup.clock.now())
+    await setup.activity.flush()
+    outcomes = await enter(setup, lottery_id, 1, vera.id)
+    assert [o.reason if isinstance(o, Refusal) else "entered" for o in outcomes] == [
+        "entered",
+        "not_member",
+    ]
 
 
 def test_refusals_read_as_plain_text_with_tier_names(setup: Setup) -> None:

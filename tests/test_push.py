@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -24,7 +26,7 @@ from bot.push.queue import INTERRUPTED, PushQueue, add_pushes, push_row
 from bot.push.rules import QuietHours, day_start, next_day, reminder_at
 from bot.registry import Registry
 from bot.texts import Texts
-from tests.sop_harness import Notices, RecordingOutbox, push_queue
+from tests.sop_harness import OWNER, RecordingOutbox, assembled
 
 ROOT = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -109,14 +111,27 @@ async def groups(registry: Registry) -> Registry:
     return registry
 
 
-def make_queue(
-    engine: AsyncEngine, registry: Registry, clock: ManualClock, **options: Any
-) -> tuple[PushQueue, RecordingOutbox, Notices]:
-    outbox = RecordingOutbox(clock)
-    notices = Notices()
-    options = {"quiet_hours": "22:00-08:00", "daily_cap": 6, **options}
-    queue = push_queue(engine, registry, outbox, clock, notify=notices, **options)
-    return queue, outbox, notices
+Queues = Callable[..., Awaitable[tuple[PushQueue, RecordingOutbox]]]
+
+
+@pytest.fixture
+async def queues(engine: AsyncEngine, groups: Registry, tmp_path: Path) -> AsyncIterator[Queues]:
+    """queues(clock, outbox=None, **settings): the push queue of the bot assembled with
+    `settings` (quiet hours 22:00-08:00 and a cap of 6 unless given), its loop not started,
+    and the outbox it sends to. Each call assembles the bot again, as a restart does."""
+    (tmp_path / "sops").mkdir()
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(
+            clock: ManualClock, outbox: RecordingOutbox | None = None, **settings: Any
+        ) -> tuple[PushQueue, RecordingOutbox]:
+            settings = {"quiet_hours": "22:00-08:00", "daily_cap": 6, **settings}
+            app, sends_to, _ = await stack.enter_async_context(
+                assembled(engine, tmp_path / "sops", clock=clock, outbox=outbox, **settings)
+            )
+            return app.pushes, sends_to
+
+        yield make
 
 
 async def add(engine: AsyncEngine, now: datetime, *rows: dict[str, Any]) -> int:
@@ -151,11 +166,11 @@ async def statuses(engine: AsyncEngine) -> dict[str, tuple[str, str | None, date
 
 
 async def test_a_push_in_quiet_hours_waits_for_their_end(
-    engine: AsyncEngine, groups: Registry
+    engine: AsyncEngine, groups: Registry, queues: Queues
 ) -> None:
     late = datetime(2026, 11, 2, 23, 30, tzinfo=SHANGHAI)
     clock = ManualClock(late)
-    queue, outbox, _ = make_queue(engine, groups, clock)
+    queue, outbox = await queues(clock)
     await add(engine, late, text_push("a", GROUP, late), text_push("b", GROUP, late, urgent=True))
     await run(queue)
     assert outbox.texts(GROUP) == ["hello b"]  # urgent goes at once
@@ -173,12 +188,12 @@ async def test_a_push_in_quiet_hours_waits_for_their_end(
 
 
 async def test_each_group_keeps_its_own_quiet_hours_and_zone(
-    engine: AsyncEngine, groups: Registry
+    engine: AsyncEngine, groups: Registry, queues: Queues
 ) -> None:
     await groups.set_group(OTHER, timezone="Europe/Berlin", quiet_hours="off")
     await groups.set_group(GROUP, quiet_hours="12:00-14:00")
     clock = ManualClock(NOON)  # 12:00 in Shanghai, 05:00 in Berlin
-    queue, outbox, _ = make_queue(engine, groups, clock)
+    queue, outbox = await queues(clock)
     await add(engine, NOON, text_push("a", GROUP, NOON), text_push("b", OTHER, NOON))
     await run(queue)
     assert outbox.texts(OTHER) == ["hello b"]
@@ -187,10 +202,10 @@ async def test_each_group_keeps_its_own_quiet_hours_and_zone(
 
 
 async def test_over_the_daily_cap_a_push_waits_a_day_or_is_dropped(
-    engine: AsyncEngine, groups: Registry
+    engine: AsyncEngine, groups: Registry, queues: Queues
 ) -> None:
     clock = ManualClock(NOON)
-    queue, outbox, notices = make_queue(engine, groups, clock, daily_cap=2)
+    queue, outbox = await queues(clock, daily_cap=2)
     await add(
         engine,
         NOON,
@@ -210,35 +225,36 @@ async def test_over_the_daily_cap_a_push_waits_a_day_or_is_dropped(
     assert found["3"][2] == datetime(2026, 11, 3, tzinfo=SHANGHAI)  # the group's next day
     assert found["3"][1] == "postponed: the group's daily cap of 2 was reached"
     assert found["4"][:2] == (PushStatus.DROPPED, "the group's daily cap of 2 was reached")
-    assert sorted((values["what"], values["action"]) for _, values in notices.told) == [
-        ("#7", "postponed"),
-        ("#8", "dropped"),
-    ]
+    told = sorted(outbox.texts(OWNER))  # each broadcast's owners are told privately
+    assert [text.split(": ")[0] for text in told] == ["⚠️ #7", "⚠️ #8"]
+    assert "postponed to the next day: Readers" in told[0] and "dropped: Readers" in told[1]
     # Midnight is in quiet hours: it moves on to 08:00, and then goes (a new day's count).
     clock.set(datetime(2026, 11, 3, tzinfo=SHANGHAI))
     await run(queue)
     clock.set(datetime(2026, 11, 3, 8, tzinfo=SHANGHAI))
     await run(queue)
     assert outbox.texts(GROUP)[-1] == "hello 3"
-    assert len(notices.told) == 2  # told once a day per broadcast
+    assert len(outbox.texts(OWNER)) == 2  # told once a day per broadcast
 
 
-async def test_a_push_key_is_queued_once(engine: AsyncEngine, groups: Registry) -> None:
+async def test_a_push_key_is_queued_once(
+    engine: AsyncEngine, groups: Registry, queues: Queues
+) -> None:
     assert await add(engine, NOON, text_push("same", GROUP, NOON)) == 1
     assert await add(engine, NOON, text_push("same", GROUP, NOON)) == 0
     clock = ManualClock(NOON)
-    queue, outbox, _ = make_queue(engine, groups, clock)
+    queue, outbox = await queues(clock)
     await run(queue)
     await run(queue)
     assert outbox.texts(GROUP) == ["hello same"]
 
 
 async def test_a_group_that_removed_the_bot_is_skipped_and_marked(
-    engine: AsyncEngine, groups: Registry
+    engine: AsyncEngine, groups: Registry, queues: Queues
 ) -> None:
     await groups.bot_removed(OTHER, GroupStatus.KICKED, "Forbidden: bot was kicked")
     clock = ManualClock(NOON)
-    queue, outbox, _ = make_queue(engine, groups, clock)
+    queue, outbox = await queues(clock)
     await add(engine, NOON, text_push("a", GROUP, NOON), text_push("b", OTHER, NOON))
     await run(queue)
     assert outbox.texts(OTHER) == []
@@ -254,7 +270,7 @@ async def test_a_group_that_removed_the_bot_is_skipped_and_marked(
 
 
 async def test_a_crash_mid_send_never_sends_twice_and_loses_only_what_was_on_the_wire(
-    engine: AsyncEngine, groups: Registry
+    engine: AsyncEngine, groups: Registry, queues: Queues
 ) -> None:
     clock = ManualClock(NOON)
     rows = [text_push(key, GROUP, NOON) for key in ("asked", "waiting", "due")]
@@ -264,8 +280,8 @@ async def test_a_crash_mid_send_never_sends_twice_and_loses_only_what_was_on_the
             await conn.execute(
                 update(PUSHES).where(PUSHES.c.key == key).values(status=status.value)
             )
-    queue, outbox, _ = make_queue(engine, groups, clock)
-    assert await queue.recover() == 1
+    queue, outbox = await queues(clock)  # the start after it recovers
+    assert (await statuses(engine))["waiting"][0] == PushStatus.PENDING
     await run(queue)
     assert sorted(outbox.texts(GROUP)) == ["hello due", "hello waiting"]
     found = await statuses(engine)
@@ -293,12 +309,12 @@ class Marks(RecordingOutbox):
 
 
 async def test_a_push_is_sending_only_once_telegram_is_asked(
-    engine: AsyncEngine, groups: Registry
+    engine: AsyncEngine, groups: Registry, queues: Queues
 ) -> None:
     clock = ManualClock(NOON)
     await add(engine, NOON, text_push("a", GROUP, NOON))
     outbox = Marks(clock, db=engine)
-    queue = push_queue(engine, groups, outbox, clock)
+    queue, _ = await queues(clock, outbox)
     await run(queue)
     assert outbox.seen == [PushStatus.QUEUED, PushStatus.SENDING]
     assert (await statuses(engine))["a"][0] == PushStatus.SENT
@@ -316,24 +332,23 @@ class Stopping(RecordingOutbox):
 
 
 async def test_what_a_stop_kept_from_trying_goes_after_the_restart(
-    engine: AsyncEngine, groups: Registry
+    engine: AsyncEngine, groups: Registry, queues: Queues
 ) -> None:
     clock = ManualClock(NOON)
     await add(engine, NOON, text_push("a", GROUP, NOON))
-    queue = push_queue(engine, groups, Stopping(clock), clock)
+    queue, _ = await queues(clock, Stopping(clock))
     await run(queue)
     assert (await statuses(engine))["a"][0] == PushStatus.PENDING
-    queue, outbox, _ = make_queue(engine, groups, clock)
-    await queue.recover()
+    queue, outbox = await queues(clock)  # the restart
     await run(queue)
     assert outbox.texts(GROUP) == ["hello a"]
 
 
 async def test_one_busy_chat_does_not_hold_up_the_others(
-    engine: AsyncEngine, groups: Registry
+    engine: AsyncEngine, groups: Registry, queues: Queues
 ) -> None:
     clock = ManualClock(NOON)
-    queue, outbox, _ = make_queue(engine, groups, clock, daily_cap=0)
+    queue, outbox = await queues(clock, daily_cap=0)
     rows = [text_push(f"g{n}", GROUP, NOON) for n in range(5)] + [text_push("o", OTHER, NOON)]
     await add(engine, NOON, *rows)
     await queue.run_due()
@@ -364,7 +379,7 @@ def test_targets_read_as_operators_write_them() -> None:
 
 
 async def test_a_broadcast_reaches_each_target_group_once(
-    engine: AsyncEngine, groups: Registry, texts: Texts
+    engine: AsyncEngine, groups: Registry, queues: Queues, texts: Texts
 ) -> None:
     await groups.set_group(OTHER, language="zh")
     broadcast_id = await broadcasts.create(
@@ -373,7 +388,7 @@ async def test_a_broadcast_reaches_each_target_group_once(
     assert await broadcasts.confirm_broadcast(engine, texts, broadcast_id, NOON) == 2
     assert await broadcasts.confirm_broadcast(engine, texts, broadcast_id, NOON) == 0  # double tap
     clock = ManualClock(NOON)
-    queue, outbox, _ = make_queue(engine, groups, clock)
+    queue, outbox = await queues(clock)
     await run(queue)
     assert "Hello Readers" in outbox.texts(GROUP)[0]
     assert "Writers 的朋友们好" in outbox.texts(OTHER)[0]  # in the group's language
@@ -414,7 +429,7 @@ async def test_broadcast_targets_and_templates_are_checked(
 
 
 async def test_progress_lists_failures_with_their_reasons(
-    engine: AsyncEngine, groups: Registry, texts: Texts
+    engine: AsyncEngine, groups: Registry, queues: Queues, texts: Texts
 ) -> None:
     # Made while both groups were active; then one removes the bot before it goes.
     broadcast_id = await broadcasts.create(
@@ -422,7 +437,7 @@ async def test_progress_lists_failures_with_their_reasons(
     )
     await groups.bot_removed(OTHER, GroupStatus.KICKED, "kicked")
     clock = ManualClock(NOON)
-    queue, _, _ = make_queue(engine, groups, clock)
+    queue, _ = await queues(clock)
     await run(queue)
     [progress] = await broadcasts.progress(engine, broadcast_id)
     assert progress.counts["sent"] == 1

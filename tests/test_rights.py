@@ -58,7 +58,9 @@ async def test_notice_once_and_again_after_readding(
     world: tuple[EmulatorClient, Bot], registry: Registry, delivery: Delivery
 ) -> None:
     ctl, bot = world
-    rights = RightsCheck(delivery, registry, Texts.load(ROOT / "content", "en"), [], registry.bus)
+    rights = RightsCheck(
+        delivery.bot, delivery, registry, Texts.load(ROOT / "content", "en"), [], registry.bus
+    )
     chat = await group(ctl, "member")
     await registry.save_group(chat, status=GroupStatus.ACTIVE)
     await ctl.add_fault("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
@@ -79,7 +81,9 @@ async def test_review_all_marks_groups_the_bot_was_removed_from(
     world: tuple[EmulatorClient, Bot], registry: Registry, delivery: Delivery
 ) -> None:
     ctl, _ = world
-    rights = RightsCheck(delivery, registry, Texts.load(ROOT / "content", "zh"), [], registry.bus)
+    rights = RightsCheck(
+        delivery.bot, delivery, registry, Texts.load(ROOT / "content", "zh"), [], registry.bus
+    )
     kept = await group(ctl, "administrator")
     gone = await group(ctl, "administrator")
     await ctl.set_bot_status(gone.id, "kicked")

@@ -214,3 +214,12 @@ async def test_the_daily_tip_waits_out_quiet_hours() -> None:
     )
     [push] = [e for e in timeline.entries if e.kind == "push"]
     assert timeline.offset(push.at) == "+1h" and "Tip of the day" in push.text
+
+
+async def test_a_simulated_event_carries_what_the_real_one_carries() -> None:
+    milestone = await run(ROOT / "sops/streak_milestone.yaml", until="1h")
+    [(_, celebration)] = sends(milestone)
+    assert celebration.startswith('celebrate → group "🎉 Lin has checked in 7 days in a row!')
+    dormant = await run(ROOT / "sops/reengage_dormant.yaml", until="1h")
+    [(_, greeting)] = sends(dormant)
+    assert greeting.startswith("greet → group \"Lin, we haven't heard from you")

@@ -38,17 +38,14 @@ async def welcome(
 ) -> AsyncIterator[Welcome]:
     """An engine over the shipped welcome.yaml and texts, in GROUP; the test starts it."""
     sops = copy_sops(tmp_path, "welcome.yaml", source=ROOT / "sops")
-    sop, outbox, clock = await make_engine(
-        engine, registry, activity, sops, content=ROOT / "content"
-    )
-    await registry.save_group(GROUP)
-    yield sop, outbox, clock
-    await sop.close()
+    async with make_engine(engine, sops, content=ROOT / "content") as (sop, outbox, clock):
+        await sop.registry.save_group(GROUP)
+        yield sop, outbox, clock
 
 
 async def join(welcome: Welcome, registry: Registry, member: User) -> None:
     sop, _outbox, clock = welcome
-    await registry.member_joined(GROUP.id, member, clock.now(), source="chat_member")
+    await sop.registry.member_joined(GROUP.id, member, clock.now(), source="chat_member")
     await sop.member_joined(GROUP.id, member.id)
 
 
@@ -94,7 +91,7 @@ async def test_welcome_greets_a_quiet_groups_joiner_at_once_and_later_ones_toget
     # Bob and Carol write within the day; Alice stays silent.
     clock.advance(timedelta(hours=2))
     for member in (bob, carol):
-        activity.add(
+        sop.activity.add(
             event_row(chat_id=GROUP.id, user_id=member.id, at=clock.now(), type=EventType.MESSAGE)
         )
         await sop.message(GROUP.id, member.id, 77 + member.id, "hi all", "tidepool_bot")
@@ -109,7 +106,7 @@ async def test_welcome_greets_a_quiet_groups_joiner_at_once_and_later_ones_toget
     clock.advance(timedelta(days=3))
     await settle(sop)
     assert len(outbox.sent) == 3, "exactly one nudge"
-    await activity.flush()
+    await sop.activity.flush()
     sent_events = await rows(engine, EVENTS, EVENTS.c.type == "sop_sent")
     assert len(sent_events) == 4  # a greeting for Bob, one for Alice and Carol, one nudge
 
@@ -211,7 +208,7 @@ async def test_a_join_written_after_its_greeting_went_waits_for_the_next_one(
     # Ben's join decided for Ann's greeting, but its run was written only after it went (a busy
     # writer): it must not get a message of its own now.
     ben = user(2, "Ben")
-    await registry.member_joined(GROUP.id, ben, clock.now(), source="chat_member")
+    await sop.registry.member_joined(GROUP.id, ben, clock.now(), source="chat_member")
     async with engine.begin() as conn:  # the run his join made in time: as if it had not
         await conn.execute(delete(SOP_RUNS).where(SOP_RUNS.c.user_id == ben.id))
     procedure = sop.library.get("welcome")

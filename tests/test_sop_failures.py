@@ -13,9 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.activity import ActivityLog
 from bot.registry import Registry
 from bot.sop.admin import SopAdmin
-from bot.sop.engine import Engine
 from bot.sop.engine import _failures as failures_module
-from tests.sop_harness import GROUP, Notices, eventually, make_engine, settle
+from tests.sop_harness import GROUP, OWNER, RecordingOutbox, eventually, make_engine, settle
 from tests.test_sop_runs import write_sop
 
 OTHER = Chat(id=-1002, type="supergroup", title="Coffee lovers")
@@ -49,15 +48,14 @@ async def running(
     await registry.save_group(OTHER)
     write_sop(tmp_path / "sops", "daily", DAILY)
     write_sop(tmp_path / "sops", "slow", WAITS)
-    sop, outbox, clock = await make_engine(engine, registry, activity, tmp_path / "sops")
-    sop.start()
-    yield sop, outbox, clock
-    await sop.close()
+    async with make_engine(engine, tmp_path / "sops") as (sop, outbox, clock):
+        sop.start()
+        yield sop, outbox, clock
 
 
-def told(sop: Engine) -> list[tuple[str, dict[str, Any]]]:
-    assert isinstance(sop.notify, Notices)
-    return sop.notify.told
+def told(outbox: RecordingOutbox) -> list[str]:
+    """What the owner was told, privately."""
+    return outbox.texts(OWNER)
 
 
 async def test_sop_run_answers_with_the_outcome(running: Any) -> None:
@@ -73,7 +71,7 @@ async def test_sop_run_answers_with_the_outcome(running: Any) -> None:
     assert key == "sop.run_failed"
     assert values["reason"] == "post: Forbidden: bot was kicked"
     await settle(sop)
-    assert told(sop) == [], "a run by hand is answered, not told to the owners"
+    assert told(outbox) == [], "a run by hand is answered, not told to the owners"
 
 
 async def test_a_scheduled_sop_that_fails_tells_the_owners_once_a_day(running: Any) -> None:
@@ -81,23 +79,23 @@ async def test_a_scheduled_sop_that_fails_tells_the_owners_once_a_day(running: A
     outbox.refuse.update({GROUP.id, OTHER.id})
     await sop.fire_schedule("daily", GROUP.id)
     await sop.fire_schedule("daily", OTHER.id)
-    await eventually(lambda: told(sop), what="the owners' notice")
+    await eventually(lambda: told(outbox), what="the owners' notice")
     await settle(sop)
-    [(key, values)] = told(sop)
-    assert key == "sop.failed_owner"
-    assert values["sop"] == "daily" and values["count"] == 2
-    assert values["groups"] == "Coffee lovers, Tea <lovers>"
-    assert values["reason"] == "post: Forbidden: bot was kicked"
+    assert told(outbox) == [
+        "⚠️ SOP <code>daily</code>: 2 run(s) failed today (Coffee lovers, Tea &lt;lovers&gt;). "
+        "Latest reason: post: Forbidden: bot was kicked. I will not repeat this today; "
+        "/sops in a group shows it."
+    ]
 
     clock.advance(timedelta(hours=1))  # the same day: counted, not told again
     await sop.fire_schedule("daily", GROUP.id)
     await settle(sop)
-    assert len(told(sop)) == 1
+    assert len(told(outbox)) == 1
 
     clock.advance(timedelta(days=1))
     await sop.fire_schedule("daily", GROUP.id)
-    await eventually(lambda: len(told(sop)) == 2, what="the next day's notice")
-    assert told(sop)[1][1]["count"] == 1
+    await eventually(lambda: len(told(outbox)) == 2, what="the next day's notice")
+    assert "daily</code>: 1 run(s) failed today (Tea &lt;lovers&gt;)" in told(outbox)[1]
 
 
 async def test_a_restart_does_not_tell_the_same_days_failures_again(
@@ -106,20 +104,15 @@ async def test_a_restart_does_not_tell_the_same_days_failures_again(
     sop, outbox, clock = running
     outbox.refuse.add(GROUP.id)
     await sop.fire_schedule("daily", GROUP.id)
-    await eventually(lambda: told(sop), what="the owners' notice")
-    again, outbox_again, clock_again = await make_engine(
-        engine, registry, activity, tmp_path / "sops"
-    )
-    clock_again.set(clock.now() + timedelta(minutes=5))
-    outbox_again.refuse.add(GROUP.id)
-    again.start()
-    try:
+    await eventually(lambda: told(outbox), what="the owners' notice")
+    async with make_engine(engine, tmp_path / "sops") as (again, outbox_again, clock_again):
+        clock_again.set(clock.now() + timedelta(minutes=5))
+        outbox_again.refuse.add(GROUP.id)
+        again.start()
         await again.fire_schedule("daily", GROUP.id)
         await settle(again)
         await again.failures.wait(5)
-        assert told(again) == []
-    finally:
-        await again.close()
+        assert told(outbox_again) == []
 
 
 async def test_sops_shows_the_last_failure(running: Any) -> None:

@@ -15,12 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.activity import ActivityLog
 from bot.db import PUSHES, SOP_RUNS, SOP_STEPS, PushStatus, RunStatus, writing
 from bot.registry import Registry
-from bot.sop.engine import Engine
 from tests.sop_harness import (
     GROUP,
     START,
-    RecordingOutbox,
     drain,
+    engines,
     eventually,
     make_engine,
     queue_of,
@@ -50,18 +49,8 @@ async def world(engine: AsyncEngine, registry: Registry, activity: ActivityLog, 
     await registry.save_group(GROUP)
     await registry.member_joined(GROUP.id, user(1, "M1"), START, source="chat_member")
     write_sop(tmp_path / "sops", "note", NOTE)
-    made: list[Engine] = []
-
-    async def build() -> tuple[Engine, RecordingOutbox, Any]:
-        sop, outbox, clock = await make_engine(engine, registry, activity, tmp_path / "sops")
-        assert not sop.library.broken, [b.summary() for b in sop.library.broken.values()]
-        made.append(sop)
-        sop.start()
-        return sop, outbox, clock
-
-    yield build
-    for sop in made:
-        await sop.close()
+    async with engines(engine, tmp_path / "sops") as start:
+        yield start
 
 
 async def table(db: AsyncEngine, which: Any) -> list[dict[str, Any]]:
@@ -79,7 +68,7 @@ async def test_a_scheduled_message_waits_out_quiet_hours(world, engine: AsyncEng
     clock.set(NIGHT)
     await sop.fire_schedule("note", GROUP.id)
     await settle(sop)
-    assert outbox.sent == [], "nothing goes to the group in its quiet hours"
+    assert outbox.texts(GROUP.id) == [], "nothing goes to the group in its quiet hours"
     [push] = await table(engine, PUSHES)
     assert push["status"] == PushStatus.PENDING and push["due_at"] == MORNING
     assert "quiet hours" in push["note"]
@@ -87,10 +76,10 @@ async def test_a_scheduled_message_waits_out_quiet_hours(world, engine: AsyncEng
     assert run["status"] == RunStatus.SENDING
     clock.set(MORNING)
     queue_of(sop).wake()
-    await eventually(lambda: len(outbox.sent) == 2, what="both messages in the morning")
+    await eventually(lambda: len(outbox.texts(GROUP.id)) == 2, what="both messages in the morning")
     await settle(sop)
-    assert outbox.texts() == ["Hello Tea &lt;lovers&gt; ()", "Bye Tea &lt;lovers&gt;"]
-    assert [sent.at for sent in outbox.sent] == [MORNING, MORNING]
+    assert outbox.texts(GROUP.id) == ["Hello Tea &lt;lovers&gt; ()", "Bye Tea &lt;lovers&gt;"]
+    assert [sent.at for sent in outbox.sent if sent.chat_id == GROUP.id] == [MORNING, MORNING]
     assert await journal(engine) == [("first", "done"), ("second", "done")]
     [run] = await table(engine, SOP_RUNS)
     assert run["status"] == RunStatus.DONE
@@ -102,8 +91,8 @@ async def test_an_answer_to_a_member_goes_at_once_in_quiet_hours(
     sop, outbox, clock = await world()
     clock.set(NIGHT)
     await sop.message(GROUP.id, 1, 7, "/note", "bot")
-    await eventually(lambda: len(outbox.sent) == 2, what="both messages")
-    assert [sent.at for sent in outbox.sent] == [NIGHT, NIGHT]
+    await eventually(lambda: len(outbox.texts(GROUP.id)) == 2, what="both messages")
+    assert [sent.at for sent in outbox.sent if sent.chat_id == GROUP.id] == [NIGHT, NIGHT]
     pushes = await table(engine, PUSHES)
     assert {(p["urgent"], p["counts"]) for p in pushes} == {(True, False)}
 
@@ -117,7 +106,7 @@ async def test_scheduled_messages_count_toward_the_daily_cap(
     await settle(sop)
     await drain(queue_of(sop))
     await settle(sop)
-    assert len(outbox.sent) == 1
+    assert len(outbox.texts(GROUP.id)) == 1
     pushes = sorted(await table(engine, PUSHES), key=lambda push: push["id"])
     assert [p["status"] for p in pushes] == [PushStatus.SENT, PushStatus.PENDING]
     assert "daily cap of 1" in pushes[1]["note"] and pushes[1]["due_at"] > clock.now()
@@ -133,14 +122,13 @@ async def test_a_message_never_tried_before_a_stop_goes_after_the_restart(
     await queue_of(sop).close(grace=0)  # the bot stops with the message waiting
     await sop.close()
     clock.set(MORNING)
-    again, outbox2, _ = await make_engine(engine, sop.registry, sop.activity, sop.library.sops_dir)
-    outbox2.clock.set(MORNING)
-    again.start()
-    await eventually(lambda: len(outbox2.sent) == 2, what="both messages after the restart")
-    await settle(again)
-    assert outbox.sent == []
-    assert await journal(engine) == [("first", "done"), ("second", "done")]
-    await again.close()
+    async with make_engine(engine, sop.library.sops_dir) as (again, outbox2, clock2):
+        clock2.set(MORNING)
+        again.start()
+        await eventually(lambda: len(outbox2.texts(GROUP.id)) == 2, what="both after the restart")
+        await settle(again)
+        assert outbox.texts(GROUP.id) == []
+        assert await journal(engine) == [("first", "done"), ("second", "done")]
 
 
 async def test_a_message_sent_just_before_a_stop_is_not_sent_again(
@@ -159,18 +147,17 @@ async def test_a_message_sent_just_before_a_stop_is_not_sent_again(
         await conn.execute(
             update(PUSHES).values(status=PushStatus.SENT.value, message_id=4242, sent_at=START)
         )
-    again, outbox2, _ = await make_engine(engine, sop.registry, sop.activity, sop.library.sops_dir)
-    again.start()
-    await eventually(lambda: len(outbox2.sent) == 1, what="the second message")
-    await settle(again)
-    assert outbox2.texts() == ["Bye M1"], "the first message is not sent again"
-    steps = sorted(await table(engine, SOP_STEPS), key=lambda row: row["seq"])
-    assert next((s["step"], s["status"], s["message_id"]) for s in steps) == (
-        "first",
-        "done",
-        4242,
-    )
-    await again.close()
+    async with make_engine(engine, sop.library.sops_dir) as (again, outbox2, _):
+        again.start()
+        await eventually(lambda: len(outbox2.texts(GROUP.id)) == 1, what="the second message")
+        await settle(again)
+        assert outbox2.texts(GROUP.id) == ["Bye M1"], "the first message is not sent again"
+        steps = sorted(await table(engine, SOP_STEPS), key=lambda row: row["seq"])
+        assert next((s["step"], s["status"], s["message_id"]) for s in steps) == (
+            "first",
+            "done",
+            4242,
+        )
 
 
 async def test_a_waiting_message_of_an_sop_switched_off_meanwhile_never_goes(
@@ -184,7 +171,7 @@ async def test_a_waiting_message_of_an_sop_switched_off_meanwhile_never_goes(
     clock.set(MORNING)
     await drain(queue_of(sop))
     await settle(sop)
-    assert outbox.sent == []
+    assert outbox.texts(GROUP.id) == []
     [push] = await table(engine, PUSHES)
     assert push["status"] == PushStatus.CANCELLED
     [run] = await table(engine, SOP_RUNS)

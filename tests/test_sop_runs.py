@@ -21,7 +21,17 @@ from bot.sop.admin import SopAdmin
 from bot.sop.engine import LOOKAHEAD, Engine
 from bot.sop.format import SendStep
 from bot.sop.messages import pick_variant
-from tests.sop_harness import GROUP, START, eventually, make_engine, queue_of, settle, user
+from tests.sop_harness import (
+    GROUP,
+    OWNER,
+    START,
+    engines,
+    eventually,
+    make_engine,
+    queue_of,
+    settle,
+    user,
+)
 
 HEADER = "schema_version: 1\ngroups: all\n"
 
@@ -44,20 +54,14 @@ async def world(engine: AsyncEngine, registry: Registry, activity: ActivityLog, 
     await registry.save_group(GROUP)
     for n in range(1, 6):
         await registry.member_joined(GROUP.id, user(n, f"M{n}"), START, source="chat_member")
-    made: list[Engine] = []
+    async with engines(engine, tmp_path / "sops") as start:
 
-    async def build(**sops: str) -> tuple[Engine, Any, Any]:
-        for sop_id, body in sops.items():
-            write_sop(tmp_path / "sops", sop_id, body)
-        sop, outbox, clock = await make_engine(engine, registry, activity, tmp_path / "sops")
-        assert not sop.library.broken, [b.summary() for b in sop.library.broken.values()]
-        made.append(sop)
-        sop.start()
-        return sop, outbox, clock
+        async def build(**sops: str) -> tuple[Engine, Any, Any]:
+            for sop_id, body in sops.items():
+                write_sop(tmp_path / "sops", sop_id, body)
+            return await start()
 
-    yield build
-    for sop in made:
-        await sop.close()
+        yield build
 
 
 GO = """\
@@ -90,7 +94,7 @@ async def test_modes_decide_what_a_second_trigger_does(world, mode: str, expecte
     for _ in range(3):
         clock.advance(timedelta(hours=1))
         await settle(sop)
-    assert outbox.texts() == expected
+    assert outbox.texts(GROUP.id) == expected
 
 
 async def test_a_member_always_gets_the_same_variant_and_it_is_recorded(world, engine, activity):
@@ -111,11 +115,11 @@ async def test_a_member_always_gets_the_same_variant_and_it_is_recorded(world, e
             await sop.message(GROUP.id, member, 1, "/ab", "bot")
         await settle(sop)
     by_member: dict[str, set[str]] = {}
-    for text in outbox.texts():
+    for text in outbox.texts(GROUP.id):
         kind, name = text.split(" variant for ")
         by_member.setdefault(name, set()).add(kind)
     assert all(len(kinds) == 1 for kinds in by_member.values()), by_member
-    await activity.flush()
+    await sop.activity.flush()
     events = await rows(engine, EVENTS, EVENTS.c.type == "sop_sent")
     assert len(events) == 10
     for event in events:
@@ -182,7 +186,7 @@ async def test_if_tags_points_emit_and_an_event_wait(world, engine):
     await settle(sop)
     await sop.message(GROUP.id, 2, 2, "/flow", "bot")
     await settle(sop)
-    assert outbox.texts() == [
+    assert outbox.texts(GROUP.id) == [
         "Then branch",
         "Event flow.done for M1 (3)",
         "Then branch",
@@ -190,7 +194,7 @@ async def test_if_tags_points_emit_and_an_event_wait(world, engine):
     ]
     await sop.message(GROUP.id, 1, 3, "/flow", "bot")  # M1 is a vip now: else branch
     await settle(sop)
-    assert outbox.texts()[-2:] == ["Else branch", "Event flow.done for M1 (3)"]
+    assert outbox.texts(GROUP.id)[-2:] == ["Else branch", "Event flow.done for M1 (3)"]
 
     await sop.emit("checkin.done", GROUP.id, 2)  # M2's wait ends by the event
     await settle(sop)
@@ -250,7 +254,7 @@ async def test_a_failing_step_fails_its_run_only(world, engine):
     )
     await sop.message(GROUP.id, 1, 1, "/bad", "bot")
     await settle(sop)
-    assert outbox.texts() == ["Hello M1 ()"]
+    assert outbox.texts(GROUP.id) == ["Hello M1 ()"]
     [run] = await rows(engine, SOP_RUNS, SOP_RUNS.c.sop_id == "bad")
     assert run["status"] == "failed" and run["error"] == "steps.0: not enough points (0) to take 1"
 
@@ -265,11 +269,11 @@ async def test_the_timer_passes_over_runs_in_hand_however_many(world, engine, mo
     monkeypatch.setattr("bot.sop.runs.HELD_IN_QUERY", 0)
     sop._leases.busy.add(first)  # as if another task were working on M1's run
     clock.advance(timedelta(hours=2))
-    await eventually(lambda: len(outbox.sent) == 5, what="the other two runs")
+    await eventually(lambda: len(outbox.texts(GROUP.id)) == 5, what="the other two runs")
     await settle(sop)
-    assert sorted(outbox.texts()[3:]) == ["Bye M2", "Bye M3"]
+    assert sorted(outbox.texts(GROUP.id)[3:]) == ["Bye M2", "Bye M3"]
     sop._leases.busy.discard(first)  # let go without being saved: still due, taken again
-    await eventually(lambda: "Bye M1" in outbox.texts(), what="the run let go")
+    await eventually(lambda: "Bye M1" in outbox.texts(GROUP.id), what="the run let go")
 
 
 async def test_the_timer_goes_on_after_a_database_error(world, monkeypatch):
@@ -288,7 +292,7 @@ async def test_the_timer_goes_on_after_a_database_error(world, monkeypatch):
 
     monkeypatch.setattr(sop.runs, "claim_due", fails_once)
     clock.advance(timedelta(hours=2))
-    await eventually(lambda: "Bye M1" in outbox.texts(), seconds=5, what="the wait to end")
+    await eventually(lambda: "Bye M1" in outbox.texts(GROUP.id), seconds=5, what="the wait to end")
     assert failures == [1]
 
 
@@ -314,18 +318,18 @@ async def test_runs_read_ahead_are_taken_on_time_and_yield_to_events_and_leaving
     clock.advance(timedelta(hours=1) - LOOKAHEAD / 2)
     await eventually(lambda: len(sop._timer.ahead) == 3, what="the timer to read the runs ahead")
     await settle(sop)
-    assert outbox.sent == [], "read ahead, not taken before their time"
+    assert outbox.texts(GROUP.id) == [], "read ahead, not taken before their time"
     runs = await rows(engine, SOP_RUNS)
     assert {r["status"] for r in runs} == {"waiting"}, "reading ahead changes nothing stored"
 
     await sop.emit("checkin.done", GROUP.id, 2)  # M2's event comes just before the timeout
     await sop.member_left(GROUP.id, 3)  # M3 leaves just before it
     await settle(sop)
-    assert outbox.texts() == ["Else branch"]
+    assert outbox.texts(GROUP.id) == ["Else branch"]
     clock.advance(LOOKAHEAD)
-    await eventually(lambda: len(outbox.sent) == 2, what="M1's timeout")
+    await eventually(lambda: len(outbox.texts(GROUP.id)) == 2, what="M1's timeout")
     await settle(sop)
-    assert outbox.texts() == ["Else branch", "Then branch"]
+    assert outbox.texts(GROUP.id) == ["Else branch", "Then branch"]
     assert [s.chat_id for s in outbox.sent] == [GROUP.id, GROUP.id]
     by_member = {r["user_id"]: r["status"] for r in await rows(engine, SOP_RUNS)}
     assert by_member == {1: "done", 2: "done", 3: "cancelled"}
@@ -344,18 +348,20 @@ async def test_leaving_ends_the_members_runs_and_joins_batch(world, engine, regi
         """
     )
     for member in (6, 7, 8):
-        await registry.member_joined(GROUP.id, user(member, f"N{member}"), clock.now(), source="x")
+        await sop.registry.member_joined(
+            GROUP.id, user(member, f"N{member}"), clock.now(), source="x"
+        )
         await sop.member_joined(GROUP.id, member)
         clock.advance(timedelta(milliseconds=300))  # joins in the same moment
     await settle(sop)
     clock.advance(timedelta(seconds=1))
-    await eventually(lambda: len(outbox.sent) == 1, what="one greeting for the batch")
-    assert outbox.texts() == ["Missed you: N6, N7, N8"]
+    await eventually(lambda: len(outbox.texts(GROUP.id)) == 1, what="one greeting for the batch")
+    assert outbox.texts(GROUP.id) == ["Missed you: N6, N7, N8"]
     await settle(sop)
     await sop.member_left(GROUP.id, 7)
     clock.advance(timedelta(days=1))
     await settle(sop)
-    assert sorted(outbox.texts()[1:]) == ["Bye N6", "Bye N8"]
+    assert sorted(outbox.texts(GROUP.id)[1:]) == ["Bye N6", "Bye N8"]
     [left] = await rows(engine, SOP_RUNS, SOP_RUNS.c.user_id == 7)
     assert (left["status"], left["error"]) == ("cancelled", "the member left the group")
 
@@ -371,11 +377,11 @@ async def test_silent_members_get_one_digest(world, engine, registry, activity):
         """
     )
     clock.advance(timedelta(days=20))
-    activity.touch(GROUP.id, user(3, "M3"), clock.now(), 1)  # M3 spoke today
-    await activity.flush()
+    sop.activity.touch(GROUP.id, user(3, "M3"), clock.now(), 1)  # M3 spoke today
+    await sop.activity.flush()
     assert await sop.check_silent("quiet", GROUP.id, 14) == 4
     await settle(sop)
-    assert outbox.texts() == ["Missed you: M1, M2, M4, M5"]
+    assert outbox.texts(GROUP.id) == ["Missed you: M1, M2, M4, M5"]
     clock.advance(timedelta(days=1))
     assert await sop.check_silent("quiet", GROUP.id, 14) == 0, "the condition keeps them out"
 
@@ -393,18 +399,18 @@ async def test_sop_run_for_the_group_does_a_silent_sops_daily_check(world, activ
     )
     admin = SopAdmin(sop)
     clock.advance(timedelta(days=20))
-    activity.touch(GROUP.id, user(3, "M3"), clock.now(), 1)  # M3 spoke today
-    await activity.flush()
+    sop.activity.touch(GROUP.id, user(3, "M3"), clock.now(), 1)  # M3 spoke today
+    await sop.activity.flush()
     assert await admin.run(GROUP.id, "quiet", None, "") == (
         "sop.run_done",
         {"id": "quiet", "who": ""},
     )
-    assert outbox.texts() == ["Missed you: M1, M2, M4, M5"], "one digest, M3 left out"
+    assert outbox.texts(GROUP.id) == ["Missed you: M1, M2, M4, M5"], "one digest, M3 left out"
     assert await admin.run(GROUP.id, "quiet", None, "") == (
         "sop.none_silent",
         {"id": "quiet", "days": 14},
     )
-    assert len(outbox.texts()) == 1, "nobody nudged twice"
+    assert len(outbox.texts(GROUP.id)) == 1, "nobody nudged twice"
 
 
 async def test_a_schedule_run_is_for_the_whole_group(world):
@@ -417,11 +423,16 @@ async def test_a_schedule_run_is_for_the_whole_group(world):
     )
     await sop.fire_schedule("morning", GROUP.id)
     await settle(sop)
-    assert outbox.texts() == ["Good morning, Tea &lt;lovers&gt;"]
+    assert outbox.texts(GROUP.id) == ["Good morning, Tea &lt;lovers&gt;"]
+
+
+SKIPPED = (
+    "SOP <code>later</code> in Tea &lt;lovers&gt;: 2 run(s) fell due while I was down, "
+    "beyond the catch-up grace; I skipped them."
+)
 
 
 async def test_catch_up_skip_policy_skips_and_reports(world, engine):
-    notices: list[tuple[str, dict[str, Any]]] = []
     sop, outbox, clock = await world(
         later="""\
         triggers: [{type: command, command: later}]
@@ -431,11 +442,6 @@ async def test_catch_up_skip_policy_skips_and_reports(world, engine):
           - send: {template: t.bye}
         """
     )
-
-    async def notify(key: str, **values: Any) -> None:
-        notices.append((key, values))
-
-    sop.notify = notify
     await sop.message(GROUP.id, 1, 1, "/later", "bot")
     await sop.message(GROUP.id, 2, 2, "/later", "bot")
     await settle(sop)
@@ -444,15 +450,15 @@ async def test_catch_up_skip_policy_skips_and_reports(world, engine):
     sop._tasks.stopping = False
     sop.start()
     await settle(sop)
-    await eventually(lambda: notices, what="the report")
-    assert outbox.texts() == []
-    assert notices == [("sop.skipped", {"sop": "later", "group": "Tea <lovers>", "count": 2})]
+    await eventually(lambda: outbox.texts(OWNER), what="the report")
+    assert outbox.texts(GROUP.id) == []
+    assert outbox.texts(OWNER) == [SKIPPED]
     runs = await rows(engine, SOP_RUNS)
     assert {r["status"] for r in runs} == {"skipped"}
 
 
 async def test_a_send_cut_off_by_a_crash_is_never_repeated(world, engine):
-    sop, _outbox, _clock = await world(
+    sop, outbox, _clock = await world(
         two="""\
         triggers: [{type: command, command: two}]
         steps:
@@ -462,18 +468,17 @@ async def test_a_send_cut_off_by_a_crash_is_never_repeated(world, engine):
             send: {template: t.bye}
         """
     )
-    _outbox.stall = True  # Telegram is asked and the bot dies before it answers
+    outbox.stall = True  # Telegram is asked and the bot dies before it answers
     await sop.message(GROUP.id, 1, 1, "/two", "bot")
-    await eventually(lambda: _outbox.stalled == 1, what="the first send to start")
+    await eventually(lambda: outbox.stalled == 1, what="the first send to start")
     await queue_of(sop).close(grace=0)  # the process dies
     for task in sop.tasks:
         task.cancel()
     await asyncio.sleep(0.05)
 
-    again, outbox2, _ = await make_engine(engine, sop.registry, sop.activity, sop.library.sops_dir)
-    again.start()
-    try:
-        await eventually(lambda: outbox2.texts() == ["Bye M1"], what="the run to go on")
+    async with make_engine(engine, sop.library.sops_dir) as (again, outbox2, _):
+        again.start()
+        await eventually(lambda: outbox2.texts(GROUP.id) == ["Bye M1"], what="the run to go on")
         await settle(again)  # the send is journaled as done right after it returns
         steps = await rows(engine, SOP_STEPS)
         assert [(s["step"], s["status"]) for s in sorted(steps, key=lambda s: s["seq"])] == [
@@ -482,8 +487,6 @@ async def test_a_send_cut_off_by_a_crash_is_never_repeated(world, engine):
         ]
         overview = await SopAdmin(again).overview(GROUP.id)
         assert ("sop.list_interrupted", {"count": 1, "at": "2026-11-02 09:00"}) in overview
-    finally:
-        await again.close()
 
 
 async def test_switching_off_in_a_group_stops_its_runs(world, engine):
@@ -495,11 +498,11 @@ async def test_switching_off_in_a_group_stops_its_runs(world, engine):
     clock.advance(timedelta(hours=2))
     await sop.message(GROUP.id, 2, 2, "/go", "bot")
     await settle(sop)
-    assert outbox.texts() == ["Hello M1 ()"]
+    assert outbox.texts(GROUP.id) == ["Hello M1 ()"]
     await sop.library.switch(engine, "go", GROUP.id, True, 1, clock.now())
     await sop.message(GROUP.id, 2, 3, "/go", "bot")
     await settle(sop)
-    assert outbox.texts() == ["Hello M1 ()", "Hello M2 ()"]
+    assert outbox.texts(GROUP.id) == ["Hello M1 ()", "Hello M2 ()"]
 
 
 async def test_reload_keeps_the_last_good_version_of_a_broken_file(world, tmp_path):
@@ -510,4 +513,4 @@ async def test_reload_keeps_the_last_good_version_of_a_broken_file(world, tmp_pa
     assert sop.library.get("go") is not None
     await sop.message(GROUP.id, 1, 1, "/go", "bot")
     await settle(sop)
-    assert outbox.texts() == ["Hello M1 ()"]
+    assert outbox.texts(GROUP.id) == ["Hello M1 ()"]

@@ -311,9 +311,9 @@ async def test_the_reengagement_sop_greets_only_members_who_became_dormant(
 ) -> None:
     await registry.save_group(Chat(id=GROUP, type="supergroup", title="Readers"))
     sops = copy_sops(tmp_path, "reengage_dormant.yaml", source=ROOT / "sops")
-    sop, outbox, _ = await make_engine(engine, registry, activity, sops, content=ROOT / "content")
-    await sop.emit("tier.changed", GROUP, 42, {"from": "seed", "to": "value"})
-    await sop.emit("tier.changed", GROUP, 43, {"from": "ordinary", "to": "dormant"})
-    await settle(sop)
-    [greeting] = outbox.texts(GROUP)
-    assert "tg://user?id=43" in greeting and "we miss you" in greeting
+    async with make_engine(engine, sops, content=ROOT / "content") as (sop, outbox, _):
+        await sop.emit("tier.changed", GROUP, 42, {"from": "seed", "to": "value"})
+        await sop.emit("tier.changed", GROUP, 43, {"from": "ordinary", "to": "dormant"})
+        await settle(sop)
+        [greeting] = outbox.texts(GROUP)
+        assert "tg://user?id=43" in greeting and "we miss you" in greeting

@@ -21,9 +21,9 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import CallbackQuery, Message
 
-from bot.delivery import Delivery
 from bot.handlers.filters import AdminsOnly, InGroup, InPrivate
 from bot.handlers.sops import Say
+from bot.outbox import Outbox
 from bot.push.lives import DEFAULT_REMINDERS, REMIND, WATCH, LiveError, Lives, reminder_times
 from bot.push.rules import parse_before
 
@@ -185,7 +185,7 @@ async def pressed(query: CallbackQuery, lives: Lives, say: Say) -> None:
     await query.answer(lives.texts(f"live.popup.{outcome}", language, title=title))
 
 
-async def start(message: Message, command: CommandObject, lives: Lives, delivery: Delivery) -> None:
+async def start(message: Message, command: CommandObject, lives: Lives, delivery: Outbox) -> None:
     """/start in private: the bot may write to the user now; a deep link does what it says."""
     if message.from_user is None:
         return

@@ -8,8 +8,8 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
-from bot.delivery import Delivery
 from bot.handlers.filters import AdminsOnly, InGroup
+from bot.outbox import Outbox
 from bot.registry import Registry
 from bot.sop.admin import Key, Reply, SopAdmin
 from bot.sop.engine import Engine
@@ -19,7 +19,7 @@ from bot.texts import Texts
 class Say:
     """Replies to a command in the language of its chat, through the delivery service."""
 
-    def __init__(self, delivery: Delivery, texts: Texts, registry: Registry) -> None:
+    def __init__(self, delivery: Outbox, texts: Texts, registry: Registry) -> None:
         self.delivery = delivery
         self.texts = texts
         self.registry = registry

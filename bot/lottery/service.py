@@ -268,10 +268,16 @@ class Lotteries:
         self, chat_id: int, users: list[int], known: dict[int, dict[str, Any]]
     ) -> set[int]:
         """Of these pressers, those Telegram says are not in the group. Asked only about people
-        the bot does not know as present members (a visitor of a public group can press too, and
-        a rejoin may have been missed); what it says is stored, in the database and in `known`,
-        and remembered for a minute."""
-        doubtful = [u for u in users if (known.get(u) or {}).get("status") not in PRESENT]
+        the bot has not seen join as present members (a visitor of a public group can press too,
+        and a rejoin may have been missed; a row without a join may be the press itself, which
+        the activity log writes); what it says is stored, in the database and in `known`, and
+        remembered for a minute."""
+        seen = {u: known.get(u) or {} for u in users}
+        doubtful = [
+            u
+            for u, row in seen.items()
+            if row.get("status") not in PRESENT or not row.get("joined_at")
+        ]
         answers = await asyncio.gather(*(self._status(chat_id, u) for u in doubtful))
         refused = set()
         for user_id, status in zip(doubtful, answers, strict=True):

@@ -113,6 +113,18 @@ _OTHER_ENTRY = {
     "mention": mention(100002, "Ada"),
 }
 
+# What each event the bot emits carries as `trigger.data`, with example values; `tidepool
+# simulate` emits these. Producers: `checkin` steps (bot/sop/steps/_checkin.py), the lotteries'
+# draw and reroll (bot/lottery/service.py), the daily tiers (bot/stats/service.py).
+EVENT_EXAMPLES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "checkin.done": {"streak": 3, "points": 10, "rank": 2},
+        "checkin.milestone": {"streak": 7, "points": 60, "days": 7},
+        "lottery.won": {"lottery": 1, "prize": "A signed book", "place": 1},
+        "tier.changed": {"from": "ordinary", "to": "dormant"},
+    }
+)
+
 SAMPLE_CONTEXT: Mapping[str, Any] = MappingProxyType(
     {
         "member": _SAMPLE_MEMBER,

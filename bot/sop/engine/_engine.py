@@ -72,7 +72,7 @@ class Engine:
         self.clock = clock
         self.default_timezone = default_timezone
         self.default_language = default_language
-        self.notify = notify  # tells the owners (read when telling: it may be replaced)
+        self.notify = notify  # tells the owners
         self.runs = RunStore(db)
         self.facts = Facts(db, activity)
         self.boards = Leaderboards(db)
@@ -88,7 +88,7 @@ class Engine:
         wake = asyncio.Event()  # rung when runs were stored that wait for their time
         self._context = Context(registry, library, default_timezone)
         self.failures = FailureNotices(
-            self.runs, clock, default_timezone, self._tell_owners, self._context.title
+            self.runs, clock, default_timezone, notify, self._context.title
         )
         self._stepping = Stepping(
             db=db,
@@ -124,7 +124,7 @@ class Engine:
             waits=self._waits,
             stepping=self._stepping,
             wake=wake,
-            notify=self._tell_owners,
+            notify=notify,
         )
         self._starting = Starting(
             runs=self.runs,
@@ -264,10 +264,6 @@ class Engine:
                 len(stuck),
                 len(interrupted),
             )
-
-    async def _tell_owners(self, key: str, **values: Any) -> None:
-        """Tell the owners through `notify` as it is now (a test may put another in)."""
-        await self.notify(key, **values)
 
     async def _start_for_step(
         self,

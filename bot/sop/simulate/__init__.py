@@ -19,6 +19,7 @@ from bot.sop.simulate._simulation import (
     parse_script,
     simulate,
 )
+from bot.sop.simulate._telegram import unreachable_bot
 from bot.sop.simulate._timeline import TEXT_LIMIT, Entry, RecordingOutbox, Sent, Timeline, one_line
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "one_line",
     "parse_script",
     "simulate",
+    "unreachable_bot",
 ]

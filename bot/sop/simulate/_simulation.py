@@ -15,23 +15,18 @@ from zoneinfo import ZoneInfo
 
 from aiogram.types import Chat, User
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.activity import ActivityLog, event_row
+from bot.activity import event_row
 from bot.clock import ManualClock
 from bot.db import PUSHES, SOP_RUNS, SOP_STEPS, EventType, PushKind, create_engine, upgrade
-from bot.deletions import Deletions
-from bot.events import Bus
-from bot.lottery.service import Lotteries
-from bot.push.lives import LIVE_KINDS, Lives
-from bot.push.queue import PushQueue
-from bot.push.rows import Courier, Doorbell
-from bot.registry import Registry
+from bot.factory import Tidepool, assemble
+from bot.settings import Settings
 from bot.sop import format as fmt
-from bot.sop.engine import JOIN_GATHER, Engine
+from bot.sop.engine import JOIN_GATHER
 from bot.sop.format import format_duration, parse_duration
-from bot.sop.library import Library, Procedure
+from bot.sop.library import Procedure
 from bot.sop.messages import RenderError, button_data
+from bot.sop.simulate._telegram import unreachable_bot
 from bot.sop.simulate._timeline import (
     Entry,
     JournalRow,
@@ -42,7 +37,7 @@ from bot.sop.simulate._timeline import (
     push_entry,
 )
 from bot.sop.steps import STEPS
-from bot.texts import Texts
+from bot.sop.templates import EVENT_EXAMPLES
 
 GROUP_ID = -1000000000001
 MEMBER_ID = 100001
@@ -131,95 +126,50 @@ def _at_or_after(moment: datetime, at: time, zone: ZoneInfo) -> datetime:
 async def simulate(
     file: Path, content_dir: Path, script: Script, *, timezone: ZoneInfo, language: str
 ) -> Timeline:
-    """Run the SOP in `file` (checked already) as `script` says, and return its timeline."""
+    """Run the SOP in `file` (checked already) as `script` says, and return its timeline.
+
+    The bot is assembled as `tidepool run` assembles it (`bot.factory`), with the SOP's folder
+    as SOPS_DIR; Telegram is a recording outbox and a server that never answers, the clock is
+    manual, and no loop runs: the simulation moves the clock and runs what falls due.
+    """
+    hour = datetime.now(UTC).astimezone(timezone).replace(minute=0, second=0, microsecond=0)
+    clock = ManualClock(script.start or (hour + timedelta(hours=1)).astimezone(UTC))
+    outbox = RecordingOutbox(clock)
+    bot, me = unreachable_bot(BOT_USERNAME)
     with tempfile.TemporaryDirectory(prefix="tidepool-simulate-") as folder:
-        db = create_engine(f"sqlite+aiosqlite:///{Path(folder) / 'simulate.db'}")
+        settings = Settings(
+            _env_file=None,
+            database_url=f"sqlite+aiosqlite:///{Path(folder) / 'simulate.db'}",
+            sops_dir=file.parent,
+            content_dir=content_dir,
+            language=language,
+            timezone=timezone.key,
+            owner_ids=[],  # owners are not messaged in a simulation
+            quiet_hours="22:00-08:00",
+            daily_cap=6,
+        )
+        db = create_engine(settings.database_url)
         try:
             await upgrade(db)
-            return await _Simulation(db, file, content_dir, script, timezone, language).run()
+            async with assemble(settings, bot, clock, me, db=db, outbox=outbox, loops=False) as app:
+                return await _Simulation(app, clock, outbox, file, script).run()
         finally:
             await db.dispose()
-
-
-async def _nobody_asked(_chat_id: int, _user_id: int) -> str | None:
-    return None  # Telegram is not asked in a simulation: every press counts
-
-
-async def _nobody_told(_key: str, **_values: Any) -> None:
-    """Owners are not messaged in a simulation."""
 
 
 class _Simulation:
     """One simulated group with one member, the engine working in it, and the clock it reads."""
 
     def __init__(
-        self, db: AsyncEngine, file: Path, content: Path, script: Script, zone: ZoneInfo, lang: str
+        self, app: Tidepool, clock: ManualClock, outbox: RecordingOutbox, file: Path, script: Script
     ) -> None:
-        self.db, self.file, self.script, self.zone = db, file, script, zone
-        self.language = script.language or lang
-        hour = datetime.now(UTC).astimezone(zone).replace(minute=0, second=0, microsecond=0)
-        self.clock = ManualClock(script.start or (hour + timedelta(hours=1)).astimezone(UTC))
-        self.outbox = RecordingOutbox(self.clock)
-        self.activity = ActivityLog(db)
-        self.bus = Bus()
-        self.registry = Registry(db, self.activity, self.bus)
-        self.library = Library(file.parent, content)
-        texts = Texts.load(content, lang)
-        doorbell = Doorbell()
-        self.lotteries = Lotteries(
-            db,
-            self.registry,
-            self.activity,
-            self.outbox,
-            texts,
-            self.clock,
-            bus=self.bus,
-            pushes=doorbell,
-            ask_member=_nobody_asked,
-            default_timezone=zone,
-        )
-        lives = Lives(
-            db,
-            self.registry,
-            self.activity,
-            self.outbox,
-            texts,
-            doorbell,
-            self.clock,
-            default_zone=zone,
-        )
-        self.engine = Engine(
-            db,
-            self.library,
-            self.registry,
-            self.activity,
-            self.outbox,
-            self.clock,
-            bus=self.bus,
-            lotteries=self.lotteries,
-            lives=lives,
-            pushes=doorbell,
-            deletions=Deletions(db, self.outbox, self.clock),
-            notify=_nobody_told,
-            default_timezone=zone,
-            default_language=lang,
-        )
-        self.pushes = PushQueue(
-            db,
-            self.registry,
-            self.outbox,
-            self.clock,
-            couriers={
-                PushKind.TEXT: Courier(self.outbox, content),
-                PushKind.SOP: self.engine.courier,
-                PushKind.LOTTERY_POST: self.lotteries.courier,
-                PushKind.LOTTERY_ANNOUNCE: self.lotteries.courier,
-                **dict.fromkeys(LIVE_KINDS, lives.courier),
-            },
-            doorbell=doorbell,
-            notify=_nobody_told,
-            default_zone=zone,
-        )
+        self.db, self.file, self.script = app.db, file, script
+        self.zone: ZoneInfo = app.settings.tz
+        self.language = script.language or app.settings.language
+        self.clock, self.outbox = clock, outbox
+        self.activity, self.registry = app.activity, app.registry
+        self.library, self.engine = app.engine.library, app.engine
+        self.lotteries, self.pushes = app.lotteries, app.pushes
         self.user = User(id=MEMBER_ID, is_bot=False, first_name=script.member)
         self.chat_id = GROUP_ID
         self.notes: list[str] = []
@@ -227,23 +177,17 @@ class _Simulation:
         self.actions: list[tuple[datetime, int, Work]] = []
 
     async def run(self) -> Timeline:
-        await self.engine.open()
-        try:
-            self.flow = self._flow()
-            self.trigger = trigger = self.flow.sop.triggers[0]
-            await self._group()
-            start = self.clock.now()
-            if isinstance(trigger, fmt.SilentTrigger) and self.script.start is None:
-                start = _at_or_after(start, trigger.at, self.zone)
-            self.clock.set(start)
-            await self._member(start)
-            self._plan(start, start + self.script.until)
-            await self._loop(start + self.script.until)
-            return await self._timeline(start)
-        finally:
-            await self.lotteries.close()
-            await self.engine.close()
-            await self.activity.close()
+        self.flow = self._flow()
+        self.trigger = trigger = self.flow.sop.triggers[0]
+        await self._group()
+        start = self.clock.now()
+        if isinstance(trigger, fmt.SilentTrigger) and self.script.start is None:
+            start = _at_or_after(start, trigger.at, self.zone)
+        self.clock.set(start)
+        await self._member(start)
+        self._plan(start, start + self.script.until)
+        await self._loop(start + self.script.until)
+        return await self._timeline(start)
 
     def _flow(self) -> Procedure:
         wanted = self.file.resolve()
@@ -384,11 +328,12 @@ class _Simulation:
             await engine.fire_schedule(self.flow.id, chat_id)
         elif isinstance(trigger, fmt.EventTrigger):
             self._note("event", f"event {trigger.event} for {name}")
+            data = dict(EVENT_EXAMPLES.get(trigger.event, {}))  # what the real one carries
             events = engine.triggers.events
             listeners = events.get(trigger.event, [])
             events[trigger.event] = [item for item in listeners if item.id == self.flow.id]
             try:
-                await engine.emit(trigger.event, chat_id, user.id)
+                await engine.emit(trigger.event, chat_id, user.id, data)
             finally:
                 events[trigger.event] = listeners
 

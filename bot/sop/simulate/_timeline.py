@@ -8,11 +8,10 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from aiogram.types import FSInputFile, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardMarkup, InputFile
 
 from bot.clock import Clock
 from bot.delivery import Delivered
@@ -62,10 +61,10 @@ class RecordingOutbox:
             await options["before"]()
         return self._record("sendMessage", chat_id, text, options)
 
-    async def send_photo(self, chat_id: int, photo: str | FSInputFile, **options: Any) -> Delivered:
+    async def send_photo(self, chat_id: int, photo: str | InputFile, **options: Any) -> Delivered:
         delivered = self._record("sendPhoto", chat_id, options.get("caption") or "", options)
         if delivered.ok:
-            self.sent[-1].photo = photo if isinstance(photo, str) else Path(str(photo.path)).name
+            self.sent[-1].photo = photo if isinstance(photo, str) else photo.filename
         return delivered
 
     async def edit_text(self, chat_id: int, message_id: int, text: str, **_: Any) -> Delivered:
