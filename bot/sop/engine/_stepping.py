@@ -206,10 +206,14 @@ class Stepping:
         first: Effects | None = None,
         errors: dict[int, str] | None = None,
         branch: dict[int, str] | None = None,
+        later: bool = False,
     ) -> list[Run]:
         """Journal the step for each run and move the runs on, with the step's effects, at once.
 
         A run in `errors` failed this step: it stops there, unless the step continues on error.
+        `later`: the step read and wrote nothing outside its runs (an `if` on their variables),
+        so unless a run ended here, it is journaled and moved with the runs' next save instead
+        of a transaction of its own; after a crash in between, the step is simply done again.
         """
         procedure, path, now, label = cohort.procedure, cohort.path, cohort.now, cohort.label
         action, continues = cohort.step.action, cohort.step.continue_on_error
@@ -241,6 +245,15 @@ class Stepping:
                     goto(run, procedure, target, now)
                 else:
                     goto(run, procedure, path, now, past=True)
+        if (
+            later
+            and effects is None
+            and first is None
+            and all(run.status is RunStatus.RUNNING for run in runs)
+        ):
+            for run, record in zip(runs, records, strict=True):
+                run.unbegun.append(record)
+            return runs
         await self.runs.save(runs, now, begun=records, effects=effects, first=first)
         return await self.settle(runs)
 
