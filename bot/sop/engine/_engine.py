@@ -194,6 +194,7 @@ class Engine:
         """Stop taking due runs and wait up to `grace` seconds for the work in hand."""
         self._tasks.stopping = True
         await self._timer.stop()
+        await self._starting.flush()  # starts handed over before the stop: written, never lost
         await self._tasks.wait(grace)
         await self.failures.wait(grace)  # owners' notices go before the delivery service
 
@@ -298,7 +299,8 @@ class Engine:
     async def message(
         self, chat_id: int, user_id: int, message_id: int, text: str | None, bot_username: str
     ) -> None:
-        """A member wrote in a group: resume waits for it, start message and command SOPs."""
+        """A member wrote in a group: resume waits for it, start message and command SOPs
+        (handed over to be written with the next batch of starts, not waited for)."""
         await self._triggers.message(chat_id, user_id, message_id, text, bot_username)
 
     async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:

@@ -133,6 +133,7 @@ class Triggers:
         self._waits = waits
         self._stepping = stepping
         self._start = starting.start
+        self._start_soon = starting.start_soon  # a message's runs: the chat does not wait
         self._cancel = starting.cancel
         self._unhold = unhold  # the timer lets go of runs it read ahead
         self._batches: dict[tuple[str, int], _Greeting] = {}  # per SOP and group: the next
@@ -208,7 +209,7 @@ class Triggers:
             name, _, addressee = text[1:].split(maxsplit=1)[0].partition("@")
             if not addressee or addressee.lower() == bot_username.lower():
                 for procedure in commands.get(name.lower(), []):
-                    await self._start(
+                    self._start_soon(
                         procedure,
                         chat_id,
                         [user_id],
@@ -219,7 +220,7 @@ class Triggers:
             return
         for procedure, trigger in self.index.messages:
             if matches(trigger, text):
-                await self._start(
+                self._start_soon(
                     procedure, chat_id, [user_id], trigger="message", now=now, variables=variables
                 )
 
