@@ -303,6 +303,10 @@ class Engine:
         (handed over to be written with the next batch of starts, not waited for)."""
         await self._triggers.message(chat_id, user_id, message_id, text, bot_username)
 
+    async def starts_written(self) -> None:
+        """Wait until every run a trigger asked for so far is written (and set going)."""
+        await self._starting.flush()
+
     async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
         """A member pressed a button; returns a text key to answer with, or None."""
         return await self._triggers.button(chat_id, user_id, message_id, data)
