@@ -66,13 +66,13 @@ def members() -> list[tuple[int, int]]:
 
 
 async def test_check_ins_asked_for_together_are_one_batch_and_one_cohort(
-    checkins: Checkins, engine: AsyncEngine
+    checkins: Checkins, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sop, outbox, _clock = checkins
     creates = Counting(sop.runs.create)
     saves = Counting(sop.runs.save)
-    sop.runs.create = creates  # type: ignore[method-assign]
-    sop.runs.save = saves  # type: ignore[method-assign]
+    monkeypatch.setattr(sop.runs, "create", creates)
+    monkeypatch.setattr(sop.runs, "save", saves)
     for n, (chat_id, user_id) in enumerate(members()):
         await sop.message(chat_id, user_id, n + 1, "/checkin", "tidepool_bot")
     await sop.starts_written()
