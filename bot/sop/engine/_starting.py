@@ -17,7 +17,7 @@ has handed over and the activity log holds then).
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -216,8 +216,13 @@ class Starting:
             if cancel:
                 await self.cancel(cancel, asked[0].now, "restarted by a new trigger (mode restart)")
             created = await self.runs.create(rows)
-        for start, run in zip(owners, created, strict=True):
-            start.runs.append(run)
+        # Each start its runs: by SOP, group and member; one key's runs in the order of their
+        # ids, which is the order they were inserted in.
+        made: dict[tuple[str, int, int | None], deque[Run]] = defaultdict(deque)
+        for run in sorted(created, key=lambda run: run.id):
+            made[run.sop_id, run.chat_id, run.user_id].append(run)
+        for start, row in zip(owners, rows, strict=True):
+            start.runs.append(made[row["sop_id"], row["chat_id"], row["user_id"]].popleft())
         for start in every:
             if start.created is not None and not start.created.done():
                 start.created.set_result(start.runs)
