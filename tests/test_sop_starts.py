@@ -162,3 +162,17 @@ def test_conditions_read_facts_only_when_they_name_them() -> None:
     assert reads({"type": "member", "tags": {"any": ["vip"]}}) == (True, False)
     assert reads({"type": "group", "tags": {"any": ["a"]}}) == (False, False)
     assert reads({"type": "group", "members": {"min": 5}}) == (False, True)
+
+
+async def test_a_reply_names_a_member_whose_first_message_is_the_check_in(
+    checkins: Checkins, activity: ActivityLog
+) -> None:
+    sop, outbox, clock = checkins
+    chat = GROUPS[0]
+    newcomer = user(999, "Zoë")
+    activity.touch(chat.id, newcomer, clock.now(), 1)  # in the log's buffer, not written yet
+    await sop.message(chat.id, newcomer.id, 1, "/checkin", "tidepool_bot")
+    await sop.starts_written()
+    await settle(sop)
+    [reply] = outbox.sent
+    assert "Zoë</a> ✅" in reply.text

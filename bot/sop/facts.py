@@ -107,16 +107,14 @@ class Facts:
         windows = sorted(set(windows))
         if windows and self.activity.pending:  # counts must include what was just said
             await self.activity.flush()
+        known = await self._read_members(facts, pairs)
+        if len(known) < len(pairs) and self.activity.pending:
+            # A member whose first message started the run: their name is still in the log's
+            # buffer (a reply would name them by their id).
+            await self.activity.flush()
+            await self._read_members(facts, [pair for pair in pairs if pair not in known])
         async with self.engine.connect() as conn:
             for chunk in chunks(pairs):
-                rows = await conn.execute(
-                    select(MEMBERS).where(pairs_in(MEMBERS.c.chat_id, MEMBERS.c.user_id, chunk))
-                )
-                for row in rows:
-                    fact = facts[row.chat_id][row.user_id]
-                    fact.first_name, fact.last_name = row.first_name, row.last_name
-                    fact.username, fact.status, fact.tier = row.username, row.status, row.tier
-                    fact.joined_at, fact.last_activity_at = row.joined_at, row.last_activity_at
                 tags = await conn.execute(
                     select(MEMBER_TAGS.c.chat_id, MEMBER_TAGS.c.user_id, MEMBER_TAGS.c.tag).where(
                         pairs_in(MEMBER_TAGS.c.chat_id, MEMBER_TAGS.c.user_id, chunk)
@@ -144,6 +142,24 @@ class Facts:
                         for user_id, count in counts:
                             found[user_id].messages[window] = int(count)
         return facts
+
+    async def _read_members(
+        self, facts: dict[int, dict[int, MemberFacts]], pairs: list[tuple[int, int]]
+    ) -> set[tuple[int, int]]:
+        """Fill in what the members table knows of these members; those it knows."""
+        found: set[tuple[int, int]] = set()
+        async with self.engine.connect() as conn:
+            for chunk in chunks(pairs):
+                rows = await conn.execute(
+                    select(MEMBERS).where(pairs_in(MEMBERS.c.chat_id, MEMBERS.c.user_id, chunk))
+                )
+                for row in rows:
+                    fact = facts[row.chat_id][row.user_id]
+                    fact.first_name, fact.last_name = row.first_name, row.last_name
+                    fact.username, fact.status, fact.tier = row.username, row.status, row.tier
+                    fact.joined_at, fact.last_activity_at = row.joined_at, row.last_activity_at
+                    found.add((row.chat_id, row.user_id))
+        return found
 
     async def member_count(self, chat_id: int) -> int:
         """Members present in the group, as far as the bot has seen them (bots excluded);
