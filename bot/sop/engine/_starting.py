@@ -7,7 +7,7 @@ new one behind it, `parallel` starts it anyway.
 Starts are written in batches: what triggers ask for while a batch is being written waits for
 the next one, so check-ins from hundreds of members in a busy minute become a few transactions
 whose runs move on together as one cohort, instead of a transaction (and a step) each. A
-member's message hands its start over (`start_soon`) and goes on; the rest of the chat's
+member's message hands its start over (`wait=False`) and goes on; the rest of the chat's
 updates do not wait for the run to be written. A clean stop writes every start handed over
 before it (`flush`); a crash (SIGKILL, power) loses those not written yet, the batch being
 written and those asked for while it was (milliseconds' worth, as with the updates Telegram
@@ -108,14 +108,18 @@ class Starting:
         wake_at: datetime | None = None,
         position: str = "0",
         force: bool = False,
+        wait: bool = True,
     ) -> list[Run]:
         """Start runs for these members (None: the group) where the SOP's conditions hold;
-        return them once written (with the batch they were written in).
+        return them once written (with the batch they were written in). With `wait` false,
+        return at once: the runs are written with the next batch (a member's message).
 
         `force` (a press of a flow button, `/sop_run`) starts even where the SOP's mode would
         not, and without its conditions; the SOP must still run in this group.
         """
-        created = asyncio.get_running_loop().create_future()
+        created: asyncio.Future[list[Run]] | None = None
+        if wait:
+            created = asyncio.get_running_loop().create_future()
         asked = _Start(
             procedure,
             chat_id,
@@ -129,33 +133,9 @@ class Starting:
             force,
             created,
         )
-        return await created if self._ask(asked) else []
-
-    def start_soon(
-        self,
-        procedure: Procedure,
-        chat_id: int,
-        users: Sequence[int | None],
-        *,
-        trigger: str,
-        now: datetime,
-        variables: dict[str, Any] | None = None,
-    ) -> None:
-        """As `start`, without waiting for the runs: they are written with the next batch."""
-        asked = _Start(
-            procedure,
-            chat_id,
-            list(users),
-            trigger,
-            now,
-            dict(variables or {}),
-            None,
-            None,
-            "0",
-            False,
-            None,
-        )
-        self._ask(asked)
+        if not self._ask(asked) or created is None:
+            return []
+        return await created
 
     async def flush(self) -> None:
         """Write every start asked for so far (a stop: none is lost)."""

@@ -139,7 +139,6 @@ class Triggers:
         self._waits = waits
         self._stepping = stepping
         self._start = starting.start
-        self._start_soon = starting.start_soon  # a message's runs: the chat does not wait
         self._cancel = starting.cancel
         self._unhold = unhold  # the timer lets go of runs it read ahead
         self._batches: dict[tuple[str, int], _Greeting] = {}  # per SOP and group: the next
@@ -217,24 +216,26 @@ class Triggers:
             name, _, addressee = text[1:].split(maxsplit=1)[0].partition("@")
             if not addressee or addressee.lower() == bot_username.lower():
                 for procedure in commands.get(name.lower(), []):
-                    self._start_soon(
+                    await self._start(  # the chat's next update does not wait for the run
                         procedure,
                         chat_id,
                         [user_id],
                         trigger="command",
                         now=self.clock.now(),
                         variables={"trigger": {"message_id": message_id}},
+                        wait=False,
                     )
             return
         for procedure, trigger in self.index.messages:
             if matches(trigger, text):
-                self._start_soon(
+                await self._start(
                     procedure,
                     chat_id,
                     [user_id],
                     trigger="message",
                     now=self.clock.now(),
                     variables={"trigger": {"message_id": message_id}},
+                    wait=False,
                 )
 
     async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
