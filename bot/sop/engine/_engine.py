@@ -103,6 +103,7 @@ class Engine:
             waits=self._waits,
             wake=wake,
             emit=self.emit,
+            listens=self.listens,
             start=self._start_for_step,
             lotteries=lotteries,
             lives=lives,
@@ -322,6 +323,11 @@ class Engine:
     ) -> None:
         """An event happened (from a feature or an SOP): resume waits for it, start SOPs on it."""
         await self._triggers.emit(name, chat_id, user_id, data, chain=chain)
+
+    def listens(self, name: str, chat_id: int, user_id: int | None) -> bool:
+        """Whether a run waits for the event or an SOP starts on it (else emitting it is only
+        logged)."""
+        return self._triggers.listens(name, chat_id, user_id)
 
     async def fire_schedule(self, sop_id: str, chat_id: int) -> None:
         """A calendar trigger fired for one group: one run for the whole group."""

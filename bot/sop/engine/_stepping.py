@@ -73,6 +73,7 @@ class Stepping:
         waits: EventWaits,
         wake: asyncio.Event,
         emit: Emit,
+        listens: Callable[[str, int, int | None], bool],
         start: StartRuns,
         lotteries: LotteryOpener,
         lives: LiveMaker,
@@ -102,6 +103,7 @@ class Stepping:
         self._waits = waits
         self._wake = wake  # the timer: runs wait for their time
         self._emit = emit
+        self._listens = listens  # whether anything waits for or starts on an event
         self._start = start
 
     # -- what steps know of groups ------------------------------------------------------------
@@ -309,7 +311,8 @@ class Stepping:
                 data={"event": event, "sop": sop_id, "run": run.id},
             )
         )
-        self.spawn(self._emit(event, run.chat_id, run.user_id, data, chain=chain))
+        if self._listens(event, run.chat_id, run.user_id):  # most check-ins' `checkin.done`: no
+            self.spawn(self._emit(event, run.chat_id, run.user_id, data, chain=chain))
 
     def start(
         self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime

@@ -278,6 +278,10 @@ class Triggers:
         )
         return None
 
+    def listens(self, name: str, chat_id: int, user_id: int | None) -> bool:
+        """Whether a run waits for the event or an SOP starts on it."""
+        return name in self.index.events or (chat_id, user_id, name) in self._waits
+
     async def emit(
         self,
         name: str,
