@@ -155,6 +155,7 @@ async def real_round(
     async with running(server, folder, SystemClock(), groups=known, bot=bot) as app:
         began = time.perf_counter()
         await feed(app.dispatcher, bot, updates)
+        await app.engine.starts_written()  # a message hands its start over without waiting
         await steps_done(app.db)
         await app.activity.flush()
         elapsed = time.perf_counter() - began

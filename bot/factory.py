@@ -39,7 +39,7 @@ from bot.delivery import Delivery
 from bot.events import Bus
 from bot.handlers import boards, broadcasts, lives, lottery, membership, points, rewards, sops
 from bot.handlers import stats as stats_handlers
-from bot.handlers.activity import RecordMessages, RecordPresses
+from bot.handlers.activity import RecordMessages, RecordPresses, handled_commands
 from bot.lottery.service import Lotteries
 from bot.outbox import Outbox
 from bot.points import Ledger
@@ -375,14 +375,9 @@ def create_dispatcher(
     each handler those it names.
     """
     dispatcher = Dispatcher(activity=activity, registry=registry, **services)
-    dispatcher.message.outer_middleware(
-        RecordMessages(
-            registry, activity, me.id, engine=services["engine"], bot_username=me.username or ""
-        )
-    )
-    dispatcher.callback_query.outer_middleware(RecordPresses(activity))
     # Handlers sit on the dispatcher itself: every sub-router costs each update a pass through
-    # it (about 7 µs here). Plain group messages stop at RecordMessages; handlers see commands.
+    # it (about 7 µs here). Plain group messages stop at RecordMessages; handlers see the
+    # commands they take.
     membership.register(dispatcher)
     rewards.register(dispatcher)  # before sops: its handler takes every other button
     lottery.register(dispatcher)
@@ -392,6 +387,17 @@ def create_dispatcher(
     sops.register(dispatcher)
     points.register(dispatcher)
     boards.register(dispatcher)
+    dispatcher.message.outer_middleware(
+        RecordMessages(
+            registry,
+            activity,
+            me.id,
+            engine=services["engine"],
+            bot_username=me.username or "",
+            commands=handled_commands(dispatcher),
+        )
+    )
+    dispatcher.callback_query.outer_middleware(RecordPresses(activity))
 
     @dispatcher.errors(ExceptionTypeFilter(TelegramForbiddenError))
     async def forbidden(event: ErrorEvent) -> bool:

@@ -17,6 +17,9 @@ from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.db import BALANCES, POINTS, insert_for, writing
+from bot.db.pairs import pairs_in
+
+IN_CHUNK = 400  # (group, member) pairs per IN (...) list
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +127,24 @@ async def balance(conn: AsyncConnection, chat_id: int, user_id: int) -> int:
 
 async def balances(conn: AsyncConnection, chat_id: int, user_ids: Sequence[int]) -> dict[int, int]:
     """Points of these members in a group (members without any are left out)."""
-    found = await conn.execute(
-        select(BALANCES.c.user_id, BALANCES.c.balance).where(
-            BALANCES.c.chat_id == chat_id, BALANCES.c.user_id.in_(list(user_ids))
+    found = await balances_of(conn, [(chat_id, user_id) for user_id in user_ids])
+    return {user: points for (_chat, user), points in found.items()}
+
+
+async def balances_of(
+    conn: AsyncConnection, members: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], int]:
+    """Points of these (group, member) pairs, in one statement for many groups (members
+    without any are left out)."""
+    found: dict[tuple[int, int], int] = {}
+    for start in range(0, len(members), IN_CHUNK):
+        rows = await conn.execute(
+            select(BALANCES.c.chat_id, BALANCES.c.user_id, BALANCES.c.balance).where(
+                pairs_in(BALANCES.c.chat_id, BALANCES.c.user_id, members[start : start + IN_CHUNK])
+            )
         )
-    )
-    return {int(user): int(points) for user, points in found}
+        found.update({(int(chat), int(user)): int(points) for chat, user, points in rows})
+    return found
 
 
 class Ledger:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.checkin.service import CheckedIn, CheckinRules, check_in
+from bot.checkin.service import Arrival, CheckedIn, CheckinRules, check_in, check_in_all
 from bot.db import CHECKINS, POINTS, writing
 
 GROUP = -1001
@@ -100,3 +100,29 @@ async def test_seven_days_in_a_row_earn_the_bonus_once(engine: AsyncEngine) -> N
     assert [r.bonus for r in results] == [0, 0, 5, 0, 0, 0, 20, 0]
     total = sum(delta for delta, _reason in await ledger(engine, 3))
     assert total == 8 * 10 + 5 + 20
+
+
+async def test_many_members_in_many_groups_check_in_together(engine: AsyncEngine) -> None:
+    """One call for a cohort: each member's streak, points, rank in their own group (in the
+    order given), and a member twice in the list checks in once."""
+    other, berlin = -1002, ZoneInfo("Europe/Berlin")
+    async with writing(engine) as conn:  # yesterday: member 1 in GROUP, member 5 in the other
+        await check_in_all(
+            conn,
+            [Arrival(GROUP, 1), Arrival(other, 5)],
+            MORNING - timedelta(days=1),
+            {GROUP: SHANGHAI, other: berlin},
+            RULES,
+        )
+    arrivals = [Arrival(GROUP, 2), Arrival(other, 5), Arrival(GROUP, 1), Arrival(GROUP, 2)]
+    async with writing(engine) as conn:
+        done = await check_in_all(conn, arrivals, MORNING, {GROUP: SHANGHAI, other: berlin}, RULES)
+    assert [(d.new, d.streak, d.points, d.rank, d.balance) for d in done] == [
+        (True, 1, 10, 1, 10),
+        (True, 2, 10, 1, 20),
+        (True, 2, 10, 2, 20),
+        (False, 1, 0, 1, 10),  # the second time in the list: already
+    ]
+    # Each in their group's day: 09:00 in Shanghai, but 02:00 in Berlin, before the day starts.
+    assert (done[0].day, done[1].day) == (date(2026, 11, 23), date(2026, 11, 22))
+    assert await ledger(engine, 2) == [(10, "check-in")]

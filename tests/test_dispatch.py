@@ -20,6 +20,8 @@ from bot.clock import ManualClock
 from bot.db import EVENTS
 from bot.emulator import EmulatorClient, EmulatorServer
 from bot.factory import Tidepool, assemble
+from bot.handlers.activity import RecordMessages as Record
+from bot.handlers.activity import handled_commands
 from bot.polling import Poller
 from bot.settings import Settings
 from tests.conftest import ROOT, at
@@ -177,3 +179,28 @@ async def test_lottery_presses_in_one_chat_run_side_by_side_but_each_member_in_o
     order = [who for _, who, _ in log]
     assert order.index(30) < order.index(12), "other buttons keep the chat's order"
     await bot.session.close()
+
+
+async def test_handlers_see_only_the_group_commands_they_take(tmp_path: Path) -> None:
+    async with assembled(tmp_path) as (app, _):
+        taken = handled_commands(app.dispatcher)
+        assert taken is not None and {"top", "me", "sop_run", "stats"} <= taken
+        assert "checkin" not in taken, "an SOP's command ends with the activity log and the SOPs"
+        [record] = [m for m in app.dispatcher.message.outer_middleware if isinstance(m, Record)]
+        assert record.commands == taken
+        assert record._handled("/TOP@tidepool_bot week")
+        assert (
+            not record._handled("/checkin")
+            and not record._handled("/")
+            and not record._handled("hi")
+        )
+
+
+def test_a_handler_without_a_command_filter_sees_every_command() -> None:
+    dispatcher = Dispatcher()
+
+    @dispatcher.message()
+    async def anything(message: Message) -> None:
+        return None
+
+    assert handled_commands(dispatcher) is None

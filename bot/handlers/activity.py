@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Dispatcher
 from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.activity import ActivityLog
@@ -52,12 +53,17 @@ class RecordMessages(BaseMiddleware):
         bot_id: int,
         engine: Engine | None = None,
         bot_username: str = "",
+        commands: frozenset[str] | None = None,
     ) -> None:
         self.registry = registry
         self.activity = activity
         self.bot_id = bot_id
         self.engine = engine
         self.bot_username = bot_username
+        # The commands some handler takes (`handled_commands`); None: hand every one on. A
+        # group's other commands (an SOP's /checkin) end here: each would otherwise pass every
+        # handler's Command filter, which costs more than the bare dispatcher's whole update.
+        self.commands = commands
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Message)
@@ -83,14 +89,34 @@ class RecordMessages(BaseMiddleware):
                     await engine.message(
                         chat.id, user.id, event.message_id, text, self.bot_username
                     )
-                if not is_command(event):
+                if not self._handled(event.text):
                     return UNHANDLED
         return await handler(event, data)
 
+    def _handled(self, text: str | None) -> bool:
+        """Whether a group message is a command that a handler may take."""
+        if text is None or not text.startswith("/"):
+            return False
+        if self.commands is None:
+            return True
+        words = text[1:].split(maxsplit=1)
+        return bool(words) and words[0].partition("@")[0].lower() in self.commands
 
-def is_command(message: Message) -> bool:
-    text = message.text
-    return text is not None and text.startswith("/")
+
+def handled_commands(dispatcher: Dispatcher) -> frozenset[str] | None:
+    """The commands (lower case) that the dispatcher's message handlers take, when each has a
+    `Command` filter of plain names; None when one may take other messages."""
+    names: set[str] = set()
+    for handler in dispatcher.message.handlers:
+        commands = [f.callback for f in handler.filters or () if isinstance(f.callback, Command)]
+        if not commands:
+            return None
+        for command in commands:
+            for name in command.commands:
+                if not isinstance(name, str):  # a pattern: any command may match
+                    return None
+                names.add(name.lower())
+    return frozenset(names)
 
 
 class RecordPresses(BaseMiddleware):

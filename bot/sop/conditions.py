@@ -18,7 +18,7 @@ from bot.sop.format import (
     TemplateCondition,
     TimeCondition,
 )
-from bot.sop.templates import compile_expression
+from bot.sop.templates import compile_expression, expression_names
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -43,6 +43,36 @@ def windows(conditions: Iterable[Condition]) -> set[timedelta]:
         elif isinstance(condition, TemplateCondition) and MESSAGES_7D in condition.value:
             needed.add(timedelta(days=7))
     return needed
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What of the database conditions read: member facts, the group's member count."""
+
+    members: bool
+    count: bool
+
+
+MEMBER_NAMES = frozenset({"member", "members"})
+
+
+def needs(conditions: Iterable[Condition]) -> Needs:
+    """What these conditions read besides the run's variables and what the bot holds in memory
+    (a group's title, tags and clock). A `template` condition on `checkin.new` reads neither."""
+    members = count = False
+    for condition in conditions:
+        if isinstance(condition, MemberCondition):
+            members = True
+        elif isinstance(condition, GroupCondition):
+            count = count or condition.members is not None
+        elif isinstance(condition, TemplateCondition):
+            try:
+                names = expression_names(condition.value)
+            except Exception:  # bad syntax: it fails (counts as false) without reading anything
+                continue
+            members = members or bool(names & MEMBER_NAMES)
+            count = count or "group" in names
+    return Needs(members, count)
 
 
 def holds(

@@ -63,6 +63,9 @@ class Run:
     # Journal rows finished in memory, written with the run's next save (one transaction
     # instead of two when a wait ends and the next step follows at once).
     unsaved: list[StepRecord] = field(default_factory=list, repr=False)
+    # Journal rows of steps done in memory only (an `if` on the run's variables), inserted
+    # with the run's next save, which moves the run past them too.
+    unbegun: list[StepRecord] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_row(cls, row: Any) -> Run:
@@ -157,7 +160,8 @@ class RunStore:
         self.bulk = BulkStatements()  # for the thousands of runs that move at the same time
 
     async def create(self, rows: list[dict[str, Any]]) -> list[Run]:
-        """Insert new runs (dicts of sop_runs columns); return them with their ids."""
+        """Insert new runs (dicts of sop_runs columns); return them with their ids (in no
+        promised order: asking SQLite for the rows' order costs a statement per row)."""
         if not rows:
             return []
         created: list[Run] = []
@@ -204,7 +208,8 @@ class RunStore:
                 }
                 for run in runs
             ]
-            begun_rows = [record.row() for record in begun]
+            begun_rows = [record.row() for run in runs for record in run.unbegun]
+            begun_rows += [record.row() for record in begun]
             held = [record for run in runs for record in run.unsaved]
             finished_rows = [
                 {
@@ -231,6 +236,7 @@ class RunStore:
         for run in runs:
             run._base_seq = run.seq
             run.unsaved.clear()
+            run.unbegun.clear()
 
     async def _save_runs(self, conn: AsyncConnection, params: list[dict[str, Any]]) -> None:
         if len(params) == 1:
@@ -366,6 +372,24 @@ class RunStore:
             if members:
                 who = or_(who, SOP_RUNS.c.user_id.in_(list(members)))
             query = query.where(who)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(SOP_RUNS.c.id))
+            return [Run.from_row(row) for row in rows]
+
+    async def pending_in(
+        self, sop_id: str, chats: Collection[int], members: Collection[int] | None = None
+    ) -> list[Run]:
+        """Live and queued runs of an SOP in these groups: for the group and for `members`
+        (None: for anyone). One query for the runs a batch of starts may find in its way."""
+        query = select(*RUN_COLUMNS).where(
+            SOP_RUNS.c.sop_id == sop_id,
+            SOP_RUNS.c.chat_id.in_(list(chats)),
+            SOP_RUNS.c.status.in_([*(s.value for s in LIVE), RunStatus.QUEUED.value]),
+        )
+        if members is not None:
+            query = query.where(
+                or_(SOP_RUNS.c.user_id.is_(None), SOP_RUNS.c.user_id.in_(list(members)))
+            )
         async with self.engine.connect() as conn:
             rows = await conn.execute(query.order_by(SOP_RUNS.c.id))
             return [Run.from_row(row) for row in rows]

@@ -296,6 +296,25 @@ class Schedules:
                 raise ValueError(f"job id {job.id!r} is planned twice")
             wanted[job.id] = job
         stored = {job.id: job for job in self._scheduler.get_jobs() if job.id.startswith(prefix)}
+        # Paused while the jobs change, the scheduler looks at its store once when they have,
+        # not once per job added (hundreds of groups' jobs, each look a query of the store).
+        self._scheduler.pause()
+        try:
+            added, replaced, removed = self._apply(wanted, stored)
+        finally:
+            self._scheduler.resume()
+        if added or replaced or removed:
+            logger.info(
+                "Schedules {}*: {} added, {} replaced, {} removed, {} kept",
+                prefix,
+                added,
+                replaced,
+                removed,
+                len(wanted) - added - replaced,
+            )
+
+    def _apply(self, wanted: dict[str, PlannedJob], stored: dict[str, Job]) -> tuple[int, int, int]:
+        """Add, replace and remove jobs so that the stored ones are `wanted`; how many of each."""
         now = datetime.now(UTC)
         added = replaced = removed = 0
         for job_id in stored.keys() - wanted.keys():
@@ -327,15 +346,7 @@ class Schedules:
                 added += 1
             else:
                 replaced += 1
-        if added or replaced or removed:
-            logger.info(
-                "Schedules {}*: {} added, {} replaced, {} removed, {} kept",
-                prefix,
-                added,
-                replaced,
-                removed,
-                len(wanted) - added - replaced,
-            )
+        return added, replaced, removed
 
     def job_ids(self) -> list[str]:
         """The ids of every stored job, sorted."""

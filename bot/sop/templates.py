@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from jinja2 import StrictUndefined, Template
+from jinja2 import StrictUndefined, Template, meta
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
@@ -36,13 +36,22 @@ def render(source: str, context: Mapping[str, Any]) -> str:
     return _template(source).render(context).strip()
 
 
+@lru_cache(maxsize=1024)
 def compile_expression(source: str) -> Callable[..., Any]:
     """Compile a `template` condition such as `member.messages_7d > 3`; call it with the context.
 
     An unknown variable raises jinja2.UndefinedError when called; bad syntax raises
-    jinja2.TemplateSyntaxError here.
+    jinja2.TemplateSyntaxError here. Compiled once per expression (every check-in's `if`
+    evaluates the same one).
     """
     return ENVIRONMENT.compile_expression(source, undefined_to_none=False)
+
+
+@lru_cache(maxsize=1024)
+def expression_names(source: str) -> frozenset[str]:
+    """The variables a `template` condition reads (`member`, `checkin`, …); bad syntax raises
+    jinja2.TemplateSyntaxError."""
+    return frozenset(meta.find_undeclared_variables(ENVIRONMENT.parse(f"{{{{ {source} }}}}")))
 
 
 def mention(user_id: int, name: str) -> Markup:

@@ -106,6 +106,7 @@ class Engine:
             waits=self._waits,
             wake=wake,
             emit=self.emit,
+            listens=self.listens,
             start=self._start_for_step,
             lotteries=lotteries,
             lives=lives,
@@ -197,6 +198,7 @@ class Engine:
         """Stop taking due runs and wait up to `grace` seconds for the work in hand."""
         self._tasks.stopping = True
         await self._timer.stop()
+        await self._starting.flush()  # starts handed over before the stop: written, never lost
         await self._tasks.wait(grace)
         await self.failures.wait(grace)  # owners' notices go before the delivery service
 
@@ -304,8 +306,13 @@ class Engine:
     async def message(
         self, chat_id: int, user_id: int, message_id: int, text: str | None, bot_username: str
     ) -> None:
-        """A member wrote in a group: resume waits for it, start message and command SOPs."""
+        """A member wrote in a group: resume waits for it, start message and command SOPs
+        (handed over to be written with the next batch of starts, not waited for)."""
         await self._triggers.message(chat_id, user_id, message_id, text, bot_username)
+
+    async def starts_written(self) -> None:
+        """Wait until every run a trigger asked for so far is written (and set going)."""
+        await self._starting.flush()
 
     async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
         """A member pressed a button; returns a text key to answer with, or None."""
@@ -322,6 +329,11 @@ class Engine:
     ) -> None:
         """An event happened (from a feature or an SOP): resume waits for it, start SOPs on it."""
         await self._triggers.emit(name, chat_id, user_id, data, chain=chain)
+
+    def listens(self, name: str, chat_id: int, user_id: int | None) -> bool:
+        """Whether a run waits for the event or an SOP starts on it (else emitting it is only
+        logged)."""
+        return self._triggers.listens(name, chat_id, user_id)
 
     async def fire_schedule(self, sop_id: str, chat_id: int) -> None:
         """A calendar trigger fired for one group: one run for the whole group."""

@@ -76,7 +76,7 @@ class Tasks:
     def in_hand(self) -> list[asyncio.Task[None]]:
         return list(self._tasks)
 
-    def spawn(self, work: Awaitable[None]) -> None:
+    def spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         async def guarded() -> None:
             try:
                 await work
@@ -86,6 +86,7 @@ class Tasks:
         task = asyncio.create_task(guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def settle(self) -> None:
         """Wait until the work in hand is finished, and the work it set off."""

@@ -3,20 +3,30 @@
 The mode says what a trigger does while a run of the SOP is in progress for the same key (the
 member, or the group): `single` starts none, `restart` cancels the old one, `queued` queues the
 new one behind it, `parallel` starts it anyway.
+
+Starts are written in batches: what triggers ask for while a batch is being written waits for
+the next one, so check-ins from hundreds of members in a busy minute become a few transactions
+whose runs move on together as one cohort, instead of a transaction (and a step) each. A
+member's message hands its start over (`wait=False`) and goes on; the rest of the chat's
+updates do not wait for the run to be written. A clean stop writes every start handed over
+before it (`flush`); a crash (SIGKILL, power) loses those not written yet, the batch being
+written and those asked for while it was (milliseconds' worth, as with the updates Telegram
+has handed over and the activity log holds then).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from loguru import logger
 
 from bot.db import RunStatus
-from bot.sop.conditions import holds, windows
+from bot.sop.conditions import holds, needs, windows
 from bot.sop.engine._context import Context
 from bot.sop.engine._leases import Leases, Tasks
 from bot.sop.engine._stepping import Stepping
@@ -29,6 +39,29 @@ MEMBERS_IN_QUERY = 500  # more members than this starting at once: read every li
 
 # Marks a key as taken by a run about to be created, so one trigger starts one run per key.
 _STARTING = Run(0, "", 0, None, RunStatus.RUNNING, "0", 0, {}, None, "")
+
+
+@dataclass(slots=True)
+class _Start:
+    """Runs a trigger asked for: of `procedure` in `chat_id`, for `users` (None: the group)."""
+
+    procedure: Procedure
+    chat_id: int
+    users: list[int | None]
+    trigger: str
+    now: datetime
+    variables: dict[str, Any]
+    batch: str | None
+    wake_at: datetime | None
+    position: str
+    force: bool
+    created: asyncio.Future[list[Run]] | None  # None: nobody waits for the runs
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def seen(self) -> dict[str, Any]:
+        """The trigger as the run's conditions and texts see it."""
+        return {"type": self.trigger, **self.variables.get("trigger", {})}
 
 
 class Starting:
@@ -59,6 +92,8 @@ class Starting:
         self._unhold = unhold  # the timer lets go of runs it read ahead
         self._wake = wake  # the timer: runs were created that wait for their time
         self._lock = asyncio.Lock()
+        self._asked: list[_Start] = []  # starts waiting for the next batch
+        self._writer: asyncio.Task[None] | None = None  # writes batches while starts wait
 
     async def start(
         self,
@@ -73,103 +108,202 @@ class Starting:
         wake_at: datetime | None = None,
         position: str = "0",
         force: bool = False,
+        wait: bool = True,
     ) -> list[Run]:
-        """Start runs for these members (None: the group) where the SOP's conditions hold.
+        """Start runs for these members (None: the group) where the SOP's conditions hold;
+        return them once written (with the batch they were written in). With `wait` false,
+        return at once: the runs are written with the next batch (a member's message).
 
         `force` (a press of a flow button, `/sop_run`) starts even where the SOP's mode would
         not, and without its conditions; the SOP must still run in this group.
         """
-        if chat_id >= 0 or not self._context.runs_in(procedure, chat_id) or self._tasks.stopping:
+        created: asyncio.Future[list[Run]] | None = None
+        if wait:
+            created = asyncio.get_running_loop().create_future()
+        asked = _Start(
+            procedure,
+            chat_id,
+            list(users),
+            trigger,
+            now,
+            dict(variables or {}),
+            batch,
+            wake_at,
+            position,
+            force,
+            created,
+        )
+        if not self._ask(asked) or created is None:
             return []
-        sop = procedure.sop
-        if sop.conditions and not force:
-            # Conditions see the trigger (an event's data, say) as the run's texts will.
-            seen = {"trigger": {"type": trigger, **(variables or {}).get("trigger", {})}}
-            users = await self._where_conditions_hold(procedure, chat_id, users, now, seen)
-        if not users:
-            return []
+        return await created
+
+    async def flush(self) -> None:
+        """Write every start asked for so far (a stop: none is lost)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    def _ask(self, start: _Start) -> bool:
+        """Queue `start` for the next batch; False if no run can start (the SOP does not run in
+        the group, or the bot is stopping)."""
+        chat_id = start.chat_id
+        if chat_id >= 0 or not self._context.runs_in(start.procedure, chat_id):
+            return False
+        if self._tasks.stopping:
+            return False
+        self._asked.append(start)
+        if self._writer is None:
+            self._writer = self._tasks.spawn(self._write())
+        return True
+
+    async def _write(self) -> None:
+        """Write the starts asked for, a batch at a time, until none waits."""
+        try:
+            while self._asked:
+                asked, self._asked = self._asked, []
+                try:
+                    await self._write_batch(asked)
+                except Exception as exc:
+                    logger.exception("{} SOP starts failed", len(asked))
+                    for start in asked:
+                        if start.created is not None and not start.created.done():
+                            start.created.set_exception(exc)
+                finally:  # cancelled (the engine closed): nobody waits in vain
+                    _cancel_waiting(asked)
+        finally:
+            self._writer = None
+            _cancel_waiting(self._asked)
+
+    async def _write_batch(self, asked: list[_Start]) -> None:
+        for (_sop, chat_id), starts in _by_sop_and_group(asked).items():
+            procedure = starts[0].procedure
+            if procedure.sop.conditions:
+                await self._where_conditions_hold(procedure, chat_id, starts)
+        every = asked
+        asked = [start for start in asked if start.users]
         async with self._lock:
-            by_group = sop.concurrency_key == "group"
-            # Only the runs that can stand in the way: a group key's, or these members' (a busy
-            # group may have thousands of runs live, say check-in replies waiting their turn).
-            members = [user for user in users if user is not None]
-            if by_group or len(members) > MEMBERS_IN_QUERY:
-                pending = await self.runs.pending(procedure.id, chat_id, None, any_member=True)
-            else:
-                pending = await self.runs.pending(procedure.id, chat_id, None, members=members)
-            holders: dict[int | None, list[Run]] = defaultdict(list)
-            for run in pending:
-                holders[None if by_group else run.user_id].append(run)
             rows: list[dict[str, Any]] = []
+            owners: list[_Start] = []  # the start of each row
             cancel: list[Run] = []
-            status = RunStatus.SCHEDULED if wake_at is not None else RunStatus.RUNNING
-            for user_id in dict.fromkeys(users):
-                held = holders[None if by_group else user_id]
-                run_status = status
-                if held and not force:
-                    if sop.mode == "single":
-                        logger.bind(chat_id=chat_id).debug(
-                            "{} not started for {}: a run is in progress (mode single)",
-                            procedure.id,
-                            user_id,
-                        )
-                        continue
-                    if sop.mode == "restart":
-                        cancel += held
-                    elif sop.mode == "queued":
-                        run_status = RunStatus.QUEUED
-                holders[None if by_group else user_id].append(_STARTING)
-                rows.append(
-                    {
-                        "sop_id": procedure.id,
-                        "chat_id": chat_id,
-                        "user_id": user_id,
-                        "status": run_status.value,
-                        "position": position,
-                        "seq": 0,
-                        "variables": {
-                            **(variables or {}),
-                            "trigger": {"type": trigger, **(variables or {}).get("trigger", {})},
-                        },
-                        "batch": batch,
-                        "trigger": trigger,
-                        "sop_digest": procedure.digest,
-                        "wake_at": wake_at if run_status is RunStatus.SCHEDULED else None,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
+            by_sop: dict[str, list[_Start]] = defaultdict(list)
+            for start in asked:
+                by_sop[start.procedure.id].append(start)
+            stopping = self._tasks.stopping
+            for starts in by_sop.values():
+                for start, row, held in await self._rows(starts, stopping):
+                    rows.append(row)
+                    owners.append(start)
+                    cancel += held
             if cancel:
-                await self.cancel(cancel, now, "restarted by a new trigger (mode restart)")
+                await self.cancel(cancel, asked[0].now, "restarted by a new trigger (mode restart)")
             created = await self.runs.create(rows)
+        # Each start its runs: by SOP, group and member; one key's runs in the order of their
+        # ids, which is the order they were inserted in.
+        made: dict[tuple[str, int, int | None], deque[Run]] = defaultdict(deque)
+        for run in sorted(created, key=lambda run: run.id):
+            made[run.sop_id, run.chat_id, run.user_id].append(run)
+        for start, row in zip(owners, rows, strict=True):
+            start.runs.append(made[row["sop_id"], row["chat_id"], row["user_id"]].popleft())
+        for start in every:
+            if start.created is not None and not start.created.done():
+                start.created.set_result(start.runs)
         running = [run for run in created if run.status is RunStatus.RUNNING]
         if len(created) > len(running):
             self._wake.set()
         if running:
             self._leases.busy.update(run.id for run in running)  # busy from now: see `outcome`
             self._tasks.spawn(self._stepping.advance(running, claimed=True))
-        return created
+
+    async def _rows(
+        self, starts: list[_Start], stopping: bool
+    ) -> list[tuple[_Start, dict[str, Any], list[Run]]]:
+        """The runs to create for the starts of one SOP, as its mode says, with the runs each
+        cancels; in the order asked, so that of two starts for one key the first wins."""
+        procedure = starts[0].procedure
+        sop = procedure.sop
+        by_group = sop.concurrency_key == "group"
+        # Only the runs that can stand in the way: a group key's, or these members' (a busy
+        # group may have thousands of runs live, say check-in replies waiting their turn).
+        chats = {start.chat_id for start in starts}
+        members = {user for start in starts for user in start.users if user is not None}
+        if by_group or len(members) > MEMBERS_IN_QUERY:
+            pending = await self.runs.pending_in(procedure.id, chats)
+        else:
+            pending = await self.runs.pending_in(procedure.id, chats, members)
+        holders: dict[tuple[int, int | None], list[Run]] = defaultdict(list)
+        for run in pending:
+            holders[run.chat_id, None if by_group else run.user_id].append(run)
+        made: list[tuple[_Start, dict[str, Any], list[Run]] | None] = []
+        made_for: dict[tuple[int, int | None], int] = {}  # the row of this batch for a key
+        for start in starts:
+            for user_id in dict.fromkeys(start.users):
+                key = (start.chat_id, None if by_group else user_id)
+                held = holders[key]
+                cancel: list[Run] = []
+                # Written while stopping: the run waits for the restart instead of moving now.
+                wake_at = start.wake_at or (start.now if stopping else None)
+                status = RunStatus.SCHEDULED if wake_at is not None else RunStatus.RUNNING
+                if held and not start.force:
+                    if sop.mode == "single":
+                        logger.bind(chat_id=start.chat_id).debug(
+                            "{} not started for {}: a run is in progress (mode single)",
+                            procedure.id,
+                            user_id,
+                        )
+                        continue
+                    if sop.mode == "restart":  # the run stored, or the row of this batch
+                        cancel = [run for run in held if run is not _STARTING]
+                        if key in made_for:
+                            made[made_for.pop(key)] = None
+                    elif sop.mode == "queued":
+                        status = RunStatus.QUEUED
+                held.append(_STARTING)
+                row = {
+                    "sop_id": procedure.id,
+                    "chat_id": start.chat_id,
+                    "user_id": user_id,
+                    "status": status.value,
+                    "position": start.position,
+                    "seq": 0,
+                    "variables": {**start.variables, "trigger": start.seen},
+                    "batch": start.batch,
+                    "trigger": start.trigger,
+                    "sop_digest": procedure.digest,
+                    "wake_at": wake_at if status is RunStatus.SCHEDULED else None,
+                    "created_at": start.now,
+                    "updated_at": start.now,
+                }
+                made_for[key] = len(made)
+                made.append((start, row, cancel))
+        return [one for one in made if one is not None]
 
     async def _where_conditions_hold(
-        self,
-        procedure: Procedure,
-        chat_id: int,
-        users: Sequence[int | None],
-        now: datetime,
-        variables: dict[str, Any] | None = None,
-    ) -> list[int | None]:
+        self, procedure: Procedure, chat_id: int, starts: list[_Start]
+    ) -> None:
+        """Keep the members of each start (not forced) for whom the SOP's conditions hold; the
+        facts they need are read once for all of them."""
+        checked = [start for start in starts if not start.force]
+        if not checked:
+            return
         conditions = procedure.sop.conditions
-        members = [user for user in users if user is not None]
-        facts = await self.facts.members(chat_id, members, now, windows(conditions))
-        group = self._context.group_facts(chat_id, await self.facts.member_count(chat_id))
-        kept: list[int | None] = []
-        for user in users:
-            member = facts.get(user) if user is not None else None
-            people = [member] if member else []
-            context = self._context.build(procedure, chat_id, group, people, variables or {}, now)
-            if holds(conditions, member=member, group=group, now=now, context=context):
-                kept.append(user)
-        return kept
+        reads = needs(conditions)
+        members = [user for start in checked for user in start.users if user is not None]
+        facts = (
+            await self.facts.members(chat_id, members, checked[0].now, windows(conditions))
+            if reads.members
+            else {}
+        )
+        count = await self.facts.member_count(chat_id) if reads.count else 0
+        group = self._context.group_facts(chat_id, count)
+        for start in checked:
+            kept: list[int | None] = []
+            for user in start.users:
+                member = facts.get(user) if user is not None else None
+                people = [member] if member else []
+                seen = {"trigger": start.seen}  # conditions see the trigger as texts will
+                context = self._context.build(procedure, chat_id, group, people, seen, start.now)
+                if holds(conditions, member=member, group=group, now=start.now, context=context):
+                    kept.append(user)
+            start.users = kept
 
     async def cancel(self, runs: Iterable[Run], now: datetime, reason: str) -> None:
         """End these runs (those in hand elsewhere are left to find out when they save)."""
@@ -198,3 +332,16 @@ class Starting:
                 pass
             finally:
                 self._leases.release(live)
+
+
+def _by_sop_and_group(starts: list[_Start]) -> dict[tuple[str, int], list[_Start]]:
+    grouped: dict[tuple[str, int], list[_Start]] = defaultdict(list)
+    for start in starts:
+        grouped[start.procedure.id, start.chat_id].append(start)
+    return grouped
+
+
+def _cancel_waiting(starts: list[_Start]) -> None:
+    for start in starts:
+        if start.created is not None and not start.created.done():
+            start.created.cancel()

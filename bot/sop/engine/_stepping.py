@@ -71,6 +71,7 @@ class Stepping:
         waits: EventWaits,
         wake: asyncio.Event,
         emit: Emit,
+        listens: Callable[[str, int, int | None], bool],
         start: StartRuns,
         lotteries: LotteryOpener,
         lives: LiveMaker,
@@ -104,6 +105,7 @@ class Stepping:
         self._waits = waits
         self._wake = wake  # the timer: runs wait for their time
         self._emit = emit
+        self._listens = listens  # whether anything waits for or starts on an event
         self._start = start
 
     @property
@@ -188,10 +190,14 @@ class Stepping:
         first: Effects | None = None,
         errors: dict[int, str] | None = None,
         branch: dict[int, str] | None = None,
+        later: bool = False,
     ) -> list[Run]:
         """Journal the step for each run and move the runs on, with the step's effects, at once.
 
         A run in `errors` failed this step: it stops there, unless the step continues on error.
+        `later`: the step read and wrote nothing outside its runs (an `if` on their variables),
+        so unless a run ended here, it is journaled and moved with the runs' next save instead
+        of a transaction of its own; after a crash in between, the step is simply done again.
         """
         procedure, path, now, label = cohort.procedure, cohort.path, cohort.now, cohort.label
         action, continues = cohort.step.action, cohort.step.continue_on_error
@@ -223,6 +229,15 @@ class Stepping:
                     goto(run, procedure, target, now)
                 else:
                     goto(run, procedure, path, now, past=True)
+        if (
+            later
+            and effects is None
+            and first is None
+            and all(run.status is RunStatus.RUNNING for run in runs)
+        ):
+            for run, record in zip(runs, records, strict=True):
+                run.unbegun.append(record)
+            return runs
         await self.runs.save(runs, now, begun=records, effects=effects, first=first)
         return await self.settle(runs)
 
@@ -278,7 +293,8 @@ class Stepping:
                 data={"event": event, "sop": sop_id, "run": run.id},
             )
         )
-        self.spawn(self._emit(event, run.chat_id, run.user_id, data, chain=chain))
+        if self._listens(event, run.chat_id, run.user_id):  # most check-ins' `checkin.done`: no
+            self.spawn(self._emit(event, run.chat_id, run.user_id, data, chain=chain))
 
     def start(
         self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -98,14 +99,19 @@ def silent_trigger(procedure: Procedure) -> SilentTrigger | None:
 
 def matches(trigger: MessageTrigger, text: str) -> bool:
     """Whether a message's text starts a `message` trigger."""
-    haystack = text if trigger.case_sensitive else text.casefold()
-    for keyword in trigger.keywords:
-        if (keyword if trigger.case_sensitive else keyword.casefold()) in haystack:
-            return True
+    if trigger.keywords:
+        haystack = text if trigger.case_sensitive else text.casefold()
+        for keyword in trigger.keywords:
+            if (keyword if trigger.case_sensitive else keyword.casefold()) in haystack:
+                return True
     if trigger.regex is not None:
-        flags = 0 if trigger.case_sensitive else re.IGNORECASE
-        return re.search(trigger.regex, text, flags) is not None
+        return _pattern(trigger.regex, trigger.case_sensitive).search(text) is not None
     return False
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(regex: str, case_sensitive: bool) -> re.Pattern[str]:
+    return re.compile(regex, 0 if case_sensitive else re.IGNORECASE)
 
 
 class Triggers:
@@ -197,30 +203,39 @@ class Triggers:
     async def message(
         self, chat_id: int, user_id: int, message_id: int, text: str | None, bot_username: str
     ) -> None:
-        """A member wrote in a group: resume waits for it, start message and command SOPs."""
-        now = self.clock.now()
-        await self._resume_waits(chat_id, user_id, "member.message", now)
+        """A member wrote in a group: resume waits for it, start message and command SOPs.
+
+        This is every group message's way (a shipped SOP has a keyword trigger): what most
+        messages come to, nothing, costs a lookup and a match here."""
+        if (chat_id, user_id, "member.message") in self._waits:
+            await self._resume_waits(chat_id, user_id, "member.message", self.clock.now())
         if not text:
             return
-        variables: dict[str, Any] = {"trigger": {"message_id": message_id}}
         commands = self.index.commands
-        if text.startswith("/") and commands:
+        if text[0] == "/" and commands:
             name, _, addressee = text[1:].split(maxsplit=1)[0].partition("@")
             if not addressee or addressee.lower() == bot_username.lower():
                 for procedure in commands.get(name.lower(), []):
-                    await self._start(
+                    await self._start(  # the chat's next update does not wait for the run
                         procedure,
                         chat_id,
                         [user_id],
                         trigger="command",
-                        now=now,
-                        variables=variables,
+                        now=self.clock.now(),
+                        variables={"trigger": {"message_id": message_id}},
+                        wait=False,
                     )
             return
         for procedure, trigger in self.index.messages:
             if matches(trigger, text):
                 await self._start(
-                    procedure, chat_id, [user_id], trigger="message", now=now, variables=variables
+                    procedure,
+                    chat_id,
+                    [user_id],
+                    trigger="message",
+                    now=self.clock.now(),
+                    variables={"trigger": {"message_id": message_id}},
+                    wait=False,
                 )
 
     async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
@@ -262,6 +277,10 @@ class Triggers:
             flow, chat_id, [user_id], trigger="button", now=now, position=path, force=True
         )
         return None
+
+    def listens(self, name: str, chat_id: int, user_id: int | None) -> bool:
+        """Whether a run waits for the event or an SOP starts on it."""
+        return name in self.index.events or (chat_id, user_id, name) in self._waits
 
     async def emit(
         self,

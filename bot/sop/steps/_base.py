@@ -161,11 +161,13 @@ class Tools(Protocol):
         first: Effects | None = None,
         errors: dict[int, str] | None = None,
         branch: dict[int, str] | None = None,
+        later: bool = False,
     ) -> list[Run]:
         """Journal the step for every run of the cohort and move the runs on (to `branch`'s
         step, or past this one; not at all when `moved`), with the step's effects, in one
         transaction; return the runs that go on at once. A run in `errors` failed the step.
-        `first` runs in the transaction before anything is stored (it may set variables)."""
+        `first` runs in the transaction before anything is stored (it may set variables).
+        `later`: the step used nothing but its runs; it is stored with their next save."""
         ...
 
     async def settle(self, runs: list[Run]) -> list[Run]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from bot.checkin.service import CheckedIn, CheckinRules, check_in, checkin_rules
+from bot.checkin.service import Arrival, CheckedIn, CheckinRules, check_in_all, checkin_rules
 from bot.sop.format import CheckinStep, walk_steps
 from bot.sop.runs import Run
 from bot.sop.steps._base import Cohort, Seen, StepType, Tools
@@ -40,12 +40,14 @@ class Checkin(StepType[CheckinStep]):
         members, now = cohort.runs, cohort.now
         results: dict[int, CheckedIn] = {}
 
+        zones = {run.chat_id: tools.group_facts(run.chat_id).timezone for run in members}
+        arrivals = [Arrival(run.chat_id, run.user_id or 0, run.id) for run in members]
+
         async def first(conn: AsyncConnection) -> None:
+            # The whole cohort checks in together: a few statements, whatever its size.
+            checked = await check_in_all(conn, arrivals, now, zones, rules)
             results.clear()
-            for run in members:
-                assert run.user_id is not None
-                zone = tools.group_facts(run.chat_id).timezone
-                done = await check_in(conn, run.chat_id, run.user_id, now, zone, rules, run.id)
+            for run, done in zip(members, checked, strict=True):
                 results[run.id] = done
                 reached = done.new and done.streak in rules.bonuses
                 milestone = done.streak if reached else None

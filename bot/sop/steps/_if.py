@@ -15,7 +15,7 @@ class If(StepType[IfStep]):
 
     async def run(self, cohort: Cohort[IfStep], tools: Tools) -> list[Run]:
         # Imported here, not above: `tidepool check` looks step types up without aiogram.
-        from bot.sop.conditions import holds, windows
+        from bot.sop.conditions import holds, needs, windows
 
         procedure, path, step, now = cohort.procedure, cohort.path, cohort.step, cohort.now
         branch: dict[int, str] = {}
@@ -23,10 +23,16 @@ class If(StepType[IfStep]):
         for run in cohort.runs:
             by_chat[run.chat_id].append(run)
         conditions = step.if_.conditions
+        reads = needs(conditions)  # `checkin.new` reads the run's variables only: no query
         for chat_id, chat_runs in by_chat.items():
             users = [run.user_id for run in chat_runs if run.user_id is not None]
-            facts = await tools.facts.members(chat_id, users, now, windows(conditions))
-            group = tools.group_facts(chat_id, await tools.facts.member_count(chat_id))
+            facts = (
+                await tools.facts.members(chat_id, users, now, windows(conditions))
+                if reads.members
+                else {}
+            )
+            count = await tools.facts.member_count(chat_id) if reads.count else 0
+            group = tools.group_facts(chat_id, count)
             for run in chat_runs:
                 member = facts.get(run.user_id) if run.user_id is not None else None
                 people = [member] if member else []
@@ -37,8 +43,9 @@ class If(StepType[IfStep]):
                     branch[run.id] = f"{path}.then.0"
                 elif step.if_.else_:
                     branch[run.id] = f"{path}.else.0"
-        # A run in neither branch goes past the if.
-        return await tools.done(cohort, branch=branch)
+        # A run in neither branch goes past the if. What it read was facts at most: it is
+        # stored with the runs' next step (done again after a crash in between).
+        return await tools.done(cohort, branch=branch, later=True)
 
     def describe(self, step: IfStep, seen: Seen) -> str:
         branch = seen.variant or ""

@@ -28,7 +28,6 @@ from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, Tools, 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from bot.sop.facts import MemberFacts
     from bot.sop.messages import Rendered
 
 TO_MEMBER = "'to: member' needs a member; this run is for the group"
@@ -73,14 +72,17 @@ class Send(StepType[SendStep]):
                 records.append(cohort.failed(run, error))
                 claimed.append(run)
                 failures.append(([run], error))
-        facts_by_chat: dict[int, dict[int, MemberFacts]] = {}
         keys = [send.template] if send.template else [v.template for v in send.variants or []]
         keys += [button.text for row in send.buttons for button in row]
         counts_needed = {WEEK} if tools.texts.mentions(keys, MESSAGES_7D) else set()
         streaks_needed = tools.texts.mentions(keys, STREAK)
-        for chat_id in {run.chat_id for run in runs}:
-            users = [run.user_id for run in runs if run.chat_id == chat_id and run.user_id]
-            facts_by_chat[chat_id] = await tools.facts.members(chat_id, users, now, counts_needed)
+        wanted: dict[int, list[int]] = {run.chat_id: [] for run in runs}
+        for run in runs:
+            if run.user_id:
+                wanted[run.chat_id].append(run.user_id)
+        # Every group's members in a few statements (a cohort of check-in replies spans many).
+        facts_by_chat = await tools.facts.members_of(wanted, now, counts_needed)
+        for chat_id, users in wanted.items():
             if streaks_needed and users:
                 rules = tools.checkin_rules(chat_id)
                 zone = tools.group_facts(chat_id).timezone
@@ -89,7 +91,7 @@ class Send(StepType[SendStep]):
                 )
                 for user_id, fact in facts_by_chat[chat_id].items():
                     fact.streak = streaks.get(user_id, 0)
-        counts = {chat_id: await tools.facts.member_count(chat_id) for chat_id in facts_by_chat}
+        counts = await tools.facts.member_counts(facts_by_chat)
         for group_runs in messages.values():
             first = group_runs[0]
             facts = facts_by_chat[first.chat_id]
