@@ -355,9 +355,8 @@ class Lotteries:
     async def _queue(self, rows: list[dict[str, Any]]) -> None:
         """Add posts or announcements to the outbox (each once: a second add is skipped)."""
         async with writing(self.engine) as conn:
-            added = await add_pushes(conn, rows)
-        if added:
-            self.pushes.wake()
+            await add_pushes(conn, rows)
+        self.pushes.wake()
 
     def won(self, lottery: Lottery, winners: list[int]) -> None:
         """Tell the SOPs who won (`lottery.won`), once the draw is announced."""

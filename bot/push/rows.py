@@ -95,15 +95,12 @@ def push_row(
     }
 
 
-async def add_pushes(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert pushes, skipping any whose key is already there; return how many were new."""
-    added = 0
-    for start in range(0, len(rows), 400):
-        stmt = insert_for(conn, PUSHES).values(list(rows[start : start + 400]))
-        stmt = stmt.on_conflict_do_nothing(index_elements=["key"])
-        result = await conn.execute(stmt)
-        added += max(result.rowcount or 0, 0)
-    return added
+async def add_pushes(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert pushes, skipping any whose key is already there (one statement for all: a
+    multi-row VALUES would be compiled anew for every call)."""
+    if rows:
+        stmt = insert_for(conn, PUSHES).on_conflict_do_nothing(index_elements=["key"])
+        await conn.execute(stmt, list(rows))
 
 
 class Doorbell:
