@@ -395,8 +395,7 @@ class PushQueue:
             else:
                 self.failed += 1
                 ended = Ended(push, PushStatus.FAILED, delivered, delivered.error)
-            await self._ends.add(ended)
-            await self._tell([ended])
+            await self._ends.add(ended)  # its courier hears of it with the others written
         except Exception:
             logger.bind(chat_id=push.chat_id).exception("could not record push {}", push.key)
         finally:
@@ -421,6 +420,7 @@ class PushQueue:
     async def _record(self, ended: list[Ended]) -> None:
         async with writing(self.engine) as conn:
             await self._write_ends(conn, ended, self.clock.now())
+        await self._tell(ended)  # together: replies that shared a message move on at once
 
     async def _write_ends(self, conn: AsyncConnection, ended: list[Ended], now: datetime) -> None:
         """Store how pushes ended, with what their couriers keep of it, in one transaction."""

@@ -14,7 +14,7 @@ from bot.push.rows import Courier, Ended
 from bot.sop.engine._leases import Held, Leases
 from bot.sop.engine._stepping import Stepping
 from bot.sop.runs import CHUNK, Run, RunStore
-from bot.sop.steps._send import finish_send
+from bot.sop.steps._send import finish_sends
 
 if TYPE_CHECKING:
     from bot.delivery import Delivered
@@ -61,27 +61,41 @@ class SopSends(Courier):
                 self._leases.release(runs)
 
     async def done(self, ended: list[Ended]) -> None:
+        """Messages went (or not): their runs move on, those in hand together at once, those
+        read back from the database together too."""
+        in_hand: list[tuple[Ended, list[Run]]] = []
+        elsewhere: list[Ended] = []
         for end in ended:
             runs = self._held.runs.pop(end.push.key, None)
-            in_hand = runs is not None
             if runs is None:
-                runs = await self._read_back(end.push.ref or {})
-            if runs:
-                self._stepping.spawn(finish_send(self._stepping, end, runs, in_hand=in_hand))
+                elsewhere.append(end)
+            elif runs:
+                in_hand.append((end, runs))
+        if in_hand:
+            self._stepping.spawn(finish_sends(self._stepping, in_hand, in_hand=True))
+        if elsewhere:
+            read = await self._read_back([end.push.ref for end in elsewhere])
+            found = [(end, runs) for end, runs in zip(elsewhere, read, strict=True) if runs]
+            if found:
+                self._stepping.spawn(finish_sends(self._stepping, found, in_hand=False))
 
-    async def _read_back(self, ref: dict[str, Any]) -> list[Run]:
-        """The runs of a message, from the database: those still waiting for it, not in hand."""
-        wanted = _runs_of(ref)
-        found = await self.runs.get_many(wanted)
-        runs = [
-            run
-            for run in found
-            if run.status is RunStatus.SENDING
-            and run.seq == wanted[run.id]
-            and run.id not in self._leases.busy
-        ]
-        self._leases.busy.update(run.id for run in runs)
-        return runs
+    async def _read_back(self, refs: list[dict[str, Any] | None]) -> list[list[Run]]:
+        """Each message's runs, from the database: those still waiting for it, not in hand."""
+        wanted = [_runs_of(ref) for ref in refs]
+        found = {run.id: run for run in await self.runs.get_many(i for w in wanted for i in w)}
+        taken: list[list[Run]] = []
+        for seqs in wanted:
+            runs = [
+                run
+                for run_id, seq in seqs.items()
+                if (run := found.get(run_id)) is not None
+                and run.status is RunStatus.SENDING
+                and run.seq == seq
+                and run.id not in self._leases.busy
+            ]
+            self._leases.busy.update(run.id for run in runs)
+            taken.append(runs)
+        return taken
 
     async def recover(self, sending: list[Run]) -> list[Run]:
         """At start, the runs a stop left `sending`. Those whose message is still in the outbox
@@ -113,7 +127,7 @@ class SopSends(Courier):
             if runs:
                 self._leases.busy.update(run.id for run in runs)
                 end = Ended(push, PushStatus(push.status), None, push.note)
-                await finish_send(self._stepping, end, runs, in_hand=False)
+                await finish_sends(self._stepping, [(end, runs)], in_hand=False)
         return [run for run in sending if run.id not in covered]
 
 

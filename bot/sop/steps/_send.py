@@ -22,7 +22,7 @@ from loguru import logger
 from bot.db import SCHEDULED_DELETIONS, EventType, PushKind, RunStatus
 from bot.push.rows import Ended, add_pushes, push_row
 from bot.sop.format import SendStep, format_duration
-from bot.sop.runs import Run, StepRecord
+from bot.sop.runs import Run, RunMoved, StepRecord
 from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, Tools, goto
 
 if TYPE_CHECKING:
@@ -235,27 +235,63 @@ def _push(
     )
 
 
-async def finish_send(tools: Tools, end: Ended, runs: list[Run], *, in_hand: bool) -> None:
-    """Record how a message went for its runs and move them on.
+async def finish_sends(tools: Tools, done: list[tuple[Ended, list[Run]]], *, in_hand: bool) -> None:
+    """Record how messages went for their runs and move the runs on, all in one transaction
+    (replies that shared one Telegram message end together).
 
     Runs `in_hand` (this process claimed them and still holds them) go on at once; runs read
     back from the database (after a restart, or a wait for quiet hours) are handed to the
     timer. A message that may have arrived when the bot stopped is never sent again: its runs
     go past the step, the journal says `interrupted`."""
-    from bot.activity import event_row  # here, not above: see Send.run
-
-    ref = end.push.ref or {}
-    delivered = end.delivered
     now = tools.clock.now()
+    runs = [run for _, part in done for run in part]
+    kept = [(run.status, run.position, run.wake_at, run.error, run.finished_at) for run in runs]
+    records: list[StepRecord] = []
+    deletions: dict[tuple[int, int], dict[str, Any]] = {}  # one per message, however shared
+    for end, part in done:
+        records += _finished(tools, end, part, now, in_hand=in_hand)
+        deletion = _deletion(end, now)
+        if deletion is not None:
+            deletions[deletion["chat_id"], deletion["message_id"]] = deletion
+
+    async def effects(conn: AsyncConnection) -> None:
+        if deletions:
+            await conn.execute(SCHEDULED_DELETIONS.insert(), list(deletions.values()))
+
+    try:
+        await tools.runs.save(runs, now, finished=records, effects=effects)
+    except RunMoved:
+        if len(done) == 1:  # moved meanwhile (cancelled, stopped): left as they are now
+            tools.release(runs)
+            return
+        for run, (status, position, wake_at, error, finished_at) in zip(runs, kept, strict=True):
+            run.status, run.position, run.wake_at = status, position, wake_at
+            run.error, run.finished_at = error, finished_at
+        for one in done:  # one message's runs moved: the others are still recorded
+            await finish_sends(tools, [one], in_hand=in_hand)
+        return
+    for end, part in done:
+        _log_sent(tools, end, part, now)
+    if deletions:
+        tools.deletions.wake()
+    scheduled = [run for run in runs if run.status is RunStatus.SCHEDULED]
+    if scheduled:
+        tools.waiting(scheduled)
+    going = await tools.settle([run for run in runs if run.status is not RunStatus.SCHEDULED])
+    if going:
+        await tools.advance(going, claimed=True)
+
+
+def _finished(
+    tools: Tools, end: Ended, runs: list[Run], now: datetime, *, in_hand: bool
+) -> list[StepRecord]:
+    """The runs of one message move past its step (or fail it); their journal rows."""
+    ref = end.push.ref or {}
     label = ref.get("step", "")
-    continues = bool(ref.get("continue"))
     procedure = tools.library.get(ref.get("sop", ""))
     status = "done" if end.sent else "interrupted" if end.interrupted else "failed"
     error = None if end.sent else INTERRUPTED if end.interrupted else end.note
-    chat_id = delivered.chat_id if delivered is not None else end.push.chat_id
-    message_id = None
-    if end.sent:  # from Telegram's answer, or as recorded (read back after a restart)
-        message_id = delivered.message_id if delivered is not None else end.push.message_id
+    chat_id, message_id = _where(end)
     records = []
     for run in runs:
         records.append(
@@ -272,50 +308,60 @@ async def finish_send(tools: Tools, end: Ended, runs: list[Run], *, in_hand: boo
                 error=error,
             )
         )
-        if end.sent or end.interrupted or continues:
+        if end.sent or end.interrupted or ref.get("continue"):
             run.status = RunStatus.RUNNING
             goto(run, procedure, ref.get("path", run.position), now, past=True)
             if not in_hand and not run.status.is_over:
                 run.status, run.wake_at = RunStatus.SCHEDULED, now
         else:
             run.status, run.error, run.finished_at = RunStatus.FAILED, f"{label}: {error}", now
-    delete_after = ref.get("delete_after")
-    deletion: dict[str, Any] | None = None
-    if end.sent and message_id is not None and delete_after is not None:
-        deletion = {
-            "chat_id": chat_id,
-            "message_id": message_id,
-            "source": end.push.source,
-            "due_at": now + timedelta(seconds=delete_after),
-        }
+    return records
 
-    async def effects(conn: AsyncConnection) -> None:
-        if deletion is not None:
-            await conn.execute(SCHEDULED_DELETIONS.insert(), [deletion])
 
-    await tools.runs.save(runs, now, finished=records, effects=effects)
-    if end.sent:
-        for run in runs:
-            tools.activity.add(
-                event_row(
-                    chat_id=chat_id if ref.get("to") == "group" else run.chat_id,
-                    user_id=run.user_id,
-                    at=now,
-                    type=EventType.SOP_SENT,
-                    message_id=message_id,
-                    data={
-                        "sop": ref.get("sop"),
-                        "step": label,
-                        "variant": ref.get("variant"),
-                        "run": run.id,
-                    },
-                )
+def _where(end: Ended) -> tuple[int, int | None]:
+    """The chat a message went to and its id (from Telegram's answer, or as recorded)."""
+    delivered = end.delivered
+    chat_id = delivered.chat_id if delivered is not None else end.push.chat_id
+    if not end.sent:
+        return chat_id, None
+    return chat_id, delivered.message_id if delivered is not None else end.push.message_id
+
+
+def _deletion(end: Ended, now: datetime) -> dict[str, Any] | None:
+    """The message's deletion, when its step deletes it after a while."""
+    delete_after = (end.push.ref or {}).get("delete_after")
+    chat_id, message_id = _where(end)
+    if message_id is None or delete_after is None:
+        return None
+    return {
+        "chat_id": chat_id,
+        "message_id": message_id,
+        "source": end.push.source,
+        "due_at": now + timedelta(seconds=delete_after),
+    }
+
+
+def _log_sent(tools: Tools, end: Ended, runs: list[Run], now: datetime) -> None:
+    """Each run's `sop_sent` event, with the variant (what analytics compares)."""
+    from bot.activity import event_row  # here, not above: see Send.run
+
+    if not end.sent:
+        return
+    ref = end.push.ref or {}
+    chat_id, message_id = _where(end)
+    for run in runs:
+        tools.activity.add(
+            event_row(
+                chat_id=chat_id if ref.get("to") == "group" else run.chat_id,
+                user_id=run.user_id,
+                at=now,
+                type=EventType.SOP_SENT,
+                message_id=message_id,
+                data={
+                    "sop": ref.get("sop"),
+                    "step": ref.get("step", ""),
+                    "variant": ref.get("variant"),
+                    "run": run.id,
+                },
             )
-        if deletion is not None:
-            tools.deletions.wake()
-    scheduled = [run for run in runs if run.status is RunStatus.SCHEDULED]
-    if scheduled:
-        tools.waiting(scheduled)
-    going = await tools.settle([run for run in runs if run not in scheduled])
-    if going:
-        await tools.advance(going, claimed=True)
+        )
