@@ -41,7 +41,7 @@ from bot.sop.engine._triggers import (
     TriggerIndex,
     silent_trigger,
 )
-from bot.sop.steps import MAX_CHAIN, TAG_COLUMNS, LiveMaker, LotteryOpener, Outbox, Waker
+from bot.sop.steps import MAX_CHAIN, TAG_COLUMNS, Outbox, Waker
 
 __all__ = [
     "CATCH_UP_AFTER",
@@ -56,8 +56,6 @@ __all__ = [
     "TAG_COLUMNS",
     "CatchUpReport",
     "Engine",
-    "LiveMaker",
-    "LotteryOpener",
     "Notify",
     "Outbox",
     "TriggerIndex",

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections import deque
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from loguru import logger
@@ -37,9 +37,13 @@ from bot.sop.facts import Facts
 from bot.sop.library import Library, LoadReport, Procedure
 from bot.sop.messages import TextCatalogue
 from bot.sop.runs import Run, RunStore, StepRecord
-from bot.sop.steps import LiveMaker, LotteryOpener, Outbox, Waker, goto
+from bot.sop.steps import Outbox, Waker, goto
 from bot.sop.steps._send import INTERRUPTED
 from bot.sop.templates import load_catalogues
+
+if TYPE_CHECKING:
+    from bot.lottery.service import Lotteries
+    from bot.push.lives import Lives
 
 OUTCOME_PATIENCE = 10.0  # seconds /sop_run waits for the run's outcome before saying "started"
 
@@ -57,8 +61,8 @@ class Engine:
         clock: Clock,
         *,
         bus: Bus,
-        lotteries: LotteryOpener,
-        lives: LiveMaker,
+        lotteries: Lotteries,
+        lives: Lives,
         pushes: Waker,
         deletions: Waker,
         notify: Notify,

@@ -11,7 +11,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,21 +28,15 @@ from bot.sop.facts import Facts
 from bot.sop.library import Library, Procedure
 from bot.sop.messages import TextCatalogue
 from bot.sop.runs import Effects, Run, RunMoved, RunStore, StepRecord
-from bot.sop.steps import STEPS, Cohort, LiveMaker, LotteryOpener, Waker, goto
+from bot.sop.steps import STEPS, Cohort, Waker, goto
+
+if TYPE_CHECKING:
+    from bot.lottery.service import Lotteries
+    from bot.push.lives import Lives
 
 
-class Emit(Protocol):
-    """Hand an event to the SOPs that wait for it or start on it (`Engine.emit`)."""
-
-    def __call__(
-        self,
-        name: str,
-        chat_id: int,
-        user_id: int | None,
-        data: dict[str, Any] | None = None,
-        *,
-        chain: int = 0,
-    ) -> Awaitable[None]: ...
+# Hand an event to the SOPs that wait for it or start on it: `Engine.emit`.
+Emit = Callable[..., Awaitable[None]]
 
 
 # Start an SOP for a member (or the group) because a step said so: (procedure, chat, member,
@@ -73,8 +67,8 @@ class Stepping:
         emit: Emit,
         listens: Callable[[str, int, int | None], bool],
         start: StartRuns,
-        lotteries: LotteryOpener,
-        lives: LiveMaker,
+        lotteries: Lotteries,
+        lives: Lives,
         pushes: Waker,
         deletions: Waker,
         failures: FailureNotices,

@@ -13,11 +13,11 @@ import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from bot.outbox import Outbox, Waker
 from bot.sop.format import ACTIONS, StepBase
 from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, Tools, goto
 from bot.sop.steps._checkin import group_checkin_rules
 from bot.sop.steps._flow import MAX_CHAIN
-from bot.sop.steps._ports import LiveMaker, LotteryOpener, Outbox, Waker
 from bot.sop.steps._tag import TAG_COLUMNS
 from bot.sop.steps._wait import next_time_of_day
 
@@ -72,8 +72,6 @@ __all__ = [
     "Checks",
     "Cohort",
     "KeyPath",
-    "LiveMaker",
-    "LotteryOpener",
     "Outbox",
     "Seen",
     "StepType",

@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     from bot.checkin.boards import Leaderboards
     from bot.checkin.service import CheckinRules
     from bot.clock import Clock
+    from bot.lottery.service import Lotteries
+    from bot.outbox import Waker
+    from bot.push.lives import Lives
     from bot.sop.conditions import GroupFacts
     from bot.sop.facts import Facts, MemberFacts
     from bot.sop.library import Library, Procedure
     from bot.sop.messages import TextCatalogue
     from bot.sop.runs import RunStore
-    from bot.sop.steps._ports import LiveMaker, LotteryOpener, Waker
 
 KeyPath = tuple[str | int, ...]  # where in an SOP file: ("steps", 3, "send", "template")
 S = TypeVar("S", bound=StepBase)
@@ -116,9 +118,9 @@ class Tools(Protocol):
     @property
     def texts(self) -> TextCatalogue: ...
     @property
-    def lotteries(self) -> LotteryOpener: ...
+    def lotteries(self) -> Lotteries: ...
     @property
-    def lives(self) -> LiveMaker: ...
+    def lives(self) -> Lives: ...
     @property
     def pushes(self) -> Waker: ...
     @property
