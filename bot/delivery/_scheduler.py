@@ -44,8 +44,10 @@ BACKOFF_MAX = 10.0
 TICK = 0.05
 # Messages whose `before` runs at once (each is about to go: its chat and the overall pace allow
 # it). Their `before` runs before they are paced, so a slow database never bunches messages on
-# the wire; and only these few can be noted as about to go when a crash comes before they went.
-PREPARE_AHEAD = 2
+# the wire (which Telegram answers with 429s); six keep up with the pace while each `before` is a
+# database write, and only these few can be noted as about to go when a crash (SIGKILL) comes
+# before they went: they are then marked interrupted, never sent twice.
+PREPARE_AHEAD = 6
 SWEEP_EVERY = 60.0  # seconds between forgetting chats that have nothing queued or pending
 GONE = frozenset({GroupStatus.KICKED, GroupStatus.LEFT})
 
