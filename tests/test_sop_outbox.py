@@ -53,6 +53,15 @@ async def world(engine: AsyncEngine, registry: Registry, activity: ActivityLog, 
         yield start
 
 
+async def scheduled_at_night(world: Any) -> tuple[Any, Any, Any]:
+    """The engine, with the calendar starting `note` at 23:00, in the group's quiet hours."""
+    sop, outbox, clock = await world()
+    clock.set(NIGHT)
+    await sop.fire_schedule("note", GROUP.id)
+    await settle(sop)
+    return sop, outbox, clock
+
+
 async def table(db: AsyncEngine, which: Any) -> list[dict[str, Any]]:
     async with db.connect() as conn:
         return [dict(row._mapping) for row in await conn.execute(select(which))]
@@ -64,10 +73,7 @@ async def journal(db: AsyncEngine) -> list[tuple[str, str]]:
 
 
 async def test_a_scheduled_message_waits_out_quiet_hours(world, engine: AsyncEngine) -> None:
-    sop, outbox, clock = await world()
-    clock.set(NIGHT)
-    await sop.fire_schedule("note", GROUP.id)
-    await settle(sop)
+    sop, outbox, clock = await scheduled_at_night(world)
     assert outbox.texts(GROUP.id) == [], "nothing goes to the group in its quiet hours"
     [push] = await table(engine, PUSHES)
     assert push["status"] == PushStatus.PENDING and push["due_at"] == MORNING
@@ -115,10 +121,7 @@ async def test_scheduled_messages_count_toward_the_daily_cap(
 async def test_a_message_never_tried_before_a_stop_goes_after_the_restart(
     world, engine: AsyncEngine
 ) -> None:
-    sop, outbox, clock = await world()
-    clock.set(NIGHT)
-    await sop.fire_schedule("note", GROUP.id)
-    await settle(sop)
+    sop, outbox, clock = await scheduled_at_night(world)
     await queue_of(sop).close(grace=0)  # the bot stops with the message waiting
     await sop.close()
     clock.set(MORNING)
@@ -163,10 +166,7 @@ async def test_a_message_sent_just_before_a_stop_is_not_sent_again(
 async def test_a_waiting_message_of_an_sop_switched_off_meanwhile_never_goes(
     world, engine: AsyncEngine
 ) -> None:
-    sop, outbox, clock = await world()
-    clock.set(NIGHT)
-    await sop.fire_schedule("note", GROUP.id)
-    await settle(sop)
+    sop, outbox, clock = await scheduled_at_night(world)
     await sop.stop_runs("note", GROUP.id, "switched off in this group by an admin")
     clock.set(MORNING)
     await drain(queue_of(sop))
