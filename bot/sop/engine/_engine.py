@@ -22,6 +22,7 @@ from bot.checkin.service import CheckinRules
 from bot.clock import Clock
 from bot.db import RunStatus
 from bot.events import Bus, Happened, MemberJoined, MemberLeft, SopsReloaded
+from bot.push.rows import INTERRUPTED
 from bot.registry import Registry
 from bot.sop.conditions import GroupFacts
 from bot.sop.engine._context import Context
@@ -38,7 +39,6 @@ from bot.sop.library import Library, LoadReport, Procedure
 from bot.sop.messages import TextCatalogue
 from bot.sop.runs import Run, RunStore, StepRecord
 from bot.sop.steps import Outbox, Waker, goto
-from bot.sop.steps._send import INTERRUPTED
 from bot.sop.templates import load_catalogues
 
 if TYPE_CHECKING:

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 TO_MEMBER = "'to: member' needs a member; this run is for the group"
 ANSWERS = frozenset({"member_joined", "command", "message", "button", "manual"})
 ANSWER_WITHIN = timedelta(minutes=10)
-INTERRUPTED = "the bot stopped while sending; it may have arrived, not sent again"
 
 
 def answers(run: Run, now: datetime) -> bool:
@@ -290,7 +289,7 @@ def _finished(
     label = ref.get("step", "")
     procedure = tools.library.get(ref.get("sop", ""))
     status = "done" if end.sent else "interrupted" if end.interrupted else "failed"
-    error = None if end.sent else INTERRUPTED if end.interrupted else end.note
+    error = None if end.sent else end.note  # INTERRUPTED when the bot stopped mid-send
     chat_id, message_id = _where(end)
     records = []
     for run in runs:
