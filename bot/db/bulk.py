@@ -2,9 +2,9 @@
 
 SQLAlchemy's executemany prepares every row's parameters through the compiled statement, which
 costs more than the database write itself at thousands of rows a second. `Bulk` looks up the
-bind processors of the few parameters that need one (datetimes, JSON) once, converts each
-distinct time once per batch, and hands the rows to the driver as tuples, on the same connection
-and in the same transaction.
+bind processors of the few parameters that need one (datetimes, JSON) once, converts a column
+at a time (each distinct time once per batch; booleans as they are), and hands the rows to the
+driver as tuples, on the same connection and in the same transaction.
 
 On SQLite the rows go to the driver's own `executemany`. Its thread wants Python's lock for each
 call it makes (SQLAlchemy's cursor takes three per statement: open, execute, close), and while
@@ -15,6 +15,7 @@ calls, the more rows a write gets through under load.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.types import Boolean
 
 ROWS_PER_INSERT = 500
 SLICE = 1000  # rows prepared between turns of the event loop
@@ -55,8 +57,10 @@ class Bulk:
             self._values = (head, group, tail)
             self._per_statement = max(1, min(ROWS_PER_INSERT, SQLITE_VARIABLES // len(order)))
         types = [compiled.binds[name].type.dialect_impl(dialect) for name in order]
+        # (column, processor, the values it may leave as they are: bool, which every driver
+        # takes as it is, for a boolean column)
         self._convert = [
-            (index, processor)
+            (index, processor, frozenset({bool, type(None)}) if isinstance(kind, Boolean) else None)
             for index, kind in enumerate(types)
             if (processor := kind.bind_processor(dialect)) is not None
         ]
@@ -77,11 +81,10 @@ class Bulk:
         so this lets the event loop run every SLICE rows; it needs no connection, so a writer
         can prepare before its turn to write."""
         params: list[tuple[Any, ...]] = []
-        times: dict[tuple[int, datetime], Any] = {}  # a batch's rows mostly share their times
         for start in range(0, len(rows), SLICE):
             if start:
                 await asyncio.sleep(0)
-            params += [self._converted(row, times) for row in rows[start : start + SLICE]]
+            params += self._converted(rows[start : start + SLICE])
         if self._values is None:
             return Prepared(((self.sql, params),))
         # Whole statements of `size` rows go in one call, the rows left over in another.
@@ -102,24 +105,22 @@ class Bulk:
             calls.append((head + ", ".join([group] * len(rest)) + tail, [_flat(rest)]))
         return Prepared(tuple(calls))
 
-    def _converted(
-        self, row: Sequence[Any], times: dict[tuple[int, datetime], Any]
-    ) -> tuple[Any, ...]:
-        if not self._convert:
-            return tuple(row)
-        values = list(row)
-        for index, processor in self._convert:
-            value = values[index]
-            if value is None:
+    def _converted(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """The rows with their values converted, a column at a time."""
+        if not self._convert or not rows:
+            return [tuple(row) for row in rows]
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for index, processor, as_is in self._convert:
+            column = columns[index]
+            kinds = set(map(type, column))
+            if as_is is not None and kinds <= as_is:
                 continue
-            if type(value) is datetime:
-                key = (index, value)
-                if (done := times.get(key)) is None:
-                    done = times[key] = processor(value)
-                values[index] = done
+            if kinds <= _TIMES:  # a batch's rows mostly share their times: each converted once
+                done = {value: processor(value) for value in set(column) if value is not None}
+                columns[index] = list(map(done.get, column))
             else:
-                values[index] = processor(value)
-        return tuple(values)
+                columns[index] = [None if value is None else processor(value) for value in column]
+        return list(zip(*columns, strict=True))
 
     @staticmethod
     async def run(conn: AsyncConnection, prepared: Prepared) -> int:
@@ -142,8 +143,11 @@ class Prepared:
     calls: tuple[tuple[str, list[tuple[Any, ...]]], ...]
 
 
+_TIMES = frozenset({datetime, type(None)})
+
+
 def _flat(rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
-    return tuple(value for row in rows for value in row)
+    return tuple(itertools.chain.from_iterable(rows))
 
 
 async def _sqlite_many(conn: AsyncConnection, sql: str, params: Sequence[tuple[Any, ...]]) -> int:

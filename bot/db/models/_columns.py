@@ -41,7 +41,8 @@ class UTCDateTime(TypeDecorator[datetime]):
                 if value.tzinfo is None:
                     raise ValueError("naive datetime given to a UTC column")
                 value = value.astimezone(UTC)
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+            # "2026-11-01 08:00:00.000000+00:00" less its offset: a replace() the fewer
+            return value.isoformat(" ", "microseconds")[:-6]
 
         return process
 
