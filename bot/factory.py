@@ -374,10 +374,12 @@ def create_dispatcher(
     `services` become the handlers' workflow data (`engine`, `say`, `rights`, …); aiogram hands
     each handler those it names.
     """
-    dispatcher = Dispatcher(activity=activity, registry=registry, **services)
+    # No FSM: no handler keeps a conversation state, and its middleware would look one up for
+    # every update.
+    dispatcher = Dispatcher(activity=activity, registry=registry, disable_fsm=True, **services)
     # Handlers sit on the dispatcher itself: every sub-router costs each update a pass through
-    # it (about 7 µs here). Plain group messages stop at RecordMessages; handlers see the
-    # commands they take.
+    # it (about 7 µs here). Plain group messages stop at RecordMessages, on the update; handlers
+    # see the commands they take.
     membership.register(dispatcher)
     rewards.register(dispatcher)  # before sops: its handler takes every other button
     lottery.register(dispatcher)
@@ -387,7 +389,7 @@ def create_dispatcher(
     sops.register(dispatcher)
     points.register(dispatcher)
     boards.register(dispatcher)
-    dispatcher.message.outer_middleware(
+    dispatcher.update.outer_middleware(
         RecordMessages(
             registry,
             activity,

@@ -186,7 +186,7 @@ async def test_handlers_see_only_the_group_commands_they_take(tmp_path: Path) ->
         taken = handled_commands(app.dispatcher)
         assert taken is not None and {"top", "me", "sop_run", "stats"} <= taken
         assert "checkin" not in taken, "an SOP's command ends with the activity log and the SOPs"
-        [record] = [m for m in app.dispatcher.message.outer_middleware if isinstance(m, Record)]
+        [record] = [m for m in app.dispatcher.update.outer_middleware if isinstance(m, Record)]
         assert record.commands == taken
         assert record._handled("/TOP@tidepool_bot week")
         assert (
