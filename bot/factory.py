@@ -47,6 +47,7 @@ from bot.polling import chat_of
 from bot.push.lives import LIVE_KINDS, Lives
 from bot.push.queue import PushQueue
 from bot.push.rows import Courier, Doorbell
+from bot.push.wire import WireNotes, wire_notes_path
 from bot.registry import Registry
 from bot.rewards import Rewards
 from bot.rights import RightsCheck
@@ -202,6 +203,7 @@ async def _build(
         outbox,
         clock,
         couriers=couriers(outbox, settings, engine, lotteries, live_sessions),
+        wire=WireNotes(wire_notes_path(settings.database_url, settings.data_dir)),
         doorbell=doorbell,
         notify=notify,
         default_zone=zone,

@@ -15,7 +15,11 @@ if TYPE_CHECKING:  # `tidepool check` reads the step types, which name this: it 
 
     from bot.delivery import Delivered
 
-Before = Callable[[], Awaitable[None]]  # awaited just before Telegram is asked (a send's record)
+Asking = Callable[[], None]
+# Awaited once it is a message's turn, before it is paced (the push queue records that it may
+# arrive from now on); what it returns, if anything, is called at the moment Telegram is asked,
+# at each attempt (the note that tells, after a crash, a request made from one never made).
+Before = Callable[[], Awaitable[Asking | None]]
 
 
 class Outbox(Protocol):

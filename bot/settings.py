@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # without a message, tells the group's admins and the owners (once per week or silence).
     health_drop: float = Field(default=0.3, gt=0, lt=1)
     health_silent_days: int = Field(default=3, ge=1, le=365)
+    # Files the bot keeps beside a server database (with SQLite they sit beside its file).
+    data_dir: Path = Path("data")
     # For end-to-end tests: a file holding seconds to add to the bot's clock.
     clock_file: Path | None = None
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import shutil
+import tempfile
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.clock import ManualClock
 from bot.delivery import Delivered
 from bot.factory import Tidepool, assemble
+from bot.outbox import Before
 from bot.push.queue import PushQueue
 from bot.settings import Settings
 from bot.sop.engine import Engine
@@ -66,6 +68,15 @@ class RecordingOutbox:
         self.sent.append(Sent(chat_id, text, message_id, method, markup, reply, self.clock.now()))
         return Delivered(True, message_id, chat_id, None, 1)
 
+    async def _ready(self, chat_id: int, before: Before | None) -> None:
+        """As the delivery service: `before` once it is the message's turn, what it returned
+        as Telegram is asked (the stall stands for the time on the wire)."""
+        if before is not None and chat_id not in self.refuse:
+            asking = await before()
+            if asking is not None:
+                asking()
+        await self._stall()
+
     async def send_message(
         self,
         chat_id: int,
@@ -75,11 +86,9 @@ class RecordingOutbox:
         reply_markup: Any = None,
         reply_to_message_id: int | None = None,
         combine: str | None = None,
-        before: Callable[[], Awaitable[None]] | None = None,
+        before: Before | None = None,
     ) -> Delivered:
-        if before is not None and chat_id not in self.refuse:
-            await before()
-        await self._stall()
+        await self._ready(chat_id, before)
         return self._record("sendMessage", chat_id, text, reply_markup, reply_to_message_id)
 
     async def send_photo(
@@ -91,11 +100,9 @@ class RecordingOutbox:
         source: str,
         reply_markup: Any = None,
         reply_to_message_id: int | None = None,
-        before: Callable[[], Awaitable[None]] | None = None,
+        before: Before | None = None,
     ) -> Delivered:
-        if before is not None and chat_id not in self.refuse:
-            await before()
-        await self._stall()
+        await self._ready(chat_id, before)
         return self._record("sendPhoto", chat_id, caption or "", reply_markup, reply_to_message_id)
 
     async def edit_text(
@@ -177,6 +184,9 @@ def content_with(tests: Path, folder: Path) -> Path:
     return folder
 
 
+DATA_DIR = Path(tempfile.gettempdir()) / "tidepool-tests"
+
+
 @contextlib.asynccontextmanager
 async def assembled(
     db: AsyncEngine,
@@ -199,6 +209,7 @@ async def assembled(
     chosen = Settings(
         _env_file=None,
         database_url=db.url.render_as_string(hide_password=False),
+        data_dir=DATA_DIR,  # wire notes of a PostgreSQL database: a clean stop clears them
         sops_dir=sops_dir,
         content_dir=content,
         language="en",

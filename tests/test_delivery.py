@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import SimpleNamespace
@@ -20,6 +20,7 @@ from sqlalchemy import select
 from bot.db import DELIVERIES, GroupStatus
 from bot.delivery import Delivered, Delivery
 from bot.emulator import EmulatorClient, EmulatorServer, _state
+from bot.outbox import Asking, Before
 from bot.registry import Registry
 
 TOKEN = "123456:TEST-token"
@@ -486,11 +487,13 @@ async def test_a_shared_message_awaits_the_before_of_every_text_it_carries(
     chat = await group(ctl, registry)
     asked: list[int] = []
     sent_when_asked: list[int] = []
+    on_the_wire: list[int] = []
 
-    def noting(i: int) -> Callable[[], Awaitable[None]]:
-        async def before() -> None:  # the push queue marks its push `sending` here
+    def noting(i: int) -> Before:
+        async def before() -> Asking:  # the push queue marks its push `sending` here
             asked.append(i)
             sent_when_asked.append(len(await ctl.sent(chat)))
+            return lambda: on_the_wire.append(i)  # and notes it here, as Telegram is asked
 
         return before
 
@@ -511,3 +514,4 @@ async def test_a_shared_message_awaits_the_before_of_every_text_it_carries(
     carried = {r.message_id for r in results}
     assert len(carried) == len(sent)
     assert max(sent_when_asked) < len(sent), "every before ran before its message went"
+    assert sorted(on_the_wire) == list(range(10)), "each text noted once, as its message went"

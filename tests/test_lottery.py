@@ -41,6 +41,7 @@ from bot.lottery.service import Lotteries
 from bot.lottery.store import Drawn, Entered, Rerolled, Verification
 from bot.push.queue import INTERRUPTED, PushQueue
 from bot.push.rows import Doorbell
+from bot.push.wire import WireNotes
 from bot.registry import Registry
 from bot.sop.format import LotteryRules
 from bot.texts import Texts
@@ -118,6 +119,7 @@ async def setup(
         couriers=dict.fromkeys(
             (PushKind.LOTTERY_POST, PushKind.LOTTERY_ANNOUNCE), lotteries.courier
         ),
+        wire=WireNotes(None),
         doorbell=doorbell,
         notify=Notices(),
         default_zone=ZONE,
@@ -405,6 +407,7 @@ async def test_the_loop_draws_at_the_deadline_and_after_a_restart(
         setup.outbox,
         setup.clock,
         couriers=dict.fromkeys((PushKind.LOTTERY_POST, PushKind.LOTTERY_ANNOUNCE), again.courier),
+        wire=WireNotes(None),
         doorbell=doorbell,
         notify=Notices(),
         default_zone=ZONE,

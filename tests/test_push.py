@@ -24,9 +24,10 @@ from bot.push._commit import GroupCommit
 from bot.push.broadcasts import BroadcastError, Target
 from bot.push.queue import INTERRUPTED, PushQueue, add_pushes, push_row
 from bot.push.rules import QuietHours, day_start, next_day, reminder_at
+from bot.push.wire import WireNotes, wire_notes_path
 from bot.registry import Registry
 from bot.texts import Texts
-from tests.sop_harness import OWNER, RecordingOutbox, assembled
+from tests.sop_harness import DATA_DIR, OWNER, RecordingOutbox, assembled
 
 ROOT = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -271,24 +272,64 @@ async def test_a_group_that_removed_the_bot_is_skipped_and_marked(
     assert (await statuses(engine))["c"][:2] == (PushStatus.FAILED, "Forbidden: bot was kicked")
 
 
+def wire_notes(engine: AsyncEngine) -> WireNotes:
+    """The wire notes of the bot the harness assembles on `engine`."""
+    url = engine.url.render_as_string(hide_password=False)
+    return WireNotes(wire_notes_path(url, DATA_DIR))
+
+
+async def crashed(engine: AsyncEngine, statuses: dict[str, PushStatus], asked: list[str]) -> None:
+    """As a crash leaves them: pushes of these `statuses`, and Telegram asked for `asked`."""
+    async with writing(engine) as conn:
+        for key, status in statuses.items():
+            await conn.execute(
+                update(PUSHES).where(PUSHES.c.key == key).values(status=status.value)
+            )
+        ids = await conn.execute(select(PUSHES.c.id).where(PUSHES.c.key.in_(asked)))
+    notes = wire_notes(engine)
+    notes.clear()
+    notes.note(ids.scalars())
+    notes.close()
+
+
 async def test_a_crash_mid_send_never_sends_twice_and_loses_only_what_was_on_the_wire(
     engine: AsyncEngine, groups: Registry, queues: Queues
 ) -> None:
     clock = ManualClock(NOON)
-    rows = [text_push(key, GROUP, NOON) for key in ("asked", "waiting", "due")]
+    rows = [text_push(key, GROUP, NOON) for key in ("asked", "prepared", "waiting", "due")]
     await add(engine, NOON, *rows)
-    async with writing(engine) as conn:  # the crash: Telegram was asked for one, not the other
-        for key, status in (("asked", PushStatus.SENDING), ("waiting", PushStatus.QUEUED)):
-            await conn.execute(
-                update(PUSHES).where(PUSHES.c.key == key).values(status=status.value)
-            )
+    # The crash: Telegram was asked for one; another was marked but its request never went.
+    sending, queued = PushStatus.SENDING, PushStatus.QUEUED
+    await crashed(engine, {"asked": sending, "prepared": sending, "waiting": queued}, ["asked"])
     queue, outbox = await queues(clock)  # the start after it recovers
-    assert (await statuses(engine))["waiting"][0] == PushStatus.PENDING
+    found = await statuses(engine)
+    assert found["prepared"][0] == found["waiting"][0] == PushStatus.PENDING
+    assert found["asked"][:2] == (PushStatus.FAILED, INTERRUPTED)
     await run(queue)
-    assert sorted(outbox.texts(GROUP)) == ["hello due", "hello waiting"]
+    await run(queue)  # PER_CHAT at a time
+    assert sorted(outbox.texts(GROUP)) == ["hello due", "hello prepared", "hello waiting"]
     found = await statuses(engine)
     assert found["asked"][:2] == (PushStatus.FAILED, INTERRUPTED)
-    assert found["waiting"][0] == found["due"][0] == PushStatus.SENT
+    assert {found[key][0] for key in ("prepared", "waiting", "due")} == {PushStatus.SENT}
+    async with engine.connect() as conn:
+        sent = await conn.execute(select(PUSHES.c.id).where(PUSHES.c.key != "asked"))
+    assert wire_notes(engine).asked() == set(sent.scalars()), "noted as each was asked for"
+
+
+async def test_without_wire_notes_every_push_left_sending_is_in_doubt(
+    engine: AsyncEngine, groups: Registry, queues: Queues
+) -> None:
+    """As after an upgrade from a version that kept none: nothing may be sent twice."""
+    await add(engine, NOON, *(text_push(key, GROUP, NOON) for key in ("a", "b")))
+    await crashed(engine, {"a": PushStatus.SENDING, "b": PushStatus.SENDING}, [])
+    path = wire_notes(engine).path
+    assert path is not None
+    path.unlink()
+    queue, outbox = await queues(ManualClock(NOON))
+    await run(queue)
+    assert outbox.texts(GROUP) == []
+    found = await statuses(engine)
+    assert found["a"][:2] == found["b"][:2] == (PushStatus.FAILED, INTERRUPTED)
 
 
 @dataclass
@@ -496,3 +537,27 @@ async def test_a_burst_of_writes_shares_a_few_transactions() -> None:
     assert all(isinstance(result, RuntimeError) for result in later), "each writer hears of it"
     await commit.add(99)
     assert batches[-1] == [99], "a lone write goes at once"
+
+
+def test_wire_notes_live_beside_the_database_and_forget_on_clear(tmp_path: Path) -> None:
+    db = tmp_path / "data" / "tidepool.db"
+    assert wire_notes_path(f"sqlite+aiosqlite:///{db}", tmp_path) == Path(f"{db}-wire")
+    assert wire_notes_path("sqlite+aiosqlite://", tmp_path) is None  # in memory: nothing to keep
+    server = "postgresql+asyncpg://bot:secret@db.example:5432/tidepool"
+    assert wire_notes_path(server, tmp_path) == tmp_path / "pushes-db.example-tidepool.wire"
+    notes = WireNotes(wire_notes_path(f"sqlite+aiosqlite:///{db}", tmp_path))
+    assert notes.asked() is None, "no notes yet: every push left sending is in doubt"
+    notes.note([7, 8])
+    notes.note([9])
+    assert notes.asked() == {7, 8, 9}
+    notes.settled()  # a few bytes: kept until there is more to clear
+    assert notes.asked() == {7, 8, 9}
+    notes.clear()
+    notes.note([10])
+    notes.close()
+    assert notes.path is not None
+    with notes.path.open("ab") as file:
+        file.write(b"\x00\x00garbage\n")  # what a power cut may leave: passed over
+    assert WireNotes(notes.path).asked() == {10}
+    assert WireNotes(None).asked() is None
+    WireNotes(None).note([1])  # nothing to keep: noting costs nothing

@@ -11,6 +11,8 @@ from datetime import datetime
 
 from aiogram.types import ReplyMarkupUnion
 
+from bot.outbox import Asking, Before
+
 GROUP_WINDOW = 60.0  # seconds over which `per_group_minute` counts
 
 Request = Callable[[int], Awaitable[object]]
@@ -67,7 +69,8 @@ class _Job:
     attempts: int = 0
     text: _Text | None = None  # set when it may be combined with texts alike
     parts: list[_Job] = field(default_factory=list)  # the requests a combined message answers
-    before: Callable[[], Awaitable[None]] | None = None  # awaited once before it is paced
+    before: Before | None = None  # awaited once before it is paced
+    asking: Asking | None = None  # what `before` returned: called as Telegram is asked
     prepared: bool = False  # its `before` has run
     ahead: bool = False  # counted among the few prepared ahead of their turn
 

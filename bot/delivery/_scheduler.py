@@ -7,7 +7,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiogram import Bot
@@ -25,6 +25,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import DELIVERIES, DeliveryStatus, GroupStatus, utcnow, writing
+from bot.outbox import Before
 from bot.registry import Registry
 
 from ._combine import combine_texts
@@ -165,7 +166,7 @@ class _Scheduler:
         paced: bool,
         message_id: int | None = None,
         text: _Text | None = None,
-        before: Callable[[], Awaitable[None]] | None = None,
+        before: Before | None = None,
     ) -> Delivered:
         job = _Job(
             method,
@@ -314,7 +315,7 @@ class _Scheduler:
     async def _prepare(self, lane: _Lane, job: _Job, parts: list[_Job]) -> None:
         """Await the `before` of each request `job` answers, then give it its turn again."""
         try:
-            await asyncio.gather(*(part.before() for part in parts if part.before is not None))
+            asking = await asyncio.gather(*(part.before() for part in parts if part.before))
         except Exception as exc:
             logger.bind(chat_id=lane.chat_id).opt(exception=exc).error(
                 "{} ({}) not sent: what had to happen before failed", job.method, job.source
@@ -322,8 +323,8 @@ class _Scheduler:
             lane.jobs.remove(job)
             self._finish(job, error=f"not sent: {type(exc).__name__}: {exc}")
         else:
-            for part in parts:
-                part.prepared = True
+            for part, ask in zip(parts, asking, strict=True):  # each has a `before`
+                part.prepared, part.asking = True, ask
         finally:
             lane.busy = False
             self._take_turn(lane)
@@ -339,6 +340,9 @@ class _Scheduler:
     async def _attempt(self, lane: _Lane, job: _Job) -> None:
         log = logger.bind(chat_id=lane.chat_id)
         try:
+            for part in job.answers:
+                if part.asking is not None:
+                    part.asking()  # a failure here fails it unsent
             result = await job.request(lane.chat_id)
         except TelegramRetryAfter as exc:
             self._flood(lane, job, exc)

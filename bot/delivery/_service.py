@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiogram.types import (
     InlineKeyboardMarkup,
     InputFile,
@@ -11,6 +9,8 @@ from aiogram.types import (
     ReplyMarkupUnion,
     ReplyParameters,
 )
+
+from bot.outbox import Before
 
 from ._jobs import Delivered, _Text
 from ._scheduler import _Scheduler
@@ -37,7 +37,7 @@ class Delivery(_Scheduler):
         disable_notification: bool = False,
         parse_mode: str | None = "HTML",
         combine: str | None = None,
-        before: Callable[[], Awaitable[None]] | None = None,
+        before: Before | None = None,
     ) -> Delivered:
         """Send a text message; a reply whose original is gone is sent as a plain message.
 
@@ -77,7 +77,7 @@ class Delivery(_Scheduler):
         reply_to_message_id: int | None = None,
         disable_notification: bool = False,
         parse_mode: str | None = "HTML",
-        before: Callable[[], Awaitable[None]] | None = None,
+        before: Before | None = None,
     ) -> Delivered:
         """Send a photo (a file id, a URL or an `InputFile`) with an optional caption; `before`
         as for `send_message`."""

@@ -15,19 +15,22 @@ decides in one transaction:
 
 Just before Telegram is asked, a push becomes `sending`; its answer is recorded with what its
 owner keeps of it (the courier of its kind: `bot.push.rows.Courier`). Both writes are group
-commits, so a burst of pushes costs a few transactions. After a crash, `queued` pushes were
-never tried and go back to pending; `sending` ones may have arrived and are marked failed
-("interrupted"), never sent again, and their owners are told. So nothing is sent twice that
-Telegram had accepted, nothing is lost that was never tried, and only the few messages on the
-wire at the moment of a crash are in doubt. A clean stop finishes or puts back everything. At
-most `IN_FLIGHT` pushes are claimed at a time (`PER_CHAT` per chat), so one group's backlog does
-not hold up others; texts that may share a message (`combine`) are handed over together.
+commits, so a burst of pushes costs a few transactions. The moment Telegram is asked, the
+push is noted (`bot.push.wire`). After a crash, `queued` pushes were never tried and go back to
+pending, and so do `sending` ones without a note (prepared, never asked); noted ones may have
+arrived and are marked failed ("interrupted"), never sent again, and their owners are told.
+So nothing is sent twice that Telegram had accepted, nothing is lost that was never tried, and
+only the few messages on the wire at the moment of a crash are in doubt. A clean stop
+finishes or puts back everything. At most `IN_FLIGHT` pushes are claimed at a time (`PER_CHAT`
+per chat), so one group's backlog does not hold up others; texts that may share a message
+(`combine`) are handed over together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -41,10 +44,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot.clock import Clock
 from bot.db import BOT_USERS, PUSHES, PushStatus, writing
 from bot.delivery import GONE, Delivered
-from bot.outbox import Outbox
+from bot.outbox import Asking, Outbox
 from bot.push._commit import GroupCommit
 from bot.push.rows import INTERRUPTED, Courier, Doorbell, Ended, add_pushes, push_row
 from bot.push.rules import QuietHours, day_start, next_day
+from bot.push.wire import WireNotes
 from bot.registry import Registry
 from bot.sop.facts import chunks
 
@@ -90,6 +94,7 @@ class PushQueue:
         clock: Clock,
         *,
         couriers: Mapping[str, Courier],
+        wire: WireNotes,
         doorbell: Doorbell,
         notify: Notify,
         default_zone: tzinfo,
@@ -101,6 +106,7 @@ class PushQueue:
         self.delivery = delivery
         self.clock = clock
         self.couriers = couriers  # push kind -> who sends it and hears how it went
+        self.wire = wire
         self.default_zone = default_zone
         self.default_quiet = QuietHours.parse(quiet_hours)
         self.default_cap = daily_cap
@@ -143,20 +149,27 @@ class PushQueue:
         never sent again (their owners are told); those still `queued` were never tried and go
         back to pending. Return how many were in doubt."""
         now = self.clock.now()
+        asked = self.wire.asked()  # None: no notes to go by, every `sending` one is in doubt
         async with writing(self.engine) as conn:
-            await conn.execute(
-                update(PUSHES)
-                .where(PUSHES.c.status == PushStatus.QUEUED.value)
-                .values(status=PushStatus.PENDING.value, claimed_at=None)
-            )
-            doubtful = list(
+            sending = list(
                 await conn.execute(
                     select(PUSHES).where(PUSHES.c.status == PushStatus.SENDING.value)
                 )
             )
+            doubtful = [push for push in sending if asked is None or push.id in asked]
+            untried = [push.id for push in sending if asked is not None and push.id not in asked]
+            pending = {"status": PushStatus.PENDING.value, "claimed_at": None}
+            await conn.execute(
+                update(PUSHES).where(PUSHES.c.status == PushStatus.QUEUED.value).values(pending)
+            )
+            for part in chunks(untried):
+                await conn.execute(update(PUSHES).where(PUSHES.c.id.in_(part)).values(pending))
             ended = [Ended(push, PushStatus.FAILED, note=INTERRUPTED) for push in doubtful]
             if ended:
                 await self._write_ends(conn, ended, now)
+        self.wire.clear()
+        if untried:
+            logger.info("{} pushes prepared but never asked for when the bot stopped", len(untried))
         if ended:
             logger.warning(
                 "{} pushes were being sent when the bot stopped: {}", len(ended), INTERRUPTED
@@ -187,8 +200,11 @@ class PushQueue:
         await self.halt()
         if self._in_flight:
             await asyncio.wait(list(self._in_flight.values()), timeout=grace)
+        if not self._in_flight:  # every push handed out is recorded: none is `sending`
+            self.wire.clear()
         for task in list(self._in_flight.values()):
             task.cancel()
+        self.wire.close()
 
     @property
     def busy(self) -> int:
@@ -379,7 +395,8 @@ class PushQueue:
 
     async def _send(self, push: Row[Any]) -> None:
         try:
-            delivered = await self._courier(push).send(push, lambda: self._sending.add(push.id))
+            ready = functools.partial(self._ready, push.id)
+            delivered = await self._courier(push).send(push, ready)
         except Exception as exc:
             logger.bind(chat_id=push.chat_id).exception("push {} failed", push.key)
             delivered = Delivered(False, None, push.chat_id, f"{type(exc).__name__}: {exc}", 1)
@@ -400,12 +417,19 @@ class PushQueue:
             logger.bind(chat_id=push.chat_id).exception("could not record push {}", push.key)
         finally:
             self._in_flight.pop(push.id, None)
+            if not self._in_flight:  # every push handed out is recorded: none is `sending`
+                self.wire.settled()
             shared = push.combine is not None
             self._chats[push.chat_id, shared] -= 1
             self._shared -= shared
             if self._chats[push.chat_id, shared] <= 0:
                 del self._chats[push.chat_id, shared]
             self._wake.set()
+
+    async def _ready(self, push_id: int) -> Asking:
+        """Its turn has come: it is `sending` from now on, and noted as Telegram is asked."""
+        await self._sending.add(push_id)
+        return functools.partial(self.wire.note, (push_id,))
 
     async def _mark_sending(self, push_ids: list[int]) -> None:
         """Telegram is about to be asked for these: they may arrive from now on."""
