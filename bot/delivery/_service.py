@@ -47,15 +47,14 @@ class Delivery(_Scheduler):
         queue notes that a message may now arrive); a combined message awaits the `before` of
         every text it carries. A `before` that fails fails the message, unsent.
         """
-        reply = _reply_to(reply_to_message_id)
 
-        async def request(target: int) -> Message:
+        async def request(target: int) -> Message:  # a combined message makes its own request
             return await self.bot.send_message(
                 target,
                 text,
                 parse_mode=parse_mode,
                 reply_markup=reply_markup,
-                reply_parameters=reply,
+                reply_parameters=_reply_to(reply_to_message_id),
                 disable_notification=disable_notification,
             )
 
