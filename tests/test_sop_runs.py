@@ -295,12 +295,12 @@ async def test_the_timer_passes_over_runs_in_hand_however_many(world, engine, mo
     first = min(r["id"] for r in await rows(engine, SOP_RUNS))
     # Past HELD_IN_QUERY runs in hand, the timer skips them by their ids after reading.
     monkeypatch.setattr("bot.sop.runs.HELD_IN_QUERY", 0)
-    sop._leases.busy.add(first)  # as if another task were working on M1's run
+    sop._shared.leases.busy.add(first)  # as if another task were working on M1's run
     clock.advance(timedelta(hours=2))
     await eventually(lambda: len(outbox.texts(GROUP.id)) == 5, what="the other two runs")
     await settle(sop)
     assert sorted(outbox.texts(GROUP.id)[3:]) == ["Bye M2", "Bye M3"]
-    sop._leases.busy.discard(first)  # let go without being saved: still due, taken again
+    sop._shared.leases.busy.discard(first)  # let go without being saved: still due, taken again
     await eventually(lambda: "Bye M1" in outbox.texts(GROUP.id), what="the run let go")
 
 
@@ -475,7 +475,7 @@ async def test_catch_up_skip_policy_skips_and_reports(world, engine):
     await settle(sop)
     await sop.drain(1)  # the bot stops...
     clock.advance(timedelta(hours=2))  # ...and comes back an hour after the waits ended
-    sop._tasks.stopping = False
+    sop._shared.tasks.stopping = False
     sop.start()
     await settle(sop)
     await eventually(lambda: outbox.texts(OWNER), what="the report")

@@ -7,27 +7,21 @@ them all on. This is what step types use of the engine (`bot.sop.steps.Tools`).
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
 from bot.checkin.boards import Leaderboards
-from bot.clock import Clock
 from bot.db import LIVE, EventType, RunStatus
-from bot.sop.engine._context import Context
 from bot.sop.engine._failures import FailureNotices
-from bot.sop.engine._leases import Held, Leases, Tasks
-from bot.sop.engine._waits import EventWaits
-from bot.sop.facts import Facts
-from bot.sop.library import Library, Procedure
+from bot.sop.engine._shared import Shared
+from bot.sop.library import Procedure
 from bot.sop.messages import TextCatalogue
-from bot.sop.runs import Effects, Run, RunMoved, RunStore, StepRecord
+from bot.sop.runs import Effects, Run, RunMoved, StepRecord
 from bot.sop.steps import STEPS, Cohort, Waker, goto
 
 if TYPE_CHECKING:
@@ -49,21 +43,10 @@ class Stepping:
 
     def __init__(
         self,
+        shared: Shared,
         *,
-        db: AsyncEngine,
-        library: Library,
-        runs: RunStore,
-        clock: Clock,
         activity: ActivityLog,
-        facts: Facts,
-        boards: Leaderboards,
         texts: TextCatalogue,
-        context: Context,
-        leases: Leases,
-        tasks: Tasks,
-        held: Held,
-        waits: EventWaits,
-        wake: asyncio.Event,
         emit: Emit,
         listens: Callable[[str, int, int | None], bool],
         start: StartRuns,
@@ -74,53 +57,50 @@ class Stepping:
         failures: FailureNotices,
         default_language: str,
     ) -> None:
-        self.db = db
-        self.library = library
-        self.runs = runs
-        self.clock = clock
+        self._shared = shared
+        # What step types use: the stores, the clock, and the bot's services.
+        self.db = shared.db
+        self.library = shared.library
+        self.runs = shared.runs
+        self.clock = shared.clock
+        self.facts = shared.facts
+        self.boards = Leaderboards(shared.db)
         self.activity = activity
-        self.facts = facts
-        self.boards = boards
         self.texts = texts  # replaced when the texts are read again
-        self.lotteries = lotteries
-        self.lives = lives
-        self.pushes = pushes
-        self.deletions = deletions
-        self._failures = failures  # the owners hear of failed runs
+        self.lotteries = lotteries  # opens the lotteries of `lottery` steps
+        self.lives = lives  # plans the lives of `live` steps
+        self.pushes = pushes  # the push queue of `broadcast` and `live` steps
+        self.deletions = deletions  # told when a message to delete later was stored
         self.default_language = default_language
         # What steps know of groups, and the variables of their texts: the context's.
-        self.language = context.language
-        self.group_facts = context.group_facts
-        self.checkin_rules = context.checkin_rules
-        self.context = context.build
-        self._leases = leases
-        self._tasks = tasks
-        self._held = held
-        self._waits = waits
-        self._wake = wake  # the timer: runs wait for their time
+        self.language = shared.context.language
+        self.group_facts = shared.context.group_facts
+        self.checkin_rules = shared.context.checkin_rules
+        self.context = shared.context.build
         self._emit = emit
         self._listens = listens  # whether anything waits for or starts on an event
         self._start = start
+        self._failures = failures  # the owners hear of failed runs
 
     @property
     def stopping(self) -> bool:
-        return self._tasks.stopping
+        return self._shared.tasks.stopping
 
     # -- moving runs --------------------------------------------------------------------------
 
     def spawn(self, work: Awaitable[None]) -> None:
-        self._tasks.spawn(work)
+        self._shared.tasks.spawn(work)
 
     def release(self, runs: list[Run]) -> None:
-        self._leases.release(runs)
+        self._shared.leases.release(runs)
 
     def hold(self, key: str, runs: list[Run]) -> None:
-        self._held.runs[key] = runs
+        self._shared.held.runs[key] = runs
 
     async def advance(self, runs: list[Run], *, claimed: bool = False) -> None:
         """Move runs (status RUNNING) through their steps until each waits, sends or ends."""
         if not claimed:
-            self._leases.busy.update(run.id for run in runs)
+            self._shared.leases.busy.update(run.id for run in runs)
         pending = runs
         while pending:
             cohorts: dict[tuple[str, str], list[Run]] = defaultdict(list)
@@ -131,7 +111,7 @@ class Stepping:
                 try:
                     pending += await self._step(sop_id, path, cohort)
                 except RunMoved:
-                    self._leases.release(cohort)
+                    self._shared.leases.release(cohort)
                     logger.debug("{} runs of {} moved meanwhile; left alone", len(cohort), sop_id)
                 except Exception as exc:
                     logger.exception("{} step {} failed", sop_id, path)
@@ -145,7 +125,7 @@ class Stepping:
             await self.runs.save(runs, now)
         except Exception:
             logger.exception("could not mark {} runs failed", len(runs))
-        self._leases.release(runs)
+        self._shared.leases.release(runs)
         self._failures.note(runs)
         await self.promote(runs)
 
@@ -239,7 +219,7 @@ class Stepping:
         """Release runs that ended (starting any queued behind them); return those going on."""
         ended = [run for run in runs if run.status.is_over]
         if ended:
-            self._leases.release(ended)
+            self._shared.leases.release(ended)
             self._failures.note(ended)
             await self.promote(ended)
         return [run for run in runs if run.status is RunStatus.RUNNING]
@@ -268,9 +248,9 @@ class Stepping:
         """Saved waiting runs: index those waiting for an event, let go of all, tell the timer."""
         for run in runs:
             if run.wait_event is not None:
-                self._waits.add(run.id, run.chat_id, run.user_id, run.wait_event)
-        self._leases.release(runs)
-        self._wake.set()
+                self._shared.waits.add(run.id, run.chat_id, run.user_id, run.wait_event)
+        self._shared.leases.release(runs)
+        self._shared.wake.set()
 
     # -- what runs set off --------------------------------------------------------------------
 
