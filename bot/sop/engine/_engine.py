@@ -82,9 +82,9 @@ class Engine:
         self.failures = FailureNotices(self.runs, clock, default_timezone, notify, context.title)
         self._stepping = Stepping(
             shared,
+            bus=bus,
             activity=activity,
             texts=TextCatalogue({}, default_language),
-            emit=self.emit,
             listens=self.listens,
             start=self._start_for_step,
             lotteries=lotteries,
@@ -99,6 +99,8 @@ class Engine:
         self._triggers = Triggers(
             shared, stepping=self._stepping, starting=self._starting, unhold=self._timer.unhold
         )
+        # An event happened (from a feature or an SOP): resume waits for it, start SOPs on it.
+        self.emit = self._triggers.emit
         # The push queue's courier of SOP messages (push kind `sop`).
         self.courier = SopSends(outbox, shared, self._stepping)
         self.lateness: deque[float] = self._timer.lateness  # seconds, of runs taken when due
@@ -231,7 +233,7 @@ class Engine:
         await self.member_left(event.chat_id, event.user.id)
 
     async def _on_happened(self, event: Happened) -> None:
-        await self.emit(event.name, event.chat_id, event.user_id, event.data)
+        await self.emit(event.name, event.chat_id, event.user_id, event.data, chain=event.chain)
 
     async def member_joined(self, chat_id: int, user_id: int) -> None:
         """Start `member_joined` SOPs, joins within a batch window together."""
@@ -259,18 +261,6 @@ class Engine:
     async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
         """A member pressed a button; returns a text key to answer with, or None."""
         return await self._triggers.button(chat_id, user_id, message_id, data)
-
-    async def emit(
-        self,
-        name: str,
-        chat_id: int,
-        user_id: int | None,
-        data: dict[str, Any] | None = None,
-        *,
-        chain: int = 0,
-    ) -> None:
-        """An event happened (from a feature or an SOP): resume waits for it, start SOPs on it."""
-        await self._triggers.emit(name, chat_id, user_id, data, chain=chain)
 
     def listens(self, name: str, chat_id: int, user_id: int | None) -> bool:
         """Whether a run waits for the event or an SOP starts on it (else emitting it is only

@@ -17,6 +17,7 @@ from loguru import logger
 from bot.activity import ActivityLog, event_row
 from bot.checkin.boards import Leaderboards
 from bot.db import LIVE, EventType, RunStatus
+from bot.events import Bus, Happened
 from bot.sop.engine._failures import FailureNotices
 from bot.sop.engine._shared import Shared
 from bot.sop.library import Procedure
@@ -27,10 +28,6 @@ from bot.sop.steps import STEPS, Cohort, Waker, goto
 if TYPE_CHECKING:
     from bot.lottery.service import Lotteries
     from bot.push.lives import Lives
-
-
-# Hand an event to the SOPs that wait for it or start on it: `Engine.emit`.
-Emit = Callable[..., Awaitable[None]]
 
 
 # Start an SOP for a member (or the group) because a step said so: (procedure, chat, member,
@@ -45,9 +42,9 @@ class Stepping:
         self,
         shared: Shared,
         *,
+        bus: Bus,
         activity: ActivityLog,
         texts: TextCatalogue,
-        emit: Emit,
         listens: Callable[[str, int, int | None], bool],
         start: StartRuns,
         lotteries: Lotteries,
@@ -77,7 +74,7 @@ class Stepping:
         self.group_facts = shared.context.group_facts
         self.checkin_rules = shared.context.checkin_rules
         self.context = shared.context.build
-        self._emit = emit
+        self._bus = bus  # takes events runs emit to the engine, as it takes features' events
         self._listens = listens  # whether anything waits for or starts on an event
         self._start = start
         self._failures = failures  # the owners hear of failed runs
@@ -268,7 +265,7 @@ class Stepping:
             )
         )
         if self._listens(event, run.chat_id, run.user_id):  # most check-ins' `checkin.done`: no
-            self.spawn(self._emit(event, run.chat_id, run.user_id, data, chain=chain))
+            self.spawn(self._bus.publish(Happened(event, run.chat_id, run.user_id, data, chain)))
 
     def start(
         self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime
