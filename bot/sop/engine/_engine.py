@@ -212,16 +212,11 @@ class Engine:
             )
 
     async def _start_for_step(
-        self,
-        procedure: Procedure,
-        chat_id: int,
-        user_id: int | None,
-        variables: dict[str, Any],
-        now: datetime,
+        self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime
     ) -> None:
         """A `start` step starts another SOP for its run's member (or group)."""
         await self._starting.start(
-            procedure, chat_id, [user_id], trigger="start", now=now, variables=variables
+            procedure, run.chat_id, [run.user_id], trigger="start", now=now, variables=variables
         )
 
     # -- what happens in groups ---------------------------------------------------------------

@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from bot.push.lives import Lives
 
 
-# Start an SOP for a member (or the group) because a step said so: (procedure, chat, member,
+# Start an SOP for the member (or the group) of a run because its step said so: (procedure, run,
 # variables, now).
-StartRuns = Callable[[Procedure, int, int | None, dict[str, Any], datetime], Awaitable[object]]
+StartRuns = Callable[[Procedure, Run, dict[str, Any], datetime], Awaitable[None]]
 
 
 class Stepping:
@@ -270,14 +270,4 @@ class Stepping:
     def start(
         self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime
     ) -> None:
-        self.spawn(self._started(procedure, run.chat_id, run.user_id, variables, now))
-
-    async def _started(
-        self,
-        procedure: Procedure,
-        chat_id: int,
-        user_id: int | None,
-        variables: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        await self._start(procedure, chat_id, user_id, variables, now)
+        self.spawn(self._start(procedure, run, variables, now))
