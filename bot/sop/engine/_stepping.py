@@ -2,7 +2,8 @@
 handled here once, the step journaled with the runs moving on, runs that ended let go.
 
 Runs at the same step of the same SOP are worked on together (a cohort): one transaction moves
-them all on. This is what step types use of the engine (`bot.sop.steps.Tools`).
+them all on. Step types are given the stepping part as their `Tools`: what it has in public is
+what a step type may use of the engine.
 """
 
 from __future__ import annotations
@@ -81,17 +82,21 @@ class Stepping:
 
     @property
     def stopping(self) -> bool:
+        """The bot is shutting down: what was not tried yet waits for the restart."""
         return self._shared.tasks.stopping
 
     # -- moving runs --------------------------------------------------------------------------
 
     def spawn(self, work: Awaitable[None]) -> None:
+        """Do `work` in the background, as part of the engine's work in hand."""
         self._shared.tasks.spawn(work)
 
     def release(self, runs: list[Run]) -> None:
+        """Nobody works on these runs any more (they wait, or wait for the restart)."""
         self._shared.leases.release(runs)
 
     def hold(self, key: str, runs: list[Run]) -> None:
+        """These runs (still in hand) wait for the push `key` to go (`finish_send`)."""
         self._shared.held.runs[key] = runs
 
     async def advance(self, runs: list[Run], *, claimed: bool = False) -> None:
@@ -163,7 +168,10 @@ class Stepping:
         branch: dict[int, str] | None = None,
         later: bool = False,
     ) -> list[Run]:
-        """Journal the step for each run and move the runs on, with the step's effects, at once.
+        """Journal the step for each run and move the runs on (to `branch`'s step, or past this
+        one; not at all when `moved`), with the step's effects, at once; return the runs that go
+        on at once. `first` runs in the transaction before anything is stored (it may set
+        variables).
 
         A run in `errors` failed this step: it stops there, unless the step continues on error.
         `later`: the step read and wrote nothing outside its runs (an `if` on their variables),
@@ -270,4 +278,5 @@ class Stepping:
     def start(
         self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime
     ) -> None:
+        """Start `procedure` for the member (or group) of `run`, in the background."""
         self.spawn(self._start(procedure, run, variables, now))

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 from bot.push import rotations
 from bot.sop.format import BroadcastStep
 from bot.sop.runs import Run
-from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, Tools
+from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from bot.sop.steps._base import Tools
 
 
 class Broadcast(StepType[BroadcastStep]):
