@@ -63,12 +63,14 @@ class SopsReloaded:
 
 @dataclass(frozen=True)
 class Happened:
-    """A named event for SOP `event` triggers (`lottery.won`, `tier.changed`)."""
+    """A named event for SOP `event` triggers (`lottery.won`, `tier.changed`), from a feature or
+    an SOP's `emit` step."""
 
     name: str
     chat_id: int
     user_id: int | None
     data: dict[str, Any] = field(default_factory=dict)
+    chain: int = 0  # SOPs that started each other to emit it: a loop stops at `MAX_CHAIN`
 
 
 E = TypeVar("E")

@@ -18,7 +18,7 @@ from bot.activity import ActivityLog
 from bot.db import EVENTS, MEMBER_TAGS, POINTS, SOP_RUNS, SOP_STEPS
 from bot.registry import Registry
 from bot.sop.admin import SopAdmin
-from bot.sop.engine import LOOKAHEAD, Engine
+from bot.sop.engine import LOOKAHEAD, MAX_CHAIN, Engine
 from bot.sop.format import SendStep
 from bot.sop.messages import pick_variant
 from tests.sop_harness import (
@@ -126,6 +126,34 @@ async def test_a_member_always_gets_the_same_variant_and_it_is_recorded(world, e
         variant = event["data"]["variant"]
         assert variant == pick_variant_for(sop, event["user_id"])
         assert (event["data"]["sop"], event["data"]["step"]) == ("ab", "pitch")
+
+
+async def test_sops_start_sops_and_events_go_at_most_max_chain_deep(world, engine):
+    sop, outbox, _clock = await world(
+        first="""\
+        triggers: [{type: command, command: first}]
+        steps:
+          - start: {sop: second}
+        """,
+        second="""\
+        triggers: [{type: event, event: never.sent}]
+        steps:
+          - send: {template: t.bye}
+        """,
+        echo="""\
+        mode: parallel
+        triggers: [{type: event, event: echo.ping}]
+        steps:
+          - emit: {event: echo.ping, data: {score: 1}}
+        """,
+    )
+    await sop.message(GROUP.id, 1, 1, "/first", "bot")
+    await settle(sop)
+    assert outbox.texts(GROUP.id) == ["Bye M1"]
+    await sop.emit("echo.ping", GROUP.id, 2)
+    await settle(sop)
+    echoes = await rows(engine, SOP_RUNS, SOP_RUNS.c.sop_id == "echo")
+    assert sorted(run["variables"]["_chain"] for run in echoes) == list(range(1, MAX_CHAIN + 1))
 
 
 def pick_variant_for(sop: Engine, member: int) -> str:
@@ -267,12 +295,12 @@ async def test_the_timer_passes_over_runs_in_hand_however_many(world, engine, mo
     first = min(r["id"] for r in await rows(engine, SOP_RUNS))
     # Past HELD_IN_QUERY runs in hand, the timer skips them by their ids after reading.
     monkeypatch.setattr("bot.sop.runs.HELD_IN_QUERY", 0)
-    sop._leases.busy.add(first)  # as if another task were working on M1's run
+    sop._shared.leases.busy.add(first)  # as if another task were working on M1's run
     clock.advance(timedelta(hours=2))
     await eventually(lambda: len(outbox.texts(GROUP.id)) == 5, what="the other two runs")
     await settle(sop)
     assert sorted(outbox.texts(GROUP.id)[3:]) == ["Bye M2", "Bye M3"]
-    sop._leases.busy.discard(first)  # let go without being saved: still due, taken again
+    sop._shared.leases.busy.discard(first)  # let go without being saved: still due, taken again
     await eventually(lambda: "Bye M1" in outbox.texts(GROUP.id), what="the run let go")
 
 
@@ -447,7 +475,7 @@ async def test_catch_up_skip_policy_skips_and_reports(world, engine):
     await settle(sop)
     await sop.drain(1)  # the bot stops...
     clock.advance(timedelta(hours=2))  # ...and comes back an hour after the waits ended
-    sop._tasks.stopping = False
+    sop._shared.tasks.stopping = False
     sop.start()
     await settle(sop)
     await eventually(lambda: outbox.texts(OWNER), what="the report")

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import TemplateError
 from sqlalchemy import func, select, update
@@ -115,6 +115,45 @@ def render(texts: Texts, template: str | None, text: str | None, group: TargetGr
         ) from None
 
 
+class Sending(Protocol):
+    """How a broadcast's text goes: pinned or not, urgent (past quiet hours and the daily cap),
+    and what becomes of it over the cap (`postpone` or `drop`)."""
+
+    @property
+    def pin(self) -> bool: ...
+    @property
+    def urgent(self) -> bool: ...
+    @property
+    def over_cap(self) -> str: ...
+
+
+def text_push(
+    key: str,
+    chat_id: int,
+    text: str,
+    now: datetime,
+    how: Sending,
+    *,
+    source: str,
+    broadcast_id: int | None = None,
+) -> dict[str, Any]:
+    """The push of a broadcast's text to one group, due now (a confirmed broadcast's, or a
+    `broadcast` step's)."""
+    return push_row(
+        key=key,
+        kind=PushKind.TEXT,
+        chat_id=chat_id,
+        source=source,
+        due_at=now,
+        now=now,
+        broadcast_id=broadcast_id,
+        text=text,
+        pin=how.pin,
+        urgent=how.urgent,
+        over_cap=how.over_cap,
+    )
+
+
 def check_template(texts: Texts, name: str) -> str:
     """The text key of template `name`, or a BroadcastError listing the templates there are."""
     key = template_key(name)
@@ -185,19 +224,16 @@ async def confirm_broadcast(
     if row.confirmed_at is not None:
         return 0
     groups = await target_groups(engine, Target.parse(row.target))
+    source = f"broadcast:{broadcast_id}"
     pushes = [
-        push_row(
-            key=f"broadcast:{broadcast_id}:{group.id}",
-            kind=PushKind.TEXT,
-            chat_id=group.id,
-            source=f"broadcast:{broadcast_id}",
-            due_at=now,
-            now=now,
+        text_push(
+            f"{source}:{group.id}",
+            group.id,
+            render(texts, row.template, row.text, group),
+            now,
+            row,
+            source=source,
             broadcast_id=broadcast_id,
-            text=render(texts, row.template, row.text, group),
-            pin=row.pin,
-            urgent=row.urgent,
-            over_cap=row.over_cap,
         )
         for group in groups
     ]

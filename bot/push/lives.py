@@ -201,27 +201,9 @@ class Lives:
         live_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         live = (await conn.execute(select(LIVES).where(LIVES.c.id == live_id))).one()
         rows = [
-            push_row(
-                key=f"live:{live_id}:announce",
-                kind=PushKind.LIVE_ANNOUNCE,
-                chat_id=chat_id,
-                source=f"live:{live_id}",
-                due_at=now,
-                now=now,
-                live_id=live_id,
-                expires_at=starts_at,
-            ),
-            push_row(
-                key=f"live:{live_id}:unpin",
-                kind=PushKind.LIVE_UNPIN,
-                chat_id=chat_id,
-                source=f"live:{live_id}",
-                due_at=live.ends_at,
-                now=now,
-                live_id=live_id,
-                urgent=True,  # unpinning is tidying up: no quiet hours, no cap
-                counts=False,
-            ),
+            _push(live, PushKind.LIVE_ANNOUNCE, "announce", now, now, expires_at=starts_at),
+            # unpinning is tidying up: no quiet hours, no cap
+            _push(live, PushKind.LIVE_UNPIN, "unpin", live.ends_at, now, urgent=True, counts=False),
             *self._reminder_rows(live, now),
         ]
         await add_pushes(conn, rows)
@@ -235,14 +217,12 @@ class Lives:
                 continue  # its time has passed (a live made or moved at short notice)
             at_start = reminder.before == "0s"
             rows.append(
-                push_row(
-                    key=f"live:{live.id}:r{live.revision}:{reminder.before}",
-                    kind=PushKind.LIVE_REMINDER,
-                    chat_id=live.chat_id,
-                    source=f"live:{live.id}",
-                    due_at=max(reminder.at, now),
-                    now=now,
-                    live_id=live.id,
+                _push(
+                    live,
+                    PushKind.LIVE_REMINDER,
+                    f"r{live.revision}:{reminder.before}",
+                    max(reminder.at, now),
+                    now,
                     before=reminder.before,
                     over_cap="drop",
                     expires_at=live.starts_at + START_GRACE if at_start else live.starts_at,
@@ -547,6 +527,22 @@ class Lives:
         ]
         if rows:
             await add_pushes(conn, rows)
+
+
+def _push(
+    live: Row[Any], kind: PushKind, name: str, due_at: datetime, now: datetime, **options: Any
+) -> dict[str, Any]:
+    """A push of `live` to its group, keyed `live:<id>:<name>`."""
+    return push_row(
+        key=f"live:{live.id}:{name}",
+        kind=kind,
+        chat_id=live.chat_id,
+        source=f"live:{live.id}",
+        due_at=due_at,
+        now=now,
+        live_id=live.id,
+        **options,
+    )
 
 
 def _pending(live_id: int, kind: PushKind | None = None) -> Update:

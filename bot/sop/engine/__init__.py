@@ -18,6 +18,7 @@ The parts, each given what it needs by `Engine`:
     _starting   starting runs as the SOP's mode says; cancelling runs
     _timer      due runs taken on time, in bulk; catch-up after the bot was down
     _stepping   a step's type found in `bot.sop.steps`, the common step keys, the journal
+    _shared     what every part works with, built once: stores, clock, groups, runs in hand
     _context    what the engine knows of groups; the variables of texts and conditions
     _leases     the runs in hand, and the engine's background tasks
     _failures   failed runs told to the owners, once per SOP and day

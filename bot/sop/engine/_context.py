@@ -45,6 +45,7 @@ class Context:
         return known.title if known is not None and known.title else str(chat_id)
 
     def language(self, chat_id: int) -> str | None:
+        """The group's language, if it has one set."""
         known = self.registry.groups.get(chat_id)
         return known.language if known is not None else None
 

@@ -17,7 +17,6 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog
-from bot.checkin.boards import Leaderboards
 from bot.checkin.service import CheckinRules
 from bot.clock import Clock
 from bot.db import RunStatus
@@ -27,13 +26,12 @@ from bot.registry import Registry
 from bot.sop.conditions import GroupFacts
 from bot.sop.engine._context import Context
 from bot.sop.engine._failures import FailureNotices
-from bot.sop.engine._leases import Held, Leases, Tasks
 from bot.sop.engine._sends import SopSends
+from bot.sop.engine._shared import Shared
 from bot.sop.engine._starting import Starting
 from bot.sop.engine._stepping import Stepping
 from bot.sop.engine._timer import Notify, Timer
 from bot.sop.engine._triggers import TriggerIndex, Triggers
-from bot.sop.engine._waits import EventWaits
 from bot.sop.facts import Facts
 from bot.sop.library import Library, LoadReport, Procedure
 from bot.sop.messages import TextCatalogue
@@ -74,42 +72,19 @@ class Engine:
         self.registry = registry
         self.activity = activity
         self.clock = clock
-        self.default_timezone = default_timezone
         self.default_language = default_language
-        self.notify = notify  # tells the owners
         self.runs = RunStore(db)
         self.facts = Facts(db, activity)
-        self.boards = Leaderboards(db)
         self.bus = bus  # tells the calendar of reloads; brings joins, leaves and events
-        self.lotteries = lotteries  # opens the lotteries of `lottery` steps
-        self.lives = lives  # plans the lives of `live` steps
-        self.pushes = pushes  # the push queue of `broadcast` and `live` steps
-        self.deletions = deletions  # told when a message to delete later was stored
-        self._leases = Leases()
-        self._tasks = Tasks()
-        held = Held()
-        self._waits = EventWaits()
-        wake = asyncio.Event()  # rung when runs were stored that wait for their time
-        self._context = Context(registry, library, default_timezone)
-        self.failures = FailureNotices(
-            self.runs, clock, default_timezone, notify, self._context.title
-        )
+        self.lotteries = lotteries
+        context = Context(registry, library, default_timezone)
+        self._shared = shared = Shared(db, library, self.runs, clock, self.facts, context)
+        self.failures = FailureNotices(self.runs, clock, default_timezone, notify, context.title)
         self._stepping = Stepping(
-            db=db,
-            library=library,
-            runs=self.runs,
-            clock=clock,
+            shared,
+            bus=bus,
             activity=activity,
-            facts=self.facts,
-            boards=self.boards,
             texts=TextCatalogue({}, default_language),
-            context=self._context,
-            leases=self._leases,
-            tasks=self._tasks,
-            held=held,
-            waits=self._waits,
-            wake=wake,
-            emit=self.emit,
             listens=self.listens,
             start=self._start_for_step,
             lotteries=lotteries,
@@ -119,50 +94,15 @@ class Engine:
             failures=self.failures,
             default_language=default_language,
         )
-        self._timer = Timer(
-            runs=self.runs,
-            library=library,
-            clock=clock,
-            context=self._context,
-            leases=self._leases,
-            tasks=self._tasks,
-            waits=self._waits,
-            stepping=self._stepping,
-            wake=wake,
-            notify=notify,
-        )
-        self._starting = Starting(
-            runs=self.runs,
-            library=library,
-            facts=self.facts,
-            context=self._context,
-            leases=self._leases,
-            tasks=self._tasks,
-            waits=self._waits,
-            stepping=self._stepping,
-            unhold=self._timer.unhold,
-            wake=wake,
-        )
+        self._timer = Timer(shared, stepping=self._stepping, notify=notify)
+        self._starting = Starting(shared, stepping=self._stepping, unhold=self._timer.unhold)
         self._triggers = Triggers(
-            runs=self.runs,
-            library=library,
-            clock=clock,
-            facts=self.facts,
-            leases=self._leases,
-            waits=self._waits,
-            stepping=self._stepping,
-            starting=self._starting,
-            unhold=self._timer.unhold,
+            shared, stepping=self._stepping, starting=self._starting, unhold=self._timer.unhold
         )
+        # An event happened (from a feature or an SOP): resume waits for it, start SOPs on it.
+        self.emit = self._triggers.emit
         # The push queue's courier of SOP messages (push kind `sop`).
-        self.courier = SopSends(
-            outbox,
-            library.content_dir,
-            runs=self.runs,
-            leases=self._leases,
-            held=held,
-            stepping=self._stepping,
-        )
+        self.courier = SopSends(outbox, shared, self._stepping)
         self.lateness: deque[float] = self._timer.lateness  # seconds, of runs taken when due
         bus.subscribe(MemberJoined, self._on_joined)
         bus.subscribe(MemberLeft, self._on_left)
@@ -181,7 +121,7 @@ class Engine:
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         """The work in hand (sends, the steps after them), for waiting on it with a timeout."""
-        return self._tasks.in_hand()
+        return self._shared.tasks.in_hand()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -191,7 +131,7 @@ class Engine:
         await self.library.load_switches(self.db)
         await self._recover()
         for run_id, chat_id, user_id, event in await self.runs.waiting_for_events():
-            self._waits.add(run_id, chat_id, user_id, event)
+            self._shared.waits.add(run_id, chat_id, user_id, event)
         return report
 
     def start(self) -> None:
@@ -200,16 +140,16 @@ class Engine:
 
     async def drain(self, grace: float) -> None:
         """Stop taking due runs and wait up to `grace` seconds for the work in hand."""
-        self._tasks.stopping = True
+        self._shared.tasks.stopping = True
         await self._timer.stop()
         await self._starting.flush()  # starts handed over before the stop: written, never lost
-        await self._tasks.wait(grace)
+        await self._shared.tasks.wait(grace)
         await self.failures.wait(grace)  # owners' notices go before the delivery service
 
     async def close(self, grace: float = 5.0) -> None:
         """Finish what is in hand (sends the delivery service refused are kept for next time)."""
         await self.drain(grace)
-        await self._tasks.cancel()
+        await self._shared.tasks.cancel()
 
     def reload_files(self) -> LoadReport:
         """Read SOP files and texts again; a broken file keeps its last good version running."""
@@ -272,16 +212,11 @@ class Engine:
             )
 
     async def _start_for_step(
-        self,
-        procedure: Procedure,
-        chat_id: int,
-        user_id: int | None,
-        variables: dict[str, Any],
-        now: datetime,
+        self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime
     ) -> None:
         """A `start` step starts another SOP for its run's member (or group)."""
         await self._starting.start(
-            procedure, chat_id, [user_id], trigger="start", now=now, variables=variables
+            procedure, run.chat_id, [run.user_id], trigger="start", now=now, variables=variables
         )
 
     # -- what happens in groups ---------------------------------------------------------------
@@ -293,7 +228,7 @@ class Engine:
         await self.member_left(event.chat_id, event.user.id)
 
     async def _on_happened(self, event: Happened) -> None:
-        await self.emit(event.name, event.chat_id, event.user_id, event.data)
+        await self.emit(event.name, event.chat_id, event.user_id, event.data, chain=event.chain)
 
     async def member_joined(self, chat_id: int, user_id: int) -> None:
         """Start `member_joined` SOPs, joins within a batch window together."""
@@ -322,18 +257,6 @@ class Engine:
         """A member pressed a button; returns a text key to answer with, or None."""
         return await self._triggers.button(chat_id, user_id, message_id, data)
 
-    async def emit(
-        self,
-        name: str,
-        chat_id: int,
-        user_id: int | None,
-        data: dict[str, Any] | None = None,
-        *,
-        chain: int = 0,
-    ) -> None:
-        """An event happened (from a feature or an SOP): resume waits for it, start SOPs on it."""
-        await self._triggers.emit(name, chat_id, user_id, data, chain=chain)
-
     def listens(self, name: str, chat_id: int, user_id: int | None) -> bool:
         """Whether a run waits for the event or an SOP starts on it (else emitting it is only
         logged)."""
@@ -356,7 +279,7 @@ class Engine:
         waiting (`OUTCOME_PATIENCE` seconds at most: a slow send is still in hand then)."""
         ids = {run.id for run in runs}
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._leases.until_idle(ids), OUTCOME_PATIENCE)
+            await asyncio.wait_for(self._shared.leases.until_idle(ids), OUTCOME_PATIENCE)
         found = [await self.runs.get(run_id) for run_id in sorted(ids)]
         return [run for run in found if run is not None]
 
@@ -367,15 +290,15 @@ class Engine:
     # -- groups -------------------------------------------------------------------------------
 
     def group_facts(self, chat_id: int, members: int = 0) -> GroupFacts:
-        return self._context.group_facts(chat_id, members)
+        return self._shared.context.group_facts(chat_id, members)
 
     def checkin_rules(self, chat_id: int) -> CheckinRules:
         """The check-in rules of a group: those of the first SOP running there that checks
         members in (the defaults when none does)."""
-        return self._context.checkin_rules(chat_id)
+        return self._shared.context.checkin_rules(chat_id)
 
     def runs_in(self, procedure: Procedure, chat_id: int) -> bool:
-        return self._context.runs_in(procedure, chat_id)
+        return self._shared.context.runs_in(procedure, chat_id)
 
     # -- the timer ----------------------------------------------------------------------------
 
@@ -385,7 +308,7 @@ class Engine:
 
     async def settle(self) -> None:
         """Wait until the work in hand (sends, steps after them) is finished."""
-        await self._tasks.settle()
+        await self._shared.tasks.settle()
 
     async def next_wake(self) -> datetime | None:
         """When the next run falls due, if any waits."""

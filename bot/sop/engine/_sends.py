@@ -3,7 +3,6 @@ not), moves the runs that were waiting for them on."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, select
@@ -11,9 +10,9 @@ from sqlalchemy import Row, select
 from bot.db import PUSHES, PushStatus, RunStatus
 from bot.outbox import Before, Outbox
 from bot.push.rows import Courier, Ended
-from bot.sop.engine._leases import Held, Leases
+from bot.sop.engine._shared import Shared
 from bot.sop.engine._stepping import Stepping
-from bot.sop.runs import CHUNK, Run, RunStore
+from bot.sop.runs import CHUNK, Run
 from bot.sop.steps._send import finish_sends
 
 if TYPE_CHECKING:
@@ -25,20 +24,9 @@ WAITING = (PushStatus.PENDING.value, PushStatus.QUEUED.value, PushStatus.SENDING
 class SopSends(Courier):
     """The push queue's courier for SOP `send` steps (push kind `sop`)."""
 
-    def __init__(
-        self,
-        outbox: Outbox,
-        content_dir: Path,
-        *,
-        runs: RunStore,
-        leases: Leases,
-        held: Held,
-        stepping: Stepping,
-    ) -> None:
-        super().__init__(outbox, content_dir)
-        self.runs = runs
-        self._leases = leases
-        self._held = held
+    def __init__(self, outbox: Outbox, shared: Shared, stepping: Stepping) -> None:
+        super().__init__(outbox, shared.library.content_dir)
+        self._shared = shared
         self._stepping = stepping
 
     async def send(self, push: Row[Any], before: Before) -> Delivered | None:
@@ -47,7 +35,7 @@ class SopSends(Courier):
         member may have left)."""
         if push.due_at > push.planned_at:
             wanted = _runs_of(push.ref)
-            runs = await self.runs.get_many(wanted)
+            runs = await self._shared.runs.get_many(wanted)
             if not any(r.status is RunStatus.SENDING and r.seq == wanted[r.id] for r in runs):
                 return None
         return await super().send(push, before)
@@ -56,9 +44,9 @@ class SopSends(Courier):
         """Quiet hours or the cap hold these messages: their runs are let go meanwhile (they
         stay `sending`, and are read back when the message went)."""
         for push in pushes:
-            runs = self._held.runs.pop(push.key, None)
+            runs = self._shared.held.runs.pop(push.key, None)
             if runs:
-                self._leases.release(runs)
+                self._shared.leases.release(runs)
 
     async def done(self, ended: list[Ended]) -> None:
         """Messages went (or not): their runs move on, those in hand together at once, those
@@ -66,7 +54,7 @@ class SopSends(Courier):
         in_hand: list[tuple[Ended, list[Run]]] = []
         elsewhere: list[Ended] = []
         for end in ended:
-            runs = self._held.runs.pop(end.push.key, None)
+            runs = self._shared.held.runs.pop(end.push.key, None)
             if runs is None:
                 elsewhere.append(end)
             elif runs:
@@ -82,7 +70,9 @@ class SopSends(Courier):
     async def _read_back(self, refs: list[dict[str, Any] | None]) -> list[list[Run]]:
         """Each message's runs, from the database: those still waiting for it, not in hand."""
         wanted = [_runs_of(ref) for ref in refs]
-        found = {run.id: run for run in await self.runs.get_many(i for w in wanted for i in w)}
+        found = {
+            run.id: run for run in await self._shared.runs.get_many(i for w in wanted for i in w)
+        }
         taken: list[list[Run]] = []
         for seqs in wanted:
             runs = [
@@ -91,9 +81,9 @@ class SopSends(Courier):
                 if (run := found.get(run_id)) is not None
                 and run.status is RunStatus.SENDING
                 and run.seq == seq
-                and run.id not in self._leases.busy
+                and run.id not in self._shared.leases.busy
             ]
-            self._leases.busy.update(run.id for run in runs)
+            self._shared.leases.busy.update(run.id for run in runs)
             taken.append(runs)
         return taken
 
@@ -105,7 +95,7 @@ class SopSends(Courier):
         by_id = {run.id: run for run in sending}
         keys = {f"sop:{run.id}:{run.seq}" for run in sending}
         covered: set[int] = set()
-        async with self.runs.engine.connect() as conn:
+        async with self._shared.runs.engine.connect() as conn:
             ordered = sorted(keys)
             pushes = [
                 push
@@ -125,7 +115,7 @@ class SopSends(Courier):
                 if run_id in by_id and by_id[run_id].seq == seq
             ]
             if runs:
-                self._leases.busy.update(run.id for run in runs)
+                self._shared.leases.busy.update(run.id for run in runs)
                 end = Ended(push, PushStatus(push.status), None, push.note)
                 await finish_sends(self._stepping, [(end, runs)], in_hand=False)
         return [run for run in sending if run.id not in covered]

@@ -27,13 +27,11 @@ from loguru import logger
 
 from bot.db import RunStatus
 from bot.sop.conditions import holds, needs, windows
-from bot.sop.engine._context import Context
-from bot.sop.engine._leases import Leases, Tasks
+from bot.sop.engine._shared import Shared
 from bot.sop.engine._stepping import Stepping
-from bot.sop.engine._waits import EventWaits, wait_record
-from bot.sop.facts import Facts
-from bot.sop.library import Library, Procedure
-from bot.sop.runs import Run, RunMoved, RunStore
+from bot.sop.engine._waits import wait_record
+from bot.sop.library import Procedure
+from bot.sop.runs import Run, RunMoved
 
 MEMBERS_IN_QUERY = 500  # more members than this starting at once: read every live run
 
@@ -68,29 +66,11 @@ class Starting:
     """Creates runs for triggers (and moves them on) and cancels runs."""
 
     def __init__(
-        self,
-        *,
-        runs: RunStore,
-        library: Library,
-        facts: Facts,
-        context: Context,
-        leases: Leases,
-        tasks: Tasks,
-        waits: EventWaits,
-        stepping: Stepping,
-        unhold: Callable[[Iterable[int]], None],
-        wake: asyncio.Event,
+        self, shared: Shared, *, stepping: Stepping, unhold: Callable[[Iterable[int]], None]
     ) -> None:
-        self.runs = runs
-        self.library = library
-        self.facts = facts
-        self._context = context
-        self._leases = leases
-        self._tasks = tasks
-        self._waits = waits
+        self._shared = shared
         self._stepping = stepping
         self._unhold = unhold  # the timer lets go of runs it read ahead
-        self._wake = wake  # the timer: runs were created that wait for their time
         self._lock = asyncio.Lock()
         self._asked: list[_Start] = []  # starts waiting for the next batch
         self._writer: asyncio.Task[None] | None = None  # writes batches while starts wait
@@ -146,13 +126,13 @@ class Starting:
         """Queue `start` for the next batch; False if no run can start (the SOP does not run in
         the group, or the bot is stopping)."""
         chat_id = start.chat_id
-        if chat_id >= 0 or not self._context.runs_in(start.procedure, chat_id):
+        if chat_id >= 0 or not self._shared.context.runs_in(start.procedure, chat_id):
             return False
-        if self._tasks.stopping:
+        if self._shared.tasks.stopping:
             return False
         self._asked.append(start)
         if self._writer is None:
-            self._writer = self._tasks.spawn(self._write())
+            self._writer = self._shared.tasks.spawn(self._write())
         return True
 
     async def _write(self) -> None:
@@ -187,7 +167,7 @@ class Starting:
             by_sop: dict[str, list[_Start]] = defaultdict(list)
             for start in asked:
                 by_sop[start.procedure.id].append(start)
-            stopping = self._tasks.stopping
+            stopping = self._shared.tasks.stopping
             for starts in by_sop.values():
                 for start, row, held in await self._rows(starts, stopping):
                     rows.append(row)
@@ -195,7 +175,7 @@ class Starting:
                     cancel += held
             if cancel:
                 await self.cancel(cancel, asked[0].now, "restarted by a new trigger (mode restart)")
-            created = await self.runs.create(rows)
+            created = await self._shared.runs.create(rows)
         # Each start its runs: by SOP, group and member; one key's runs in the order of their
         # ids, which is the order they were inserted in.
         made: dict[tuple[str, int, int | None], deque[Run]] = defaultdict(deque)
@@ -208,10 +188,12 @@ class Starting:
                 start.created.set_result(start.runs)
         running = [run for run in created if run.status is RunStatus.RUNNING]
         if len(created) > len(running):
-            self._wake.set()
+            self._shared.wake.set()
         if running:
-            self._leases.busy.update(run.id for run in running)  # busy from now: see `outcome`
-            self._tasks.spawn(self._stepping.advance(running, claimed=True))
+            self._shared.leases.busy.update(
+                run.id for run in running
+            )  # busy from now: see `outcome`
+            self._shared.tasks.spawn(self._stepping.advance(running, claimed=True))
 
     async def _rows(
         self, starts: list[_Start], stopping: bool
@@ -226,9 +208,9 @@ class Starting:
         chats = {start.chat_id for start in starts}
         members = {user for start in starts for user in start.users if user is not None}
         if by_group or len(members) > MEMBERS_IN_QUERY:
-            pending = await self.runs.pending_in(procedure.id, chats)
+            pending = await self._shared.runs.pending_in(procedure.id, chats)
         else:
-            pending = await self.runs.pending_in(procedure.id, chats, members)
+            pending = await self._shared.runs.pending_in(procedure.id, chats, members)
         holders: dict[tuple[int, int | None], list[Run]] = defaultdict(list)
         for run in pending:
             holders[run.chat_id, None if by_group else run.user_id].append(run)
@@ -288,19 +270,21 @@ class Starting:
         reads = needs(conditions)
         members = [user for start in checked for user in start.users if user is not None]
         facts = (
-            await self.facts.members(chat_id, members, checked[0].now, windows(conditions))
+            await self._shared.facts.members(chat_id, members, checked[0].now, windows(conditions))
             if reads.members
             else {}
         )
-        count = await self.facts.member_count(chat_id) if reads.count else 0
-        group = self._context.group_facts(chat_id, count)
+        count = await self._shared.facts.member_count(chat_id) if reads.count else 0
+        group = self._shared.context.group_facts(chat_id, count)
         for start in checked:
             kept: list[int | None] = []
             for user in start.users:
                 member = facts.get(user) if user is not None else None
                 people = [member] if member else []
                 seen = {"trigger": start.seen}  # conditions see the trigger as texts will
-                context = self._context.build(procedure, chat_id, group, people, seen, start.now)
+                context = self._shared.context.build(
+                    procedure, chat_id, group, people, seen, start.now
+                )
                 if holds(conditions, member=member, group=group, now=start.now, context=context):
                     kept.append(user)
             start.users = kept
@@ -309,14 +293,14 @@ class Starting:
         """End these runs (those in hand elsewhere are left to find out when they save)."""
         runs = list(runs)
         self._unhold(run.id for run in runs)
-        busy = self._leases.busy
+        busy = self._shared.leases.busy
         live = [run for run in runs if not run.status.is_over and run.id not in busy]
         waits = []
         for run in live:
             if run.status is RunStatus.WAITING:
-                procedure = self.library.get(run.sop_id)
+                procedure = self._shared.library.get(run.sop_id)
                 waits.append(wait_record(run, procedure, now, "cancelled"))
-            self._waits.unwait(run)
+            self._shared.waits.unwait(run)
             run.seq += 1  # a step in flight elsewhere will find the run moved and stop
             run.status, run.error, run.finished_at, run.wake_at = (
                 RunStatus.CANCELLED,
@@ -327,11 +311,11 @@ class Starting:
         if live:
             busy.update(run.id for run in live)
             try:
-                await self.runs.save(live, now, finished=waits)
+                await self._shared.runs.save(live, now, finished=waits)
             except RunMoved:
                 pass
             finally:
-                self._leases.release(live)
+                self._shared.leases.release(live)
 
 
 def _by_sop_and_group(starts: list[_Start]) -> dict[tuple[str, int], list[_Start]]:

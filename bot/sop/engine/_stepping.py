@@ -2,32 +2,28 @@
 handled here once, the step journaled with the runs moving on, runs that ended let go.
 
 Runs at the same step of the same SOP are worked on together (a cohort): one transaction moves
-them all on. This is what step types use of the engine (`bot.sop.steps.Tools`).
+them all on. Step types are given the stepping part as their `Tools`: what it has in public is
+what a step type may use of the engine.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.activity import ActivityLog, event_row
 from bot.checkin.boards import Leaderboards
-from bot.clock import Clock
 from bot.db import LIVE, EventType, RunStatus
-from bot.sop.engine._context import Context
+from bot.events import Bus, Happened
 from bot.sop.engine._failures import FailureNotices
-from bot.sop.engine._leases import Held, Leases, Tasks
-from bot.sop.engine._waits import EventWaits
-from bot.sop.facts import Facts
-from bot.sop.library import Library, Procedure
+from bot.sop.engine._shared import Shared
+from bot.sop.library import Procedure
 from bot.sop.messages import TextCatalogue
-from bot.sop.runs import Effects, Run, RunMoved, RunStore, StepRecord
+from bot.sop.runs import Effects, Run, RunMoved, StepRecord
 from bot.sop.steps import STEPS, Cohort, Waker, goto
 
 if TYPE_CHECKING:
@@ -35,13 +31,9 @@ if TYPE_CHECKING:
     from bot.push.lives import Lives
 
 
-# Hand an event to the SOPs that wait for it or start on it: `Engine.emit`.
-Emit = Callable[..., Awaitable[None]]
-
-
-# Start an SOP for a member (or the group) because a step said so: (procedure, chat, member,
+# Start an SOP for the member (or the group) of a run because its step said so: (procedure, run,
 # variables, now).
-StartRuns = Callable[[Procedure, int, int | None, dict[str, Any], datetime], Awaitable[object]]
+StartRuns = Callable[[Procedure, Run, dict[str, Any], datetime], Awaitable[None]]
 
 
 class Stepping:
@@ -49,22 +41,11 @@ class Stepping:
 
     def __init__(
         self,
+        shared: Shared,
         *,
-        db: AsyncEngine,
-        library: Library,
-        runs: RunStore,
-        clock: Clock,
+        bus: Bus,
         activity: ActivityLog,
-        facts: Facts,
-        boards: Leaderboards,
         texts: TextCatalogue,
-        context: Context,
-        leases: Leases,
-        tasks: Tasks,
-        held: Held,
-        waits: EventWaits,
-        wake: asyncio.Event,
-        emit: Emit,
         listens: Callable[[str, int, int | None], bool],
         start: StartRuns,
         lotteries: Lotteries,
@@ -74,53 +55,54 @@ class Stepping:
         failures: FailureNotices,
         default_language: str,
     ) -> None:
-        self.db = db
-        self.library = library
-        self.runs = runs
-        self.clock = clock
+        self._shared = shared
+        # What step types use: the stores, the clock, and the bot's services.
+        self.db = shared.db
+        self.library = shared.library
+        self.runs = shared.runs
+        self.clock = shared.clock
+        self.facts = shared.facts
+        self.boards = Leaderboards(shared.db)
         self.activity = activity
-        self.facts = facts
-        self.boards = boards
         self.texts = texts  # replaced when the texts are read again
-        self.lotteries = lotteries
-        self.lives = lives
-        self.pushes = pushes
-        self.deletions = deletions
-        self._failures = failures  # the owners hear of failed runs
+        self.lotteries = lotteries  # opens the lotteries of `lottery` steps
+        self.lives = lives  # plans the lives of `live` steps
+        self.pushes = pushes  # the push queue of `broadcast` and `live` steps
+        self.deletions = deletions  # told when a message to delete later was stored
         self.default_language = default_language
         # What steps know of groups, and the variables of their texts: the context's.
-        self.language = context.language
-        self.group_facts = context.group_facts
-        self.checkin_rules = context.checkin_rules
-        self.context = context.build
-        self._leases = leases
-        self._tasks = tasks
-        self._held = held
-        self._waits = waits
-        self._wake = wake  # the timer: runs wait for their time
-        self._emit = emit
+        self.language = shared.context.language
+        self.group_facts = shared.context.group_facts
+        self.checkin_rules = shared.context.checkin_rules
+        self.context = shared.context.build
+        self._bus = bus  # takes events runs emit to the engine, as it takes features' events
         self._listens = listens  # whether anything waits for or starts on an event
         self._start = start
+        self._failures = failures  # the owners hear of failed runs
 
     @property
     def stopping(self) -> bool:
-        return self._tasks.stopping
+        """The bot is shutting down: what was not tried yet waits for the restart."""
+        return self._shared.tasks.stopping
 
     # -- moving runs --------------------------------------------------------------------------
 
     def spawn(self, work: Awaitable[None]) -> None:
-        self._tasks.spawn(work)
+        """Do `work` in the background, as part of the engine's work in hand."""
+        self._shared.tasks.spawn(work)
 
     def release(self, runs: list[Run]) -> None:
-        self._leases.release(runs)
+        """Nobody works on these runs any more (they wait, or wait for the restart)."""
+        self._shared.leases.release(runs)
 
     def hold(self, key: str, runs: list[Run]) -> None:
-        self._held.runs[key] = runs
+        """These runs (still in hand) wait for the push `key` to go (`finish_send`)."""
+        self._shared.held.runs[key] = runs
 
     async def advance(self, runs: list[Run], *, claimed: bool = False) -> None:
         """Move runs (status RUNNING) through their steps until each waits, sends or ends."""
         if not claimed:
-            self._leases.busy.update(run.id for run in runs)
+            self._shared.leases.busy.update(run.id for run in runs)
         pending = runs
         while pending:
             cohorts: dict[tuple[str, str], list[Run]] = defaultdict(list)
@@ -131,7 +113,7 @@ class Stepping:
                 try:
                     pending += await self._step(sop_id, path, cohort)
                 except RunMoved:
-                    self._leases.release(cohort)
+                    self._shared.leases.release(cohort)
                     logger.debug("{} runs of {} moved meanwhile; left alone", len(cohort), sop_id)
                 except Exception as exc:
                     logger.exception("{} step {} failed", sop_id, path)
@@ -145,7 +127,7 @@ class Stepping:
             await self.runs.save(runs, now)
         except Exception:
             logger.exception("could not mark {} runs failed", len(runs))
-        self._leases.release(runs)
+        self._shared.leases.release(runs)
         self._failures.note(runs)
         await self.promote(runs)
 
@@ -186,7 +168,10 @@ class Stepping:
         branch: dict[int, str] | None = None,
         later: bool = False,
     ) -> list[Run]:
-        """Journal the step for each run and move the runs on, with the step's effects, at once.
+        """Journal the step for each run and move the runs on (to `branch`'s step, or past this
+        one; not at all when `moved`), with the step's effects, at once; return the runs that go
+        on at once. `first` runs in the transaction before anything is stored (it may set
+        variables).
 
         A run in `errors` failed this step: it stops there, unless the step continues on error.
         `later`: the step read and wrote nothing outside its runs (an `if` on their variables),
@@ -239,7 +224,7 @@ class Stepping:
         """Release runs that ended (starting any queued behind them); return those going on."""
         ended = [run for run in runs if run.status.is_over]
         if ended:
-            self._leases.release(ended)
+            self._shared.leases.release(ended)
             self._failures.note(ended)
             await self.promote(ended)
         return [run for run in runs if run.status is RunStatus.RUNNING]
@@ -268,9 +253,9 @@ class Stepping:
         """Saved waiting runs: index those waiting for an event, let go of all, tell the timer."""
         for run in runs:
             if run.wait_event is not None:
-                self._waits.add(run.id, run.chat_id, run.user_id, run.wait_event)
-        self._leases.release(runs)
-        self._wake.set()
+                self._shared.waits.add(run.id, run.chat_id, run.user_id, run.wait_event)
+        self._shared.leases.release(runs)
+        self._shared.wake.set()
 
     # -- what runs set off --------------------------------------------------------------------
 
@@ -288,19 +273,10 @@ class Stepping:
             )
         )
         if self._listens(event, run.chat_id, run.user_id):  # most check-ins' `checkin.done`: no
-            self.spawn(self._emit(event, run.chat_id, run.user_id, data, chain=chain))
+            self.spawn(self._bus.publish(Happened(event, run.chat_id, run.user_id, data, chain)))
 
     def start(
         self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime
     ) -> None:
-        self.spawn(self._started(procedure, run.chat_id, run.user_id, variables, now))
-
-    async def _started(
-        self,
-        procedure: Procedure,
-        chat_id: int,
-        user_id: int | None,
-        variables: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        await self._start(procedure, chat_id, user_id, variables, now)
+        """Start `procedure` for the member (or group) of `run`, in the background."""
+        self.spawn(self._start(procedure, run, variables, now))

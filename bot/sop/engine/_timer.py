@@ -18,16 +18,13 @@ from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 
-from bot.clock import Clock
 from bot.db import RunStatus
 from bot.sop.ahead import HeldRuns
-from bot.sop.engine._context import Context
-from bot.sop.engine._leases import Leases, Tasks
+from bot.sop.engine._shared import Shared
 from bot.sop.engine._stepping import Stepping
-from bot.sop.engine._waits import EventWaits, wait_record
+from bot.sop.engine._waits import wait_record
 from bot.sop.format import MemberJoinedTrigger, format_duration
-from bot.sop.library import Library
-from bot.sop.runs import Due, Run, RunMoved, RunStore, StepRecord
+from bot.sop.runs import Due, Run, RunMoved, StepRecord
 from bot.sop.steps import goto
 
 DUE_BATCH = 5000  # runs taken from the database per wake-up
@@ -53,32 +50,12 @@ class CatchUpReport:
 class Timer:
     """Takes due runs on time, in bulk; skips and reports those beyond their catch-up."""
 
-    def __init__(
-        self,
-        *,
-        runs: RunStore,
-        library: Library,
-        clock: Clock,
-        context: Context,
-        leases: Leases,
-        tasks: Tasks,
-        waits: EventWaits,
-        stepping: Stepping,
-        wake: asyncio.Event,
-        notify: Notify,
-    ) -> None:
-        self.runs = runs
-        self.library = library
-        self.clock = clock
+    def __init__(self, shared: Shared, *, stepping: Stepping, notify: Notify) -> None:
         self.notify = notify
         self.lateness: deque[float] = deque(maxlen=200_000)  # seconds, of runs taken when due
-        self._context = context
-        self._leases = leases
-        self._tasks = tasks
-        self._waits = waits
+        self._shared = shared
         self._stepping = stepping
-        self._wake = wake  # rung when runs were added that wait for their time
-        self.ahead = HeldRuns(clock, self._on_time)  # read ahead by the timer, not yet due
+        self.ahead = HeldRuns(shared.clock, self._on_time)  # read ahead by the timer, not yet due
         self._taken: dict[str, None] = {}  # start batches handed on, oldest first
         self._loop: asyncio.Task[None] | None = None
 
@@ -88,7 +65,7 @@ class Timer:
 
     async def stop(self) -> None:
         """Stop taking due runs; let go of those read ahead."""
-        self._wake.set()
+        self._shared.wake.set()
         if self._loop is not None:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -98,32 +75,32 @@ class Timer:
 
     async def tick(self) -> int:
         """Take the runs due now (without the timer: simulations and tests); return how many."""
-        now = self.clock.now()
+        now = self._shared.clock.now()
         held = self.ahead.due(now)
         due = await self._claim_due(now)
         taken = held + due.runs
         if taken:
-            self._leases.busy.update(run.id for run in taken)
+            self._shared.leases.busy.update(run.id for run in taken)
             await self._take_due(taken, now)
         return len(taken)
 
     async def next_wake(self) -> datetime | None:
         """When the next run falls due, if any waits."""
-        return await self.runs.next_wake()
+        return await self._shared.runs.next_wake()
 
     def unhold(self, run_ids: Iterable[int]) -> None:
         """Somebody else moves these runs: the timer lets go of those it read ahead."""
         run_ids = list(run_ids)
         self.ahead.drop(run_ids)
-        self._leases.note_moved(run_ids)
+        self._shared.leases.note_moved(run_ids)
 
     async def _claim_due(self, until: datetime) -> Due:
         """The runs due by `until` that nobody holds."""
         # A run somebody moved while the claim read may be read as it was before: leave out
         # those busy when it began (in SQL), those busy now, and those let go meanwhile.
-        busy = self._leases.busy
-        with self._leases.reading() as moved:
-            due = await self.runs.claim_due(until, DUE_BATCH, busy | self.ahead.ids())
+        busy = self._shared.leases.busy
+        with self._shared.leases.reading() as moved:
+            due = await self._shared.runs.claim_due(until, DUE_BATCH, busy | self.ahead.ids())
         due.runs = [
             run
             for run in due.runs
@@ -133,30 +110,32 @@ class Timer:
 
     def _on_time(self, runs: list[Run], now: datetime) -> None:
         """Runs read ahead fell due: take them (they are busy from now on)."""
-        self._leases.busy.update(run.id for run in runs)
-        self._tasks.spawn(self._take_due(runs, now))
+        self._shared.leases.busy.update(run.id for run in runs)
+        self._shared.tasks.spawn(self._take_due(runs, now))
 
     async def _due_loop(self) -> None:
         """Read the runs falling due within LOOKAHEAD and hold them; each is taken on time."""
-        while not self._tasks.stopping:
-            self._wake.clear()
+        while not self._shared.tasks.stopping:
+            self._shared.wake.clear()
             try:
-                due = await self._claim_due(self.clock.now() + LOOKAHEAD)
+                due = await self._claim_due(self._shared.clock.now() + LOOKAHEAD)
                 self.ahead.hold(due.runs)
             except Exception:
                 logger.exception("the SOP timer failed; trying again in 1s")
                 await asyncio.sleep(1)
                 continue
-            timeout = self.clock.max_sleep
+            timeout = self._shared.clock.max_sleep
             if due.held:  # due runs in hand: should one be let go unsaved, look again soon
                 timeout = min(timeout, HELD_RECHECK)
             if due.next_wake is not None:
-                seconds = (due.next_wake - LOOKAHEAD - self.clock.now()).total_seconds()
+                seconds = (due.next_wake - LOOKAHEAD - self._shared.clock.now()).total_seconds()
                 if seconds <= 0:
                     continue
                 timeout = min(timeout, seconds)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), None if math.isinf(timeout) else timeout)
+                await asyncio.wait_for(
+                    self._shared.wake.wait(), None if math.isinf(timeout) else timeout
+                )
 
     async def _take_due(self, due: list[Run], now: datetime) -> None:
         """Skip the runs beyond their catch-up; move the others on, their wait's journal row
@@ -166,7 +145,7 @@ class Timer:
         finished: list[StepRecord] = []
         going: list[Run] = []
         for run in due:
-            procedure = self.library.get(run.sop_id)
+            procedure = self._shared.library.get(run.sop_id)
             assert run.wake_at is not None
             late = now - run.wake_at
             self.lateness.append(late.total_seconds())
@@ -176,7 +155,7 @@ class Timer:
                     report.skipped[run.sop_id, run.chat_id] += 1
                     if run.status is RunStatus.WAITING:
                         finished.append(wait_record(run, procedure, now, "skipped"))
-                    self._waits.unwait(run)
+                    self._shared.waits.unwait(run)
                     run.status, run.finished_at, run.wake_at = RunStatus.SKIPPED, now, None
                     run.error = (
                         f"fell due {_ago(late)} late, while the bot was down; beyond the "
@@ -189,7 +168,7 @@ class Timer:
                 outcome = "timed_out" if run.wait_event is not None else "done"
                 run.unsaved.append(wait_record(run, procedure, now, outcome))
                 run.variables["timed_out"] = run.wait_event is not None
-                self._waits.unwait(run)
+                self._shared.waits.unwait(run)
                 goto(run, procedure, run.position, now, past=True)
             if run.status.is_over:  # the wait was the last step
                 ended.append(run)
@@ -206,24 +185,24 @@ class Timer:
             del self._taken[next(iter(self._taken))]
         if later:
             try:
-                await self.runs.save(later, now)
+                await self._shared.runs.save(later, now)
             except RunMoved:
                 logger.debug("late joiners moved meanwhile; left alone")
             finally:
-                self._leases.release(later)
-                self._wake.set()
+                self._shared.leases.release(later)
+                self._shared.wake.set()
         if going:
             # Saved by their next step (a run that moved meanwhile is left alone there).
             stepping.spawn(stepping.advance(going, claimed=True))
         if ended:
             try:
-                await self.runs.save(ended, now, finished=finished)
+                await self._shared.runs.save(ended, now, finished=finished)
             except RunMoved:
                 logger.debug("due runs moved meanwhile; left alone")
             else:
                 stepping.spawn(stepping.promote(ended))
             finally:
-                self._leases.release(ended)
+                self._shared.leases.release(ended)
         if report:
             stepping.spawn(self._report_catch_up(report))
 
@@ -245,7 +224,7 @@ class Timer:
         return kept, later
 
     def _window(self, run: Run) -> timedelta | None:
-        procedure = self.library.get(run.sop_id)
+        procedure = self._shared.library.get(run.sop_id)
         if procedure is None:
             return None
         for trigger in procedure.sop.triggers:
@@ -260,9 +239,11 @@ class Timer:
         batches = {run.batch for run in going if run.batch is not None and run.seq == 0}
         if not batches:
             return []
-        mates = await self.runs.due_in_batches(batches, now, exclude=self._leases.busy)
+        mates = await self._shared.runs.due_in_batches(
+            batches, now, exclude=self._shared.leases.busy
+        )
         self.ahead.drop(run.id for run in mates)
-        self._leases.busy.update(run.id for run in mates)
+        self._shared.leases.busy.update(run.id for run in mates)
         for run in mates:
             run.status, run.wake_at = RunStatus.RUNNING, None
         return mates
@@ -278,7 +259,7 @@ class Timer:
                 sop_id,
                 count,
             )
-        title = self._context.title
+        title = self._shared.context.title
         for (sop_id, chat_id), count in report.late.items():
             await self.notify("sop.ran_late", sop=sop_id, group=title(chat_id), count=count)
         for (sop_id, chat_id), count in report.skipped.items():
@@ -289,11 +270,11 @@ class Timer:
         logger.bind(chat_id=chat_id).warning(
             "{}: the schedule of {} was missed while the bot was down", sop_id, scheduled
         )
-        zone = self._context.group_facts(chat_id).timezone
+        zone = self._shared.context.group_facts(chat_id).timezone
         await self.notify(
             "sop.schedule_missed",
             sop=sop_id,
-            group=self._context.title(chat_id),
+            group=self._shared.context.title(chat_id),
             at=scheduled.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
         )
 

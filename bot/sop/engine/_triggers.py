@@ -20,13 +20,11 @@ from typing import Any
 
 from loguru import logger
 
-from bot.clock import Clock
 from bot.db import LIVE, RunStatus
-from bot.sop.engine._leases import Leases
+from bot.sop.engine._shared import Shared
 from bot.sop.engine._starting import Starting
 from bot.sop.engine._stepping import Stepping
-from bot.sop.engine._waits import EventWaits, wait_record
-from bot.sop.facts import Facts
+from bot.sop.engine._waits import wait_record
 from bot.sop.format import (
     ButtonTrigger,
     CommandTrigger,
@@ -38,7 +36,7 @@ from bot.sop.format import (
 )
 from bot.sop.library import Library, Procedure
 from bot.sop.messages import parse_button
-from bot.sop.runs import Run, RunMoved, RunStore
+from bot.sop.runs import Run, RunMoved
 from bot.sop.steps import MAX_CHAIN, goto
 
 PRESS_MEMORY = 60.0  # seconds a flow-button press is remembered, so a double tap counts once
@@ -119,24 +117,14 @@ class Triggers:
 
     def __init__(
         self,
+        shared: Shared,
         *,
-        runs: RunStore,
-        library: Library,
-        clock: Clock,
-        facts: Facts,
-        leases: Leases,
-        waits: EventWaits,
         stepping: Stepping,
         starting: Starting,
         unhold: Callable[[Iterable[int]], None],
     ) -> None:
-        self.runs = runs
-        self.library = library
-        self.clock = clock
-        self.facts = facts
         self.index = TriggerIndex()
-        self._leases = leases
-        self._waits = waits
+        self._shared = shared
         self._stepping = stepping
         self._start = starting.start
         self._cancel = starting.cancel
@@ -155,7 +143,7 @@ class Triggers:
         is open are greeted together when it closes. So a burst of joins gets one message per
         window, and nobody waits for a window when the group was quiet.
         """
-        now = self.clock.now()
+        now = self._shared.clock.now()
         for procedure, trigger in self.index.joined:
             window = trigger.batch_window
             if window is None:
@@ -181,12 +169,12 @@ class Triggers:
 
     async def member_left(self, chat_id: int, user_id: int) -> None:
         """Start `member_left` SOPs; end the member's other runs in that group."""
-        now = self.clock.now()
+        now = self._shared.clock.now()
         leaving = {procedure.id for procedure in self.index.left}
-        for procedure in self.library:
+        for procedure in self._shared.library:
             if procedure.id in leaving or procedure.sop.concurrency_key != "member":
                 continue
-            pending = await self.runs.pending(procedure.id, chat_id, user_id)
+            pending = await self._shared.runs.pending(procedure.id, chat_id, user_id)
             await self._cancel(pending, now, "the member left the group")
         for procedure in self.index.left:
             await self._start(procedure, chat_id, [user_id], trigger="member_left", now=now)
@@ -197,7 +185,9 @@ class Triggers:
         """Cheap check on the hot path: does anything want this member's messages?"""
         index = self.index
         return bool(
-            index.messages or index.commands or (chat_id, user_id, "member.message") in self._waits
+            index.messages
+            or index.commands
+            or (chat_id, user_id, "member.message") in self._shared.waits
         )
 
     async def message(
@@ -207,8 +197,8 @@ class Triggers:
 
         This is every group message's way (a shipped SOP has a keyword trigger): what most
         messages come to, nothing, costs a lookup and a match here."""
-        if (chat_id, user_id, "member.message") in self._waits:
-            await self._resume_waits(chat_id, user_id, "member.message", self.clock.now())
+        if (chat_id, user_id, "member.message") in self._shared.waits:
+            await self._resume_waits(chat_id, user_id, "member.message", self._shared.clock.now())
         if not text:
             return
         commands = self.index.commands
@@ -221,7 +211,7 @@ class Triggers:
                         chat_id,
                         [user_id],
                         trigger="command",
-                        now=self.clock.now(),
+                        now=self._shared.clock.now(),
                         variables={"trigger": {"message_id": message_id}},
                         wait=False,
                     )
@@ -233,14 +223,14 @@ class Triggers:
                     chat_id,
                     [user_id],
                     trigger="message",
-                    now=self.clock.now(),
+                    now=self._shared.clock.now(),
                     variables={"trigger": {"message_id": message_id}},
                     wait=False,
                 )
 
     async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
         """A member pressed a button; returns a text key to answer with, or None."""
-        now = self.clock.now()
+        now = self._shared.clock.now()
         await self._resume_waits(chat_id, user_id, f"button.{data}", now)
         for procedure in self.index.buttons.get(data, []):
             await self._start(procedure, chat_id, [user_id], trigger="button", now=now)
@@ -254,19 +244,19 @@ class Triggers:
             return "sop.pressed_already"
         self._presses[key] = tick
         sop_id, step_id = target
-        flow = self.library.get(sop_id)
+        flow = self._shared.library.get(sop_id)
         if flow is None or step_id not in flow.path_of:
             return "sop.button_gone"
         path = flow.path_of[step_id]
         by_group = flow.sop.concurrency_key == "group"
-        busy = self._leases.busy
-        pending = await self.runs.pending(sop_id, chat_id, user_id, any_member=by_group)
+        busy = self._shared.leases.busy
+        pending = await self._shared.runs.pending(sop_id, chat_id, user_id, any_member=by_group)
         working = {run.id for run in pending if run.id in busy}
         if working:  # pressed while the run still sends the message: let it reach its wait
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PRESS_PATIENCE):
-                    await self._leases.until_idle(working)
-            pending = await self.runs.pending(sop_id, chat_id, user_id, any_member=by_group)
+                    await self._shared.leases.until_idle(working)
+            pending = await self._shared.runs.pending(sop_id, chat_id, user_id, any_member=by_group)
         for run in pending:
             if run.status is RunStatus.WAITING and run.id not in busy:
                 await self._jump(flow, run, path, now)
@@ -280,7 +270,7 @@ class Triggers:
 
     def listens(self, name: str, chat_id: int, user_id: int | None) -> bool:
         """Whether a run waits for the event or an SOP starts on it."""
-        return name in self.index.events or (chat_id, user_id, name) in self._waits
+        return name in self.index.events or (chat_id, user_id, name) in self._shared.waits
 
     async def emit(
         self,
@@ -292,7 +282,7 @@ class Triggers:
         chain: int = 0,
     ) -> None:
         """An event happened (from a feature or an SOP): resume waits for it, start SOPs on it."""
-        now = self.clock.now()
+        now = self._shared.clock.now()
         await self._resume_waits(chat_id, user_id, name, now)
         if chain >= MAX_CHAIN:
             logger.bind(chat_id=chat_id).warning(
@@ -309,23 +299,27 @@ class Triggers:
 
     async def fire_schedule(self, sop_id: str, chat_id: int) -> None:
         """A calendar trigger fired for one group: one run for the whole group."""
-        procedure = self.library.get(sop_id)
+        procedure = self._shared.library.get(sop_id)
         if procedure is not None:
-            await self._start(procedure, chat_id, [None], trigger="schedule", now=self.clock.now())
+            await self._start(
+                procedure, chat_id, [None], trigger="schedule", now=self._shared.clock.now()
+            )
 
     async def check_silent(self, sop_id: str, chat_id: int, days: int) -> int:
         """The daily check of a `silent` trigger: start runs, as one batch, for silent members."""
-        procedure = self.library.get(sop_id)
+        procedure = self._shared.library.get(sop_id)
         if procedure is None:
             return 0
-        return len(await self._start_silent(procedure, chat_id, days, wake_at=self.clock.now()))
+        return len(
+            await self._start_silent(procedure, chat_id, days, wake_at=self._shared.clock.now())
+        )
 
     async def _start_silent(
         self, procedure: Procedure, chat_id: int, days: int, *, wake_at: datetime | None
     ) -> list[Run]:
         """Runs, as one batch, for the members silent these `days` whom the SOP lets in."""
-        now = self.clock.now()
-        silent = await self.facts.silent_members(chat_id, now - timedelta(days=days))
+        now = self._shared.clock.now()
+        silent = await self._shared.facts.silent_members(chat_id, now - timedelta(days=days))
         if not silent:
             return []
         batch = f"{procedure.id}:{chat_id}:{now.timestamp():.0f}"
@@ -339,34 +333,39 @@ class Triggers:
         An SOP for silent members, run for the group, does its daily check now (its conditions
         hold, so nobody is nudged twice): a group run of it would have no member to nudge.
         """
-        procedure = self.library.get(sop_id)
+        procedure = self._shared.library.get(sop_id)
         if procedure is None:
             return []
         silent = silent_trigger(procedure)
         if user_id is None and silent is not None and procedure.sop.concurrency_key == "member":
             return await self._start_silent(procedure, chat_id, silent.days, wake_at=None)
         return await self._start(
-            procedure, chat_id, [user_id], trigger="manual", now=self.clock.now(), force=True
+            procedure,
+            chat_id,
+            [user_id],
+            trigger="manual",
+            now=self._shared.clock.now(),
+            force=True,
         )
 
     async def stop_runs(self, sop_id: str, chat_id: int, reason: str) -> None:
         """End every run of an SOP in a group (it was switched off there)."""
-        pending = await self.runs.pending(sop_id, chat_id, None, any_member=True)
-        await self._cancel(pending, self.clock.now(), reason)
+        pending = await self._shared.runs.pending(sop_id, chat_id, None, any_member=True)
+        await self._cancel(pending, self._shared.clock.now(), reason)
 
     # -- ending waits -------------------------------------------------------------------------
 
     async def _resume_waits(
         self, chat_id: int, user_id: int | None, event: str, now: datetime
     ) -> None:
-        run_ids = self._waits.get((chat_id, user_id, event))
+        run_ids = self._shared.waits.get((chat_id, user_id, event))
         if not run_ids:
             return
         self._unhold(run_ids)  # the event comes first: its timeout no longer counts
-        busy = self._leases.busy
+        busy = self._shared.leases.busy
         runs = []
         for run_id in list(run_ids):
-            run = None if run_id in busy else await self.runs.get(run_id)
+            run = None if run_id in busy else await self._shared.runs.get(run_id)
             if run is not None:
                 runs.append(run)
         resumed = []
@@ -375,10 +374,10 @@ class Triggers:
             if run.status is not RunStatus.WAITING or run.wait_event != event:
                 run_ids.discard(run.id)
                 continue
-            procedure = self.library.get(run.sop_id)
+            procedure = self._shared.library.get(run.sop_id)
             records.append(wait_record(run, procedure, now, "done"))
             run.variables["timed_out"] = False
-            self._waits.unwait(run)
+            self._shared.waits.unwait(run)
             run.status, run.wake_at = RunStatus.RUNNING, None
             goto(run, procedure, run.position, now, past=True)
             resumed.append(run)
@@ -386,9 +385,9 @@ class Triggers:
             return
         busy.update(run.id for run in resumed)
         try:
-            await self.runs.save(resumed, now, finished=records)
+            await self._shared.runs.save(resumed, now, finished=records)
         except RunMoved:
-            self._leases.release(resumed)
+            self._shared.leases.release(resumed)
             return
         stepping = self._stepping
         going = await stepping.settle(resumed)
@@ -398,14 +397,14 @@ class Triggers:
     async def _jump(self, procedure: Procedure, run: Run, path: str, now: datetime) -> None:
         """A flow button was pressed while its run waited: go on at the button's step."""
         self._unhold([run.id])
-        self._leases.busy.add(run.id)
+        self._shared.leases.busy.add(run.id)
         record = wait_record(run, procedure, now, "interrupted")
-        self._waits.unwait(run)
+        self._shared.waits.unwait(run)
         run.status, run.wake_at, run.position = RunStatus.RUNNING, None, path
         run.variables["pressed"] = procedure.label(path)
         try:
-            await self.runs.save([run], now, finished=[record])
+            await self._shared.runs.save([run], now, finished=[record])
         except RunMoved:
-            self._leases.release([run])
+            self._shared.leases.release([run])
             return
         self._stepping.spawn(self._stepping.advance([run], claimed=True))

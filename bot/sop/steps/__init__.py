@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.outbox import Outbox, Waker
 from bot.sop.format import ACTIONS, StepBase
-from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, Tools, goto
+from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, goto
 from bot.sop.steps._checkin import group_checkin_rules
 from bot.sop.steps._flow import MAX_CHAIN
 from bot.sop.steps._tag import TAG_COLUMNS
@@ -76,7 +76,6 @@ __all__ = [
     "Seen",
     "StepType",
     "StepTypes",
-    "Tools",
     "Waker",
     "goto",
     "group_checkin_rules",

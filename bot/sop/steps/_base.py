@@ -8,7 +8,7 @@ whether a step needs a member are handled by the engine for all of them, not by 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,23 +16,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from bot.db import RunStatus
 from bot.sop.format import Condition, Step, StepBase
-from bot.sop.runs import Effects, Run, StepRecord
+from bot.sop.runs import Run, StepRecord
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from typing import TypeAlias
 
-    from bot.activity import ActivityLog
-    from bot.checkin.boards import Leaderboards
-    from bot.checkin.service import CheckinRules
-    from bot.clock import Clock
-    from bot.lottery.service import Lotteries
-    from bot.outbox import Waker
-    from bot.push.lives import Lives
-    from bot.sop.conditions import GroupFacts
-    from bot.sop.facts import Facts, MemberFacts
-    from bot.sop.library import Library, Procedure
-    from bot.sop.messages import TextCatalogue
-    from bot.sop.runs import RunStore
+    from bot.sop.engine._stepping import Stepping
+    from bot.sop.library import Procedure
+
+    # What a step type may use of the engine: its stepping part (the stores and services, what it
+    # knows of groups, how runs are journaled, moved on and set going). Named for the type checker
+    # only: `tidepool check` reads the step types without the engine.
+    Tools: TypeAlias = Stepping
 
 KeyPath = tuple[str | int, ...]  # where in an SOP file: ("steps", 3, "send", "template")
 S = TypeVar("S", bound=StepBase)
@@ -95,118 +90,6 @@ class Cohort(Generic[S]):
                 now,
             )
         return record
-
-
-class Tools(Protocol):
-    """What a step type may use of the engine (`bot.sop.engine`): the bot's services, what it
-    knows of groups, and how runs are journaled, moved on and set going."""
-
-    @property
-    def db(self) -> AsyncEngine: ...
-    @property
-    def clock(self) -> Clock: ...
-    @property
-    def runs(self) -> RunStore: ...
-    @property
-    def library(self) -> Library: ...
-    @property
-    def activity(self) -> ActivityLog: ...
-    @property
-    def facts(self) -> Facts: ...
-    @property
-    def boards(self) -> Leaderboards: ...
-    @property
-    def texts(self) -> TextCatalogue: ...
-    @property
-    def lotteries(self) -> Lotteries: ...
-    @property
-    def lives(self) -> Lives: ...
-    @property
-    def pushes(self) -> Waker: ...
-    @property
-    def deletions(self) -> Waker: ...
-    @property
-    def default_language(self) -> str: ...
-    @property
-    def stopping(self) -> bool:
-        """The bot is shutting down: what was not tried yet waits for the restart."""
-        ...
-
-    def language(self, chat_id: int) -> str | None:
-        """The group's language, if it has one set."""
-        ...
-
-    def group_facts(self, chat_id: int, members: int = 0) -> GroupFacts: ...
-
-    def checkin_rules(self, chat_id: int) -> CheckinRules: ...
-
-    def context(
-        self,
-        procedure: Procedure,
-        chat_id: int,
-        group: GroupFacts,
-        members: list[MemberFacts],
-        variables: dict[str, Any],
-        now: datetime,
-        run_id: int | None = None,
-    ) -> dict[str, Any]:
-        """The variables of texts and `template` conditions."""
-        ...
-
-    async def done(
-        self,
-        cohort: Cohort[Any],
-        status: str = "done",
-        *,
-        moved: bool = False,
-        effects: Effects | None = None,
-        first: Effects | None = None,
-        errors: dict[int, str] | None = None,
-        branch: dict[int, str] | None = None,
-        later: bool = False,
-    ) -> list[Run]:
-        """Journal the step for every run of the cohort and move the runs on (to `branch`'s
-        step, or past this one; not at all when `moved`), with the step's effects, in one
-        transaction; return the runs that go on at once. A run in `errors` failed the step.
-        `first` runs in the transaction before anything is stored (it may set variables).
-        `later`: the step used nothing but its runs; it is stored with their next save."""
-        ...
-
-    async def settle(self, runs: list[Run]) -> list[Run]:
-        """Let go of the runs that ended (starting those queued behind them); the others."""
-        ...
-
-    async def advance(self, runs: list[Run], *, claimed: bool = False) -> None:
-        """Move runs through their steps until each waits, sends or ends."""
-        ...
-
-    def spawn(self, work: Awaitable[None]) -> None:
-        """Do `work` in the background, as part of the engine's work in hand."""
-        ...
-
-    def release(self, runs: list[Run]) -> None:
-        """Nobody works on these runs any more (they wait, or wait for the restart)."""
-        ...
-
-    def hold(self, key: str, runs: list[Run]) -> None:
-        """These runs (still in hand) wait for the push `key` to go (`finish_send`)."""
-        ...
-
-    def waiting(self, runs: list[Run]) -> None:
-        """These runs (saved) wait now: for their `wake_at`, and their `wait_event` if any."""
-        ...
-
-    def emitted(
-        self, run: Run, event: str, data: dict[str, Any], sop_id: str, now: datetime, chain: int
-    ) -> None:
-        """`run` emitted `event`: log it, resume the waits for it and start SOPs on it."""
-        ...
-
-    def start(
-        self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime
-    ) -> None:
-        """Start `procedure` for the member (or group) of `run`, in the background."""
-        ...
 
 
 class Seen(Protocol):

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bot.db import PushKind
 from bot.push import rotations
 from bot.sop.format import BroadcastStep
 from bot.sop.runs import Run
-from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, Tools
+from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from bot.sop.steps._base import Tools
 
 
 class Broadcast(StepType[BroadcastStep]):
@@ -24,11 +25,13 @@ class Broadcast(StepType[BroadcastStep]):
         """Queue each run's group text as a push, in the transaction that moves the run on (so a
         restart never queues it twice); with `rotate`, the group's next entry is `item`."""
         # Imported here, not above: `tidepool check` looks step types up without aiogram.
-        from bot.push.rows import add_pushes, push_row
+        from bot.push.broadcasts import text_push
+        from bot.push.rows import add_pushes
         from bot.sop.messages import RenderError
 
         procedure, path, now, runs = cohort.procedure, cohort.path, cohort.now, cohort.runs
         action = cohort.step.broadcast
+        source = f"sop:{procedure.id}"
         errors: dict[int, str] = {}
         rows: list[dict[str, Any]] = []
         advances: list[tuple[int, int]] = []
@@ -65,20 +68,8 @@ class Broadcast(StepType[BroadcastStep]):
             except RenderError as exc:
                 errors[run.id] = str(exc)
                 continue
-            rows.append(
-                push_row(
-                    key=f"sop:{procedure.id}:{run.id}:{path}",
-                    kind=PushKind.TEXT,
-                    chat_id=run.chat_id,
-                    source=f"sop:{procedure.id}",
-                    due_at=now,
-                    now=now,
-                    text=text,
-                    pin=action.pin,
-                    urgent=action.urgent,
-                    over_cap=action.over_cap,
-                )
-            )
+            key = f"{source}:{run.id}:{path}"
+            rows.append(text_push(key, run.chat_id, text, now, action, source=source))
 
         async def effects(conn: AsyncConnection) -> None:
             await add_pushes(conn, rows)

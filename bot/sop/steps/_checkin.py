@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 from bot.checkin.service import Arrival, CheckedIn, CheckinRules, check_in_all, checkin_rules
 from bot.sop.format import CheckinStep, walk_steps
 from bot.sop.runs import Run
-from bot.sop.steps._base import Cohort, Seen, StepType, Tools
+from bot.sop.steps._base import Cohort, Seen, StepType
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from bot.sop.library import Procedure
+    from bot.sop.steps._base import Tools
 
 
 def group_checkin_rules(procedures: Iterable[Procedure]) -> CheckinRules:

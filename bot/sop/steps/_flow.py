@@ -7,13 +7,17 @@ so that SOPs cannot start each other without end.
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from bot.db import RunStatus
 from bot.sop.format import EmitStep, StartStep, StopStep
 from bot.sop.runs import Run
-from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, Tools
+from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType
+
+if TYPE_CHECKING:
+    from bot.sop.steps._base import Tools
 
 MAX_CHAIN = 8  # SOPs starting SOPs (emit, start) at most this deep: no endless loops
 

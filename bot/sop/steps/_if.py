@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from bot.sop.format import Condition, IfStep, Step
 from bot.sop.runs import Run
-from bot.sop.steps._base import Cohort, KeyPath, Seen, StepType, Tools
+from bot.sop.steps._base import Cohort, KeyPath, Seen, StepType
+
+if TYPE_CHECKING:
+    from bot.sop.steps._base import Tools
 
 
 class If(StepType[IfStep]):

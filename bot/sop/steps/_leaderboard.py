@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.checkin.boards import board_context
 from bot.sop.format import LeaderboardStep
 from bot.sop.runs import Run
-from bot.sop.steps._base import Cohort, Seen, StepType, Tools
+from bot.sop.steps._base import Cohort, Seen, StepType
+
+if TYPE_CHECKING:
+    from bot.sop.steps._base import Tools
 
 
 class Leaderboard(StepType[LeaderboardStep]):

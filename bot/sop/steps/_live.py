@@ -8,10 +8,12 @@ from zoneinfo import ZoneInfo
 
 from bot.sop.format import LiveStep
 from bot.sop.runs import Run
-from bot.sop.steps._base import Cohort, Seen, StepType, Tools
+from bot.sop.steps._base import Cohort, Seen, StepType
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from bot.sop.steps._base import Tools
 
 
 class Live(StepType[LiveStep]):

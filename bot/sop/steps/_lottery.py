@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING
 
 from bot.sop.format import LotteryStep
 from bot.sop.runs import Run
-from bot.sop.steps._base import Cohort, Seen, StepType, Tools
+from bot.sop.steps._base import Cohort, Seen, StepType
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from bot.sop.steps._base import Tools
 
 
 class Lottery(StepType[LotteryStep]):

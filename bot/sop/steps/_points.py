@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 from bot import points
 from bot.sop.format import PointsStep
 from bot.sop.runs import Run
-from bot.sop.steps._base import Cohort, Seen, StepType, Tools
+from bot.sop.steps._base import Cohort, Seen, StepType
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from bot.sop.steps._base import Tools
 
 
 class Points(StepType[PointsStep]):

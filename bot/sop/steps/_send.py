@@ -23,12 +23,13 @@ from bot.db import SCHEDULED_DELETIONS, EventType, PushKind, RunStatus
 from bot.push.rows import Ended, add_pushes, push_row
 from bot.sop.format import SendStep, format_duration
 from bot.sop.runs import Run, RunMoved, StepRecord
-from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, Tools, goto
+from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, goto
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from bot.sop.messages import Rendered
+    from bot.sop.steps._base import Tools
 
 TO_MEMBER = "'to: member' needs a member; this run is for the group"
 ANSWERS = frozenset({"member_joined", "command", "message", "button", "manual"})

@@ -9,11 +9,13 @@ from sqlalchemy import bindparam, delete
 from bot.db import MEMBER_TAGS, insert_for
 from bot.sop.format import TagStep
 from bot.sop.runs import Run
-from bot.sop.steps._base import Cohort, Seen, StepType, Tools
+from bot.sop.steps._base import Cohort, Seen, StepType
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.sql import ClauseElement
+
+    from bot.sop.steps._base import Tools
 
 TAG_COLUMNS = ("chat_id", "user_id", "tag", "source", "added_at")
 

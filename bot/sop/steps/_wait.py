@@ -8,12 +8,16 @@ until they wait: after it each goes on alone.
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.db import RunStatus
 from bot.sop.format import WaitStep, format_duration
 from bot.sop.runs import Run, StepRecord
-from bot.sop.steps._base import Cohort, Seen, StepType, Tools
+from bot.sop.steps._base import Cohort, Seen, StepType
+
+if TYPE_CHECKING:
+    from bot.sop.steps._base import Tools
 
 
 class Wait(StepType[WaitStep]):
