@@ -36,6 +36,7 @@ class Deletions(Background):
         self.clock = clock
         self.deleted = 0
         self._wake = asyncio.Event()
+        self._next: datetime | None = None  # the earliest due time the loop waits for
 
     async def schedule(self, chat_id: int, message_id: int, due_at: datetime, source: str) -> None:
         async with writing(self.engine) as conn:
@@ -44,11 +45,13 @@ class Deletions(Background):
                     chat_id=chat_id, message_id=message_id, due_at=due_at, source=source
                 )
             )
-        self.wake()
+        self.wake(due_at)
 
-    def wake(self) -> None:
-        """Something new was scheduled: look again at what is due next."""
-        self._wake.set()
+    def wake(self, due_at: datetime | None = None) -> None:
+        """Something new was scheduled (due at `due_at`, if known): look again at what is due
+        next, unless the loop already waits for something due no later."""
+        if due_at is None or self._next is None or due_at < self._next:
+            self._wake.set()
 
     async def delete_due(self) -> int:
         """Delete every message that is due, each once; return how many due rows were taken."""
@@ -82,6 +85,7 @@ class Deletions(Background):
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            self._next = None  # while it looks, every new deletion wakes it again
             timeout = self.clock.max_sleep
             try:
                 if await self.delete_due() == BATCH:
@@ -90,6 +94,7 @@ class Deletions(Background):
                     due: datetime | None = (
                         await conn.execute(select(func.min(SCHEDULED_DELETIONS.c.due_at)))
                     ).scalar_one()
+                self._next = due
                 if due is not None:
                     timeout = min(timeout, max((due - self.clock.now()).total_seconds(), 0.01))
             except Exception:

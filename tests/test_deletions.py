@@ -10,7 +10,7 @@ from bot.db import SCHEDULED_DELETIONS
 from bot.deletions import Deletions
 from bot.delivery import Delivered
 from tests.conftest import at
-from tests.sop_harness import RecordingOutbox
+from tests.sop_harness import RecordingOutbox, eventually
 
 GROUP = -1001
 
@@ -55,3 +55,21 @@ async def test_a_reply_shared_by_several_runs_is_deleted_once(engine: AsyncEngin
     assert deleter.asked[-1] == (GROUP, 9, "sop:tips:run:6")
     assert await scheduled(engine) == []
     assert deletions.deleted == 3
+
+
+async def test_the_loop_looks_again_only_for_a_deletion_due_sooner(engine: AsyncEngine) -> None:
+    """Each recorded batch of replies schedules deletions: the loop reads the table again only
+    when one is due before what it already waits for."""
+    deletions = Deletions(engine, Deleter(), ManualClock(at(0)))
+    await deletions.schedule(GROUP, 7, at(10), "sop:checkin:run:1")
+    deletions.start()
+    try:
+        await eventually(lambda: deletions._next == at(10), what="the loop waiting for at(10)")
+        deletions.wake(at(20))
+        assert not deletions._wake.is_set(), "due later: the loop sleeps on"
+        deletions.wake(at(5))
+        assert deletions._wake.is_set(), "due sooner: the loop looks again"
+        await deletions.schedule(GROUP, 8, at(5), "sop:checkin:run:2")
+        await eventually(lambda: deletions._next == at(5), what="the loop waiting for at(5)")
+    finally:
+        await deletions.close()

@@ -40,6 +40,7 @@ from bot.sop.steps import Outbox, Waker, goto
 from bot.sop.templates import load_catalogues
 
 if TYPE_CHECKING:
+    from bot.deletions import Deletions
     from bot.lottery.service import Lotteries
     from bot.push.lives import Lives
 
@@ -62,7 +63,7 @@ class Engine:
         lotteries: Lotteries,
         lives: Lives,
         pushes: Waker,
-        deletions: Waker,
+        deletions: Deletions,
         notify: Notify,
         default_timezone: ZoneInfo,
         default_language: str,

@@ -27,6 +27,7 @@ from bot.sop.runs import Effects, Run, RunMoved, StepRecord
 from bot.sop.steps import STEPS, Cohort, Waker, goto
 
 if TYPE_CHECKING:
+    from bot.deletions import Deletions
     from bot.lottery.service import Lotteries
     from bot.push.lives import Lives
 
@@ -51,7 +52,7 @@ class Stepping:
         lotteries: Lotteries,
         lives: Lives,
         pushes: Waker,
-        deletions: Waker,
+        deletions: Deletions,
         failures: FailureNotices,
         default_language: str,
     ) -> None:

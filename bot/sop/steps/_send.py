@@ -273,7 +273,7 @@ async def finish_sends(tools: Tools, done: list[tuple[Ended, list[Run]]], *, in_
     for end, part in done:
         _log_sent(tools, end, part, now)
     if deletions:
-        tools.deletions.wake()
+        tools.deletions.wake(min(deletion["due_at"] for deletion in deletions.values()))
     scheduled = [run for run in runs if run.status is RunStatus.SCHEDULED]
     if scheduled:
         tools.waiting(scheduled)
