@@ -10,7 +10,6 @@ from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 import pytest
 from aiogram import Bot
@@ -36,7 +35,6 @@ from bot.db import (
     POINTS,
     PUSHES,
     EventType,
-    PushKind,
     PushStatus,
     writing,
 )
@@ -48,14 +46,11 @@ from bot.lottery.rules import Refusal
 from bot.lottery.service import Lotteries
 from bot.lottery.store import Drawn, Entered, Rerolled, Verification
 from bot.push.queue import INTERRUPTED, PushQueue
-from bot.push.rows import Doorbell
-from bot.push.wire import WireNotes
 from bot.registry import Registry
 from bot.sop.format import LotteryRules
 from tests.sop_harness import (
     ROOT,
     START,
-    Notices,
     RecordingOutbox,
     assembled,
     copy_sops,
@@ -68,7 +63,6 @@ from tests.sop_harness import (
 )
 
 GROUP = Chat(id=-1001, type="supergroup", title="Readers")
-ZONE = ZoneInfo("Asia/Shanghai")
 TOKEN = "123456:TEST-telegram"  # the shape aiogram checks; never sent anywhere
 
 
@@ -431,50 +425,25 @@ async def test_the_draw_happens_once_and_leavers_are_out(setup: Setup) -> None:
     assert verified.winners == drawn[0].winners
 
 
-async def test_the_loop_draws_at_the_deadline_and_after_a_restart(
-    setup: Setup, engine: AsyncEngine, registry: Registry, activity: ActivityLog
-) -> None:
+async def test_the_loop_draws_at_the_deadline_and_after_a_restart(setup: Setup) -> None:
     await join(setup, 1, 2, 3)
     lottery_id = await create(setup, 2)
     await enter(setup, lottery_id, 1, 2, 3)
     # the bot stops before the deadline and starts again after it
+    await setup.stop()
     setup.clock.advance(timedelta(hours=5))
-    doorbell = Doorbell()
-    again = Lotteries(
-        engine,
-        registry,
-        activity,
-        setup.outbox,
-        setup.lotteries.texts,
-        setup.clock,
-        bus=registry.bus,
-        pushes=doorbell,
-        ask_member=nobody_asked,
-        default_timezone=ZONE,
+    await setup.start()
+    setup.lotteries.start()
+    setup.queue.start()
+    await eventually(
+        lambda: any("is drawn" in text for text in setup.outbox.texts(GROUP.id)),
+        what="the announcement",
     )
-    queue = PushQueue(
-        engine,
-        registry,
-        setup.outbox,
-        setup.clock,
-        couriers=dict.fromkeys((PushKind.LOTTERY_POST, PushKind.LOTTERY_ANNOUNCE), again.courier),
-        wire=WireNotes(None),
-        doorbell=doorbell,
-        notify=Notices(),
-        default_zone=ZONE,
-    )
-    again.start()
-    queue.start()
-    try:
-        await eventually(lambda: doorbell.rung.is_set() or queue.busy, what="the announcement")
-        await drain(queue)
-        stored = await again.store.get(lottery_id)
-        assert stored is not None and stored.status == "drawn"
-        assert stored.drawn_at == setup.clock.now()
-        assert stored.announcement_id is not None
-    finally:
-        await queue.close()
-        await again.close()
+    await drain(setup.queue)
+    stored = await setup.lotteries.store.get(lottery_id)
+    assert stored is not None and stored.status == "drawn"
+    assert stored.drawn_at == setup.clock.now()
+    assert stored.announcement_id is not None
     assert len([s for s in setup.outbox.sent if "is drawn" in s.text]) == 1
 
 
