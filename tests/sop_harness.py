@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from aiogram import Bot
 from aiogram.types import Chat, User
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -195,13 +196,15 @@ async def assembled(
     content: Path = ROOT / "content",
     clock: ManualClock | None = None,
     outbox: Any = None,
+    bot: tuple[Bot, User] | None = None,
     **settings: Any,
 ) -> AsyncIterator[tuple[Tidepool, Any, ManualClock]]:
     """The bot assembled by `bot.factory` as `tidepool run` assembles it, on the database `db`
     (migrated, kept by the caller) with the SOPs in `sops_dir` and the CONTENT_DIR `content`,
     in English, Shanghai time, OWNER as its owner, and `settings` (quiet_hours, daily_cap, …).
     Telegram is replaced: sends go to a recording outbox (or `outbox`), and questions to
-    Telegram go unanswered (a lottery press is trusted). The clock is manual (START unless
+    Telegram go unanswered (a lottery press is trusted), or to `bot` (a Bot whose session
+    answers them, and the bot's own user as getMe gives it). The clock is manual (START unless
     given) and no loop runs: a test starts the engine's timer (`app.engine.start()`) or runs
     what is due itself (`app.pushes.run_due()`). Yields the app, the outbox and the clock."""
     clock = clock or ManualClock(START)
@@ -217,8 +220,8 @@ async def assembled(
         owner_ids=[OWNER],
         **settings,
     )
-    bot, me = unreachable_bot("tidepool_bot")
-    async with assemble(chosen, bot, clock, me, db=db, outbox=outbox, loops=False) as app:
+    telegram, me = bot or unreachable_bot("tidepool_bot")
+    async with assemble(chosen, telegram, clock, me, db=db, outbox=outbox, loops=False) as app:
         yield app, outbox, clock
 
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
+from http import HTTPStatus
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Any, cast
 
 import pytest
-from aiogram.types import Chat, ChatMemberMember
+from aiogram import Bot
+from aiogram.client.session.base import BaseSession
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import GetChatMember, TelegramMethod
+from aiogram.methods.base import TelegramType
+from aiogram.types import Chat, ChatMemberMember, User
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,28 +35,24 @@ from bot.db import (
     POINTS,
     PUSHES,
     EventType,
-    PushKind,
     PushStatus,
     writing,
 )
 from bot.events import Happened
-from bot.factory import member_status
+from bot.factory import Tidepool, member_status
 from bot.lottery import draw as drawing
 from bot.lottery.command import BadCommand, read_lottery
 from bot.lottery.rules import Refusal
 from bot.lottery.service import Lotteries
 from bot.lottery.store import Drawn, Entered, Rerolled, Verification
 from bot.push.queue import INTERRUPTED, PushQueue
-from bot.push.rows import Doorbell
-from bot.push.wire import WireNotes
 from bot.registry import Registry
 from bot.sop.format import LotteryRules
-from bot.texts import Texts
 from tests.sop_harness import (
     ROOT,
     START,
-    Notices,
     RecordingOutbox,
+    assembled,
     copy_sops,
     drain,
     eventually,
@@ -60,72 +63,114 @@ from tests.sop_harness import (
 )
 
 GROUP = Chat(id=-1001, type="supergroup", title="Readers")
-ZONE = ZoneInfo("Asia/Shanghai")
+TOKEN = "123456:TEST-telegram"  # the shape aiogram checks; never sent anywhere
+
+
+class Telegram(BaseSession):
+    """A Telegram that answers getChatMember as a test says (by default: it cannot say), read
+    by aiogram as it reads Telegram's answers; a question it cannot answer, and every other
+    request, fail at once, as an unreachable server does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.says: Callable[[int, int], Awaitable[str | None]] = nobody_asked
+
+    def bot(self) -> tuple[Bot, User]:
+        """A Bot that asks this Telegram, and the bot's own user as getMe would give it."""
+        bot = Bot(TOKEN, session=self)
+        return bot, User(id=bot.id, is_bot=True, first_name="Tidepool", username="tidepool_bot")
+
+    async def make_request(
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        timeout: int | None = None,  # noqa: ASYNC109  (the session interface)
+    ) -> TelegramType:
+        if isinstance(method, GetChatMember):
+            status = await self.says(int(method.chat_id), method.user_id)
+            if status is not None:
+                member = {
+                    "status": status,
+                    "user": {"id": method.user_id, "is_bot": False, "first_name": "M"},
+                }
+                answer = self.json_dumps({"ok": True, "result": member})
+                response = self.check_response(bot, method, HTTPStatus.OK, answer)
+                return cast(TelegramType, response.result)
+        raise TelegramNetworkError(method, "this Telegram cannot say")
+
+    async def stream_content(
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,  # noqa: ASYNC109  (the session interface)
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
+    ) -> AsyncGenerator[bytes, None]:
+        raise TelegramNetworkError(None, f"this Telegram has no {url}")  # type: ignore[arg-type]
+        yield b""  # an async generator, as the session's interface is
+
+    async def close(self) -> None:
+        """Nothing was opened."""
 
 
 @dataclass
 class Setup:
-    lotteries: Lotteries
-    outbox: RecordingOutbox
-    clock: ManualClock
-    registry: Registry
+    """The bot assembled as `tidepool run` assembles it (`assembled`), its loops not started,
+    asking `telegram` about members; `stop()` and `start()` restart it on the same database."""
+
     engine: AsyncEngine
-    activity: ActivityLog
+    sops: Path
     telegram: Telegram
-    queue: PushQueue
+    clock: ManualClock
+    outbox: RecordingOutbox
+    running: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    app: Tidepool = field(init=False)
+
+    async def start(self) -> None:
+        self.app, _, _ = await self.running.enter_async_context(
+            assembled(
+                self.engine,
+                self.sops,
+                clock=self.clock,
+                outbox=self.outbox,
+                bot=self.telegram.bot(),
+            )
+        )
+
+    async def stop(self) -> None:
+        await self.running.aclose()
+
+    @property
+    def lotteries(self) -> Lotteries:
+        return self.app.lotteries
+
+    @property
+    def registry(self) -> Registry:
+        return self.app.registry
+
+    @property
+    def activity(self) -> ActivityLog:
+        return self.app.activity
+
+    @property
+    def queue(self) -> PushQueue:
+        return self.app.pushes
 
     async def flush(self) -> None:
         """Send the posts and announcements queued so far."""
         await drain(self.queue)
 
 
-@dataclass
-class Telegram:
-    """Answers getChatMember as a test says (by default: it cannot say)."""
-
-    says: Callable[[int, int], Awaitable[str | None]] = nobody_asked
-
-    async def __call__(self, chat_id: int, user_id: int) -> str | None:
-        return await self.says(chat_id, user_id)
-
-
 @pytest.fixture
-async def setup(
-    engine: AsyncEngine, registry: Registry, activity: ActivityLog
-) -> AsyncIterator[Setup]:
+async def setup(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Setup]:
     clock = ManualClock(START)
-    outbox = RecordingOutbox(clock)
-    await registry.save_group(GROUP)
-    telegram = Telegram()
-    doorbell = Doorbell()
-    lotteries = Lotteries(
-        engine,
-        registry,
-        activity,
-        outbox,
-        Texts.load(ROOT / "content", "en"),
-        clock,
-        bus=registry.bus,
-        pushes=doorbell,
-        ask_member=telegram,
-        default_timezone=ZONE,
-        edit_interval=0.01,
-    )
-    queue = PushQueue(
-        engine,
-        registry,
-        outbox,
-        clock,
-        couriers=dict.fromkeys(
-            (PushKind.LOTTERY_POST, PushKind.LOTTERY_ANNOUNCE), lotteries.courier
-        ),
-        wire=WireNotes(None),
-        doorbell=doorbell,
-        notify=Notices(),
-        default_zone=ZONE,
-    )
-    yield Setup(lotteries, outbox, clock, registry, engine, activity, telegram, queue)
-    await lotteries.close()
+    sops = tmp_path / "no_sops"
+    sops.mkdir()
+    setup = Setup(engine, sops, Telegram(), clock, RecordingOutbox(clock))
+    await setup.start()
+    await setup.registry.save_group(GROUP)
+    yield setup
+    await setup.stop()
 
 
 async def join(setup: Setup, *user_ids: int, days_ago: int = 30) -> None:
@@ -380,50 +425,25 @@ async def test_the_draw_happens_once_and_leavers_are_out(setup: Setup) -> None:
     assert verified.winners == drawn[0].winners
 
 
-async def test_the_loop_draws_at_the_deadline_and_after_a_restart(
-    setup: Setup, engine: AsyncEngine, registry: Registry, activity: ActivityLog
-) -> None:
+async def test_the_loop_draws_at_the_deadline_and_after_a_restart(setup: Setup) -> None:
     await join(setup, 1, 2, 3)
     lottery_id = await create(setup, 2)
     await enter(setup, lottery_id, 1, 2, 3)
     # the bot stops before the deadline and starts again after it
+    await setup.stop()
     setup.clock.advance(timedelta(hours=5))
-    doorbell = Doorbell()
-    again = Lotteries(
-        engine,
-        registry,
-        activity,
-        setup.outbox,
-        setup.lotteries.texts,
-        setup.clock,
-        bus=registry.bus,
-        pushes=doorbell,
-        ask_member=nobody_asked,
-        default_timezone=ZONE,
+    await setup.start()
+    setup.lotteries.start()
+    setup.queue.start()
+    await eventually(
+        lambda: any("is drawn" in text for text in setup.outbox.texts(GROUP.id)),
+        what="the announcement",
     )
-    queue = PushQueue(
-        engine,
-        registry,
-        setup.outbox,
-        setup.clock,
-        couriers=dict.fromkeys((PushKind.LOTTERY_POST, PushKind.LOTTERY_ANNOUNCE), again.courier),
-        wire=WireNotes(None),
-        doorbell=doorbell,
-        notify=Notices(),
-        default_zone=ZONE,
-    )
-    again.start()
-    queue.start()
-    try:
-        await eventually(lambda: doorbell.rung.is_set() or queue.busy, what="the announcement")
-        await drain(queue)
-        stored = await again.store.get(lottery_id)
-        assert stored is not None and stored.status == "drawn"
-        assert stored.drawn_at == setup.clock.now()
-        assert stored.announcement_id is not None
-    finally:
-        await queue.close()
-        await again.close()
+    await drain(setup.queue)
+    stored = await setup.lotteries.store.get(lottery_id)
+    assert stored is not None and stored.status == "drawn"
+    assert stored.drawn_at == setup.clock.now()
+    assert stored.announcement_id is not None
     assert len([s for s in setup.outbox.sent if "is drawn" in s.text]) == 1
 
 
@@ -455,13 +475,13 @@ async def test_an_announcement_cut_off_mid_send_is_never_sent_again(setup: Setup
 
     setup.registry.bus.subscribe(Happened, winner)
     await setup.lotteries.draw(lottery_id)
-    # the bot was killed while Telegram was asked for the announcement
+    # the bot was killed while Telegram was asked for the announcement: `sending`, and noted
+    # on the wire as the request went
+    announce = PUSHES.c.key == f"lottery:{lottery_id}:announce"
     async with writing(setup.engine) as conn:
-        await conn.execute(
-            update(PUSHES)
-            .where(PUSHES.c.key == f"lottery:{lottery_id}:announce")
-            .values(status=PushStatus.SENDING.value)
-        )
+        await conn.execute(update(PUSHES).where(announce).values(status=PushStatus.SENDING.value))
+        push_id = (await conn.execute(select(PUSHES.c.id).where(announce))).scalar_one()
+    setup.queue.wire.note([push_id])
     assert await setup.queue.recover() == 1
     await setup.lotteries.recover()
     await setup.flush()
