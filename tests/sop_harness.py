@@ -159,16 +159,6 @@ async def nobody_asked(_chat_id: int, _user_id: int) -> str | None:
     return None
 
 
-@dataclass
-class Notices:
-    """The owners' notices, recorded: (text key, values) (for a service built alone)."""
-
-    told: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    async def __call__(self, key: str, **values: Any) -> None:
-        self.told.append((key, values))
-
-
 OWNER = 900001  # the deployment's owner (OWNER_IDS): owners' notices are private messages
 
 
