@@ -21,8 +21,6 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramMigrateToChat
 from aiogram.filters import ExceptionTypeFilter
 from aiogram.types import Chat, ErrorEvent, User
@@ -51,6 +49,7 @@ from bot.push.wire import WireNotes, wire_notes_path
 from bot.registry import Registry
 from bot.rewards import Rewards
 from bot.rights import RightsCheck
+from bot.session import Session
 from bot.settings import Settings
 from bot.sop.admin import SopAdmin
 from bot.sop.calendar import Calendar
@@ -95,9 +94,10 @@ class Tidepool:
 
 def create_bot(settings: Settings) -> Bot:
     """The aiogram Bot, talking to Telegram or to TELEGRAM_API_BASE (an emulator or own server)."""
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
     return Bot(
-        settings.require_token(), session=session, default=DefaultBotProperties(parse_mode="HTML")
+        settings.require_token(),
+        session=Session(settings.telegram_api_base),
+        default=DefaultBotProperties(parse_mode="HTML"),
     )
 
 
