@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import resource
 import statistics
@@ -32,17 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Chat, Message, MessageEntity, PhotoSize, Update, User
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench._app import running
+from bench._app import running, settings_for
 from bench._traffic import feed
 from bot.clock import SystemClock
 from bot.db import CHECKINS, EVENTS, SOP_RUNS, RunStatus
 from bot.emulator import EmulatorServer
+from bot.factory import create_bot
 
 CONTENT = Path(__file__).resolve().parent.parent / "content"
 SOPS = CONTENT.parent / "sops"
@@ -200,13 +200,15 @@ async def main() -> None:
     from bot.logs import setup_logging
 
     setup_logging("WARNING")
-    async with EmulatorServer(token=TOKEN) as server:
+    async with EmulatorServer(token=TOKEN) as server, contextlib.AsyncExitStack() as stack:
         for g, chat_id in enumerate(group_ids(args.groups)):
             await server.client.create_chat(f"Group {g}", id=chat_id)
             await server.client.set_bot_status(chat_id, "administrator")
-        # Replies go to the emulator on localhost: a benchmark never talks to Telegram.
-        session = AiohttpSession(api=TelegramAPIServer.from_base(server.base_url))
-        bot = Bot(TOKEN, session=session)
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        # The Bot as `tidepool run` makes it (its session, HTML by default), talking to the
+        # emulator on localhost: a benchmark never talks to Telegram.
+        bot = create_bot(settings_for(server, tmp / "unused.db"))
+        stack.push_async_callback(bot.session.close)
         plain = plain_updates(args.updates, args.groups, bot)
         mixes = [args.only] if args.only else list(MIXES)
         streams = {"plain": plain}
@@ -219,18 +221,14 @@ async def main() -> None:
         before_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         bare: dict[str, list[float]] = {mix: [] for mix in mixes}
         real: dict[str, list[Round]] = {mix: [] for mix in mixes}
-        with tempfile.TemporaryDirectory() as tmp:
-            for round_no in range(args.rounds):  # alternate, so drift hits all alike
-                for mix in mixes:
-                    gc.collect()
-                    bare[mix].append(await bare_round(streams[mix], bot))
-                    gc.collect()
-                    folder = Path(tmp) / f"{mix}-{round_no}"
-                    real[mix].append(
-                        await real_round(streams[mix], bot, server, folder, args.groups)
-                    )
+        for round_no in range(args.rounds):  # alternate, so drift hits all alike
+            for mix in mixes:
+                gc.collect()
+                bare[mix].append(await bare_round(streams[mix], bot))
+                gc.collect()
+                folder = tmp / f"{mix}-{round_no}"
+                real[mix].append(await real_round(streams[mix], bot, server, folder, args.groups))
         sends = len(await server.client.calls(method="sendMessage"))
-        await bot.session.close()
     report(args, streams, bare, real, sends, before_mib)
 
 
