@@ -561,3 +561,30 @@ def test_wire_notes_live_beside_the_database_and_forget_on_clear(tmp_path: Path)
     assert WireNotes(notes.path).asked() == {10}
     assert WireNotes(None).asked() is None
     WireNotes(None).note([1])  # nothing to keep: noting costs nothing
+
+
+class Sharing(RecordingOutbox):
+    """Texts sent with a `combine` key go out as one message (as the delivery service joins
+    those queued together): each is answered with that message's id."""
+
+    async def send_message(self, chat_id: int, text: str, **options: Any) -> Delivered:
+        if options.get("combine") is None:
+            return await super().send_message(chat_id, text, **options)
+        await self._ready(chat_id, options.get("before"))
+        return Delivered(True, 77, chat_id, None, 1, combined=3)
+
+
+async def test_pushes_that_shared_a_message_are_recorded_with_it(
+    engine: AsyncEngine, groups: Registry, queues: Queues
+) -> None:
+    clock = ManualClock(NOON)
+    shared = [text_push(f"s{i}", GROUP, NOON, combine="checkin") for i in range(3)]
+    await add(engine, NOON, *shared, text_push("alone", OTHER, NOON))
+    queue, _ = await queues(clock, Sharing(clock))
+    await run(queue)
+    await run(queue)  # PER_CHAT at a time
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(PUSHES.c.key, PUSHES.c.status, PUSHES.c.message_id))
+        found = {row.key: (row.status, row.message_id) for row in rows}
+    assert {found[f"s{i}"] for i in range(3)} == {(PushStatus.SENT, 77)}
+    assert found["alone"][0] == PushStatus.SENT and found["alone"][1] != 77

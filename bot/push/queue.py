@@ -469,7 +469,21 @@ class PushQueue:
                 and BLOCKED in (delivered.error or "")
             ):
                 blocked.append({"user": end.push.chat_id, "at": now})
-        if rows:
+        # Replies that shared one Telegram message ended alike: one statement for each such
+        # message (a statement per row, under a busy event loop, waits for Python's lock row
+        # after row in the driver's thread); pushes that ended on their own in one executemany.
+        alike: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for row in rows:
+            alike[_outcome(row)].append(row["push_id"])
+        for outcome, ids in alike.items():
+            if len(ids) > 1:
+                values = dict(
+                    zip(("status", "note", "message_id", "sent_at"), outcome, strict=True)
+                )
+                for part in chunks(ids):
+                    await conn.execute(update(PUSHES).where(PUSHES.c.id.in_(part)).values(values))
+        alone = [row for row in rows if len(alike[_outcome(row)]) == 1]
+        if alone:
             await conn.execute(
                 update(PUSHES)
                 .where(PUSHES.c.id == bindparam("push_id"))
@@ -479,7 +493,7 @@ class PushQueue:
                     message_id=bindparam("message_id"),
                     sent_at=bindparam("sent_at"),
                 ),
-                rows,
+                alone,
             )
         if put_back:  # never tried: the bot is stopping, it goes after the restart
             await conn.execute(
@@ -550,6 +564,11 @@ async def _quietly(work: Awaitable[None], what: str) -> None:
         await work
     except Exception:
         logger.exception("a push courier failed ({})", what)
+
+
+def _outcome(row: dict[str, Any]) -> tuple[Any, ...]:
+    """What a push ended with: pushes that shared a message ended alike."""
+    return row["status"], row["note"], row["message_id"], row["sent_at"]
 
 
 def _move(push: Row[Any], due: datetime, why: str) -> dict[str, Any]:
