@@ -25,6 +25,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import DELIVERIES, DeliveryStatus, GroupStatus, utcnow, writing
+from bot.db.bulk import BulkStatements
 from bot.outbox import Before
 from bot.registry import Registry
 
@@ -32,6 +33,19 @@ from ._combine import combine_texts
 from ._jobs import GROUP_WINDOW, Delivered, Request, _Job, _Lane, _Text
 
 MAX_ATTEMPTS = 5
+RECORD_COLUMNS = (
+    "chat_id",
+    "requested_chat_id",
+    "method",
+    "source",
+    "status",
+    "error",
+    "message_id",
+    "attempts",
+    "queued_at",
+    "sent_at",
+)
+_RECORD = insert(DELIVERIES).values(dict.fromkeys(RECORD_COLUMNS))  # the rows of `_records`
 BURST = 1.5  # global tokens: absorbs a late wake-up, never more than per_second + 1 in a second
 # Telegram's 429 does not say which limit was hit. Our own pacing keeps every chat within its
 # limits, so 429s in this many different chats this close together mean the bot as a whole
@@ -98,6 +112,7 @@ class _Scheduler:
         self._preparing: set[asyncio.Task[None]] = set()  # jobs whose `before` runs
         self._ahead = 0  # jobs whose `before` runs or ran, not started yet (PREPARE_AHEAD)
         self._records: list[dict[str, Any]] = []
+        self._bulk = BulkStatements()
         self._record_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
@@ -493,7 +508,8 @@ class _Scheduler:
                 return 0
             try:
                 async with writing(self.engine) as conn:
-                    await conn.execute(insert(DELIVERIES), rows)
+                    records = self._bulk.get("records", conn, lambda: _RECORD, RECORD_COLUMNS)
+                    await records.execute(conn, records.rows(rows))
             except BaseException:
                 self._records[:0] = rows
                 overflow = len(self._records) - self.max_buffered
