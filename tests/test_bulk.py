@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,6 +15,16 @@ from bot.db.bulk import Bulk
 SHANGHAI = timezone(timedelta(hours=8))
 
 
+async def stored(engine: AsyncEngine, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Insert event `rows` with Bulk; the events as they read back, in message order."""
+    bulk = Bulk(insert(EVENTS).values(dict.fromkeys(EVENT_COLUMNS)), engine.dialect, EVENT_COLUMNS)
+    async with writing(engine) as conn:
+        await bulk.execute(conn, rows)
+    async with engine.connect() as conn:
+        found = (await conn.execute(select(EVENTS).order_by(EVENTS.c.message_id))).mappings()
+        return [tuple(row[name] for name in EVENT_COLUMNS) for row in found]
+
+
 async def test_rows_round_trip_with_times_booleans_and_json(engine: AsyncEngine) -> None:
     shared = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
     rows = [
@@ -23,12 +34,7 @@ async def test_rows_round_trip_with_times_booleans_and_json(engine: AsyncEngine)
         (-2, 12, datetime(2026, 11, 2, 16, 0, 1, 250, tzinfo=SHANGHAI), "command", "text", 3, 8,
          False, False, None, {"command": "checkin"}),
     ]  # fmt: skip
-    bulk = Bulk(insert(EVENTS).values(dict.fromkeys(EVENT_COLUMNS)), engine.dialect, EVENT_COLUMNS)
-    async with writing(engine) as conn:
-        await bulk.execute(conn, rows)
-    async with engine.connect() as conn:
-        stored = (await conn.execute(select(EVENTS).order_by(EVENTS.c.message_id))).mappings()
-        got = [tuple(row[name] for name in EVENT_COLUMNS) for row in stored]
+    got = await stored(engine, rows)
     expected = [(*row[:2], row[2].astimezone(UTC), *row[3:]) for row in rows]
     assert got == expected
     assert got[2][2] == datetime(2026, 11, 2, 8, 0, 1, 250, tzinfo=UTC)
@@ -41,10 +47,4 @@ async def test_many_rows_go_in_whole_statements_and_a_rest(engine: AsyncEngine) 
          i % 2 == 0, False, None, None)
         for i in range(2_345)
     ]  # fmt: skip
-    bulk = Bulk(insert(EVENTS).values(dict.fromkeys(EVENT_COLUMNS)), engine.dialect, EVENT_COLUMNS)
-    async with writing(engine) as conn:
-        await bulk.execute(conn, rows)
-    async with engine.connect() as conn:
-        stored = (await conn.execute(select(EVENTS).order_by(EVENTS.c.message_id))).mappings()
-        got = [tuple(row[name] for name in EVENT_COLUMNS) for row in stored]
-    assert got == rows
+    assert await stored(engine, rows) == rows

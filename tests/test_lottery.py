@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from aiogram import Bot
-from aiogram.client.session.base import BaseSession
-from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods import GetChatMember, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import Chat, ChatMemberMember, User
@@ -48,6 +46,7 @@ from bot.lottery.store import Drawn, Entered, Rerolled, Verification
 from bot.push.queue import INTERRUPTED, PushQueue
 from bot.registry import Registry
 from bot.sop.format import LotteryRules
+from bot.sop.simulate import Unreachable
 from tests.sop_harness import (
     ROOT,
     START,
@@ -66,7 +65,7 @@ GROUP = Chat(id=-1001, type="supergroup", title="Readers")
 TOKEN = "123456:TEST-telegram"  # the shape aiogram checks; never sent anywhere
 
 
-class Telegram(BaseSession):
+class Telegram(Unreachable):
     """A Telegram that answers getChatMember as a test says (by default: it cannot say), read
     by aiogram as it reads Telegram's answers; a question it cannot answer, and every other
     request, fail at once, as an unreachable server does."""
@@ -96,21 +95,7 @@ class Telegram(BaseSession):
                 answer = self.json_dumps({"ok": True, "result": member})
                 response = self.check_response(bot, method, HTTPStatus.OK, answer)
                 return cast(TelegramType, response.result)
-        raise TelegramNetworkError(method, "this Telegram cannot say")
-
-    async def stream_content(
-        self,
-        url: str,
-        headers: dict[str, Any] | None = None,
-        timeout: int = 30,  # noqa: ASYNC109  (the session interface)
-        chunk_size: int = 65536,
-        raise_for_status: bool = True,
-    ) -> AsyncGenerator[bytes, None]:
-        raise TelegramNetworkError(None, f"this Telegram has no {url}")  # type: ignore[arg-type]
-        yield b""  # an async generator, as the session's interface is
-
-    async def close(self) -> None:
-        """Nothing was opened."""
+        return await super().make_request(bot, method, timeout)  # fails: it cannot say
 
 
 @dataclass

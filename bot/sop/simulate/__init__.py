@@ -19,7 +19,7 @@ from bot.sop.simulate._simulation import (
     parse_script,
     simulate,
 )
-from bot.sop.simulate._telegram import unreachable_bot
+from bot.sop.simulate._telegram import Unreachable, unreachable_bot
 from bot.sop.simulate._timeline import TEXT_LIMIT, Entry, RecordingOutbox, Sent, Timeline, one_line
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Sent",
     "SimulationError",
     "Timeline",
+    "Unreachable",
     "one_line",
     "parse_script",
     "simulate",
