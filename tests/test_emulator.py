@@ -574,3 +574,53 @@ async def test_dispatcher_polling_end_to_end(bot: Bot, ctl: EmulatorClient) -> N
         await asyncio.wait_for(polling, 3)
     sent = await ctl.sent(user["id"])
     assert [row["text"] for row in sent] == ["Welcome, Eve!"]
+
+
+async def test_version_counts_what_a_viewer_sees(bot: Bot, ctl: EmulatorClient) -> None:
+    chat_id, owner_id, member_id = await make_group(ctl)
+    seen = await ctl.changes()
+
+    async def bumped() -> bool:
+        nonlocal seen
+        before, seen = seen, await ctl.changes(seen)
+        return seen > before
+
+    await ctl.send_message(chat_id, member_id, "hello")
+    assert await bumped()
+    sent = await bot.send_message(chat_id, "hi all")
+    assert await bumped()
+    await bot.edit_message_text("hi everyone", chat_id=chat_id, message_id=sent.message_id)
+    assert await bumped()
+    await bot.pin_chat_message(chat_id, sent.message_id)
+    assert await bumped()
+    await bot.delete_message(chat_id, sent.message_id)
+    assert await bumped()
+    newcomer = await ctl.create_user("Nia")
+    assert await bumped()
+    await ctl.join(chat_id, newcomer["id"])
+    assert await bumped()
+    await ctl.set_member(chat_id, member_id, "administrator")
+    assert await bumped()
+    await ctl.advance_clock(60)
+    assert await bumped()
+    await bot.get_chat(chat_id)
+    await bot.get_chat_member(chat_id, owner_id)
+    await ctl.get_chat(chat_id)
+    assert not await bumped()  # reading changes nothing
+
+
+async def test_changes_wait_for_the_next_change(srv: EmulatorServer, ctl: EmulatorClient) -> None:
+    user = await ctl.create_user("Ola")
+    version = await ctl.changes()
+    waiting = asyncio.create_task(ctl.changes(version, timeout=10))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    started = time.monotonic()
+    await ctl.start(user["id"])
+    assert await asyncio.wait_for(waiting, 2) > version
+    assert time.monotonic() - started < 1
+    version = await ctl.changes()
+    started = time.monotonic()
+    assert await srv.emulator.world.changed(version, 0.2) == version
+    assert time.monotonic() - started >= 0.2
+    assert await ctl.changes(version + 100) == version  # a viewer of another world starts over

@@ -26,6 +26,9 @@ from ._state import TOKEN_RE, ApiError, ChatRec, MessageRec, World
 
 Handler = Callable[[World, Params], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}
+#: Methods that change nothing a chat viewer sees; every other successful call bumps the
+#: world's version (edits, deletes, pins, callback answers, bans, ...).
+READS: set[str] = set()
 
 NOT_MODIFIED = (
     "message is not modified: specified new message content and reply markup are exactly "
@@ -34,11 +37,14 @@ NOT_MODIFIED = (
 _MARKUP_KEYS = ("inline_keyboard", "keyboard", "remove_keyboard", "force_reply")
 
 
-def method(name: str) -> Callable[[Handler], Handler]:
-    """Register a handler under the (case-insensitive) Bot API method name."""
+def method(name: str, *, reads: bool = False) -> Callable[[Handler], Handler]:
+    """Register a handler under the (case-insensitive) Bot API method name; ``reads`` marks
+    a method that changes nothing a chat viewer would see."""
 
     def register(fn: Handler) -> Handler:
         HANDLERS[name.lower()] = fn
+        if reads:
+            READS.add(name.lower())
         return fn
 
     return register
@@ -162,12 +168,15 @@ def send(w: World, chat: ChatRec, p: Params, kind: str, fields: dict[str, Any]) 
         reply_markup=inline_markup(markup),
         **fields,
     )
-    chat.messages[message.message_id] = MessageRec(
-        message=message,
-        from_bot=True,
-        kind=kind,
-        parse_mode=p.str_("parse_mode"),
-        reply_markup=markup,
+    w.store_message(
+        chat,
+        MessageRec(
+            message=message,
+            from_bot=True,
+            kind=kind,
+            parse_mode=p.str_("parse_mode"),
+            reply_markup=markup,
+        ),
     )
     return dump(message)
 
@@ -195,12 +204,12 @@ def user_param(w: World, p: Params) -> int:
 
 
 # ----- identity, updates, webhook ------------------------------------------------------
-@method("getMe")
+@method("getMe", reads=True)
 async def get_me(w: World, p: Params) -> Any:
     return dump(w.me())
 
 
-@method("getUpdates")
+@method("getUpdates", reads=True)
 async def get_updates(w: World, p: Params) -> Any:
     if w.webhook_url:
         raise ApiError(
@@ -277,7 +286,7 @@ async def delete_webhook(w: World, p: Params) -> Any:
     return True
 
 
-@method("getWebhookInfo")
+@method("getWebhookInfo", reads=True)
 async def get_webhook_info(w: World, p: Params) -> Any:
     info: dict[str, Any] = {
         "url": w.webhook_url,
@@ -329,7 +338,7 @@ async def send_photo(w: World, p: Params) -> Any:
     return send(w, chat, p, "photo", fields)
 
 
-@method("sendChatAction")
+@method("sendChatAction", reads=True)
 async def send_chat_action(w: World, p: Params) -> Any:
     resolve_chat(w, p)
     p.str_("action", empty="action is empty")
@@ -499,6 +508,8 @@ async def handle(w: World, request: web.Request) -> web.Response:
         result = await handler(w, params)
         if limited:
             w.rate_limiter.hit(chat_key)
+        if name.lower() not in READS:
+            w.bump()
     except ApiError as exc:
         call.error_code, call.description = exc.code, exc.description
         return _response(exc.code, exc.payload())

@@ -15,19 +15,19 @@ from ._state import ChatRec, InviteRec, Membership, World
 
 
 # ----- chats and members -----------------------------------------------------------------
-@method("getChat")
+@method("getChat", reads=True)
 async def get_chat(w: World, p: Params) -> Any:
     return dump(chat_full(resolve_chat(w, p), w))
 
 
-@method("getChatMember")
+@method("getChatMember", reads=True)
 async def get_chat_member(w: World, p: Params) -> Any:
     chat = resolve_chat(w, p)
     user_id = user_param(w, p)
     return dump(member_obj(w.user(user_id), chat.member(user_id)))
 
 
-@method("getChatAdministrators")
+@method("getChatAdministrators", reads=True)
 async def get_chat_administrators(w: World, p: Params) -> Any:
     chat = resolve_chat(w, p)
     if chat.type == "private":
@@ -43,7 +43,7 @@ async def get_chat_administrators(w: World, p: Params) -> Any:
     return admins
 
 
-@method("getChatMemberCount")
+@method("getChatMemberCount", reads=True)
 async def get_chat_member_count(w: World, p: Params) -> Any:
     chat = resolve_chat(w, p)
     return sum(1 for m in chat.members.values() if m.present)
@@ -176,7 +176,7 @@ async def set_my_commands(w: World, p: Params) -> Any:
     return True
 
 
-@method("getMyCommands")
+@method("getMyCommands", reads=True)
 async def get_my_commands(w: World, p: Params) -> Any:
     return w.commands.get(_commands_key(p), [])
 

@@ -16,6 +16,9 @@ from ._state import JSON, ChatRec, ControlError, FaultRec, InviteRec, World
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: The longest a GET /control/changes waits, whatever timeout it asks for.
+MAX_CHANGES_WAIT = 30.0
+
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
@@ -104,6 +107,7 @@ class ControlApi:
         chat = c + "/chats/{chat_id}"
         return [
             web.post(c + "/reset", self.reset),
+            web.get(c + "/changes", self.changes),
             web.get(c + "/bot", self.get_bot),
             web.post(c + "/bot", self.set_bot),
             web.get(c + "/clock", self.get_clock),
@@ -137,6 +141,15 @@ class ControlApi:
         self.w.reset()
         return _json({"ok": True})
 
+    async def changes(self, request: web.Request) -> web.Response:
+        since = _query_int(request, "since") or 0
+        try:
+            timeout = float(request.query.get("timeout") or 0)
+        except ValueError:
+            raise ControlError(400, "timeout must be a number") from None
+        timeout = min(max(timeout, 0.0), MAX_CHANGES_WAIT)
+        return _json({"version": await self.w.changed(since, timeout)})
+
     def _bot_json(self) -> JSON:
         return {
             "id": self.w.bot_id,
@@ -159,6 +172,7 @@ class ControlApi:
             self.w.bot_username = str(data["username"])
         if "first_name" in data:
             self.w.bot_first_name = str(data["first_name"])
+        self.w.bump()
         return _json(self._bot_json())
 
     async def get_clock(self, request: web.Request) -> web.Response:

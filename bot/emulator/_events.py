@@ -85,7 +85,7 @@ def post_message(
         **fields,
     )
     kind = "service" if service else message_kind(message)
-    chat.messages[message.message_id] = MessageRec(message=message, from_bot=False, kind=kind)
+    world.store_message(chat, MessageRec(message=message, from_bot=False, kind=kind))
     update_id = None
     if visible_to_bot(world, chat, message, service=service):
         update_id = world.queue("message", dump(message))
@@ -103,7 +103,7 @@ def member_changed(
 ) -> int | None:
     """Apply a membership change and queue its update: ``my_chat_member`` when ``user`` is
     the bot, ``chat_member`` when the bot is an admin there (none otherwise)."""
-    chat.members[user.id] = new
+    world.set_membership(chat, user.id, new)
     if user.id == world.bot_id:
         kind = "my_chat_member"
     elif chat.member(world.bot_id).is_admin:
@@ -159,7 +159,7 @@ def set_member(world: World, chat_id: int, data: JSON) -> None:
     membership = Membership(status)
     if status == "administrator":
         membership.rights = admin_rights(data.get("rights"))
-    chat.members[user.id] = membership
+    world.set_membership(chat, user.id, membership)
 
 
 def _int(data: JSON, key: str) -> int:

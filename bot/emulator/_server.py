@@ -104,8 +104,7 @@ class EmulatorServer:
             await self._client.close()
             self._client = None
         if self._runner is not None:
-            self.emulator.world.closing = True
-            self.emulator.world.notify()
+            self.emulator.world.close()
             await self._runner.cleanup()
             self._runner = None
 

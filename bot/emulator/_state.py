@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import math
 import re
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -230,11 +231,14 @@ class CallbackRec:
 
 
 class Clock:
-    """Real time by default; can be frozen at a value and advanced."""
+    """Real time by default; can be frozen at a value and advanced.
 
-    def __init__(self) -> None:
+    ``on_change`` is called after every set, advance and return to real time."""
+
+    def __init__(self, on_change: Callable[[], None] = lambda: None) -> None:
         self.frozen: float | None = None
         self.offset: float = 0.0
+        self.on_change = on_change
 
     def now(self) -> int:
         """Current unix time in seconds."""
@@ -249,6 +253,7 @@ class Clock:
     def set(self, value: float) -> None:
         """Freeze the clock at ``value``."""
         self.frozen = value
+        self.on_change()
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward (frozen or not)."""
@@ -256,11 +261,13 @@ class Clock:
             self.frozen += seconds
         else:
             self.offset += seconds
+        self.on_change()
 
     def real(self) -> None:
         """Back to real time."""
         self.frozen = None
         self.offset = 0.0
+        self.on_change()
 
 
 class RateLimiter:
@@ -309,7 +316,11 @@ class RateLimiter:
 
 
 class World:
-    """All emulator state. Mutated synchronously from the single event loop."""
+    """All emulator state. Mutated synchronously from the single event loop.
+
+    ``version`` counts the changes a chat viewer would see (messages stored, edited, deleted,
+    pinned; memberships; chats; users; updates; answered callbacks; the clock): every such
+    change calls :meth:`bump`, and :meth:`changed` waits for the next one."""
 
     def __init__(self, token: str, bot_username: str, bot_first_name: str) -> None:
         match = TOKEN_RE.match(token)
@@ -320,7 +331,9 @@ class World:
         self.bot_username = bot_username
         self.bot_first_name = bot_first_name
         self.privacy_mode = True
-        self.clock = Clock()
+        self.version = 0
+        self._change = asyncio.Event()
+        self.clock = Clock(on_change=self.bump)
         self.rate_limiter = RateLimiter()
         self._wakeup = asyncio.Event()
         self.poll_generation = 0
@@ -341,13 +354,46 @@ class World:
         self.commands: dict[str, list[JSON]] = {}
         self.webhook_url = ""
         self.allowed_updates: list[str] | None = None
-        self.file_counter = itertools.count(1)
+        self.next_file_no = 1
         self.next_user_id = 1000
         self.next_group_seq = 1
         self.next_supergroup_seq = 1
         self.rate_limiter = RateLimiter()
         self.poll_generation += 1
         self.notify()
+        self.bump()
+
+    # ----- changes ----------------------------------------------------------------------
+    def bump(self) -> None:
+        """Count a change a chat viewer would see and wake every :meth:`changed` waiter."""
+        self.version += 1
+        self._change.set()
+        self._change = asyncio.Event()
+
+    async def changed(
+        self,
+        since: int,
+        timeout: float,  # noqa: ASYNC109  (a long poll's wait, like getUpdates' timeout)
+    ) -> int:
+        """The current version as soon as it is past ``since``, else after ``timeout`` seconds.
+
+        A ``since`` ahead of the current version (a viewer of an earlier process) is answered
+        at once, so the viewer can start over from what it gets."""
+        deadline = time.monotonic() + timeout
+        while self.version == since and not self.closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._change.wait(), remaining)
+        return self.version
+
+    def close(self) -> None:
+        """The server is stopping: end every long poll and every :meth:`changed` wait."""
+        self.closing = True
+        self.notify()
+        self._change.set()
+        self._change = asyncio.Event()
 
     # ----- identities -------------------------------------------------------------------
     def bot_user(self) -> User:
@@ -400,6 +446,7 @@ class World:
             **fields,
         )
         self.users[user_id] = user
+        self.bump()
         return user
 
     def add_chat(self, data: JSON) -> ChatRec:
@@ -431,6 +478,7 @@ class World:
         chat = ChatRec(id=chat_id, type=chat_type, title=title, username=username)
         chat.members[self.bot_id] = Membership("left")
         self.chats[chat_id] = chat
+        self.bump()
         return chat
 
     def private_chat(self, user: User) -> ChatRec:
@@ -447,6 +495,7 @@ class World:
             chat.members[user.id] = Membership("member")
             chat.members[self.bot_id] = Membership("member")
             self.chats[user.id] = chat
+            self.bump()
         return chat
 
     def chat(self, chat_id: int) -> ChatRec:
@@ -462,12 +511,23 @@ class World:
             if membership.status == "creator" and uid in self.users:
                 return self.users[uid]
         user = self.add_user({"first_name": "Owner", "username": f"owner_{abs(chat.id)}"})
-        chat.members[user.id] = Membership("creator")
+        self.set_membership(chat, user.id, Membership("creator"))
         return user
+
+    def set_membership(self, chat: ChatRec, user_id: int, membership: Membership) -> None:
+        """Every membership change (join, leave, kick, promote, restrict, seeding) goes here."""
+        chat.members[user_id] = membership
+        self.bump()
+
+    def store_message(self, chat: ChatRec, rec: MessageRec) -> None:
+        """Every new message, from a user or from the bot, goes here."""
+        chat.messages[rec.message.message_id] = rec
+        self.bump()
 
     def new_file_id(self, kind: str) -> tuple[str, str]:
         """A fresh (file_id, file_unique_id) pair."""
-        n = next(self.file_counter)
+        n = self.next_file_no
+        self.next_file_no += 1
         token = secrets.token_hex(6)
         return f"EMU{kind.upper()}{n:06d}{token}", f"u{n:06d}{token[:6]}"
 
@@ -490,6 +550,7 @@ class World:
             UpdateRec(update_id, update_type, {"update_id": update_id, update_type: payload})
         )
         self.notify()
+        self.bump()
         return update_id
 
     def allows(self, update_type: str) -> bool:

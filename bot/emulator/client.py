@@ -88,6 +88,17 @@ class EmulatorClient:
         """Empty the world (keeps the token)."""
         await self._request("POST", "reset")
 
+    async def changes(
+        self,
+        since: int = 0,
+        timeout: float = 0,  # noqa: ASYNC109  (the server's long-poll wait, GET /changes)
+    ) -> int:
+        """The world's version once it is past ``since``, or after ``timeout`` seconds (at most
+        30) anyway: wait with the last version seen to hear of the next change."""
+        params = {"since": str(since), "timeout": str(timeout)}
+        result: JSON = await self._request("GET", "changes", params=params)
+        return int(result["version"])
+
     async def get_bot(self) -> JSON:
         """Bot identity and settings: id, username, first_name, privacy_mode, webhook_url, ..."""
         result: JSON = await self._request("GET", "bot")
