@@ -395,6 +395,28 @@ class World:
         self._change.set()
         self._change = asyncio.Event()
 
+    # ----- snapshots ----------------------------------------------------------------------
+    # _snapshot builds on this module's records, hence the imports inside the methods.
+    def snapshot(self) -> bytes:
+        """The whole state as versioned JSON (see :mod:`bot.emulator._snapshot`)."""
+        from . import _snapshot
+
+        return _snapshot.snapshot(self)
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state by a :meth:`snapshot`'s; ValueError naming the problem if the
+        snapshot is corrupt or of an unknown format (and then nothing changes)."""
+        from . import _snapshot
+
+        _snapshot.restore(self, data)
+
+    @classmethod
+    def from_snapshot(cls, data: bytes) -> World:
+        """A world in a :meth:`snapshot`'s state, with the snapshot's token and bot identity."""
+        from . import _snapshot
+
+        return _snapshot.world_from(data)
+
     # ----- identities -------------------------------------------------------------------
     def bot_user(self) -> User:
         """The bot as it appears in messages (``from``) and memberships."""
