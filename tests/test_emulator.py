@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -35,7 +36,7 @@ from aiogram.types import (
     Message,
 )
 
-from bot.emulator import EmulatorClient, EmulatorError, EmulatorServer
+from bot.emulator import EmulatorClient, EmulatorError, EmulatorServer, World
 
 #: Pydantic serializer warnings mean a result would not validate like Telegram's: fail on them.
 pytestmark = pytest.mark.filterwarnings("error::UserWarning")
@@ -624,3 +625,86 @@ async def test_changes_wait_for_the_next_change(srv: EmulatorServer, ctl: Emulat
     assert await srv.emulator.world.changed(version, 0.2) == version
     assert time.monotonic() - started >= 0.2
     assert await ctl.changes(version + 100) == version  # a viewer of another world starts over
+
+
+async def world_view(ctl: EmulatorClient, chat_id: int) -> dict[str, object]:
+    """What a viewer of the world sees through the control API."""
+    return {
+        "bot": await ctl.get_bot(),
+        "users": await ctl.list_users(),
+        "chat": await ctl.get_chat(chat_id),
+        "sent": await ctl.sent(),
+        "updates": await ctl.updates(),
+        "now": await ctl.now(),
+        "calls": await ctl.calls(),
+    }
+
+
+async def test_snapshot_carries_the_world_over_a_restart() -> None:
+    async with EmulatorServer(token=TOKEN) as first:
+        bot, ctl = make_bot(first.base_url), first.client
+        try:
+            chat_id, owner_id, member_id = await make_group(ctl)
+            await ctl.set_clock(1_700_000_000)
+            await ctl.advance_clock(3600)
+            await ctl.send_message(chat_id, member_id, "hello")
+            markup = InlineKeyboardMarkup(
+                inline_keyboard=[[InlineKeyboardButton(text="Join", callback_data="join")]]
+            )
+            keyboard = await bot.send_message(chat_id, "<b>Lottery</b>", reply_markup=markup)
+            edited = await bot.send_message(chat_id, "v1", parse_mode="HTML")
+            await bot.edit_message_text("v2", chat_id=chat_id, message_id=edited.message_id)
+            gone = await bot.send_message(chat_id, "oops")
+            await bot.delete_message(chat_id, gone.message_id)
+            await bot.pin_chat_message(chat_id, keyboard.message_id)
+            pressed = await ctl.press(chat_id, member_id, keyboard.message_id, "join")
+            await bot.answer_callback_query(pressed["callback_query_id"], text="In!")
+            link = await ctl.create_invite_link(chat_id, name="friends")
+            await ctl.start(member_id)
+            await drain(bot)
+            pending = await ctl.send_message(chat_id, owner_id, "/lottery")
+            before = await world_view(ctl, chat_id)
+            data = first.emulator.world.snapshot()
+            version = first.emulator.world.version
+        finally:
+            await close_bot(bot)
+
+    world = World.from_snapshot(data)
+    assert world.version > version
+    again_saved, saved = json.loads(world.snapshot()), json.loads(data)
+    assert again_saved.pop("version") > saved.pop("version")
+    assert again_saved == saved  # every record round-trips, the users' messages too
+    async with EmulatorServer(world=world) as second:
+        bot, ctl = make_bot(second.base_url), second.client
+        try:
+            assert await world_view(ctl, chat_id) == before
+            updates = await bot.get_updates(timeout=0)
+            assert [u.update_id for u in updates] == [pending["update_id"]]
+            assert updates[0].message is not None and updates[0].message.text == "/lottery"
+            answer = await ctl.callback_answer(pressed["callback_query_id"])
+            assert answer is not None and answer["text"] == "In!"
+            newcomer = await ctl.create_user("Nia")
+            assert newcomer["id"] not in (owner_id, member_id)
+            await ctl.join(chat_id, newcomer["id"], invite_link=link["invite_link"])
+            again = await bot.send_message(chat_id, "welcome")
+            assert again.message_id > gone.message_id
+            assert int(again.date.timestamp()) == 1_700_003_600
+            await ctl.press(chat_id, newcomer["id"], keyboard.message_id, "join")
+            await bot.send_message(member_id, "you started me before the restart")
+        finally:
+            await close_bot(bot)
+
+
+def test_corrupt_snapshot_is_refused() -> None:
+    world = World(TOKEN, "tidepool_test_bot", "Tidepool")
+    world.add_user({"first_name": "Ada"})
+    data = world.snapshot()
+    with pytest.raises(ValueError, match="not valid JSON"):
+        World.from_snapshot(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="no format version"):
+        world.restore(b"[1, 2, 3]")
+    with pytest.raises(ValueError, match="format 99 is not supported"):
+        world.restore(data.replace(b'"format":1', b'"format":99'))
+    with pytest.raises(ValueError, match="damaged: KeyError: 'chats'"):
+        world.restore(data.replace(b'"chats"', b'"chatz"'))
+    assert [u.first_name for u in world.users.values()] == ["Ada"]  # unchanged

@@ -1,6 +1,7 @@
 """Telegram Bot API emulator: an aiohttp server an unmodified aiogram bot can run against."""
 
 from ._server import Emulator, EmulatorServer, serve
+from ._state import World
 from .client import EmulatorClient, EmulatorError
 
-__all__ = ["Emulator", "EmulatorClient", "EmulatorError", "EmulatorServer", "serve"]
+__all__ = ["Emulator", "EmulatorClient", "EmulatorError", "EmulatorServer", "World", "serve"]

@@ -14,15 +14,20 @@ from .client import EmulatorClient
 
 
 class Emulator:
-    """One emulated Telegram Bot API for one bot: its world state plus the aiohttp app."""
+    """One emulated Telegram Bot API for one bot: its world state plus the aiohttp app.
+
+    ``world`` (e.g. ``World.from_snapshot(data)``) replaces the fresh one; the token and bot
+    identity are then the world's."""
 
     def __init__(
         self,
         token: str = "123456:TEST-token",
         bot_username: str = "tidepool_test_bot",
         bot_first_name: str = "Tidepool",
+        *,
+        world: World | None = None,
     ) -> None:
-        self.world = World(token, bot_username, bot_first_name)
+        self.world = world if world is not None else World(token, bot_username, bot_first_name)
 
     @property
     def token(self) -> str:
@@ -56,7 +61,10 @@ class Emulator:
 
 
 class EmulatorServer:
-    """``async with EmulatorServer(token=...) as srv:`` runs an emulator on a local port."""
+    """``async with EmulatorServer(token=...) as srv:`` runs an emulator on a local port.
+
+    ``EmulatorServer(world=World.from_snapshot(data))`` carries on from a snapshot (the token
+    and bot identity are then the snapshot's)."""
 
     def __init__(
         self,
@@ -66,8 +74,9 @@ class EmulatorServer:
         *,
         bot_username: str = "tidepool_test_bot",
         bot_first_name: str = "Tidepool",
+        world: World | None = None,
     ) -> None:
-        self.emulator = Emulator(token, bot_username, bot_first_name)
+        self.emulator = Emulator(token, bot_username, bot_first_name, world=world)
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
