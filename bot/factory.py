@@ -224,7 +224,7 @@ async def _build(
         silent_days=settings.health_silent_days,
     )
     catalogue = Rewards(db, settings.content_dir / "rewards.yaml", timezone=zone)
-    calendar = Calendar(engine, settings.database_url, bus)
+    calendar = Calendar(engine, settings.database_url, clock, bus)
     say = sops.Say(outbox, texts, registry)
     dispatcher = create_dispatcher(
         registry,

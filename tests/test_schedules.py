@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import apscheduler.executors.base  # type: ignore[import-untyped]
+import apscheduler.schedulers.base  # type: ignore[import-untyped]
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -18,6 +21,7 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
+from bot.clock import Clock, ShiftedClock, SystemClock
 from bot.db._external import SCHEDULER_TABLE, include_name
 from bot.db.engine import alembic_config
 from bot.sop.format import ScheduleTrigger
@@ -61,14 +65,24 @@ class Calls:
         self.fired: list[tuple[str, tuple[str | int, ...]]] = []
         self.missed: list[tuple[str, tuple[str | int, ...], datetime]] = []
         self.failing = failing
+        self._told = asyncio.Event()  # set at each fire or missed fire
 
     async def on_fire(self, job_id: str, args: tuple[str | int, ...]) -> None:
         self.fired.append((job_id, args))
+        self._told.set()
         if job_id in self.failing:
             raise RuntimeError(f"{job_id} broke")
 
     async def on_missed(self, job_id: str, args: tuple[str | int, ...], when: datetime) -> None:
         self.missed.append((job_id, args, when))
+        self._told.set()
+
+    async def told(self, count: int, within: float = 2.0) -> None:
+        """Wait until `count` fires and missed fires in all have been told (at most `within` s)."""
+        async with asyncio.timeout(within):
+            while len(self.fired) + len(self.missed) < count:
+                self._told.clear()
+                await self._told.wait()
 
     def fires_of(self, job_id: str) -> list[tuple[str | int, ...]]:
         return [args for fired_id, args in self.fired if fired_id == job_id]
@@ -93,8 +107,8 @@ async def make_schedules(database_url: str) -> AsyncIterator[Callable[[Calls], S
     """Start a Schedules on the test database; every one is shut down at the end."""
     made: list[Schedules] = []
 
-    def make(calls: Calls) -> Schedules:
-        schedules = Schedules(database_url, calls.on_fire, calls.on_missed)
+    def make(calls: Calls, clock: Clock | None = None) -> Schedules:
+        schedules = Schedules(database_url, clock or SystemClock(), calls.on_fire, calls.on_missed)
         schedules.start()
         made.append(schedules)
         return schedules
@@ -337,6 +351,110 @@ async def test_a_one_off_time_already_past_is_not_scheduled(make_schedules: Any)
     assert schedules.job_ids() == []
     await asyncio.sleep(0.2)
     assert calls.fired == [] and calls.missed == []
+
+
+# --- A moved clock ------------------------------------------------------------------------------
+
+
+class MovableClock(ShiftedClock):
+    """The shifted clock of a test clock file, moved as an end-to-end test moves it."""
+
+    def move_to(self, moment: datetime) -> None:
+        """Shift the clock so that it reads `moment` (plus the little time since)."""
+        shift = (moment - datetime.now(UTC)).total_seconds()
+        self.path.write_text(f"{shift}\n")
+
+
+@pytest.fixture
+def clock(tmp_path: Path) -> MovableClock:
+    return MovableClock(tmp_path / "clock")
+
+
+def daily_hours_ahead(hours: int) -> tuple[Any, datetime]:
+    """A daily UTC cron `hours` from now (to the minute), and its first fire time."""
+    at = (datetime.now(UTC) + timedelta(hours=hours)).replace(second=0, microsecond=0)
+    return cron_trigger(f"{at.minute} {at.hour} * * *", ZoneInfo("UTC")), at
+
+
+async def test_a_job_fires_when_the_clock_is_moved_past_its_time(
+    make_schedules: Any, clock: MovableClock
+) -> None:
+    calls = Calls()
+    schedules = make_schedules(calls, clock)
+    trigger, at = daily_hours_ahead(3)
+    schedules.sync([PlannedJob("sop:tip", trigger, ("tip", -100123), HOUR)])
+    assert schedules.next_fire_time("sop:tip") == at
+
+    clock.move_to(at + timedelta(minutes=1))
+    await calls.told(1)  # the shifted clock is read every 0.2 s: no real wait for 3 hours
+    assert calls.fired == [("sop:tip", ("tip", -100123))]
+    assert calls.missed == []
+    assert schedules.next_fire_time("sop:tip") == at + timedelta(days=1)
+
+
+async def test_jobs_a_moved_clock_passes_fire_in_the_order_of_their_times(
+    make_schedules: Any, clock: MovableClock
+) -> None:
+    calls = Calls()
+    schedules = make_schedules(calls, clock)
+    later, later_at = daily_hours_ahead(3)
+    sooner, _ = daily_hours_ahead(2)
+    schedules.sync(
+        [
+            PlannedJob("sop:a", later, ("later",), 3 * HOUR),
+            PlannedJob("sop:b", sooner, ("sooner",), 3 * HOUR),
+        ]
+    )
+    clock.move_to(later_at + timedelta(minutes=1))
+    await calls.told(2)
+    assert calls.fired == [("sop:b", ("sooner",)), ("sop:a", ("later",))]
+
+
+async def test_a_clock_moved_days_on_runs_a_daily_job_once_late(
+    make_schedules: Any, clock: MovableClock
+) -> None:
+    calls = Calls()
+    schedules = make_schedules(calls, clock)
+    trigger, at = daily_hours_ahead(3)
+    schedules.sync([PlannedJob("sop:tip", trigger, ("tip",), timedelta(days=3))])
+
+    clock.move_to(at + timedelta(days=2, hours=1))  # three times passed, all within the grace
+    await calls.told(1)
+    assert calls.fired == [("sop:tip", ("tip",))], "the times passed coalesce into one run"
+    assert calls.missed == []
+    assert schedules.next_fire_time("sop:tip") == at + timedelta(days=3)
+
+
+async def test_a_time_the_clock_jumps_far_past_is_reported_missed(
+    make_schedules: Any, clock: MovableClock
+) -> None:
+    calls = Calls()
+    schedules = make_schedules(calls, clock)
+    trigger, at = daily_hours_ahead(3)
+    schedules.sync([PlannedJob("sop:tip", trigger, ("tip", 5), HOUR)])
+
+    clock.move_to(at + 2 * HOUR)  # an hour beyond the grace
+    await calls.told(1)
+    assert calls.missed == [("sop:tip", ("tip", 5), at)]
+    assert calls.fired == []
+    assert schedules.job_ids() == ["sop:tip"], "the job stays for its next time"
+    assert schedules.next_fire_time("sop:tip") == at + timedelta(days=1)
+
+
+async def test_only_a_moved_clock_changes_how_apscheduler_reads_the_time(
+    make_schedules: Any, clock: MovableClock
+) -> None:
+    modules = (apscheduler.schedulers.base, apscheduler.executors.base)
+    on_time = make_schedules(Calls())
+    assert all(module.datetime is datetime for module in modules), "the system clock: as ever"
+    await on_time.shutdown()
+
+    moved = make_schedules(Calls(), clock)
+    assert all(module.datetime is not datetime for module in modules)
+    with pytest.raises(RuntimeError, match="another Schedules"):
+        make_schedules(Calls(), clock)
+    await moved.shutdown()
+    assert all(module.datetime is datetime for module in modules), "put back at shutdown"
 
 
 # --- URLs and triggers --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from loguru import logger
 
+from bot.clock import Clock
 from bot.db import GroupStatus
 from bot.events import Bus, GroupsChanged, SopsReloaded
 from bot.sop.engine import CATCH_UP_AFTER, Engine
@@ -55,9 +56,9 @@ def plan(engine: Engine) -> list[PlannedJob]:
 class Calendar:
     """Keeps the job store in step with the engine's plan and hands fires to the engine."""
 
-    def __init__(self, engine: Engine, database_url: str, bus: Bus) -> None:
+    def __init__(self, engine: Engine, database_url: str, clock: Clock, bus: Bus) -> None:
         self.engine = engine
-        self.schedules = Schedules(database_url, self._fire, self._missed)
+        self.schedules = Schedules(database_url, clock, self._fire, self._missed)
         self._running = False
         bus.subscribe(SopsReloaded, self._changed)
         bus.subscribe(GroupsChanged, self._changed)

@@ -8,6 +8,8 @@ next fire time, so a time that passed while the bot was down is still seen on st
 APScheduler then runs it late (within its grace, several missed times coalesced into one run)
 or reports it missed, and the engine hears either through `on_fire` or `on_missed`.
 
+Jobs fall due by the bot's clock: a moved test clock is followed (see `_clocked_scheduler`).
+
 Jobs stored in a database reference a module-level function by its textual reference and carry
 only primitive arguments: every job calls `_fire(job_id, *args)`, which hands over to the running
 `Schedules`. `start()` then `sync()` in the same synchronous stretch: APScheduler looks at the
@@ -35,7 +37,6 @@ from apscheduler.events import (  # type: ignore[import-untyped]
 from apscheduler.executors.asyncio import AsyncIOExecutor  # type: ignore[import-untyped]
 from apscheduler.job import Job  # type: ignore[import-untyped]
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # type: ignore[import-untyped]
-from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.base import BaseTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.combining import OrTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
@@ -44,7 +45,9 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 from loguru import logger
 from sqlalchemy.engine import make_url
 
+from bot.clock import Clock
 from bot.db._external import SCHEDULER_TABLE
+from bot.sop._clocked_scheduler import scheduler_on
 from bot.sop.format import ScheduleTrigger
 
 Args = tuple[str | int, ...]
@@ -241,9 +244,15 @@ class _Executor(AsyncIOExecutor):  # type: ignore[misc]
 
 
 class Schedules:
-    """Persistent calendar jobs: `sync()` the planned ones, hear each fire or missed fire."""
+    """Persistent calendar jobs: `sync()` the planned ones, hear each fire or missed fire.
 
-    def __init__(self, database_url: str, on_fire: OnFire, on_missed: OnMissed) -> None:
+    Jobs fall due by `clock`: a moved clock (tests, the sandbox) is followed within its
+    max_sleep, and the times it jumps over are run late or reported missed as after downtime.
+    """
+
+    def __init__(
+        self, database_url: str, clock: Clock, on_fire: OnFire, on_missed: OnMissed
+    ) -> None:
         url = jobstore_url(database_url)
         options: dict[str, Any] = {}
         if make_url(url).get_backend_name() == "sqlite":
@@ -252,7 +261,9 @@ class Schedules:
             options["pool_pre_ping"] = True
         self._store = SQLAlchemyJobStore(url=url, tablename=SCHEDULER_TABLE, engine_options=options)
         self._executor = _Executor()
-        self._scheduler = AsyncIOScheduler(
+        self._clock = clock
+        self._scheduler = scheduler_on(
+            clock,
             jobstores={"default": self._store},
             executors={"default": self._executor},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -315,7 +326,7 @@ class Schedules:
 
     def _apply(self, wanted: dict[str, PlannedJob], stored: dict[str, Job]) -> tuple[int, int, int]:
         """Add, replace and remove jobs so that the stored ones are `wanted`; how many of each."""
-        now = datetime.now(UTC)
+        now = self._clock.now()
         added = replaced = removed = 0
         for job_id in stored.keys() - wanted.keys():
             self._scheduler.remove_job(job_id)
