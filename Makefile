@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench emulator clean
+.PHONY: run sandbox test lint bench emulator clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/tidepool run
+	$(BIN)/tidepool run --sandbox-without-token
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -27,6 +27,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 test: lint
+	.ci/chromium
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-dev
@@ -37,6 +38,9 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.lottery
 	$(BIN)/python -m bench.broadcast
 	$(BIN)/python -m bench.stats
+
+sandbox: $(VENV)/.installed
+	$(BIN)/tidepool sandbox
 
 emulator: $(VENV)/.installed
 	$(BIN)/tidepool emulator

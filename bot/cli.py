@@ -32,7 +32,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tidepool {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("run", help="run the bot (long polling) until SIGINT/SIGTERM")
+    run = commands.add_parser("run", help="run the bot (long polling) until SIGINT/SIGTERM")
+    run.add_argument(
+        "--sandbox-without-token",
+        action="store_true",
+        help="with no BOT_TOKEN set, run the sandbox instead (what `make run` does)",
+    )
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="rehearse flows in a browser: the real bot against the emulator, with a page",
+        description="Starts the Telegram emulator with a demo group, the bot (tidepool run) "
+        "against it with its own database in DATA_DIR, and a page at "
+        "http://127.0.0.1:SANDBOX_PORT/. The next start carries on where this one stopped.",
+    )
+    sandbox.add_argument("--reset", action="store_true", help="forget the sandbox; start afresh")
+    sandbox.add_argument("--port", type=int, help="the page's port (default: SANDBOX_PORT)")
+
+    replay = commands.add_parser(
+        "replay",
+        help="replay a sandbox transcript against a fresh sandbox; exit 1 with a diff if the "
+        "bot now answers differently",
+    )
+    replay.add_argument("file", type=Path, metavar="FILE", help="a transcript saved by the sandbox")
 
     db = commands.add_parser("db", help="database migrations")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -167,6 +189,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import run
     from bot.polling import TokenRejected
 
+    if settings.bot_token is None and args.sandbox_without_token:
+        sys.stdout.write('BOT_TOKEN is not set: running the sandbox (see README, "Sandbox")\n')
+        return await _sandbox(args, settings)
     settings.require_token()
     try:
         await _with_database_errors(run(settings))
@@ -528,6 +553,37 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.sandbox import SandboxError, run_sandbox
+
+    port = getattr(args, "port", None) or settings.sandbox_port
+    try:
+        return await run_sandbox(
+            settings, settings.data_dir, "127.0.0.1", port, getattr(args, "reset", False)
+        )
+    except (SandboxError, OSError) as exc:
+        raise Failure(str(exc), 1) from None
+
+
+async def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.sandbox import SandboxError, TranscriptError, replay
+
+    try:
+        found = await replay(args.file, settings)
+    except OSError as exc:
+        raise Failure(f"cannot read {args.file}: {exc.strerror or exc}", 2) from None
+    except TranscriptError as exc:
+        raise Failure(f"{args.file}: {exc}", 2) from None
+    except SandboxError as exc:
+        raise Failure(str(exc), 1) from None
+    if found.same:
+        sys.stdout.write(f"{args.file}: {found.steps} steps, the bot answered the same\n")
+        return 0
+    sys.stdout.write(found.diff)
+    sys.stdout.write(f"{args.file}: the bot now answers differently (- recorded, + now)\n")
+    return 1
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
     "run": _run,
     "db": _db,
@@ -539,4 +595,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any,
     "stats": _stats,
     "report": _stats,
     "emulator": _emulator,
+    "sandbox": _sandbox,
+    "replay": _replay,
 }

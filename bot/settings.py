@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     health_silent_days: int = Field(default=3, ge=1, le=365)
     # Files the bot keeps beside a server database (with SQLite they sit beside its file).
     data_dir: Path = Path("data")
+    # The sandbox's page (tidepool sandbox; make run without a token) listens on this port.
+    sandbox_port: int = Field(default=8080, ge=1, le=65535)
     # For end-to-end tests: a file holding seconds to add to the bot's clock.
     clock_file: Path | None = None
 
