@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.emulator import EmulatorClient
 from bot.emulator._state import World
@@ -30,7 +31,9 @@ class Operator:
         journal: Journal,
         clock: SandboxClock,
         time: TimeMachine,
+        zone: ZoneInfo,
     ) -> None:
+        self.zone = zone  # the journal's times read in the sandbox's time zone
         self.world = world
         self.ctl = ctl
         self.journal = journal
@@ -177,7 +180,7 @@ class Operator:
         )
 
     def _now(self) -> str:
-        return self.clock.now().isoformat(timespec="seconds")
+        return self.clock.now().astimezone(self.zone).isoformat(timespec="seconds")
 
 
 def _button_text(markup: dict[str, Any] | None, data: str) -> str | None:

@@ -248,9 +248,8 @@ class Sandbox:
             self.meta = Meta(demo.chat_id, demo.owner_id, self.settings.language)
             self.files.meta.write_text(json.dumps(self.meta.__dict__) + "\n")
             self.journal.clear()
-            self.journal.add(
-                {"do": "begin", "at": self.clock.now().isoformat(timespec="seconds"), "calls": 0}
-            )
+            began = self.clock.now().astimezone(self.settings.tz)
+            self.journal.add({"do": "begin", "at": began.isoformat(timespec="seconds"), "calls": 0})
             self.save()
         self.engine = create_engine(f"sqlite+aiosqlite:///{self.files.database.resolve()}")
         self._mind = Mind(self.engine, self.files.schedules)
@@ -261,7 +260,7 @@ class Sandbox:
             version=lambda: self.world.version,
         )
         self._operator = Operator(
-            self.world, self.server.client, self.journal, self.clock, self._time
+            self.world, self.server.client, self.journal, self.clock, self._time, self.settings.tz
         )
         assert self.meta is not None
         self.bot = BotProcess(self.settings, self.files, self.server.base_url, self.meta.owner_id)

@@ -111,8 +111,24 @@ def build(entries: list[Entry], calls: list[CallRec], chat_name: Any, meta: dict
     return HEADER + dump(document)
 
 
+class _Dumper(yaml.SafeDumper):
+    """Texts of several lines as literal blocks, as they read in a chat."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = (
+        "|"
+        if "\n" in value and not any(line != line.rstrip() for line in value.split("\n"))
+        else None
+    )
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def dump(document: dict[str, Any]) -> str:
-    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=100)
+    return yaml.dump(document, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=100)
 
 
 def parse(text: str) -> dict[str, Any]:
