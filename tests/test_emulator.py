@@ -201,6 +201,27 @@ async def test_chat_member_needs_allowed_updates_and_admin(bot: Bot, ctl: Emulat
     assert len(result["update_ids"]) == 1  # only the left_chat_member service message
 
 
+async def test_a_promotion_that_is_not_silent_reaches_an_admin_bot(
+    bot: Bot, ctl: EmulatorClient
+) -> None:
+    chat_id, owner_id, member_id = await make_group(ctl)
+    offset = await drain(bot)
+    assert await ctl.set_member(chat_id, member_id, "administrator") is None  # seeding: silent
+    update_id = await ctl.set_member(
+        chat_id, member_id, "member", silent=False, by=owner_id
+    )  # demoted again, as its owner would
+    assert update_id is not None
+    update_id = await ctl.set_member(chat_id, member_id, "administrator", silent=False)
+    updates = await bot.get_updates(offset=offset, timeout=0, allowed_updates=["chat_member"])
+    changes = [u.chat_member for u in updates if u.chat_member is not None]
+    assert [(c.old_chat_member.status, c.new_chat_member.status) for c in changes] == [
+        ("administrator", "member"),
+        ("member", "administrator"),
+    ]
+    assert changes[0].from_user.id == owner_id and changes[1].from_user.id == owner_id
+    assert updates[-1].update_id == update_id
+
+
 async def test_long_poll_wakes_up(bot: Bot, ctl: EmulatorClient) -> None:
     user = await ctl.create_user("Pat")
     started = time.monotonic()

@@ -234,8 +234,8 @@ class ControlApi:
 
     async def set_member(self, request: web.Request) -> web.Response:
         data = await _body(request)
-        events.set_member(self.w, _path_int(request, "chat_id"), data)
-        return _json({"ok": True})
+        update_id = events.set_member(self.w, _path_int(request, "chat_id"), data)
+        return _json({"ok": True, "update_id": update_id})
 
     async def join(self, request: web.Request) -> web.Response:
         data = await _body(request)

@@ -149,8 +149,10 @@ def set_bot_status(world: World, chat_id: int, data: JSON) -> list[int]:
     return ids
 
 
-def set_member(world: World, chat_id: int, data: JSON) -> None:
-    """Seed a membership silently (no updates)."""
+def set_member(world: World, chat_id: int, data: JSON) -> int | None:
+    """Set a membership: silently (seeding; the default), or with `silent: false` as a change
+    made by `by` (default: the creator), with its `chat_member` update when the bot is an admin.
+    """
     chat = _group(world, chat_id)
     user = world.user(_int(data, "user_id"))
     status = data.get("status", "member")
@@ -159,7 +161,11 @@ def set_member(world: World, chat_id: int, data: JSON) -> None:
     membership = Membership(status)
     if status == "administrator":
         membership.rights = admin_rights(data.get("rights"))
-    world.set_membership(chat, user.id, membership)
+    if data.get("silent", True):
+        world.set_membership(chat, user.id, membership)
+        return None
+    old = chat.member(user.id)
+    return member_changed(world, chat, user, old, membership, _by_user(world, chat, data.get("by")))
 
 
 def _int(data: JSON, key: str) -> int:

@@ -202,11 +202,21 @@ class EmulatorClient:
         status: MemberStatus = "member",
         *,
         rights: dict[str, bool] | None = None,
-    ) -> None:
-        """Set a membership silently (no update), for seeding pre-existing groups."""
-        await self._post(
-            f"chats/{chat_id}/members", user_id=user_id, status=status, rights=rights, silent=True
+        silent: bool = True,
+        by: int | None = None,
+    ) -> int | None:
+        """Set a membership silently (no update), for seeding pre-existing groups; or, with
+        `silent=False`, as a change made by `by` (a promotion): the `chat_member` update's id."""
+        result = await self._post(
+            f"chats/{chat_id}/members",
+            user_id=user_id,
+            status=status,
+            rights=rights,
+            silent=silent,
+            by=by,
         )
+        update_id = result.get("update_id")
+        return None if update_id is None else int(update_id)
 
     async def join(
         self, chat_id: int, user_id: int, *, invite_link: str | None = None, by: int | None = None

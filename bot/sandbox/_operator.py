@@ -149,7 +149,7 @@ class Operator:
         if membership.is_admin:
             raise ActionError(f"{self.name(user_id)} is already an admin")
         self._note(user_id, "admin", chat_id)
-        await self.ctl.set_member(chat_id, user_id, "administrator")
+        await self.ctl.set_member(chat_id, user_id, "administrator", silent=False)
 
     async def advance(self, seconds: float) -> int:
         """Move time forward, living what falls due; returns the due moments lived."""

@@ -66,6 +66,10 @@ async def test_writing_a_command_and_moving_to_the_next_due_step(
     await expect(page.locator("#transcript li.message.mine", has_text="/checkin")).to_be_visible()
     await expect(page.locator("[data-testid=points]")).not_to_have_text("0")
 
+    ann = page.locator("#people li.person", has_text="Ann")
+    await ann.get_by_role("button", name="Make admin").click()
+    await expect(ann.locator(".role")).to_have_text("admin")
+
     before = await page.locator("#now").text_content()
     due = page.locator("[data-move='next']")
     await expect(due).to_be_enabled()
