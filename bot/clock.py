@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,11 +14,28 @@ SHIFT_REREAD = 0.05  # seconds between reads of the shift file
 
 
 class Clock(Protocol):
-    """Where the bot reads the time. `max_sleep` bounds any wait, so a moved clock is noticed."""
+    """Where the bot reads the time, and how its loops wait for what falls due by it.
+
+    `max_sleep` bounds any wait that is not `wait()` (timers), so a moved clock is noticed.
+    """
 
     max_sleep: float
 
     def now(self) -> datetime: ...
+
+    async def wait(self, wake: asyncio.Event, seconds: float | None) -> None:
+        """Until `wake` is set, `seconds` have passed (None: no limit), or the clock is moved.
+
+        A loop waits here for its next due time or its wake-up, then looks again: by the
+        clock's time, a move of which ends the wait without a look for work every max_sleep.
+        """
+        ...
+
+
+async def wait_for_wake(wake: asyncio.Event, seconds: float | None) -> None:
+    """Until `wake` is set or `seconds` have passed (None: no limit)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), None if seconds is None else max(seconds, 0.0))
 
 
 class SystemClock:
@@ -26,6 +45,9 @@ class SystemClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    async def wait(self, wake: asyncio.Event, seconds: float | None) -> None:
+        await wait_for_wake(wake, None if seconds is None or math.isinf(seconds) else seconds)
 
 
 class ShiftedClock:
@@ -43,6 +65,10 @@ class ShiftedClock:
         self._read_at = -math.inf
 
     def now(self) -> datetime:
+        return datetime.now(UTC) + self.shift()
+
+    def shift(self) -> timedelta:
+        """The shift in the file, read again if the last read is SHIFT_REREAD seconds old."""
         tick = time.monotonic()
         if tick - self._read_at >= SHIFT_REREAD:
             self._read_at = tick
@@ -51,7 +77,21 @@ class ShiftedClock:
                 self._shift = timedelta(seconds=float(text or 0))
             except (OSError, ValueError):
                 self._shift = timedelta(0)
-        return datetime.now(UTC) + self._shift
+        return self._shift
+
+    async def wait(self, wake: asyncio.Event, seconds: float | None) -> None:
+        """Naps of at most max_sleep, each followed by a read of the file (not of any database):
+        while idle, the bot's loops look for work only when the clock has moved."""
+        loop = asyncio.get_running_loop()
+        end = math.inf if seconds is None else loop.time() + seconds
+        shift = self.shift()
+        while not wake.is_set():
+            left = end - loop.time()
+            if left <= 0:
+                return
+            await wait_for_wake(wake, min(left, self.max_sleep))
+            if self.shift() != shift:
+                return
 
 
 class ManualClock:
@@ -64,6 +104,11 @@ class ManualClock:
 
     def now(self) -> datetime:
         return self._now
+
+    async def wait(self, wake: asyncio.Event, seconds: float | None) -> None:
+        """At most max_sleep: the caller looks again at the manual time however it moved."""
+        limit = min(math.inf if seconds is None else seconds, self.max_sleep)
+        await wait_for_wake(wake, None if math.isinf(limit) else limit)
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
