@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 import time
+import weakref
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -63,6 +64,10 @@ class ShiftedClock:
         self.path = path
         self._shift = timedelta(0)
         self._read_at = -math.inf
+        # The shift each waiting loop (known by its wake event) last went to look with.
+        self._looked_with: weakref.WeakKeyDictionary[asyncio.Event, timedelta] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.shift()
@@ -81,17 +86,22 @@ class ShiftedClock:
 
     async def wait(self, wake: asyncio.Event, seconds: float | None) -> None:
         """Naps of at most max_sleep, each followed by a read of the file (not of any database):
-        while idle, the bot's loops look for work only when the clock has moved."""
+        while idle, the bot's loops look for work only when the clock has moved.
+
+        A move is told from the shift this loop's previous wait ended with (its look began
+        then), so a move made while the loop was looking ends this wait too.
+        """
         loop = asyncio.get_running_loop()
         end = math.inf if seconds is None else loop.time() + seconds
-        shift = self.shift()
-        while not wake.is_set():
-            left = end - loop.time()
-            if left <= 0:
-                return
-            await wait_for_wake(wake, min(left, self.max_sleep))
-            if self.shift() != shift:
-                return
+        shift = self._looked_with.get(wake, self.shift())
+        try:
+            while not wake.is_set() and self.shift() == shift:
+                left = end - loop.time()
+                if left <= 0:
+                    return
+                await wait_for_wake(wake, min(left, self.max_sleep))
+        finally:
+            self._looked_with[wake] = self.shift()
 
 
 class ManualClock:
