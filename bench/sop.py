@@ -64,7 +64,7 @@ from bench._app import (
     settings_for,
 )
 from bench._traffic import BATCH, chats_of, feed, make_updates
-from bot.clock import ManualClock, SystemClock
+from bot.clock import ManualClock, SystemClock, wait_for_wake
 from bot.db import (
     EVENTS,
     MEMBER_TAGS,
@@ -702,6 +702,9 @@ class OffsetClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+    async def wait(self, wake: asyncio.Event, seconds: float | None) -> None:
+        await wait_for_wake(wake, seconds)
 
 
 def due_sop(at: datetime) -> str:

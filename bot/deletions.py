@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from datetime import datetime
 
@@ -86,7 +85,7 @@ class Deletions(Background):
         while True:
             self._wake.clear()
             self._next = None  # while it looks, every new deletion wakes it again
-            timeout = self.clock.max_sleep
+            timeout = math.inf  # the clock's wait ends early if it is moved
             try:
                 if await self.delete_due() == BATCH:
                     continue
@@ -100,5 +99,4 @@ class Deletions(Background):
             except Exception:
                 logger.exception("deleting messages failed; trying again in 10s")
                 timeout = 10.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), None if math.isinf(timeout) else timeout)
+            await self.clock.wait(self._wake, None if math.isinf(timeout) else timeout)

@@ -489,7 +489,7 @@ class Lotteries:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            timeout = self.clock.max_sleep
+            timeout = math.inf  # the clock's wait ends early if it is moved
             try:
                 failed = await self.draw_due()
                 await self.recover()
@@ -501,8 +501,7 @@ class Lotteries:
             except Exception:
                 logger.exception("the lottery draw loop failed; trying again in 10s")
                 timeout = 10.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), None if math.isinf(timeout) else timeout)
+            await self.clock.wait(self._wake, None if math.isinf(timeout) else timeout)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(work)

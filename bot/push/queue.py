@@ -237,9 +237,7 @@ class PushQueue:
             except Exception:
                 logger.exception("the push queue failed; looking again in 5 s")
                 wait = 5.0
-            wait = min(wait, POLL, self.clock.max_sleep)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(wait, 0.01))
+            await self.clock.wait(self._wake, max(min(wait, POLL), 0.01))  # early if moved
 
     # -- one look -----------------------------------------------------------------------------
 

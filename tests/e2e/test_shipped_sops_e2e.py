@@ -1,10 +1,11 @@
 """End to end: every SOP shipped in `sops/` works in the real `tidepool run` process.
 
 Each test triggers one shipped SOP the way a member or the calendar would and checks that its
-first message reached the group. Calendar triggers fire on APScheduler's real-time calendar,
-not on the fake clock, so the calendar SOPs are run the way an admin runs them by hand:
-`/sop_run ID`, whose answer must not be a failure. The bot's clock is moved to midday in the
-group's zone first, so that nothing waits for quiet hours (22:00-08:00) by accident.
+first message reached the group. The calendar follows the moved clock (one test shows the
+daily tip firing on its own); the other calendar SOPs are run the way an admin runs them by
+hand, `/sop_run ID`, whose answer must not be a failure, so that no test waits for its hour.
+The bot's clock is moved to midday in the group's zone first, so that nothing waits for quiet
+hours (22:00-08:00) by accident.
 """
 
 from __future__ import annotations
@@ -165,6 +166,19 @@ async def test_welcome_three_joiners_within_a_second_get_one_greeting_naming_all
         " WHERE sop_id = 'welcome' AND step = 'greet'"
     )
     assert shared == [(greeting["message_id"],)], "the three greeting steps share one message"
+
+
+# -- calendar SOPs --------------------------------------------------------------------------------
+
+
+async def test_daily_tip_fires_at_nine_when_the_clock_is_moved_past_it(
+    ctl: EmulatorClient, tidepool: Tidepool
+) -> None:
+    g = await group_at(ctl, tidepool, hour=8)
+    assert await greeted(ctl, g.chat, "Tip of the day") == [], "no tip before nine"
+
+    await g.clock.forward(3600 + 60)  # 09:01 in Shanghai: the cron "0 9 * * *" has passed
+    await wait_until(lambda: _has(ctl, g.chat, "Tip of the day", 1), what="the 09:00 tip")
 
 
 # -- calendar SOPs, run by hand -----------------------------------------------------------------

@@ -124,7 +124,7 @@ class Timer:
                 logger.exception("the SOP timer failed; trying again in 1s")
                 await asyncio.sleep(1)
                 continue
-            timeout = self._shared.clock.max_sleep
+            timeout = math.inf  # the clock's wait ends early if it is moved
             if due.held:  # due runs in hand: should one be let go unsaved, look again soon
                 timeout = min(timeout, HELD_RECHECK)
             if due.next_wake is not None:
@@ -132,10 +132,9 @@ class Timer:
                 if seconds <= 0:
                     continue
                 timeout = min(timeout, seconds)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._shared.wake.wait(), None if math.isinf(timeout) else timeout
-                )
+            await self._shared.clock.wait(
+                self._shared.wake, None if math.isinf(timeout) else timeout
+            )
 
     async def _take_due(self, due: list[Run], now: datetime) -> None:
         """Skip the runs beyond their catch-up; move the others on, their wait's journal row
