@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 
 from bot.emulator import EmulatorClient
-from tests.e2e.conftest import ROOT, Tidepool, all_confirmed, wait_until
-from tests.e2e.test_sop_e2e import DAY, _has, greeted, setup
+from tests.e2e.conftest import Tidepool, all_confirmed, wait_until
+from tests.e2e.test_sop_e2e import DAY, _has, greeted, setup, sops_without
 
 # A group post carrying the check-in button, as operators add to their own SOPs.
 PROMPT = """\
@@ -43,12 +42,11 @@ def checkins(tidepool: Tidepool) -> list[tuple[int, str, int]]:
 async def test_keywords_button_once_a_day_streak_bonus_milestone_top_and_me(
     ctl: EmulatorClient, tidepool: Tidepool
 ) -> None:
-    sops = tidepool.folder / "sops"
-    shutil.copytree(ROOT / "sops", sops)
-    # The calendar SOPs beside check-ins fire on the moved clock too; a week of their posts
-    # (the weekly lottery opening and drawn, the tips) would fill the group's 20 a minute.
-    for other in ("weekly_lottery", "daily_tip", "reengage_dormant", "silent_reactivation"):
-        (sops / f"{other}.yaml").unlink()
+    # A week of the other calendar SOPs' posts (the weekly lottery opened and drawn, the tips)
+    # would fill the group's 20 a minute.
+    sops = sops_without(
+        tidepool.folder, "weekly_lottery", "daily_tip", "reengage_dormant", "silent_reactivation"
+    )
     (sops / "checkin_prompt.yaml").write_text(PROMPT)
     s = await setup(ctl, tidepool, sops)
     group, clock = s["group"], s["clock"]

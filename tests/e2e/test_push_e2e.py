@@ -21,7 +21,9 @@ HOUR = 3600
 async def test_live_reminders_arrive_once_each_in_the_group_and_privately(
     ctl: EmulatorClient, tidepool: Tidepool
 ) -> None:
-    tidepool.extra_env.update(QUIET_HOURS="off")
+    # The days moved bring the calendar SOPs' posts too (the tip, the weekly lottery), which
+    # count toward the daily cap: without one, the reminders never wait for the next day.
+    tidepool.extra_env.update(QUIET_HOURS="off", DAILY_CAP="0")
     s = await setup(ctl, tidepool)
     group, owner, clock = s["group"], s["owner"], s["clock"]
     ann = (await ctl.create_user("Ann"))["id"]

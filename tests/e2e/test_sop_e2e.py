@@ -47,6 +47,17 @@ class TimeShift:
         await asyncio.sleep(3 * SHIFT_REREAD)  # the bot reads the file this often
 
 
+def sops_without(folder: Path, *ids: str) -> Path:
+    """A copy of the shipped SOPs in `folder` without these. Calendar SOPs fire on the moved
+    clock: a test that moves days and is not about them leaves out the ones it would meet
+    (the weekly lottery's post takes lottery #1 on a Friday, the tips count toward the cap)."""
+    sops = folder / "sops"
+    shutil.copytree(ROOT / "sops", sops)
+    for sop_id in ids:
+        (sops / f"{sop_id}.yaml").unlink()
+    return sops
+
+
 async def setup(
     ctl: EmulatorClient, tidepool: Tidepool, sops: Path | None = None
 ) -> dict[str, Any]:
@@ -129,7 +140,8 @@ async def test_welcome_escaped_name_button_and_exactly_one_nudge(
     assert len(nudges) == 1 and f"id={odd}" in nudges[0]["text"], "only the silent member"
     assert await tidepool.stop() == 0
 
-    runs = {(r["user_id"], r["status"]) for r in await _runs(tidepool)}
+    # (The days moved also bring the calendar SOPs' runs, such as the daily tip's.)
+    runs = {(r["user_id"], r["status"]) for r in await _runs(tidepool) if r["sop_id"] == "welcome"}
     assert runs == {(odd, "done"), (presser, "done")}
 
 
