@@ -5,6 +5,8 @@ from __future__ import annotations
 LABELS: dict[str, dict[str, str]] = {
     "zh": {
         "title": "Tidepool 沙盒",
+        "weekdays": "周一 周二 周三 周四 周五 周六 周日",
+        "planned": "原定",
         "subtitle": "真实的机器人进程，模拟的 Telegram：上线前先演练每个流程",
         "chats": "会话",
         "private": "私聊",
@@ -62,6 +64,8 @@ LABELS: dict[str, dict[str, str]] = {
     },
     "en": {
         "title": "Tidepool sandbox",
+        "weekdays": "Mon Tue Wed Thu Fri Sat Sun",
+        "planned": "planned",
         "subtitle": "The real bot, an emulated Telegram: rehearse flows before they go live",
         "chats": "Chats",
         "private": "private",

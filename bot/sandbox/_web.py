@@ -232,7 +232,7 @@ class SandboxPage:
             "started": me in world.started,
             "mind": await _mind_context(sandbox, chat_id, chat.type == "private", me, zone),
             "clock": {
-                "now": f"{now.astimezone(zone):%Y-%m-%d %a %H:%M}",
+                "now": _moment(now.astimezone(zone), labels),
                 "zone": zone.key,
                 "due": f"{due.astimezone(zone):%m-%d %H:%M}" if due else None,
             },
@@ -314,6 +314,12 @@ def _people(world: Any, chat: Any) -> list[dict[str, Any]]:
     order = {"owner": 0, "admin": 1, "member": 2, "restricted": 3, "gone": 4}
     people.sort(key=lambda person: (order[person["role"]], person["id"]))
     return people
+
+
+def _moment(local: datetime, labels: dict[str, str]) -> str:
+    """`2026-12-08 Tue 20:16` (周二 in Chinese)."""
+    weekday = labels["weekdays"].split()[local.weekday()]
+    return f"{local:%Y-%m-%d} {weekday} {local:%H:%M}"
 
 
 def _static_url(name: str) -> str:
