@@ -170,7 +170,18 @@ def test_the_command_prints_the_timeline_in_the_groups_language(tmp_path: Path) 
     env.update(LANGUAGE="zh", CONTENT_DIR="content", TIMEZONE="Asia/Shanghai")
 
     done = subprocess.run(
-        [sys.executable, "-m", "bot", "simulate", "sops/welcome.yaml", "--until", "2d"],
+        # From 10:00: a start in the evening would put the nudge in quiet hours (22:00-08:00).
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "simulate",
+            "sops/welcome.yaml",
+            "--until",
+            "2d",
+            "--start",
+            "2026-12-07T10:00",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
