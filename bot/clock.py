@@ -34,9 +34,15 @@ class Clock(Protocol):
 
 
 async def wait_for_wake(wake: asyncio.Event, seconds: float | None) -> None:
-    """Until `wake` is set or `seconds` have passed (None: no limit)."""
+    """Until `wake` is set or `seconds` have passed (None: no limit).
+
+    `asyncio.timeout`, not `asyncio.wait_for`: on Python 3.11, `wait_for` can swallow a
+    cancellation that arrives as its timeout expires, and a loop waiting here many times a
+    second (a manual clock's 10 ms) then never stops when closed.
+    """
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(wake.wait(), None if seconds is None else max(seconds, 0.0))
+        async with asyncio.timeout(None if seconds is None else max(seconds, 0.0)):
+            await wake.wait()
 
 
 class SystemClock:
