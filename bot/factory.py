@@ -55,6 +55,7 @@ from bot.sop.admin import SopAdmin
 from bot.sop.calendar import Calendar
 from bot.sop.engine import Engine
 from bot.sop.library import Library, LoadReport
+from bot.stats.review import Reviews
 from bot.stats.rollup import Rollup
 from bot.stats.service import Analytics
 from bot.texts import Texts
@@ -181,6 +182,7 @@ async def _build(
         default_zone=zone,
         bot_username=me.username or "",
     )
+    rollup = Rollup(db, lambda chat_id: registry.zone(chat_id, zone), flush=activity.flush)
     engine = Engine(
         db,
         Library(settings.sops_dir, settings.content_dir),
@@ -193,6 +195,8 @@ async def _build(
         lives=live_sessions,
         pushes=doorbell,
         deletions=deletions,
+        admins=admins,
+        reviews=Reviews(db, rollup),
         notify=notify,
         default_timezone=zone,
         default_language=settings.language,
@@ -210,7 +214,6 @@ async def _build(
         quiet_hours=settings.quiet_hours,
         daily_cap=settings.daily_cap,
     )
-    rollup = Rollup(db, lambda chat_id: registry.zone(chat_id, zone), flush=activity.flush)
     analytics = Analytics(
         db,
         registry,

@@ -183,6 +183,46 @@ SAMPLE_CONTEXT: Mapping[str, Any] = MappingProxyType(
         },
         # Set by a `live` step: the live it planned (the bot posts its announcement).
         "live": {"id": 3, "title": "Weekly live Q&A"},
+        # Set by a `review` step: the week's figures (bot/stats/review.py), the week before's
+        # (`before`), how each changed (`change`), peak hours, the best and worst SOP step.
+        "review": {
+            "first_day": "2026-10-26",
+            "last_day": "2026-11-01",
+            "members": 250,
+            "active": 86,
+            "messages": 1240,
+            "checkins": 410,
+            "checkin_members": 95,
+            "joins": 18,
+            "leaves": 4,
+            "active_pct": 34,
+            "before": {
+                "members": 236,
+                "active": 74,
+                "messages": 1010,
+                "checkins": 388,
+                "checkin_members": 90,
+                "joins": 12,
+                "leaves": 6,
+            },
+            "change": {
+                "members": "+6%",
+                "active": "+16%",
+                "messages": "+23%",
+                "checkins": "+6%",
+                "checkin_members": "+6%",
+                "joins": "+50%",
+                "leaves": "-33%",
+            },
+            "peak_hours": [
+                {"hour": 20, "label": "20:00-21:00", "messages": 210},
+                {"hour": 12, "label": "12:00-13:00", "messages": 150},
+                {"hour": 9, "label": "09:00-10:00", "messages": 96},
+            ],
+            "steps": 5,
+            "best": {"sop": "welcome", "step": "greet", "sent": 18, "answered": 12, "rate": 67},
+            "worst": {"sop": "welcome", "step": "nudge", "sent": 9, "answered": 1, "rate": 11},
+        },
         "now": datetime(2026, 11, 2, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai")),
     }
 )

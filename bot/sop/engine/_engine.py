@@ -40,9 +40,11 @@ from bot.sop.steps import Outbox, Waker, goto
 from bot.sop.templates import load_catalogues
 
 if TYPE_CHECKING:
+    from bot.admins import Admins
     from bot.deletions import Deletions
     from bot.lottery.service import Lotteries
     from bot.push.lives import Lives
+    from bot.stats.review import Reviews
 
 OUTCOME_PATIENCE = 10.0  # seconds /sop_run waits for the run's outcome before saying "started"
 
@@ -64,6 +66,8 @@ class Engine:
         lives: Lives,
         pushes: Waker,
         deletions: Deletions,
+        admins: Admins,
+        reviews: Reviews,
         notify: Notify,
         default_timezone: ZoneInfo,
         default_language: str,
@@ -92,6 +96,8 @@ class Engine:
             lives=lives,
             pushes=pushes,
             deletions=deletions,
+            admins=admins,
+            reviews=reviews,
             failures=self.failures,
             default_language=default_language,
         )

@@ -27,9 +27,11 @@ from bot.sop.runs import Effects, Run, RunMoved, StepRecord
 from bot.sop.steps import STEPS, Cohort, Waker, goto
 
 if TYPE_CHECKING:
+    from bot.admins import Admins
     from bot.deletions import Deletions
     from bot.lottery.service import Lotteries
     from bot.push.lives import Lives
+    from bot.stats.review import Reviews
 
 
 # Start an SOP for the member (or the group) of a run because its step said so: (procedure, run,
@@ -53,6 +55,8 @@ class Stepping:
         lives: Lives,
         pushes: Waker,
         deletions: Deletions,
+        admins: Admins,
+        reviews: Reviews,
         failures: FailureNotices,
         default_language: str,
     ) -> None:
@@ -70,6 +74,8 @@ class Stepping:
         self.lives = lives  # plans the lives of `live` steps
         self.pushes = pushes  # the push queue of `broadcast` and `live` steps
         self.deletions = deletions  # told when a message to delete later was stored
+        self.admins = admins  # the group's admins, for `send` steps `to: admins`
+        self.reviews = reviews  # the weekly figures of `review` steps
         self.default_language = default_language
         # What steps know of groups, and the variables of their texts: the context's.
         self.language = shared.context.language

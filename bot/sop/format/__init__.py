@@ -65,6 +65,7 @@ from ._engagement import (
     LotteryRules,
     PrizeText,
     ReminderBefore,
+    ReviewAction,
     Wording,
 )
 from ._sop import CatchUp, Groups, GroupSelector, Sop, json_schema_text
@@ -80,6 +81,7 @@ from ._steps import (
     LiveStep,
     LotteryStep,
     PointsStep,
+    ReviewStep,
     SendStep,
     StartStep,
     Step,
@@ -160,6 +162,8 @@ __all__ = [
     "PrizeText",
     "Range",
     "ReminderBefore",
+    "ReviewAction",
+    "ReviewStep",
     "Scalar",
     "ScheduleTrigger",
     "SendAction",

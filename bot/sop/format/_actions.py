@@ -63,7 +63,9 @@ class SendAction(Strict):
     reply: bool = False
     pin: bool = False
     delete_after: Duration | None = None
-    to: Literal["group", "member"] = "group"
+    # `admins`: privately to each admin of the group who has started the bot (none reached:
+    # the step is skipped, said in the log and the journal; never posted in the group instead).
+    to: Literal["group", "member", "admins"] = "group"
     # When the group's send limit holds this message back, join it with this SOP's other
     # messages waiting there into one (then not as a reply: the text should name the member).
     combine: bool = False
@@ -78,8 +80,10 @@ class SendAction(Strict):
     @model_validator(mode="after")
     def _one_text(self) -> SendAction:
         _exactly_one(self, "template", "variants")
-        if self.combine and (self.buttons or self.photo or self.pin or self.to == "member"):
+        if self.combine and (self.buttons or self.photo or self.pin or self.to != "group"):
             raise ValueError("'combine' is for plain group texts: no buttons, photo or pin")
+        if self.to == "admins" and (self.reply or self.pin or self.delete_after is not None):
+            raise ValueError("'to: admins' goes privately: no 'reply', 'pin' or 'delete_after'")
         ids = [variant.id for variant in self.variants or []]
         duplicates = sorted({variant for variant in ids if ids.count(variant) > 1})
         if duplicates:

@@ -46,6 +46,19 @@ class LeaderboardAction(Strict):
     limit: int = Field(default=10, ge=1, le=50)
 
 
+class ReviewAction(Strict):
+    """Read the group's activity review (活动复盘) for the texts after it (`review`): members,
+    active members, messages, check-ins, joins and leaves of the week and of the week before,
+    its peak hours, and the best and worst answered SOP step. A week runs Monday to Sunday in
+    the group's time; `last_week` is the last full one, `week` the one under way.
+
+    A step counts when an SOP sent it to `min_sends` members or more that week; its answer rate
+    is the share who wrote or pressed a button in the group within 24 hours (as /stats says)."""
+
+    period: Literal["last_week", "week"] = "last_week"
+    min_sends: int = Field(default=3, ge=1, le=10_000)
+
+
 class ActivityCount(Strict):
     """At least `count` of something within the last `window`."""
 

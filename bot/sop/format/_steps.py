@@ -25,6 +25,7 @@ from ._engagement import (
     LeaderboardAction,
     LiveAction,
     LotteryAction,
+    ReviewAction,
 )
 
 
@@ -86,6 +87,11 @@ class LotteryStep(StepBase):
     lottery: LotteryAction
 
 
+class ReviewStep(StepBase):
+    action: ClassVar[str] = "review"
+    review: ReviewAction
+
+
 class BroadcastStep(StepBase):
     action: ClassVar[str] = "broadcast"
     broadcast: BroadcastAction
@@ -124,6 +130,7 @@ ACTIONS = (
     "points",
     "checkin",
     "leaderboard",
+    "review",
     "lottery",
     "broadcast",
     "live",
@@ -171,6 +178,7 @@ Step = Annotated[
     | Annotated[PointsStep, Tag("points")]
     | Annotated[CheckinStep, Tag("checkin")]
     | Annotated[LeaderboardStep, Tag("leaderboard")]
+    | Annotated[ReviewStep, Tag("review")]
     | Annotated[LotteryStep, Tag("lottery")]
     | Annotated[BroadcastStep, Tag("broadcast")]
     | Annotated[LiveStep, Tag("live")]

@@ -9,6 +9,12 @@ A message that answers a member (the run was started by their join, command, mes
 or by an admin's /sop_run, less than `ANSWER_WITHIN` ago) goes at once and does not count toward
 the group's daily cap. Every other message to a group is scheduled: it waits out the group's
 quiet hours and counts toward its cap (private messages do not count).
+
+`to: admins` sends the message privately to each admin of the run's group who has started the
+bot, at once (quiet hours keep members' chats calm; this goes to the admins who asked for it by
+switching the SOP on). The run goes on once the first admin's copy went. When no admin can be
+reached the step is skipped, said once in the log and in the run's journal: what is meant for
+admins is never posted in the group instead.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
+from sqlalchemy import select
 
-from bot.db import SCHEDULED_DELETIONS, EventType, PushKind, RunStatus
+from bot.db import BOT_USERS, SCHEDULED_DELETIONS, EventType, PushKind, RunStatus
 from bot.push.rows import Ended, add_pushes, push_row
 from bot.sop.format import SendStep, format_duration
 from bot.sop.runs import Run, RunMoved, StepRecord
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
     from bot.sop.steps._base import Tools
 
 TO_MEMBER = "'to: member' needs a member; this run is for the group"
+NO_ADMIN = "no admin of the group has started the bot in private: nobody to send it to"
 ANSWERS = frozenset({"member_joined", "command", "message", "button", "manual"})
 ANSWER_WITHIN = timedelta(minutes=10)
 
@@ -65,7 +73,14 @@ class Send(StepType[SendStep]):
         claimed: list[Run] = []
         records: list[StepRecord] = []
         failures: list[tuple[list[Run], str]] = []
+        skipped: list[Run] = []
         pushes: list[tuple[dict[str, Any], list[Run]]] = []
+        extra: list[dict[str, Any]] = []  # the copies to the second and further admins
+        admins = (
+            {chat: await _reachable_admins(tools, chat) for chat in {r.chat_id for r in runs}}
+            if send.to == "admins"
+            else {}
+        )
         for run in cohort.all:
             error = cohort.errors.get(run.id)
             if error is not None:
@@ -94,6 +109,25 @@ class Send(StepType[SendStep]):
         counts = await tools.facts.member_counts(facts_by_chat)
         for group_runs in messages.values():
             first = group_runs[0]
+            if send.to == "admins" and not admins[first.chat_id]:
+                for run in group_runs:
+                    records.append(
+                        StepRecord(
+                            run.id,
+                            run.seq,
+                            cohort.label,
+                            "send",
+                            "skipped",
+                            now,
+                            now,
+                            error=NO_ADMIN,
+                        )
+                    )
+                    run.seq += 1
+                    goto(run, procedure, path, now, past=True)
+                claimed += group_runs
+                skipped += group_runs
+                continue
             facts = facts_by_chat[first.chat_id]
             members = [facts[run.user_id] for run in group_runs if run.user_id in facts]
             group = tools.group_facts(first.chat_id, counts[first.chat_id])
@@ -130,9 +164,16 @@ class Send(StepType[SendStep]):
                 run.seq += 1
                 run.status = RunStatus.SENDING
             claimed += group_runs
-            row = _push(procedure.id, path, cohort.label, step, group_runs, rendered, now)
+            targets = admins.get(first.chat_id) or [None]
+            row = _push(
+                procedure.id, path, cohort.label, step, group_runs, rendered, now, targets[0]
+            )
             pushes.append((row, group_runs))
-        rows = [row for row, _ in pushes]
+            extra += [
+                _push(procedure.id, path, cohort.label, step, [], rendered, now, admin, first)
+                for admin in targets[1:]
+            ]
+        rows = [row for row, _ in pushes] + extra
 
         async def effects(conn: AsyncConnection) -> None:
             if rows:
@@ -146,6 +187,14 @@ class Send(StepType[SendStep]):
             going = await tools.settle(group_runs)
             if going:
                 tools.spawn(tools.advance(going, claimed=True))
+        for run in skipped:
+            logger.bind(chat_id=run.chat_id).warning(
+                "{} ({}) not sent: {}", procedure.id, cohort.label, NO_ADMIN
+            )
+        if skipped:
+            going = await tools.settle(skipped)
+            if going:
+                tools.spawn(tools.advance(going, claimed=True))
         for row, group_runs in pushes:
             tools.hold(row["key"], group_runs)
         if pushes:
@@ -154,7 +203,16 @@ class Send(StepType[SendStep]):
 
     def describe(self, step: SendStep, seen: Seen) -> str:
         """Where to, the variant, the message as sent (text, buttons, pin), its deletion."""
-        parts = ["→ group" if step.send.to == "group" else f"→ {seen.member} (private)"]
+        to = step.send.to
+        if seen.status == "skipped" and seen.finished_at is not None:
+            return f"→ admins: not sent ({NO_ADMIN})"
+        parts = [
+            "→ group"
+            if to == "group"
+            else "→ the group's admins (private)"
+            if to == "admins"
+            else f"→ {seen.member} (private)"
+        ]
         if seen.variant:
             parts.append(f"[variant: {seen.variant}]")
         parts += seen.message()
@@ -187,6 +245,24 @@ class Send(StepType[SendStep]):
             checks.photo((*at, "send", "photo"), send.photo)
 
 
+async def _reachable_admins(tools: Tools, chat_id: int) -> list[int]:
+    """The group's admins (people, not bots) who started the bot and have not blocked it."""
+    people = await tools.admins.people_of(chat_id)
+    if not people:
+        return []
+    async with tools.db.connect() as conn:
+        started = set(
+            (
+                await conn.execute(
+                    select(BOT_USERS.c.user_id).where(
+                        BOT_USERS.c.user_id.in_(people), BOT_USERS.c.blocked_at.is_(None)
+                    )
+                )
+            ).scalars()
+        )
+    return [person for person in people if person in started]
+
+
 def _push(
     sop_id: str,
     path: str,
@@ -195,17 +271,34 @@ def _push(
     runs: list[Run],
     rendered: Rendered,
     now: datetime,
+    admin: int | None = None,
+    copy_of: Run | None = None,
 ) -> dict[str, Any]:
-    """The outbox row of one claimed message; `ref` is what `finish_send` needs once it went."""
+    """The outbox row of one claimed message; `ref` is what `finish_send` needs once it went.
+
+    To admins: `admin` is whom this copy goes to; the first copy carries the runs, the others
+    (`copy_of` the run, `runs` empty) only go."""
     send = step.send
-    first = runs[0]
+    first = runs[0] if runs else copy_of
+    assert first is not None
     private = send.to == "member" and first.user_id is not None
-    target = first.user_id if private and first.user_id else first.chat_id
+    target = (
+        admin
+        if admin is not None
+        else first.user_id
+        if private and first.user_id
+        else first.chat_id
+    )
     reply_to = first.variables.get("trigger", {}).get("message_id") if send.reply else None
-    answer = all(answers(run, now) for run in runs)
+    answer = admin is not None or all(answers(run, now) for run in runs)
     source = f"sop:{sop_id}"
+    key = (
+        f"sop:{first.id}:{first.seq}"
+        if copy_of is None
+        else f"sop:{first.id}:{first.seq}:{admin}"
+    )
     return push_row(
-        key=f"sop:{first.id}:{first.seq}",
+        key=key,
         kind=PushKind.SOP,
         chat_id=target,
         group_id=first.chat_id,
@@ -219,7 +312,7 @@ def _push(
         combine=source if send.combine and rendered.photo is None else None,
         pin=send.pin,
         urgent=answer,
-        counts=not answer and not private,
+        counts=not answer and not private and admin is None,
         ref={
             "sop": sop_id,
             "path": path,
