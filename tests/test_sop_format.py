@@ -115,7 +115,7 @@ def test_valid_fixtures_load_and_drafts_are_skipped() -> None:
         (
             "undefined_variable",
             "8:22: steps.0.send.template: text 'broken.unknown_variable' (en) uses an unknown variable: "
-            "'coupon_code' is undefined; texts can use checkin, group, leaderboard, live, lottery, member, members, now, run, sop, trigger, vars (this SOP's vars: none)",
+            "'coupon_code' is undefined; texts can use checkin, group, leaderboard, live, lottery, member, members, now, review, run, sop, trigger, vars (this SOP's vars: none)",
         ),
     ],
 )
@@ -255,6 +255,7 @@ def test_user_values_are_escaped_and_mentions_stay_links() -> None:
         "leaderboard",
         "lottery",
         "live",
+        "review",
     }
 
 

@@ -164,7 +164,7 @@ class Send(StepType[SendStep]):
                 run.seq += 1
                 run.status = RunStatus.SENDING
             claimed += group_runs
-            targets = admins.get(first.chat_id) or [None]
+            targets: list[int | None] = [*admins.get(first.chat_id, ())] or [None]
             row = _push(
                 procedure.id, path, cohort.label, step, group_runs, rendered, now, targets[0]
             )
