@@ -426,3 +426,18 @@ def test_chinese_punctuation_inside_texts_is_fine(tmp_path: Path) -> None:
         "texts:\n  zh:\n    answer: 价格：99 元（限时），欢迎咨询\n  en:\n    answer: Hi\n",
     )
     assert problems(path) == []
+
+
+def test_a_keyword_with_a_full_width_comma_gets_a_note(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "reply.yaml",
+        HEAD.format(id="reply").replace("[price]", "[价格，多少钱]")
+        + SEND_ANSWER
+        + "texts:\n  zh:\n    answer: 在置顶\n",
+    )
+    assert problems(path) == []
+    assert notes(path)[0] == (
+        f"{path}:7:16: triggers.0.keywords.0: note: keyword '价格，多少钱' has a full-width comma, "
+        "so it matches only that whole text; for several keywords write [价格, 多少钱]"
+    )

@@ -380,6 +380,16 @@ def _timezone(document: _Document, path: KeyPath, name: str | None) -> ZoneInfo 
 def _check_triggers(document: _Document, sop: Sop) -> None:
     for index, trigger in enumerate(sop.triggers):
         at: KeyPath = ("triggers", index)
+        if isinstance(trigger, MessageTrigger):
+            for number, keyword in enumerate(trigger.keywords):
+                if "，" in keyword or "、" in keyword:
+                    parts = ", ".join(part.strip() for part in re.split("[，、]", keyword))
+                    document.problem(
+                        (*at, "keywords", number),
+                        f"keyword '{keyword}' has a full-width comma, so it matches only that "
+                        f"whole text; for several keywords write [{parts}]",
+                        note=True,
+                    )
         if isinstance(trigger, MessageTrigger) and trigger.regex is not None:
             try:
                 re.compile(trigger.regex)
