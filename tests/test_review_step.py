@@ -89,6 +89,7 @@ def _admin(status: str, user_id: int, name: str, *, is_bot: bool = False) -> dic
                 "can_post_stories": False,
                 "can_edit_stories": False,
                 "can_delete_stories": False,
+                "can_send_welcome_messages": False,
             }
             if status == "administrator"
             else {}

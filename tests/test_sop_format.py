@@ -166,12 +166,16 @@ def test_shipped_sops_pass() -> None:
     assert sorted(sops) == [
         "daily_checkin",
         "daily_tip",
+        "live_funnel",
         "live_reminders",
+        "onboarding_path",
+        "product_launch",
         "reengage_dormant",
         "silent_reactivation",
         "streak_milestone",
         "weekly_leaderboard",
         "weekly_lottery",
+        "weekly_review",
         "welcome",
     ]
     for path in sop_files(ROOT / "sops"):  # tiers.yaml beside them is not an SOP

@@ -1,4 +1,4 @@
-"""`tidepool replay`: the shipped transcript replays cleanly; a changed text shows as a diff."""
+"""`tidepool replay`: every shipped transcript replays cleanly; a changed text shows as a diff."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "sops" / "transcripts" / "welcome.yaml"
+TRANSCRIPTS = sorted((ROOT / "sops" / "transcripts").glob("*.yaml"))
 
 
 async def replay(path: Path, folder: Path, **env: str) -> tuple[int, str]:
@@ -42,10 +47,25 @@ async def replay(path: Path, folder: Path, **env: str) -> tuple[int, str]:
     return process.returncode, out.decode()
 
 
-async def test_the_shipped_welcome_transcript_replays_cleanly(tmp_path: Path) -> None:
-    code, output = await replay(SHIPPED, tmp_path)
+@pytest.mark.parametrize("transcript", TRANSCRIPTS, ids=[path.stem for path in TRANSCRIPTS])
+async def test_each_shipped_transcript_replays_cleanly(transcript: Path, tmp_path: Path) -> None:
+    steps = len((await asyncio.to_thread(_read, transcript))["steps"])
+    code, output = await replay(transcript, tmp_path)
     assert code == 0, output
-    assert "7 steps, the bot answered the same" in output
+    assert f"{steps} steps, the bot answered the same" in output
+
+
+def test_every_shipped_sop_that_is_off_by_default_has_a_transcript_that_switches_it_on() -> None:
+    """What the new SOPs show: each is switched on by an admin in its own transcript."""
+    for sop in ("onboarding_path", "product_launch", "live_funnel", "weekly_review"):
+        transcript = ROOT / "sops" / "transcripts" / f"{sop}.yaml"
+        steps = _read(transcript)["steps"]
+        assert any(step.get("say") == f"/sop_on {sop}" for step in steps), transcript
+
+
+def _read(transcript: Path) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(transcript.read_text(encoding="utf-8"))
+    return document
 
 
 async def test_a_changed_welcome_text_fails_the_replay_with_a_diff(tmp_path: Path) -> None:
