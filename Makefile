@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run sandbox test lint bench emulator clean
+.PHONY: run sandbox test lint docs bench emulator clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,13 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The documentation (docs/, mkdocs.yml) in Chinese and English, into site/; a broken link, a page
+# missing in one language or an undocumented SOP option fails it. `$(BIN)/mkdocs serve` shows it
+# while you write.
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs
 	.ci/chromium
 	$(BIN)/pytest
 
@@ -46,4 +52,4 @@ emulator: $(VENV)/.installed
 	$(BIN)/tidepool emulator
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info site
