@@ -110,11 +110,11 @@ def test_valid_fixtures_load_and_drafts_are_skipped() -> None:
         ),
         (
             "missing_text",
-            f"9:17: steps.0.send.template: text key 'onboarding.helo' is not in {CONTENT}/texts/en.yaml or zh.yaml",
+            f"9:17: steps.0.send.template: text key 'onboarding.helo' is in neither this SOP's texts nor {CONTENT}/texts/en.yaml or zh.yaml (did you mean 'onboarding.hello'?); add it under `texts:` in the SOP file or in its .texts.yaml",
         ),
         (
             "undefined_variable",
-            "8:22: steps.0.send.template: text 'broken.unknown_variable' (en) uses an unknown variable: "
+            f"8:22: steps.0.send.template: text 'broken.unknown_variable' (en, {CONTENT}/texts/en.yaml:12) uses an unknown variable: "
             "'coupon_code' is undefined; texts can use checkin, group, leaderboard, live, lottery, member, members, now, run, sop, trigger, vars (this SOP's vars: none)",
         ),
     ],
