@@ -22,9 +22,9 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from bot.sop import format as sop_format
-from bot.sop.check import _SopLoader as SopLoader
 from bot.sop.format import Sop, StepBase, TriggerBase, format_duration
 from bot.sop.templates import EVENT_EXAMPLES, SAMPLE_CONTEXT, render
+from bot.sop.yaml_files import SopLoader
 
 Language = Literal["zh", "en"]
 LANGUAGES: tuple[Language, ...] = ("zh", "en")
