@@ -17,7 +17,7 @@ from bot.sop import reference
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-LANGUAGES = ("zh", "en")
+LANGUAGES = reference.LANGUAGES
 FENCE = re.compile(r"^(?P<fence>```+)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=fence)\s*$", re.M | re.S)
 
 
@@ -89,7 +89,7 @@ def test_a_new_field_without_descriptions_is_reported() -> None:
 def test_the_docs_build_with_strict_and_need_no_other_host(tmp_path: Path) -> None:
     site = tmp_path / "site"
     done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
         capture_output=True,
@@ -153,7 +153,7 @@ def written(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
     """The guide's files, written where it says, in a fresh folder."""
     language = str(request.param)
     files = [(title, body) for kind, title, body in guide(language) if kind == "yaml" and title]
-    assert files, "the guide has no file blocks (```yaml title=\"sops/...\")"
+    assert files, 'the guide has no file blocks (```yaml title="sops/...")'
     for title, body in files:
         path = tmp_path / title
         path.parent.mkdir(parents=True, exist_ok=True)
