@@ -290,9 +290,16 @@ def _report_catalogue_problems(path: Path) -> int:
 
 def _report_sop_problems(path: Path, content_dir: Path) -> int:
     from bot.sop.check import check_path, sop_files
+    from bot.sop.text_files import TEXTS_SUFFIX
 
     if not path.exists():
         raise Failure(f"{path} does not exist: give an SOP file or folder, or set SOPS_DIR", 2)
+    if path.name.endswith(TEXTS_SUFFIX):
+        raise Failure(
+            f"{path} holds an SOP's texts: check the SOP file or its folder, and its texts are "
+            "checked with it",
+            2,
+        )
     found = check_path(path, content_dir)
     files = sop_files(path)
     for problem in found:

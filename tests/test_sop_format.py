@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -284,3 +284,18 @@ def test_check_command_checks_the_rewards_catalogue_too(
     assert err.startswith("0 SOP files OK\n") and "in " + str(content / "rewards.yaml") in err
     (content / "rewards.yaml").unlink()
     assert main(["check"]) == 0
+
+
+def test_yaml_words_on_off_yes_no_are_text_and_only_true_false_are_booleans(
+    tmp_path: Path,
+) -> None:
+    from bot.sop.yaml_files import SopLoader
+
+    data = SopLoader("on: 2026-12-24\nflag: yes\nother: off\nreal: true\nfake: False\n")
+    assert data.get_single_data() == {
+        "on": date(2026, 12, 24),
+        "flag": "yes",
+        "other": "off",
+        "real": True,
+        "fake": False,
+    }

@@ -441,3 +441,13 @@ def test_a_keyword_with_a_full_width_comma_gets_a_note(tmp_path: Path) -> None:
         f"{path}:7:16: triggers.0.keywords.0: note: keyword '价格，多少钱' has a full-width comma, "
         "so it matches only that whole text; for several keywords write [价格, 多少钱]"
     )
+
+
+def test_checking_a_texts_file_alone_says_to_check_its_sop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    texts = write(tmp_path, "reply.texts.yaml", "en:\n  answer: One\n")
+    assert main(["check", str(texts)]) == 2
+    assert "holds an SOP's texts: check the SOP file or its folder" in capsys.readouterr().err

@@ -50,13 +50,21 @@ class Problem:
 
 
 class SopLoader(yaml.SafeLoader):
-    """SafeLoader that reads 10:30 as text, not as the YAML 1.1 base-60 number 630."""
+    """SafeLoader that reads as YAML 1.2 does: 10:30 is text (not the base-60 number 630), and
+    `on`, `off`, `yes` and `no` are words (a live's `on:` date), only true/false are booleans."""
 
 
 SopLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith((":int", ":float"))]
+    first: [
+        (tag, regexp) for tag, regexp in resolvers if not tag.endswith((":int", ":float", ":bool"))
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+SopLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 SopLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
     re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
