@@ -103,9 +103,7 @@ Running = tuple[Engine, RecordingOutbox]
 @contextlib.asynccontextmanager
 async def review_bot(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Running]:
     """The bot over the shipped weekly review (switched on in GROUP), asking `Telegram`."""
-    sops = copy_sops(
-        tmp_path, "weekly_review.yaml", "weekly_review.texts.yaml", source=ROOT / "sops"
-    )
+    sops = copy_sops(tmp_path, "weekly_review.yaml", source=ROOT / "sops")
     async with assembled(engine, sops, bot=Telegram().bot()) as (app, outbox, clock):
         app.pushes.start()
         QUEUES[app.engine] = app.pushes
