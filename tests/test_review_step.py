@@ -16,11 +16,13 @@ from aiogram import Bot
 from aiogram.methods import GetChatAdministrators, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import User
+from pydantic import ValidationError
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import BOT_USERS, EVENTS, SOP_STEPS, EventType, writing
 from bot.sop.engine import Engine
+from bot.sop.format import SendAction
 from bot.sop.simulate._telegram import Unreachable
 from bot.sop.steps._send import NO_ADMIN
 from bot.stats.metrics import StepResponse
@@ -251,3 +253,10 @@ def test_steps_are_ranked_by_answer_rate_with_their_variants_together() -> None:
 def test_the_week_runs_monday_to_sunday(today: str, period: str, expected: tuple[str, str]) -> None:
     first, last = week_of(datetime.fromisoformat(today).date(), period)
     assert (first.isoformat(), last.isoformat()) == expected
+
+
+def test_a_send_to_admins_cannot_be_a_reply_pinned_or_deleted() -> None:
+    assert SendAction.model_validate({"template": "a.b", "to": "admins"}).to == "admins"
+    for extra in ({"reply": True}, {"pin": True}, {"delete_after": "1h"}):
+        with pytest.raises(ValidationError, match="'to: admins' goes privately"):
+            SendAction.model_validate({"template": "a.b", "to": "admins", **extra})
