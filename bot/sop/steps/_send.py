@@ -302,9 +302,7 @@ def _push(
     answer = admin is not None or all(answers(run, now) for run in runs)
     source = f"sop:{sop_id}"
     key = (
-        f"sop:{first.id}:{first.seq}"
-        if copy_of is None
-        else f"sop:{first.id}:{first.seq}:{admin}"
+        f"sop:{first.id}:{first.seq}" if copy_of is None else f"sop:{first.id}:{first.seq}:{admin}"
     )
     return push_row(
         key=key,
