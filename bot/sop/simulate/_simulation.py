@@ -227,11 +227,11 @@ class _Simulation:
         )
         triggers = self.engine.triggers
         triggers.joined[:] = [item for item in triggers.joined if item[0].id == sop.id]
-        triggers.left[:] = [item for item in triggers.left if item.id == sop.id]
+        triggers.left[:] = [item for item in triggers.left if item[0].id == sop.id]
         triggers.messages[:] = [item for item in triggers.messages if item[0].id == sop.id]
         for index in (triggers.commands, triggers.buttons):
             for key in list(index):
-                index[key] = [item for item in index[key] if item.id == sop.id]
+                index[key] = [item for item in index[key] if item[0].id == sop.id]
 
     async def _member(self, start: datetime) -> None:
         """The member, in the group for as long as the trigger needs."""
@@ -331,7 +331,7 @@ class _Simulation:
             data = dict(EVENT_EXAMPLES.get(trigger.event, {}))  # what the real one carries
             events = engine.triggers.events
             listeners = events.get(trigger.event, [])
-            events[trigger.event] = [item for item in listeners if item.id == self.flow.id]
+            events[trigger.event] = [item for item in listeners if item[0].id == self.flow.id]
             try:
                 await engine.emit(trigger.event, chat_id, user.id, data)
             finally:
