@@ -58,7 +58,7 @@ class Refusal:
 
     sop_id: str
     chat_id: int
-    user_id: int | None
+    user_id: int | None  # who the start was for (None: the group)
     at: datetime
     cooldown: timedelta
     last: datetime
@@ -119,9 +119,11 @@ class Cooldowns:
                 found[sop_id, chat_id, None] = (await conn.execute(query)).scalar_one_or_none()
         self._keep(found)
 
-    def refusal(self, key: Key, cooldown: timedelta | None, now: datetime) -> Refusal | None:
-        """The refusal of a start for `key` now (`load`ed before), if its cooldown holds; a
-        refusal is logged and kept in `refused`."""
+    def refusal(
+        self, key: Key, user_id: int | None, cooldown: timedelta | None, now: datetime
+    ) -> Refusal | None:
+        """The refusal of a start for `key` (asked for `user_id`) now, if its cooldown holds
+        (the key `load`ed before); a refusal is kept in `refused`."""
         last = self._last.get(key)
         if cooldown is None or last is None:
             return None
@@ -129,7 +131,7 @@ class Cooldowns:
         again = next_start(last, cooldown, zone)
         if now >= again:
             return None
-        refused = Refusal(key[0], key[1], key[2], now, cooldown, last, again, zone)
+        refused = Refusal(key[0], key[1], user_id, now, cooldown, last, again, zone)
         self.refused.append(refused)
         self.refusals += 1
         return refused

@@ -241,7 +241,9 @@ class Starting:
             for user_id in dict.fromkeys(start.users):
                 key = (start.chat_id, None if by_group else user_id)
                 cooldown = None if start.force else start.cooldown
-                refused = self._cooldowns.refusal((procedure.id, *key), cooldown, start.now)
+                refused = self._cooldowns.refusal(
+                    (procedure.id, *key), user_id, cooldown, start.now
+                )
                 if refused is not None:
                     logger.bind(chat_id=start.chat_id).debug(
                         "{} not started for {}: {}", procedure.id, user_id, refused.reason()
