@@ -88,7 +88,9 @@ async def test_pressing_the_rules_button_sends_the_rules_and_no_nudge() -> None:
     assert rules_at == "+5m"
     assert rules.startswith('rules → group "Simulated group: three simple rules')
     assert rules.endswith("delete after 10m")
-    assert entry(timeline, "resume").text == "wait_first: cut short by a flow button"
+    assert entry(timeline, "resume").text == (
+        "wait_first: cut short by Lin's press of [Group rules] → rules"
+    )
     assert timeline.runs == ["run 1 (welcome, Lin): done at +5m"]
 
 
