@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 from loguru import logger
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import SOP_RUNS
@@ -238,3 +239,29 @@ def test_a_cooldown_reads_back_as_written() -> None:
     )
     assert sop.triggers[0].cooldown == timedelta(days=1, hours=12)
     assert sop.triggers[1].cooldown is None
+
+
+async def test_the_last_start_is_read_once_per_member_not_per_message(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    sops = write_sop(tmp_path, "1d")
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "max(sop_runs.created_at)" in statement:
+            reads.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with make_engine(engine, sops) as (sop, _outbox, _clock):
+            await in_group(sop)
+            sop.start()
+            for _ in range(5):
+                await write(sop, LIN)
+            await write(sop, ADA)
+            await write(sop, ADA)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len(await starts(engine)) == 2
+    assert sop.cooldowns.refusals == 5
+    assert len(reads) == 2, "one read per member, then memory"
