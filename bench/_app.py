@@ -25,6 +25,7 @@ from bot.emulator import _events as emulator_events
 from bot.factory import Tidepool, assemble, create_bot, open_database
 from bot.settings import Settings
 from bot.sop.check import TIERS_FILE
+from bot.sop.text_files import TEXTS_SUFFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "content"
@@ -48,12 +49,16 @@ def settings_for(server: EmulatorServer, database: Path, **values: Any) -> Setti
 
 def write_sops(folder: Path, sops: dict[str, str]) -> Path:
     """A SOPS_DIR in a new `folder` holding these SOP files (name -> YAML) and, as every
-    deployment's does, the shipped member tier rules (`tiers.yaml`, not an SOP)."""
+    deployment's does, the shipped member tier rules (`tiers.yaml`, not an SOP), and the texts
+    of a shipped SOP written here (`<name>.texts.yaml`)."""
     sops_dir = folder / "sops"
     sops_dir.mkdir(parents=True)
     shutil.copyfile(SOPS / TIERS_FILE, sops_dir / TIERS_FILE)
     for name, text in sops.items():
         (sops_dir / f"{name}.yaml").write_text(text)
+        texts = SOPS / f"{name}{TEXTS_SUFFIX}"
+        if texts.is_file():
+            shutil.copyfile(texts, sops_dir / texts.name)
     return sops_dir
 
 

@@ -311,18 +311,27 @@ def _report_catalogue_problems(path: Path) -> int:
 
 def _report_sop_problems(path: Path, content_dir: Path) -> int:
     from bot.sop.check import check_path, sop_files
+    from bot.sop.text_files import TEXTS_SUFFIX
 
     if not path.exists():
         raise Failure(f"{path} does not exist: give an SOP file or folder, or set SOPS_DIR", 2)
-    problems = check_path(path, content_dir)
+    if path.name.endswith(TEXTS_SUFFIX):
+        raise Failure(
+            f"{path} holds an SOP's texts: check the SOP file or its folder, and its texts are "
+            "checked with it",
+            2,
+        )
+    found = check_path(path, content_dir)
     files = sop_files(path)
-    for problem in problems:
+    for problem in found:
         sys.stdout.write(f"{problem}\n")
     count = _plural(len(files), "SOP file")
+    problems = [problem for problem in found if not problem.note]
     if not problems:
-        sys.stderr.write(f"{count} OK\n")
+        noted = f" ({_plural(len(found), 'note')})" if found else ""
+        sys.stderr.write(f"{count} OK{noted}\n")
         return 0
-    broken = len({problem.file for problem in problems} & set(files)) or 1
+    broken = len({problem.origin or problem.file for problem in problems} & set(files)) or 1
     sys.stderr.write(f"{_plural(len(problems), 'problem')} in {broken} of {count}\n")
     return 1
 
@@ -339,9 +348,10 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         raise Failure(f"{args.file} is not a file: give the SOP file to simulate", 2)
     try:
         script = parse_script(vars(args), settings.tz)
-        problems = check_path(args.file, settings.content_dir)
-        for problem in problems:
-            sys.stdout.write(f"{problem}\n")
+        found = check_path(args.file, settings.content_dir)
+        for problem in found:  # notes too, apart from the timeline
+            (sys.stderr if problem.note else sys.stdout).write(f"{problem}\n")
+        problems = [problem for problem in found if not problem.note]
         if problems:
             count = _plural(len(problems), "problem")
             sys.stderr.write(f"{count} in {args.file}: fix them to simulate it\n")

@@ -16,7 +16,8 @@ LANGUAGES = ("zh", "en")
 
 
 class Texts:
-    """Every text the bot says, by key and language; a missing key is an error at start."""
+    """Every text the bot says, by key and language; a text written in one language only is
+    said in that language to every group."""
 
     def __init__(self, catalogues: dict[str, dict[str, str]], default_language: str = "zh") -> None:
         self.catalogues = catalogues
@@ -44,12 +45,6 @@ class Texts:
             except yaml.YAMLError as exc:
                 raise SettingsError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
             catalogues[lang] = flatten_keys(raw or {})
-        missing = set(catalogues["en"]) ^ set(catalogues["zh"])
-        if missing:
-            raise SettingsError(
-                f"texts differ between languages: {', '.join(sorted(missing))} must be in both "
-                f"{content_dir}/texts/en.yaml and zh.yaml"
-            )
         try:
             return cls(catalogues, default_language)
         except TemplateError as exc:
@@ -60,7 +55,11 @@ class Texts:
     def __call__(self, key: str, language: str | None = None, **values: Any) -> str:
         """Render text `key` in `language` (the default when None or unknown)."""
         lang = language if language in self.catalogues else self.default_language
-        return self._templates[(lang, key)].render(**values).strip()
+        for other in (lang, *LANGUAGES):  # a text in one language only serves every group
+            template = self._templates.get((other, key))
+            if template is not None:
+                return template.render(**values).strip()
+        raise KeyError(f"text '{key}' is in no language of the catalogue")
 
 
 def flatten_keys(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -146,11 +146,16 @@ class RecordingOutbox:
 
 
 def copy_sops(tmp: Path, *names: str, source: Path | None = None) -> Path:
-    """A SOPS_DIR holding these files from tests/fixtures/sops/engine (or `source`)."""
+    """A SOPS_DIR holding these files from tests/fixtures/sops/engine (or `source`), each with
+    its texts file (`<name>.texts.yaml`) when it has one."""
     folder = tmp / "sops"
     folder.mkdir(exist_ok=True)
     for name in names:
-        shutil.copy((source or ROOT / "tests/fixtures/sops/engine") / name, folder / name)
+        origin = (source or ROOT / "tests/fixtures/sops/engine") / name
+        shutil.copy(origin, folder / name)
+        texts = origin.with_name(f"{origin.stem}.texts.yaml")
+        if texts.is_file():
+            shutil.copy(texts, folder / texts.name)
     return folder
 
 

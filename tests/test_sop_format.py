@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -110,11 +110,11 @@ def test_valid_fixtures_load_and_drafts_are_skipped() -> None:
         ),
         (
             "missing_text",
-            f"9:17: steps.0.send.template: text key 'onboarding.helo' is not in {CONTENT}/texts/en.yaml or zh.yaml",
+            f"9:17: steps.0.send.template: text key 'onboarding.helo' is in neither this SOP's texts nor {CONTENT}/texts/en.yaml or zh.yaml (did you mean 'onboarding.hello'?); add it under `texts:` in the SOP file or in its .texts.yaml",
         ),
         (
             "undefined_variable",
-            "8:22: steps.0.send.template: text 'broken.unknown_variable' (en) uses an unknown variable: "
+            f"8:22: steps.0.send.template: text 'broken.unknown_variable' (en, {CONTENT}/texts/en.yaml:12) uses an unknown variable: "
             "'coupon_code' is undefined; texts can use checkin, group, leaderboard, live, lottery, member, members, now, run, sop, trigger, vars (this SOP's vars: none)",
         ),
     ],
@@ -279,3 +279,18 @@ def test_check_command_checks_the_rewards_catalogue_too(
     assert err.startswith("0 SOP files OK\n") and "in " + str(content / "rewards.yaml") in err
     (content / "rewards.yaml").unlink()
     assert main(["check"]) == 0
+
+
+def test_yaml_words_on_off_yes_no_are_text_and_only_true_false_are_booleans(
+    tmp_path: Path,
+) -> None:
+    from bot.sop.yaml_files import SopLoader
+
+    data = SopLoader("on: 2026-12-24\nflag: yes\nother: off\nreal: true\nfake: False\n")
+    assert data.get_single_data() == {
+        "on": date(2026, 12, 24),
+        "flag": "yes",
+        "other": "off",
+        "real": True,
+        "fake": False,
+    }

@@ -11,17 +11,18 @@ import difflib
 import hashlib
 import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
-from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2 import TemplateSyntaxError, UndefinedError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from bot.sop.check_texts import TextChecks, TextKind, own_texts
 from bot.sop.format import (
     Condition,
     MessageTrigger,
@@ -34,7 +35,11 @@ from bot.sop.format import (
 )
 from bot.sop.schedules import cron_trigger
 from bot.sop.steps import STEPS, KeyPath
-from bot.sop.templates import LANGUAGES, SAMPLE_CONTEXT, compile_expression, load_catalogues, render
+from bot.sop.templates import SAMPLE_CONTEXT, compile_expression
+from bot.sop.text_files import TEXTS_SUFFIX, TextFile, sources, texts_file_of
+from bot.sop.yaml_files import FULL_WIDTH, Problem, SopLoader, full_width_hint, yaml_problem
+
+__all__ = ["LoadedSop", "Problem", "check_path", "load_sops", "locate", "sop_files"]
 
 TIERS_FILE = "tiers.yaml"  # in SOPS_DIR, but not an SOP (bot.stats.tiers)
 
@@ -60,27 +65,14 @@ _EXPECTED = {
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One thing wrong in an SOP file, where it is and what to do about it."""
-
-    file: Path
-    line: int
-    column: int
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-@dataclass(frozen=True)
 class LoadedSop:
-    """A valid SOP, the file it came from and the SHA-256 of that file's content."""
+    """A valid SOP, the file it came from, the SHA-256 of that file's content (and of its texts
+    file's), and its own texts (language -> key -> source)."""
 
     sop: Sop
     file: Path
     digest: str
+    texts: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -91,12 +83,17 @@ class _Document:
     data: Any = None
     sop: Sop | None = None
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
+    texts: TextFile | None = None  # the SOP's own texts, once it is valid
 
-    def problem(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
+    def problem(
+        self, path: KeyPath, message: str, *, at_key: bool = False, note: bool = False
+    ) -> None:
         node = locate(self.root, path, at_key=at_key)
         line, column = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
         dotted = ".".join(str(part) for part in path)
-        self.problems.append(Problem(self.file, line, column, dotted, message))
+        found = Problem(self.file, line, column, dotted, message, note=note)
+        (self.notes if note else self.problems).append(found)
 
 
 def sop_files(path: Path) -> list[Path]:
@@ -109,22 +106,30 @@ def sop_files(path: Path) -> list[Path]:
         for child in path.iterdir()
         if child.suffix in (".yaml", ".yml")
         and not child.name.startswith("_")
+        and not child.name.endswith(TEXTS_SUFFIX)
         and child.name != TIERS_FILE
         and child.is_file()
     )
 
 
 def check_path(path: Path, content_dir: Path) -> list[Problem]:
-    """Every problem in the SOP file at `path`, or in every SOP file of the folder `path`."""
+    """Every problem in the SOP file at `path`, or in every SOP file of the folder `path`, and
+    the notes (`Problem.note`: worth knowing, not in the way of loading) after them."""
     folder = path if path.is_dir() else path.parent
-    return _check(folder, sop_files(path), content_dir)[1]
+    documents, problems = _check(folder, sop_files(path), content_dir)
+    return problems + [note for document in documents for note in document.notes]
 
 
 def load_sops(folder: Path, content_dir: Path) -> tuple[dict[str, LoadedSop], list[Problem]]:
     """The valid SOPs of `folder` by id, and the problems of the others (which stay unloaded)."""
     documents, problems = _check(folder, sop_files(folder), content_dir)
     loaded = {
-        document.sop.id: LoadedSop(document.sop, document.file, document.digest)
+        document.sop.id: LoadedSop(
+            document.sop,
+            document.file,
+            document.digest,
+            sources(document.texts.texts) if document.texts else {},
+        )
         for document in documents
         if document.sop is not None and not document.problems
     }
@@ -148,42 +153,34 @@ def _check(
             owners.setdefault(document.sop.id, document)
 
     checked = [documents[file] for file in targets]
-    content = _Content(content_dir)
+    texts = TextChecks(content_dir)
     for document in checked:
         if document.sop is None or document.problems:
             continue
         owner = owners[document.sop.id]
         _check_steps(document, document.sop, folder, content_dir, known_ids, owner)
+        document.texts = own_texts(document.file, document.sop.id, document.root)
+        document.problems += [
+            replace(problem, origin=document.file) for problem in document.texts.problems
+        ]
+        document.digest = _with_texts(document)
         if not document.problems:
-            content.check(document, document.sop, folder, known_ids)
+            _check_content(document, document.sop, folder, content_dir, known_ids, texts)
     problems = [problem for document in checked for problem in document.problems]
-    return checked, content.problems + problems
+    return checked, texts.problems + problems
+
+
+def _with_texts(document: _Document) -> str:
+    """The digest of the SOP file and of its texts file, so that new texts count as a change."""
+    assert document.sop is not None
+    try:
+        extra = texts_file_of(document.file, document.sop.id).read_bytes()
+    except OSError:
+        return document.digest
+    return hashlib.sha256(document.digest.encode() + extra).hexdigest()
 
 
 # --- Stage 1: YAML ------------------------------------------------------------------------------
-
-
-class _SopLoader(yaml.SafeLoader):
-    """SafeLoader that reads 10:30 as text, not as the YAML 1.1 base-60 number 630."""
-
-
-_SopLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith((":int", ":float"))]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_SopLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"),
-)
-_SopLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
 
 
 def _parse(file: Path) -> _Document:
@@ -195,22 +192,16 @@ def _parse(file: Path) -> _Document:
         document.problem((), f"cannot read the file: {exc.strerror or exc}")
         return document
     document.digest = hashlib.sha256(raw).hexdigest()
-    loader = _SopLoader(raw.decode("utf-8", errors="replace"))
+    source = raw.decode("utf-8", errors="replace")
+    loader = SopLoader(source)
     try:
         document.root = loader.get_single_node()
         _duplicate_keys(document, document.root)
         if not document.problems and document.root is not None:
             document.data = loader.construct_document(document.root)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = f"invalid YAML: {exc.problem or exc.context}"
-        if exc.problem and exc.context and exc.context_mark:
-            message += f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
-        if "block" in message:
-            message += "; check the indentation"
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        document.problems.append(Problem(file, line, column, "", message))
-    except (yaml.YAMLError, ValueError) as exc:
+    except yaml.YAMLError as exc:
+        document.problems.append(yaml_problem(file, exc, source))
+    except ValueError as exc:
         document.problems.append(Problem(file, 1, 1, "", f"invalid YAML: {exc}"))
     finally:
         loader.dispose()
@@ -311,7 +302,10 @@ def _schema_problem(document: _Document, error: ErrorDetails) -> None:
     kind = error["type"]
     context = error.get("ctx", {})
     if kind == "unknown_key":
-        document.problem((*path, str(context["key"])), error["msg"], at_key=True)
+        key = str(context["key"])
+        wide = next((char for char in key if char in FULL_WIDTH), None)
+        message = f"{error['msg']}; {full_width_hint(wide)}" if wide else error["msg"]
+        document.problem((*path, key), message, at_key=True)
         return
     if kind == "missing":
         document.problem(tuple(path), f"missing required key '{path[-1]}'")
@@ -386,6 +380,16 @@ def _timezone(document: _Document, path: KeyPath, name: str | None) -> ZoneInfo 
 def _check_triggers(document: _Document, sop: Sop) -> None:
     for index, trigger in enumerate(sop.triggers):
         at: KeyPath = ("triggers", index)
+        if isinstance(trigger, MessageTrigger):
+            for number, keyword in enumerate(trigger.keywords):
+                if "，" in keyword or "、" in keyword:
+                    parts = ", ".join(part.strip() for part in re.split("[，、]", keyword))
+                    document.problem(
+                        (*at, "keywords", number),
+                        f"keyword '{keyword}' has a full-width comma, so it matches only that "
+                        f"whole text; for several keywords write [{parts}]",
+                        note=True,
+                    )
         if isinstance(trigger, MessageTrigger) and trigger.regex is not None:
             try:
                 re.compile(trigger.regex)
@@ -487,119 +491,39 @@ class _StepChecks:
     content_dir: Path
     step_ids: Collection[str]
     sop_ids: Collection[str]
-    content: _Content | None = None  # stage 6: the texts
-    catalogues: dict[str, dict[str, str]] = field(default_factory=dict)
+    sop_id: str = ""
+    texts: TextChecks | None = None  # stage 6: the texts
     context: dict[str, Any] = field(default_factory=dict)
 
     def problem(self, at: KeyPath, message: str) -> None:
         self.document.problem(at, message)
 
-    def text(self, at: KeyPath, key: str, **extra: Any) -> None:
-        assert self.content is not None, "texts are checked in stage 6"
+    def text(self, at: KeyPath, key: str, kind: TextKind = "message", **extra: Any) -> None:
+        assert self.texts is not None, "texts are checked in stage 6"
+        assert self.document.texts is not None
         context = {**self.context, **extra} if extra else self.context
-        self.content.text(self.document, self.catalogues, context, at, key)
+        own = self.document.texts.texts
+        self.texts.text(self.document.problem, own, context, at, key, kind)
 
     def photo(self, at: KeyPath, photo: str) -> None:
-        assert self.content is not None, "files are checked in stage 6"
-        self.content.photo(self.document, at, photo)
+        assert self.texts is not None, "files are checked in stage 6"
+        self.texts.photo(self.document.problem, at, photo)
 
 
 # --- Stage 6: texts and content -----------------------------------------------------------------
 
 
-class _Content:
-    """The text catalogue and files under CONTENT_DIR, read once per check."""
-
-    def __init__(self, content_dir: Path) -> None:
-        self.content_dir = content_dir
-        self.problems: list[Problem] = []
-        self._catalogues: dict[str, dict[str, str]] | None = None
-
-    def catalogues(self) -> dict[str, dict[str, str]] | None:
-        if self._catalogues is None and not self.problems:
-            try:
-                self._catalogues = load_catalogues(self.content_dir)
-            except OSError as exc:
-                where = Path(exc.filename) if exc.filename else self.content_dir
-                self.problems.append(
-                    Problem(where, 1, 1, "", f"cannot read the texts: {exc.strerror or exc}")
-                )
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                self.problems.append(
-                    Problem(
-                        self.content_dir / "texts",
-                        mark.line + 1 if mark else 1,
-                        mark.column + 1 if mark else 1,
-                        "",
-                        f"the text catalogue is not valid YAML: {exc}".replace("\n", " "),
-                    )
-                )
-        return self._catalogues
-
-    def check(self, document: _Document, sop: Sop, folder: Path, sop_ids: set[str]) -> None:
-        catalogues = self.catalogues()
-        if catalogues is None:
-            document.problem((), "texts not checked: the text catalogue cannot be read")
-            return
-        step_ids = [step.id for step in walk_steps(sop.steps) if step.id is not None]
-        context = _sample_context(sop)
-        checks = _StepChecks(
-            document, folder, self.content_dir, step_ids, sop_ids, self, catalogues, context
-        )
-        for at, step in _steps_with_paths(sop.steps, ("steps",)):
-            STEPS.of(step).check_content(step, at, checks)
-
-    def text(
-        self,
-        document: _Document,
-        catalogues: dict[str, dict[str, str]],
-        context: dict[str, Any],
-        at: KeyPath,
-        key: str,
-    ) -> None:
-        texts = self.content_dir / "texts"
-        missing = [language for language in LANGUAGES if key not in catalogues[language]]
-        if len(missing) == len(LANGUAGES):
-            names = " or ".join(f"{language}.yaml" for language in LANGUAGES)
-            document.problem(at, f"text key '{key}' is not in {texts}/{names}")
-            return
-        if missing:
-            present = [language for language in LANGUAGES if language not in missing]
-            document.problem(
-                at,
-                f"text key '{key}' is in {texts}/{present[0]}.yaml but not in {missing[0]}.yaml",
-            )
-            return
-        for language in LANGUAGES:
-            try:
-                render(catalogues[language][key], context)
-            except UndefinedError as exc:
-                names = ", ".join(sorted(context))
-                variables = ", ".join(sorted(context["vars"])) or "none"
-                document.problem(
-                    at,
-                    f"text '{key}' ({language}) uses an unknown variable: {exc.message}; texts can "
-                    f"use {names} (this SOP's vars: {variables})",
-                )
-                return
-            except TemplateSyntaxError as exc:
-                document.problem(
-                    at,
-                    f"text '{key}' ({language}) is not a valid template: {exc.message} "
-                    f"(line {exc.lineno} of the text)",
-                )
-                return
-            except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-                document.problem(at, f"text '{key}' ({language}) cannot render: {exc}")
-                return
-
-    def photo(self, document: _Document, at: KeyPath, photo: str) -> None:
-        base = self.content_dir.resolve()
-        target = (base / photo).resolve()
-        if not target.is_relative_to(base) or not target.is_file():
-            document.problem(
-                at,
-                f"photo '{photo}' is not a file under {self.content_dir} (CONTENT_DIR); "
-                "use a path inside it or an https:// URL",
-            )
+def _check_content(
+    document: _Document,
+    sop: Sop,
+    folder: Path,
+    content_dir: Path,
+    sop_ids: set[str],
+    texts: TextChecks,
+) -> None:
+    step_ids = [step.id for step in walk_steps(sop.steps) if step.id is not None]
+    checks = _StepChecks(
+        document, folder, content_dir, step_ids, sop_ids, sop.id, texts, _sample_context(sop)
+    )
+    for at, step in _steps_with_paths(sop.steps, ("steps",)):
+        STEPS.of(step).check_content(step, at, checks)

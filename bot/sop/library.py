@@ -26,13 +26,14 @@ class Procedure:
     sop: Sop
     file: Path
     digest: str
+    texts: dict[str, dict[str, str]] = field(default_factory=dict)  # its own: language -> key
     steps: dict[str, Step] = field(default_factory=dict)
     successor: dict[str, str | None] = field(default_factory=dict)
     path_of: dict[str, str] = field(default_factory=dict)  # step id -> path
 
     @classmethod
     def of(cls, loaded: LoadedSop) -> Procedure:
-        procedure = cls(loaded.sop, loaded.file, loaded.digest)
+        procedure = cls(loaded.sop, loaded.file, loaded.digest, loaded.texts)
         procedure._index(loaded.sop.steps, "", None)
         return procedure
 
@@ -112,7 +113,7 @@ class Library:
         fresh = {sop_id: Procedure.of(item) for sop_id, item in loaded.items()}
         by_file: dict[Path, list[Problem]] = {}
         for problem in problems:
-            by_file.setdefault(problem.file, []).append(problem)
+            by_file.setdefault(problem.origin or problem.file, []).append(problem)
         broken: dict[Path, Broken] = {}
         for file, found in by_file.items():
             kept = next(

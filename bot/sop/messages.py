@@ -61,30 +61,51 @@ def parse_button(data: str) -> tuple[str, str] | None:
 
 
 class TextCatalogue:
-    """SOP texts by language, with the other language as fallback for a missing key."""
+    """SOP texts by language: an SOP's own texts first, then the bot's catalogue, each in the
+    group's language first; a text written in one language only serves every group."""
 
-    def __init__(self, catalogues: Mapping[str, Mapping[str, str]], default_language: str) -> None:
+    def __init__(
+        self,
+        catalogues: Mapping[str, Mapping[str, str]],
+        default_language: str,
+        own: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
+    ) -> None:
         self.catalogues = catalogues
         self.default_language = default_language
+        self.own = own or {}  # sop id -> language -> key -> source
 
-    def mentions(self, keys: Iterable[str], word: str) -> bool:
+    def _layers(self, sop_id: str | None) -> list[Mapping[str, Mapping[str, str]]]:
+        own = self.own.get(sop_id) if sop_id is not None else None
+        return [own, self.catalogues] if own else [self.catalogues]
+
+    def mentions(self, keys: Iterable[str], word: str, sop_id: str | None = None) -> bool:
         """Whether any language's text of these keys contains `word` (say, a variable)."""
         return any(
-            word in catalogue.get(key, "") for catalogue in self.catalogues.values() for key in keys
+            word in catalogue.get(key, "")
+            for layer in self._layers(sop_id)
+            for catalogue in layer.values()
+            for key in keys
         )
 
-    def render(self, key: str, language: str | None, context: Mapping[str, Any]) -> str:
+    def render(
+        self,
+        key: str,
+        language: str | None,
+        context: Mapping[str, Any],
+        sop_id: str | None = None,
+    ) -> str:
         first = self.default_language
-        if language is not None and language in self.catalogues:
+        if language is not None and language in LANGUAGES:
             first = language
         for lang in (first, *(other for other in LANGUAGES if other != first)):
-            source = self.catalogues.get(lang, {}).get(key)
-            if source is not None:
-                try:
-                    return render(source, context)
-                except Exception as exc:
-                    raise RenderError(f"text '{key}' ({lang}) cannot render: {exc}") from exc
-        raise RenderError(f"text key '{key}' is in no text catalogue")
+            for layer in self._layers(sop_id):
+                source = layer.get(lang, {}).get(key)
+                if source is not None:
+                    try:
+                        return render(source, context)
+                    except Exception as exc:
+                        raise RenderError(f"text '{key}' ({lang}) cannot render: {exc}") from exc
+        raise RenderError(f"text key '{key}' is in neither the SOP's texts nor the catalogue")
 
 
 def compose(
@@ -101,14 +122,14 @@ def compose(
     variant = pick_variant(send.variants, sop_id, who) if send.variants else None
     key = variant.template if variant is not None else send.template
     assert key is not None
-    text = texts.render(key, language, context)
+    text = texts.render(key, language, context, sop_id)
     markup = None
     if send.buttons:
         rows = []
         for row in send.buttons:
             buttons = []
             for button in row:
-                label = texts.render(button.text, language, context)
+                label = texts.render(button.text, language, context, sop_id)
                 if button.url is not None:
                     buttons.append(InlineKeyboardButton(text=label, url=button.url))
                 else:

@@ -49,16 +49,16 @@ async def test_the_shipped_welcome_transcript_replays_cleanly(tmp_path: Path) ->
 
 
 async def test_a_changed_welcome_text_fails_the_replay_with_a_diff(tmp_path: Path) -> None:
-    content = tmp_path / "content"
-    shutil.copytree(ROOT / "content", content)
-    texts = content / "texts" / "en.yaml"
+    sops = tmp_path / "sops"
+    shutil.copytree(ROOT / "sops", sops)
+    texts = sops / "welcome.texts.yaml"
     old = "Say hi and tell us what brought you here. The rules are one tap away."
     new = "Say hello! The rules are one tap away."
     source = texts.read_text(encoding="utf-8")
     assert old in source
     texts.write_text(source.replace(old, new), encoding="utf-8")
 
-    code, output = await replay(SHIPPED, tmp_path, CONTENT_DIR=str(content))
+    code, output = await replay(SHIPPED, tmp_path, SOPS_DIR=str(sops))
     assert code == 1, output
     assert f"-      {old}" in output and f"+      {new}" in output  # Zoe's and Yan's greetings
     assert output.count(f"+      {new}") == 2

@@ -160,12 +160,13 @@ class Engine:
     def reload_files(self) -> LoadReport:
         """Read SOP files and texts again; a broken file keeps its last good version running."""
         report = self.library.load()
+        catalogues = self._stepping.texts.catalogues
         try:
-            self._stepping.texts = TextCatalogue(
-                load_catalogues(self.library.content_dir), self.default_language
-            )
+            catalogues = load_catalogues(self.library.content_dir)
         except Exception as exc:  # keep the texts we had
             logger.error("cannot read the texts in {}: {}", self.library.content_dir, exc)
+        own = {procedure.id: procedure.texts for procedure in self.library if procedure.texts}
+        self._stepping.texts = TextCatalogue(catalogues, self.default_language, own)
         self._triggers.index = TriggerIndex.of(self.library)
         for broken in report.broken:
             kept = f"; version from before still runs ({broken.sop_id})" if broken.sop_id else ""

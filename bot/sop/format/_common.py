@@ -25,7 +25,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
 ID_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
-TEXT_KEY_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)+$"
+TEXT_KEY_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
 EVENT_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 COMMAND_PATTERN = r"^[a-z0-9_]{1,32}$"
 VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -138,7 +138,10 @@ Identifier = Annotated[
 ]
 TextKey = Annotated[
     str,
-    _Matching(TEXT_KEY_PATTERN, "a text key such as welcome.greeting (from content/texts)"),
+    _Matching(
+        TEXT_KEY_PATTERN,
+        "a text key such as greeting or welcome.greeting (from the SOP's texts or content/texts)",
+    ),
 ]
 EventName = Annotated[
     str,
@@ -200,6 +203,48 @@ def _exactly_one(model: BaseModel, *names: str, required: bool = True) -> None:
         raise ValueError(f"use only one of {shown}, not {' and '.join(map(repr, given))}")
     if required and not given:
         raise ValueError(f"needs one of {shown}")
+
+
+_TEXT_KEY_PART = re.compile(r"[a-z0-9_]+")
+
+
+def flat_texts(tree: Any, prefix: str = "") -> dict[str, str]:
+    """A language's texts as written (nested mappings allowed) as `{"intro.button": text}`;
+    ValueError names the first key that is not a text key or whose value is not a text."""
+    if not isinstance(tree, dict):
+        where = f"'{prefix[:-1]}'" if prefix else "the texts of a language"
+        raise ValueError(f"{where} must be a mapping of text keys to texts")
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if not isinstance(key, str) or not _TEXT_KEY_PART.fullmatch(key):
+            raise ValueError(
+                f"'{name}' is not a text key: use lowercase letters, digits and _ "
+                "(nest mappings for dotted keys)"
+            )
+        if isinstance(value, dict):
+            flat.update(flat_texts(value, f"{name}."))
+        elif isinstance(value, str | int | float) and not isinstance(value, bool):
+            if not str(value).strip():
+                raise ValueError(f"text '{name}' is empty")
+            flat[name] = str(value)
+        else:
+            kind = "empty" if value is None else type(value).__name__
+            raise ValueError(f"text '{name}' must be a text, not {kind}")
+    return flat
+
+
+TextTree = Annotated[
+    dict[str, Any],
+    AfterValidator(flat_texts),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "text keys -> texts (Jinja2, sent as Telegram HTML); nest for dots",
+            "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+        }
+    ),
+]
 
 
 def _at_least_one(model: BaseModel, *names: str) -> None:

@@ -12,7 +12,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
 
-from ._common import Duration, Identifier, NonEmptyText, Scalar, Strict, VariableName, _at_least_one
+from ._common import (
+    Duration,
+    Identifier,
+    NonEmptyText,
+    Scalar,
+    Strict,
+    TextTree,
+    VariableName,
+    _at_least_one,
+)
 from ._conditions import Condition
 from ._steps import Step
 from ._triggers import Trigger
@@ -66,6 +75,9 @@ class Sop(Strict):
     triggers: list[Trigger] = Field(min_length=1)
     conditions: list[Condition] = []
     steps: list[Step] = Field(min_length=1)
+    # The SOP's own texts per language; also `<id>.texts.yaml` beside the file. Looked up before
+    # the bot's catalogue (content/texts); a text in one language only serves every group.
+    texts: dict[Literal["zh", "en"], TextTree] = {}
 
 
 def json_schema_text() -> str:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from bot.db import RunStatus
 from bot.sop.format import Condition, Step, StepBase
@@ -153,9 +153,20 @@ class Checks(Protocol):
 
     def problem(self, at: KeyPath, message: str) -> None: ...
 
-    def text(self, at: KeyPath, key: str, **extra: Any) -> None:
-        """The text key is in every language and renders with the sample context (and
-        `extra` variables)."""
+    @property
+    def sop_id(self) -> str:
+        """The id of the SOP being checked."""
+        ...
+
+    def text(
+        self,
+        at: KeyPath,
+        key: str,
+        kind: Literal["message", "caption", "button"] = "message",
+        **extra: Any,
+    ) -> None:
+        """The text key is in the SOP's texts or the catalogue, renders with the sample context
+        (and `extra` variables) and Telegram would take it as a message, a caption or a button."""
         ...
 
     def photo(self, at: KeyPath, photo: str) -> None:

@@ -64,7 +64,7 @@ class Broadcast(StepType[BroadcastStep]):
                 )
                 advances.append((run.chat_id, at + 1))
             try:
-                text = tools.texts.render(action.template, language, context)
+                text = tools.texts.render(action.template, language, context, procedure.id)
             except RenderError as exc:
                 errors[run.id] = str(exc)
                 continue

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from loguru import logger
 
@@ -74,8 +74,8 @@ class Send(StepType[SendStep]):
                 failures.append(([run], error))
         keys = [send.template] if send.template else [v.template for v in send.variants or []]
         keys += [button.text for row in send.buttons for button in row]
-        counts_needed = {WEEK} if tools.texts.mentions(keys, MESSAGES_7D) else set()
-        streaks_needed = tools.texts.mentions(keys, STREAK)
+        counts_needed = {WEEK} if tools.texts.mentions(keys, MESSAGES_7D, procedure.id) else set()
+        streaks_needed = tools.texts.mentions(keys, STREAK, procedure.id)
         wanted: dict[int, list[int]] = {run.chat_id: [] for run in runs}
         for run in runs:
             if run.user_id:
@@ -175,14 +175,23 @@ class Send(StepType[SendStep]):
                 )
 
     def check_content(self, step: SendStep, at: KeyPath, checks: Checks) -> None:
+        from bot.sop.messages import RenderError, button_data
+
         send = step.send
+        kind: Literal["message", "caption"] = "caption" if send.photo is not None else "message"
         if send.template is not None:
-            checks.text((*at, "send", "template"), send.template)
+            checks.text((*at, "send", "template"), send.template, kind)
         for index, variant in enumerate(send.variants or []):
-            checks.text((*at, "send", "variants", index, "template"), variant.template)
+            checks.text((*at, "send", "variants", index, "template"), variant.template, kind)
         for row_index, row in enumerate(send.buttons):
             for index, button in enumerate(row):
-                checks.text((*at, "send", "buttons", row_index, index, "text"), button.text)
+                where = (*at, "send", "buttons", row_index, index)
+                checks.text((*where, "text"), button.text, "button")
+                if button.next is not None:
+                    try:
+                        button_data(checks.sop_id, button.next)
+                    except RenderError as exc:
+                        checks.problem((*where, "next"), str(exc))
         if send.photo is not None and not send.photo.startswith("https://"):
             checks.photo((*at, "send", "photo"), send.photo)
 
