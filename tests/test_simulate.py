@@ -262,8 +262,23 @@ triggers:
     cooldown: 1d
 steps:
   - send:
-      template: welcome.rules
+      template: price.answer
       reply: true
+texts:
+  en:
+    price:
+      answer: |
+        <b>Prices</b>
+        1. Tea: 10 yuan a pot, refills free all afternoon.
+        2. Cake: 15 yuan a slice, baked every morning.
+        3. Ask us about the set menu.
+  zh:
+    price:
+      answer: |
+        <b>价格</b>
+        1. 茶：10 元。
+        2. 蛋糕：15 元。
+        3. 套餐请问我们。
 """
 
 
@@ -374,11 +389,12 @@ async def test_full_prints_texts_whole(price: Path) -> None:
 
     [(_, short)] = sends(cut)
     [(_, long)] = sends(whole)
-    assert short.endswith('No ads or links…"')
-    assert long.endswith('3. Ask anything. There are no silly questions here."')
+    assert short.endswith('2. Cake: 15 yuan a slice, baked every mor…"')
+    assert long.endswith('3. Ask us about the set menu."')
     lines = whole.text().splitlines()
     at = next(n for n, line in enumerate(lines) if "steps.0 → group" in line)
-    assert lines[at + 1] == " " * 26 + "1. Be kind: disagree with ideas, not people."
+    assert lines[at].endswith('steps.0 → group "Prices')
+    assert lines[at + 1] == " " * 26 + "1. Tea: 10 yuan a pot, refills free all afternoon."
 
 
 @pytest.mark.usefixtures("cli_env")
@@ -391,4 +407,4 @@ def test_the_command_takes_members_writes_and_full(
     out = capsys.readouterr().out
     assert "Member Ada (100002) joined now" in out
     assert "refused   price not started for Ada: cooldown 1d, started today 09:00" in out
-    assert "3. Ask anything. There are no silly questions here." in out
+    assert "3. Ask us about the set menu." in out

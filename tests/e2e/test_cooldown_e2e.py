@@ -30,8 +30,23 @@ triggers:
     cooldown: 1d
 steps:
   - send:
-      template: welcome.nudge
+      template: price.answer
       reply: true
+texts:
+  en:
+    price:
+      answer: |
+        <b>Prices</b>
+        1. Tea: 10 yuan a pot, refills free all afternoon.
+        2. Cake: 15 yuan a slice, baked every morning.
+        3. Ask us about the set menu.
+  zh:
+    price:
+      answer: |
+        <b>价格</b>
+        1. 茶：10 元。
+        2. 蛋糕：15 元。
+        3. 套餐请问我们。
 """
 
 
