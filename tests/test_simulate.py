@@ -307,7 +307,7 @@ async def test_writes_say_what_a_member_writes_and_a_cooldown_refusal_says_why(
         (
             "+2h",
             "refused",
-            "price not started for Lin: cooldown 1d, started today 09:00; next from tomorrow 00:00",
+            "price not started for Lin: cooldown 1d, started today at 09:00; next from tomorrow 00:00",
         ),
         # 00:01 in Shanghai: a new local day (15:01 UTC is still the same day in UTC).
         ("+15h1m", "write", 'Lin writes "price"'),
@@ -336,7 +336,7 @@ async def test_several_members_each_started_and_each_writing(price: Path) -> Non
         (
             "+1h",
             "refused",
-            "price not started for Ada: cooldown 1d, started today 09:00; next from tomorrow 00:00",
+            "price not started for Ada: cooldown 1d, started today at 09:00; next from tomorrow 00:00",
         ),
         ("+2h", "write", 'Lin writes "hello"'),
     ]
@@ -406,5 +406,5 @@ def test_the_command_takes_members_writes_and_full(
 
     out = capsys.readouterr().out
     assert "Member Ada (100002) joined now" in out
-    assert "refused   price not started for Ada: cooldown 1d, started today 09:00" in out
+    assert "refused   price not started for Ada: cooldown 1d, started today at 09:00" in out
     assert "3. Ask us about the set menu." in out

@@ -21,6 +21,7 @@ from bot.sop.format import Sop
 from tests.sop_harness import GROUP, START, make_engine, settle, user
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+DAY = timedelta(days=1)
 LIN, ADA = 101, 102
 
 SOP = """\
@@ -93,11 +94,18 @@ def test_a_refusal_says_when_the_sop_started_and_when_it_may_start_again() -> No
     now = last + timedelta(hours=5)
     again = next_start(last, timedelta(days=1), SHANGHAI)
     refusal = Refusal("price", GROUP.id, LIN, now, timedelta(days=1), last, again, SHANGHAI)
-    assert refusal.reason() == "cooldown 1d, started today 09:00; next from tomorrow 00:00"
+    assert refusal.reason() == "cooldown 1d, started today at 09:00; next from tomorrow 00:00"
     rolling = Refusal(
         "price", GROUP.id, LIN, now, timedelta(hours=8), last, last + timedelta(hours=8), SHANGHAI
     )
-    assert rolling.reason() == "cooldown 8h, started today 09:00; next from today 17:00"
+    assert rolling.reason() == "cooldown 8h, started today at 09:00; next from today 17:00"
+    days = timedelta(days=3)
+    later = Refusal(
+        "price", GROUP.id, LIN, now + DAY, days, last, next_start(last, days, SHANGHAI), SHANGHAI
+    )
+    assert later.reason() == (
+        "cooldown 3d, started yesterday at 09:00; next from Thu 2026-11-05 00:00"
+    )
 
 
 # -- the engine --------------------------------------------------------------------------------
@@ -115,7 +123,7 @@ async def test_once_per_local_day_per_member(engine: AsyncEngine, tmp_path: Path
         assert [who for who, _at in await starts(engine)] == [LIN, ADA]
         [refused] = sop.cooldowns.refused
         assert (refused.sop_id, refused.user_id) == ("price", LIN)
-        assert refused.reason() == "cooldown 1d, started today 09:00; next from tomorrow 00:00"
+        assert refused.reason() == "cooldown 1d, started today at 09:00; next from tomorrow 00:00"
         clock.advance(timedelta(minutes=32))  # 00:01 in Shanghai (16:01 UTC, the same UTC day)
         await write(sop, LIN)
         assert [who for who, _at in await starts(engine)] == [LIN, ADA, LIN]
@@ -210,7 +218,7 @@ async def test_a_refused_start_is_logged_at_debug(engine: AsyncEngine, tmp_path:
     finally:
         logger.remove(sink)
     assert any(
-        line.startswith(f"price not started for {LIN}: cooldown 1d, started today 09:00")
+        line.startswith(f"price not started for {LIN}: cooldown 1d, started today at 09:00")
         for line in lines
     ), lines
 

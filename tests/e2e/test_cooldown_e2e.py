@@ -91,7 +91,7 @@ async def test_a_keyword_reply_once_a_day_also_across_a_restart(
     await answer_to(ctl, group, await ctl.send_message(group, lin, "price today?"))
     assert await tidepool.stop() == 0
 
-    refused = f"price_reply not started for {lin}: cooldown 1d, started today 10:0"
+    refused = f"price_reply not started for {lin}: cooldown 1d, started today at 10:0"
     assert tidepool.logs().count(refused) == 2, "each refused start is logged"
     replies = [m for m in await ctl.sent(group) if m["reply_to_message_id"] is not None]
     assert len(replies) == 4

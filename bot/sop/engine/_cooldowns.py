@@ -44,12 +44,13 @@ def next_start(last: datetime, cooldown: timedelta, zone: ZoneInfo) -> datetime:
     return datetime(local.year, local.month, local.day, tzinfo=zone).astimezone(UTC)
 
 
-def _when(moment: datetime, now: datetime, zone: ZoneInfo) -> str:
-    """A moment said the way people say it, near `now`: today at 09:00, tomorrow 00:00 …"""
+def _when(moment: datetime, now: datetime, zone: ZoneInfo, at: str = "") -> str:
+    """A moment said the way people say it, near `now`: `today at 09:00`, `tomorrow 00:00`,
+    `Wed 2026-11-04 00:00` (`at` goes between the day and the time)."""
     local, today = moment.astimezone(zone), now.astimezone(zone).date()
     names = {today: "today", today - DAY: "yesterday", today + DAY: "tomorrow"}
     day = names.get(local.date(), f"{local:%a %Y-%m-%d}")
-    return f"{day} {local:%H:%M}"
+    return f"{day} {at}{local:%H:%M}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +67,8 @@ class Refusal:
     zone: ZoneInfo
 
     def reason(self) -> str:
-        """Why, in one line: `cooldown 1d, started today 09:00; next from tomorrow 00:00`."""
-        started = _when(self.last, self.at, self.zone)
+        """Why, in one line: `cooldown 1d, started today at 09:00; next from tomorrow 00:00`."""
+        started = _when(self.last, self.at, self.zone, "at ")
         again = _when(self.again, self.at, self.zone)
         return f"cooldown {format_duration(self.cooldown)}, started {started}; next from {again}"
 
