@@ -80,6 +80,7 @@ class Cooldowns:
         self._db = db
         self._zone = zone  # a group's time zone
         self._last: dict[Key, datetime | None] = {}  # None: never started
+        self._stale = False  # forget `_last` before the next batch
         self.refused: deque[Refusal] = deque(maxlen=REFUSALS_KEPT)
         self.refusals = 0  # how many starts were refused since the engine was built
 
@@ -145,14 +146,16 @@ class Cooldowns:
             self._keep({key: at if last is None else max(last, at)})
 
     def forget(self) -> None:
-        """Forget what is in memory (a batch of starts failed: read again from the database)."""
-        self._last.clear()
+        """Forget what is in memory before the next batch of starts, and read it again from the
+        database (a batch failed; the SOP files were read again)."""
+        self._stale = True
 
     def trim(self) -> None:
-        """Keep memory bounded: past `KEPT` last starts, forget them all (called between
-        batches of starts, never while one is checked)."""
-        if len(self._last) > KEPT:
+        """Called before each batch of starts (never while one is checked): forget what is in
+        memory if asked to, or past `KEPT` last starts (memory stays bounded)."""
+        if self._stale or len(self._last) > KEPT:
             self._last.clear()
+            self._stale = False
 
     def _keep(self, found: dict[Key, datetime | None]) -> None:
         self._last.update(found)

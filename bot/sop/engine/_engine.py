@@ -168,6 +168,7 @@ class Engine:
         own = {procedure.id: procedure.texts for procedure in self.library if procedure.texts}
         self._stepping.texts = TextCatalogue(catalogues, self.default_language, own)
         self._triggers.index = TriggerIndex.of(self.library)
+        self.cooldowns.forget()  # an SOP's concurrency_key may have changed: read again
         for broken in report.broken:
             kept = f"; version from before still runs ({broken.sop_id})" if broken.sop_id else ""
             logger.error("SOP file {} is broken{}:\n{}", broken.file, kept, broken.summary(10))
