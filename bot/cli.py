@@ -83,9 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser(
         "simulate",
         help="dry-run an SOP in a simulated group on a fake clock: print what it sends when",
+        description=(
+            "Dry-run an SOP in a simulated group on a fake clock and print its timeline: what "
+            "each member does, each step, each message (nothing reaches Telegram). The SOP's "
+            "first trigger happens at the start for every member (a schedule fires once for "
+            "the group); --writes and --presses add what members do later. A start that a "
+            "trigger's cooldown refuses is shown with why."
+        ),
     )
     simulate.add_argument("file", type=Path, metavar="SOP_FILE", help="the SOP file to run")
-    simulate.add_argument("--member", default="Lin", metavar="NAME", help="the member's name")
+    simulate.add_argument(
+        "--member",
+        action="append",
+        metavar="NAME",
+        help="a member of the simulated group (repeatable; default: Lin); the first is the "
+        "one --writes and --presses mean when they name nobody",
+    )
     simulate.add_argument(
         "--until", default="3d", metavar="DURATION", help="how long to run (default: 3d)"
     )
@@ -93,15 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--writes",
         action="append",
         default=[],
-        metavar="AFTER",
-        help="the member writes a message this long after the start (repeatable)",
+        metavar="[NAME: ][TEXT@]AFTER",
+        help="a member writes TEXT this long after the start, e.g. 'price?@2h' or "
+        "'Ada: price?@1d'; a bare AFTER (2h) writes \"Hi everyone!\" (repeatable)",
     )
     simulate.add_argument(
         "--presses",
         action="append",
         default=[],
-        metavar="STEP@AFTER",
-        help="the member presses the flow button to STEP, e.g. rules@30m (repeatable)",
+        metavar="[NAME: ]STEP@AFTER",
+        help="a member presses the flow button to STEP on the last message that has it, e.g. "
+        "rules@30m or 'Ada: rules@1h'; the same button may be pressed again later (repeatable)",
+    )
+    simulate.add_argument(
+        "--full", action="store_true", help="print texts whole (default: cut at 100 characters)"
     )
     simulate.add_argument(
         "--language", choices=["zh", "en"], help="the group's language (default: LANGUAGE)"
@@ -110,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--start", metavar="DATE-TIME", help="when to start (default: the next full hour)"
     )
     simulate.add_argument("--group-title", default="Simulated group", metavar="TITLE")
-    simulate.add_argument("--text", help="the message that starts a flow with a message trigger")
+    simulate.add_argument(
+        "--text",
+        help="the message that starts a flow with a message trigger (default: its first keyword)",
+    )
 
     lottery = commands.add_parser("lottery", help="lotteries: verify a draw")
     actions = lottery.add_subparsers(dest="lottery_command", required=True, metavar="ACTION")

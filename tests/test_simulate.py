@@ -1,4 +1,4 @@
-"""`tidepool simulate`: the shipped SOPs on a fake clock, member actions, and bad input."""
+"""`tidepool simulate`: the shipped SOPs on a fake clock, members' actions, and bad input."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,9 +26,12 @@ async def run(
     until: str = "3d",
     writes: list[str] | None = None,
     presses: list[str] | None = None,
+    members: list[str] | None = None,
+    full: bool = False,
 ) -> Timeline:
     """Simulate `file` from Monday 2026-11-02 09:00 in Shanghai, in English."""
-    options = {"start": "2026-11-02T09:00", "until": until, "writes": writes, "presses": presses}
+    options: dict[str, Any] = {"start": "2026-11-02T09:00", "until": until, "writes": writes}
+    options |= {"presses": presses, "member": members, "full": full}
     script = parse_script(options, SHANGHAI)
     return await simulate(file, ROOT / "content", script, timezone=SHANGHAI, language="en")
 
@@ -88,7 +92,9 @@ async def test_pressing_the_rules_button_sends_the_rules_and_no_nudge() -> None:
     assert rules_at == "+5m"
     assert rules.startswith('rules → group "Simulated group: three simple rules')
     assert rules.endswith("delete after 10m")
-    assert entry(timeline, "resume").text == "wait_first: cut short by a flow button"
+    assert entry(timeline, "resume").text == (
+        "wait_first: cut short by Lin's press of [Group rules] → rules"
+    )
     assert timeline.runs == ["run 1 (welcome, Lin): done at +5m"]
 
 
@@ -153,6 +159,15 @@ def test_a_broken_file_is_reported_like_tidepool_check(capsys: pytest.CaptureFix
         ([str(WELCOME), "--presses", "rules"], "must look like STEP@AFTER"),
         ([str(WELCOME), "--presses", "rulez@5m"], "welcome has no step 'rulez'; its step ids"),
         ([str(WELCOME), "--start", "monday"], "--start 'monday' is not a date-time"),
+        ([str(WELCOME), "--writes", "hi@soon"], "--writes: 'soon' is not a duration"),
+        ([str(WELCOME), "--writes", "@2h"], "--writes '@2h': write TEXT@AFTER"),
+        (
+            [str(WELCOME), "--member", "Lin", "--member", "Ada", "--writes", "Bo: hi@2h"],
+            "--writes 'Bo: hi@2h': 'Bo' is not a member; members: Lin, Ada",
+        ),
+        ([str(WELCOME), "--presses", "Bo: rules@5m"], "'Bo' is not a member; members: Lin"),
+        ([str(WELCOME), "--member", "Lin", "--member", "Lin"], "--member 'Lin' is given twice"),
+        ([str(WELCOME), "--member", "Ada: x"], "without ':' or '@'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(
@@ -234,3 +249,162 @@ async def test_a_simulated_event_carries_what_the_real_one_carries() -> None:
     dormant = await run(ROOT / "sops/reengage_dormant.yaml", until="1h")
     [(_, greeting)] = sends(dormant)
     assert greeting.startswith("greet → group \"Lin, we haven't heard from you")
+
+
+PRICE = """\
+schema_version: 1
+id: price
+name: Price reply
+groups: all
+triggers:
+  - type: message
+    keywords: [价格, price]
+    cooldown: 1d
+steps:
+  - send:
+      template: price.answer
+      reply: true
+texts:
+  en:
+    price:
+      answer: |
+        <b>Prices</b>
+        1. Tea: 10 yuan a pot, refills free all afternoon.
+        2. Cake: 15 yuan a slice, baked every morning.
+        3. Ask us about the set menu.
+  zh:
+    price:
+      answer: |
+        <b>价格</b>
+        1. 茶：10 元。
+        2. 蛋糕：15 元。
+        3. 套餐请问我们。
+"""
+
+
+@pytest.fixture
+def price(tmp_path: Path) -> Path:
+    """A keyword reply at most once a local day per member."""
+    file = tmp_path / "price.yaml"
+    file.write_text(PRICE)
+    return file
+
+
+def lines_of(timeline: Timeline, *kinds: str) -> list[tuple[str, str, str]]:
+    """(offset, kind, text) of the entries of these kinds."""
+    return [(timeline.offset(e.at), e.kind, e.text) for e in timeline.entries if e.kind in kinds]
+
+
+async def test_writes_say_what_a_member_writes_and_a_cooldown_refusal_says_why(
+    price: Path,
+) -> None:
+    timeline = await run(price, until="1d", writes=["价格?@2h", "price@15h1m"])
+
+    assert lines_of(timeline, "write", "refused", "run") == [
+        ("+0s", "write", 'Lin writes "价格"'),
+        ("+0s", "run", "run 1 of price starts for Lin (trigger message)"),
+        ("+2h", "write", 'Lin writes "价格?"'),
+        (
+            "+2h",
+            "refused",
+            "price not started for Lin: cooldown 1d, started today at 09:00; next from tomorrow 00:00",
+        ),
+        # 00:01 in Shanghai: a new local day (15:01 UTC is still the same day in UTC).
+        ("+15h1m", "write", 'Lin writes "price"'),
+        ("+15h1m", "run", "run 2 of price starts for Lin (trigger message)"),
+    ]
+    assert "Trigger: message; cooldown 1d per member" in timeline.text()
+    assert "+2h      11:00  refused   price not started for Lin: cooldown 1d" in timeline.text()
+
+
+async def test_a_bare_duration_still_writes_the_default_text() -> None:
+    timeline = await run(WELCOME, writes=["2h"])
+    assert lines_of(timeline, "write") == [("+2h", "write", 'Lin writes "Hi everyone!"')]
+
+
+async def test_several_members_each_started_and_each_writing(price: Path) -> None:
+    timeline = await run(
+        price, until="1d", members=["Lin", "Ada"], writes=["Ada: 价格@1h", "Lin: hello@2h"]
+    )
+
+    assert lines_of(timeline, "write", "refused", "run") == [
+        ("+0s", "write", 'Lin writes "价格"'),
+        ("+0s", "write", 'Ada writes "价格"'),
+        ("+0s", "run", "run 1 of price starts for Lin (trigger message)"),
+        ("+0s", "run", "run 2 of price starts for Ada (trigger message)"),
+        ("+1h", "write", 'Ada writes "价格"'),
+        (
+            "+1h",
+            "refused",
+            "price not started for Ada: cooldown 1d, started today at 09:00; next from tomorrow 00:00",
+        ),
+        ("+2h", "write", 'Lin writes "hello"'),
+    ]
+    assert timeline.runs == ["run 1 (price, Lin): done at +0s", "run 2 (price, Ada): done at +0s"]
+    assert "Member Ada (100002) joined now" in timeline.text()
+
+
+async def test_members_join_together_and_each_press_cuts_their_own_wait_short() -> None:
+    timeline = await run(
+        WELCOME,
+        until="1d",
+        members=["Lin", "Ada"],
+        presses=["Ada: rules@5m", "rules@10m", "Lin: rules@20m"],
+    )
+
+    [(_, greeting), *_rules] = sends(timeline)
+    assert greeting.startswith('greet → group "Welcome to Simulated group, Lin, Ada!')
+    assert lines_of(timeline, "press", "resume") == [
+        ("+5m", "press", "Ada presses [Group rules] on message 1000"),
+        ("+5m", "resume", "wait_first: cut short by Ada's press of [Group rules] → rules"),
+        ("+10m", "press", "Lin presses [Group rules] on message 1000"),
+        ("+10m", "resume", "wait_first: cut short by Lin's press of [Group rules] → rules"),
+        # The same button again, the run over: a run of its own from the button's step.
+        ("+20m", "press", "Lin presses [Group rules] on message 1000"),
+    ]
+    rules = [at for at, text in sends(timeline) if text.startswith("rules")]
+    assert rules == ["+5m", "+10m", "+20m"]
+    assert timeline.runs == [
+        "run 1 (welcome, Lin): done at +10m",
+        "run 2 (welcome, Ada): done at +5m",
+        "run 3 (welcome, Lin): done at +20m",
+    ]
+    assert "[run 2] wait_first: cut short by Ada's press" in timeline.text()
+
+
+async def test_a_press_in_the_same_minute_is_answered_as_done_already() -> None:
+    timeline = await run(WELCOME, until="1h", presses=["rules@5m", "rules@5m30s"])
+    presses = lines_of(timeline, "press")
+    assert presses[1] == (
+        "+5m30s",
+        "press",
+        'Lin presses [Group rules] on message 1000; the bot answers "Done already 👍"',
+    )
+    assert [at for at, text in sends(timeline) if text.startswith("rules")] == ["+5m"]
+
+
+async def test_full_prints_texts_whole(price: Path) -> None:
+    cut = await run(price, until="1h")
+    whole = await run(price, until="1h", full=True)
+
+    [(_, short)] = sends(cut)
+    [(_, long)] = sends(whole)
+    assert short.endswith('2. Cake: 15 yuan a slice, baked every mor…"')
+    assert long.endswith('3. Ask us about the set menu."')
+    lines = whole.text().splitlines()
+    at = next(n for n, line in enumerate(lines) if "steps.0 → group" in line)
+    assert lines[at].endswith('steps.0 → group "Prices')
+    assert lines[at + 1] == " " * 26 + "1. Tea: 10 yuan a pot, refills free all afternoon."
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_the_command_takes_members_writes_and_full(
+    price: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--member", "Lin", "--member", "Ada", "--writes", "Ada: price@1h", "--full"]
+    assert main(["simulate", str(price), *args, "--start", "2026-11-02T09:00"]) == 0
+
+    out = capsys.readouterr().out
+    assert "Member Ada (100002) joined now" in out
+    assert "refused   price not started for Ada: cooldown 1d, started today at 09:00" in out
+    assert "3. Ask us about the set menu." in out

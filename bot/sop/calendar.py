@@ -86,7 +86,7 @@ class Calendar:
         kind, sop_id, chat_id, index = args
         assert isinstance(sop_id, str) and isinstance(chat_id, int) and isinstance(index, int)
         if kind == "schedule":
-            await self.engine.fire_schedule(sop_id, chat_id)
+            await self.engine.fire_schedule(sop_id, chat_id, index)
             return
         procedure = self.engine.library.get(sop_id)
         trigger = procedure.sop.triggers[index] if procedure is not None else None

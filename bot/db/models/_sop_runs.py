@@ -46,7 +46,9 @@ class SopRun(SQLModel, table=True):
     __tablename__ = "sop_runs"
     __table_args__ = (
         Index("ix_sop_runs_due", "status", "wake_at"),
-        Index("ix_sop_runs_who", "sop_id", "chat_id", "user_id"),
+        # A member's (or the group's) runs of an SOP, newest start last: a trigger's cooldown
+        # reads the last start with one seek.
+        Index("ix_sop_runs_started", "sop_id", "chat_id", "user_id", "created_at"),
     )
 
     id: int | None = Field(default=None, sa_type=EventId, primary_key=True)

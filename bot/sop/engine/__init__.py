@@ -16,6 +16,7 @@ The parts, each given what it needs by `Engine`:
     _engine     Engine: assembles the parts; life cycle; what the rest of the bot calls
     _triggers   the SOPs by trigger; joins, leaves, messages, buttons, events, the calendar
     _starting   starting runs as the SOP's mode says; cancelling runs
+    _cooldowns  triggers' cooldowns: the last start per member or group, refused starts
     _timer      due runs taken on time, in bulk; catch-up after the bot was down
     _stepping   a step's type found in `bot.sop.steps`, the common step keys, the journal
     _shared     what every part works with, built once: stores, clock, groups, runs in hand
@@ -25,6 +26,7 @@ The parts, each given what it needs by `Engine`:
     _waits      the runs waiting for an event, by chat, member and event
 """
 
+from bot.sop.engine._cooldowns import Cooldowns, Refusal, next_start
 from bot.sop.engine._engine import Engine
 from bot.sop.engine._starting import MEMBERS_IN_QUERY
 from bot.sop.engine._timer import (
@@ -56,10 +58,13 @@ __all__ = [
     "PRESS_PATIENCE",
     "TAG_COLUMNS",
     "CatchUpReport",
+    "Cooldowns",
     "Engine",
     "Notify",
     "Outbox",
+    "Refusal",
     "TriggerIndex",
     "Waker",
+    "next_start",
     "silent_trigger",
 ]

@@ -25,6 +25,7 @@ from bot.push.rows import INTERRUPTED
 from bot.registry import Registry
 from bot.sop.conditions import GroupFacts
 from bot.sop.engine._context import Context
+from bot.sop.engine._cooldowns import Cooldowns
 from bot.sop.engine._failures import FailureNotices
 from bot.sop.engine._sends import SopSends
 from bot.sop.engine._shared import Shared
@@ -102,7 +103,11 @@ class Engine:
             default_language=default_language,
         )
         self._timer = Timer(shared, stepping=self._stepping, notify=notify)
-        self._starting = Starting(shared, stepping=self._stepping, unhold=self._timer.unhold)
+        # Trigger cooldowns: the last start per SOP and member (or group), refused starts.
+        self.cooldowns = Cooldowns(db, lambda chat_id: registry.zone(chat_id, default_timezone))
+        self._starting = Starting(
+            shared, stepping=self._stepping, cooldowns=self.cooldowns, unhold=self._timer.unhold
+        )
         self._triggers = Triggers(
             shared, stepping=self._stepping, starting=self._starting, unhold=self._timer.unhold
         )
@@ -169,6 +174,7 @@ class Engine:
         own = {procedure.id: procedure.texts for procedure in self.library if procedure.texts}
         self._stepping.texts = TextCatalogue(catalogues, self.default_language, own)
         self._triggers.index = TriggerIndex.of(self.library)
+        self.cooldowns.forget()  # an SOP's concurrency_key may have changed: read again
         for broken in report.broken:
             kept = f"; version from before still runs ({broken.sop_id})" if broken.sop_id else ""
             logger.error("SOP file {} is broken{}:\n{}", broken.file, kept, broken.summary(10))
@@ -270,9 +276,10 @@ class Engine:
         logged)."""
         return self._triggers.listens(name, chat_id, user_id)
 
-    async def fire_schedule(self, sop_id: str, chat_id: int) -> None:
-        """A calendar trigger fired for one group: one run for the whole group."""
-        await self._triggers.fire_schedule(sop_id, chat_id)
+    async def fire_schedule(self, sop_id: str, chat_id: int, index: int | None = None) -> None:
+        """A calendar trigger (the SOP's trigger at `index`) fired for one group: one run for
+        the whole group."""
+        await self._triggers.fire_schedule(sop_id, chat_id, index)
 
     async def check_silent(self, sop_id: str, chat_id: int, days: int) -> int:
         """The daily check of a `silent` trigger: start runs, as one batch, for silent members."""

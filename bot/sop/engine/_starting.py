@@ -20,13 +20,14 @@ import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from loguru import logger
 
 from bot.db import RunStatus
 from bot.sop.conditions import holds, needs, windows
+from bot.sop.engine._cooldowns import Cooldowns
 from bot.sop.engine._shared import Shared
 from bot.sop.engine._stepping import Stepping
 from bot.sop.engine._waits import wait_record
@@ -53,6 +54,7 @@ class _Start:
     wake_at: datetime | None
     position: str
     force: bool
+    cooldown: timedelta | None  # of the trigger: at most one start per period and key
     created: asyncio.Future[list[Run]] | None  # None: nobody waits for the runs
     runs: list[Run] = field(default_factory=list)
 
@@ -66,10 +68,16 @@ class Starting:
     """Creates runs for triggers (and moves them on) and cancels runs."""
 
     def __init__(
-        self, shared: Shared, *, stepping: Stepping, unhold: Callable[[Iterable[int]], None]
+        self,
+        shared: Shared,
+        *,
+        stepping: Stepping,
+        cooldowns: Cooldowns,
+        unhold: Callable[[Iterable[int]], None],
     ) -> None:
         self._shared = shared
         self._stepping = stepping
+        self._cooldowns = cooldowns
         self._unhold = unhold  # the timer lets go of runs it read ahead
         self._lock = asyncio.Lock()
         self._asked: list[_Start] = []  # starts waiting for the next batch
@@ -88,6 +96,7 @@ class Starting:
         wake_at: datetime | None = None,
         position: str = "0",
         force: bool = False,
+        cooldown: timedelta | None = None,
         wait: bool = True,
     ) -> list[Run]:
         """Start runs for these members (None: the group) where the SOP's conditions hold;
@@ -95,7 +104,9 @@ class Starting:
         return at once: the runs are written with the next batch (a member's message).
 
         `force` (a press of a flow button, `/sop_run`) starts even where the SOP's mode would
-        not, and without its conditions; the SOP must still run in this group.
+        not, and without its conditions or a cooldown; the SOP must still run in this group.
+        A trigger's `cooldown` refuses a start for a key (member, or group) that started the SOP
+        within it (`Cooldowns`).
         """
         created: asyncio.Future[list[Run]] | None = None
         if wait:
@@ -111,6 +122,7 @@ class Starting:
             wake_at,
             position,
             force,
+            cooldown,
             created,
         )
         if not self._ask(asked) or created is None:
@@ -144,6 +156,7 @@ class Starting:
                     await self._write_batch(asked)
                 except Exception as exc:
                     logger.exception("{} SOP starts failed", len(asked))
+                    self._cooldowns.forget()  # starts it noted may not be stored
                     for start in asked:
                         if start.created is not None and not start.created.done():
                             start.created.set_exception(exc)
@@ -161,6 +174,7 @@ class Starting:
         every = asked
         asked = [start for start in asked if start.users]
         async with self._lock:
+            self._cooldowns.trim()
             rows: list[dict[str, Any]] = []
             owners: list[_Start] = []  # the start of each row
             cancel: list[Run] = []
@@ -214,11 +228,27 @@ class Starting:
         holders: dict[tuple[int, int | None], list[Run]] = defaultdict(list)
         for run in pending:
             holders[run.chat_id, None if by_group else run.user_id].append(run)
+        cools = any(trigger.cooldown is not None for trigger in sop.triggers)
+        cooled: dict[int, set[int | None]] = defaultdict(set)  # the keys a cooldown may refuse
+        for start in starts:
+            if start.cooldown is not None and not start.force:
+                cooled[start.chat_id].update(start.users)
+        for chat_id, users in cooled.items():
+            await self._cooldowns.load(procedure.id, chat_id, users, by_group=by_group)
         made: list[tuple[_Start, dict[str, Any], list[Run]] | None] = []
         made_for: dict[tuple[int, int | None], int] = {}  # the row of this batch for a key
         for start in starts:
             for user_id in dict.fromkeys(start.users):
                 key = (start.chat_id, None if by_group else user_id)
+                cooldown = None if start.force else start.cooldown
+                refused = self._cooldowns.refusal(
+                    (procedure.id, *key), user_id, cooldown, start.now
+                )
+                if refused is not None:
+                    logger.bind(chat_id=start.chat_id).debug(
+                        "{} not started for {}: {}", procedure.id, user_id, refused.reason()
+                    )
+                    continue
                 held = holders[key]
                 cancel: list[Run] = []
                 # Written while stopping: the run waits for the restart instead of moving now.
@@ -239,6 +269,7 @@ class Starting:
                     elif sop.mode == "queued":
                         status = RunStatus.QUEUED
                 held.append(_STARTING)
+                self._cooldowns.started((procedure.id, *key), start.now, cools=cools)
                 row = {
                     "sop_id": procedure.id,
                     "chat_id": start.chat_id,

@@ -32,6 +32,7 @@ from bot.sop.format import (
     MemberJoinedTrigger,
     MemberLeftTrigger,
     MessageTrigger,
+    ScheduleTrigger,
     SilentTrigger,
 )
 from bot.sop.library import Library, Procedure
@@ -61,14 +62,14 @@ class _Greeting:
 
 @dataclass
 class TriggerIndex:
-    """The loaded SOPs by what starts them."""
+    """The loaded SOPs by what starts them, each with its trigger (for its `cooldown`)."""
 
     joined: list[tuple[Procedure, MemberJoinedTrigger]] = field(default_factory=list)
-    left: list[Procedure] = field(default_factory=list)
+    left: list[tuple[Procedure, MemberLeftTrigger]] = field(default_factory=list)
     messages: list[tuple[Procedure, MessageTrigger]] = field(default_factory=list)
-    commands: dict[str, list[Procedure]] = field(default_factory=dict)
-    buttons: dict[str, list[Procedure]] = field(default_factory=dict)
-    events: dict[str, list[Procedure]] = field(default_factory=dict)
+    commands: dict[str, list[tuple[Procedure, CommandTrigger]]] = field(default_factory=dict)
+    buttons: dict[str, list[tuple[Procedure, ButtonTrigger]]] = field(default_factory=dict)
+    events: dict[str, list[tuple[Procedure, EventTrigger]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, library: Library) -> TriggerIndex:
@@ -78,15 +79,15 @@ class TriggerIndex:
                 if isinstance(trigger, MemberJoinedTrigger):
                     triggers.joined.append((procedure, trigger))
                 elif isinstance(trigger, MemberLeftTrigger):
-                    triggers.left.append(procedure)
+                    triggers.left.append((procedure, trigger))
                 elif isinstance(trigger, MessageTrigger):
                     triggers.messages.append((procedure, trigger))
                 elif isinstance(trigger, CommandTrigger):
-                    triggers.commands.setdefault(trigger.command, []).append(procedure)
+                    triggers.commands.setdefault(trigger.command, []).append((procedure, trigger))
                 elif isinstance(trigger, ButtonTrigger):
-                    triggers.buttons.setdefault(trigger.data, []).append(procedure)
+                    triggers.buttons.setdefault(trigger.data, []).append((procedure, trigger))
                 elif isinstance(trigger, EventTrigger):
-                    triggers.events.setdefault(trigger.event, []).append(procedure)
+                    triggers.events.setdefault(trigger.event, []).append((procedure, trigger))
         return triggers
 
 
@@ -145,9 +146,16 @@ class Triggers:
         """
         now = self._shared.clock.now()
         for procedure, trigger in self.index.joined:
-            window = trigger.batch_window
+            window, cooldown = trigger.batch_window, trigger.cooldown
             if window is None:
-                await self._start(procedure, chat_id, [user_id], trigger="member_joined", now=now)
+                await self._start(
+                    procedure,
+                    chat_id,
+                    [user_id],
+                    trigger="member_joined",
+                    now=now,
+                    cooldown=cooldown,
+                )
                 continue
             greeting = self._batches.get((procedure.id, chat_id))
             if greeting is None or greeting.window_closes <= now:  # a quiet group: greet soon
@@ -165,19 +173,27 @@ class Triggers:
                 now=now,
                 batch=greeting.batch,
                 wake_at=greeting.greets_at,
+                cooldown=cooldown,
             )
 
     async def member_left(self, chat_id: int, user_id: int) -> None:
         """Start `member_left` SOPs; end the member's other runs in that group."""
         now = self._shared.clock.now()
-        leaving = {procedure.id for procedure in self.index.left}
+        leaving = {procedure.id for procedure, _trigger in self.index.left}
         for procedure in self._shared.library:
             if procedure.id in leaving or procedure.sop.concurrency_key != "member":
                 continue
             pending = await self._shared.runs.pending(procedure.id, chat_id, user_id)
             await self._cancel(pending, now, "the member left the group")
-        for procedure in self.index.left:
-            await self._start(procedure, chat_id, [user_id], trigger="member_left", now=now)
+        for procedure, trigger in self.index.left:
+            await self._start(
+                procedure,
+                chat_id,
+                [user_id],
+                trigger="member_left",
+                now=now,
+                cooldown=trigger.cooldown,
+            )
 
     # -- messages, buttons, events ------------------------------------------------------------
 
@@ -205,7 +221,7 @@ class Triggers:
         if text[0] == "/" and commands:
             name, _, addressee = text[1:].split(maxsplit=1)[0].partition("@")
             if not addressee or addressee.lower() == bot_username.lower():
-                for procedure in commands.get(name.lower(), []):
+                for procedure, command in commands.get(name.lower(), []):
                     await self._start(  # the chat's next update does not wait for the run
                         procedure,
                         chat_id,
@@ -213,6 +229,7 @@ class Triggers:
                         trigger="command",
                         now=self._shared.clock.now(),
                         variables={"trigger": {"message_id": message_id}},
+                        cooldown=command.cooldown,
                         wait=False,
                     )
             return
@@ -225,6 +242,7 @@ class Triggers:
                     trigger="message",
                     now=self._shared.clock.now(),
                     variables={"trigger": {"message_id": message_id}},
+                    cooldown=trigger.cooldown,
                     wait=False,
                 )
 
@@ -232,8 +250,15 @@ class Triggers:
         """A member pressed a button; returns a text key to answer with, or None."""
         now = self._shared.clock.now()
         await self._resume_waits(chat_id, user_id, f"button.{data}", now)
-        for procedure in self.index.buttons.get(data, []):
-            await self._start(procedure, chat_id, [user_id], trigger="button", now=now)
+        for procedure, trigger in self.index.buttons.get(data, []):
+            await self._start(
+                procedure,
+                chat_id,
+                [user_id],
+                trigger="button",
+                now=now,
+                cooldown=trigger.cooldown,
+            )
         target = parse_button(data)
         if target is None:
             return None
@@ -290,32 +315,62 @@ class Triggers:
             )
             return
         variables = {"trigger": {"event": name, "data": dict(data or {})}, "_chain": chain + 1}
-        for procedure in self.index.events.get(name, []):
+        for procedure, trigger in self.index.events.get(name, []):
             await self._start(
-                procedure, chat_id, [user_id], trigger="event", now=now, variables=variables
+                procedure,
+                chat_id,
+                [user_id],
+                trigger="event",
+                now=now,
+                variables=variables,
+                cooldown=trigger.cooldown,
             )
 
     # -- the calendar, and admins -------------------------------------------------------------
 
-    async def fire_schedule(self, sop_id: str, chat_id: int) -> None:
-        """A calendar trigger fired for one group: one run for the whole group."""
+    async def fire_schedule(self, sop_id: str, chat_id: int, index: int | None = None) -> None:
+        """A calendar trigger (the SOP's trigger at `index`; None: its first schedule) fired
+        for one group: one run for the whole group."""
         procedure = self._shared.library.get(sop_id)
-        if procedure is not None:
-            await self._start(
-                procedure, chat_id, [None], trigger="schedule", now=self._shared.clock.now()
-            )
+        if procedure is None:
+            return
+        triggers = procedure.sop.triggers
+        chosen = triggers[index] if index is not None and index < len(triggers) else None
+        if not isinstance(chosen, ScheduleTrigger):
+            chosen = next((t for t in triggers if isinstance(t, ScheduleTrigger)), None)
+        await self._start(
+            procedure,
+            chat_id,
+            [None],
+            trigger="schedule",
+            now=self._shared.clock.now(),
+            cooldown=chosen.cooldown if chosen is not None else None,
+        )
 
     async def check_silent(self, sop_id: str, chat_id: int, days: int) -> int:
         """The daily check of a `silent` trigger: start runs, as one batch, for silent members."""
         procedure = self._shared.library.get(sop_id)
         if procedure is None:
             return 0
+        silent = silent_trigger(procedure)
         return len(
-            await self._start_silent(procedure, chat_id, days, wake_at=self._shared.clock.now())
+            await self._start_silent(
+                procedure,
+                chat_id,
+                days,
+                wake_at=self._shared.clock.now(),
+                cooldown=silent.cooldown if silent is not None else None,
+            )
         )
 
     async def _start_silent(
-        self, procedure: Procedure, chat_id: int, days: int, *, wake_at: datetime | None
+        self,
+        procedure: Procedure,
+        chat_id: int,
+        days: int,
+        *,
+        wake_at: datetime | None,
+        cooldown: timedelta | None = None,
     ) -> list[Run]:
         """Runs, as one batch, for the members silent these `days` whom the SOP lets in."""
         now = self._shared.clock.now()
@@ -324,7 +379,14 @@ class Triggers:
             return []
         batch = f"{procedure.id}:{chat_id}:{now.timestamp():.0f}"
         return await self._start(
-            procedure, chat_id, silent, trigger="silent", now=now, batch=batch, wake_at=wake_at
+            procedure,
+            chat_id,
+            silent,
+            trigger="silent",
+            now=now,
+            batch=batch,
+            wake_at=wake_at,
+            cooldown=cooldown,
         )
 
     async def run_by_hand(self, sop_id: str, chat_id: int, user_id: int | None) -> list[Run]:

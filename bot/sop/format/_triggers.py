@@ -15,6 +15,7 @@ from ._common import (
     CommandName,
     Duration,
     EventName,
+    LongDuration,
     NonEmptyText,
     Strict,
     TimeOfDay,
@@ -25,9 +26,17 @@ from ._common import (
 
 
 class TriggerBase(Strict):
-    """Keys every trigger has."""
+    """Keys every trigger has.
+
+    `cooldown`: this trigger starts the SOP at most once per period for a member (for the
+    group when the SOP's `concurrency_key` is `group`) in a group; a start within it is skipped.
+    Whole days (`1d`, `7d`) are calendar days in the group's time zone: `1d` is once per local
+    day, `7d` once in seven local days. Other durations (`12h`, `1d12h`) run from the last
+    start. Every start of the SOP counts, whatever started it, and is kept across restarts.
+    """
 
     id: str | None = None
+    cooldown: LongDuration | None = None
 
 
 class MemberJoinedTrigger(TriggerBase):

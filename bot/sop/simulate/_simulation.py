@@ -1,4 +1,4 @@
-"""The simulated group: its member, what they do when, the engine working there, the clock."""
+"""The simulated group: its members, what they do when, the engine working there, the clock."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ from bot.factory import Tidepool, assemble
 from bot.settings import Settings
 from bot.sop import format as fmt
 from bot.sop.engine import JOIN_GATHER
-from bot.sop.format import format_duration, parse_duration
+from bot.sop.format import format_duration
 from bot.sop.library import Procedure
 from bot.sop.messages import RenderError, button_data
+from bot.sop.simulate._script import Press, Script, SimulationError, Write
 from bot.sop.simulate._telegram import unreachable_bot
 from bot.sop.simulate._timeline import (
+    TEXT_LIMIT,
     Entry,
     JournalRow,
     RecordingOutbox,
@@ -40,70 +42,14 @@ from bot.sop.steps import STEPS
 from bot.sop.templates import EVENT_EXAMPLES
 
 GROUP_ID = -1000000000001
-MEMBER_ID = 100001
+MEMBER_ID = 100001  # the first member's id; the next members' count on from it
 BOT_USERNAME = "tidepool_bot"
-WRITE_TEXT = "Hi everyone!"  # what the member writes at each --writes
+WRITE_TEXT = "Hi everyone!"  # what a member writes at a --writes that gives no text
 # Pushes the timeline shows through their step (an SOP's send, a lottery's lines), not as pushes.
 SHOWN_ELSEWHERE = (PushKind.SOP, PushKind.LOTTERY_POST, PushKind.LOTTERY_ANNOUNCE)
 STUCK = 1000  # rounds at one moment without the clock moving before the simulation gives up
 
 Work = Callable[[], Awaitable[None]]
-
-
-class SimulationError(Exception):
-    """The simulation cannot run as asked; the message says why, in one line."""
-
-
-@dataclass(frozen=True)
-class Press:
-    """The member presses the flow button that leads to `step`, `after` the start."""
-
-    step: str
-    after: timedelta
-
-
-@dataclass(frozen=True)
-class Script:
-    """The simulated group, its member, and what the member does when."""
-
-    member: str = "Lin"
-    until: timedelta = timedelta(days=3)
-    writes: tuple[timedelta, ...] = ()
-    presses: tuple[Press, ...] = ()
-    language: str | None = None
-    start: datetime | None = None
-    group_title: str = "Simulated group"
-    text: str | None = None  # of the message that starts a `message` flow
-
-
-def parse_script(options: dict[str, Any], timezone: ZoneInfo) -> Script:
-    """The command line's options (`vars(args)`) as a Script; SimulationError names a wrong one."""
-    pressed = []
-    for value in options.get("presses") or []:
-        step, at, after = value.rpartition("@")
-        if not at or not step:
-            raise SimulationError(f"--presses {value!r} must look like STEP@AFTER, e.g. rules@30m")
-        pressed.append(Press(step, _duration("--presses", after)))
-    moment = start = options.get("start")
-    if start is not None:
-        try:
-            moment = datetime.fromisoformat(start)
-        except ValueError:
-            message = f"--start {start!r} is not a date-time like 2026-11-02T09:00"
-            raise SimulationError(message) from None
-        moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone)
-    writes = tuple(_duration("--writes", value) for value in options.get("writes") or [])
-    until = _duration("--until", options.get("until") or "3d")
-    taken = ("member", "language", "group_title", "text")
-    plain = {name: options[name] for name in taken if options.get(name) is not None}
-    return Script(until=until, writes=writes, presses=tuple(pressed), start=moment, **plain)
-
-
-def _duration(option: str, value: str) -> timedelta:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise SimulationError(f"{option}: {exc}") from None
 
 
 def _message_for(trigger: fmt.MessageTrigger) -> str:
@@ -157,8 +103,18 @@ async def simulate(
             await db.dispose()
 
 
+@dataclass(frozen=True)
+class _Pressed:
+    """A press that reached the engine: when, by whom, which button, to which step."""
+
+    at: datetime
+    user_id: int
+    label: str
+    step: str
+
+
 class _Simulation:
-    """One simulated group with one member, the engine working in it, and the clock it reads."""
+    """One simulated group with its members, the engine working in it, and the clock it reads."""
 
     def __init__(
         self, app: Tidepool, clock: ManualClock, outbox: RecordingOutbox, file: Path, script: Script
@@ -170,11 +126,22 @@ class _Simulation:
         self.activity, self.registry = app.activity, app.registry
         self.library, self.engine = app.engine.library, app.engine
         self.lotteries, self.pushes = app.lotteries, app.pushes
-        self.user = User(id=MEMBER_ID, is_bot=False, first_name=script.member)
+        self.users = {
+            name: User(id=MEMBER_ID + n, is_bot=False, first_name=name)
+            for n, name in enumerate(script.members)
+        }
+        self.names = {user.id: name for name, user in self.users.items()}
+        self.limit = None if script.full else TEXT_LIMIT
         self.chat_id = GROUP_ID
         self.notes: list[str] = []
         self.entries: list[Entry] = []
         self.actions: list[tuple[datetime, int, Work]] = []
+        self.pressed: list[_Pressed] = []
+        self.refusals = self.engine.cooldowns.refusals  # refused starts seen so far
+
+    def who(self, user_id: int | None) -> str:
+        """A member's name as the timeline gives it (None: the group)."""
+        return "the group" if user_id is None else self.names.get(user_id, str(user_id))
 
     async def run(self) -> Timeline:
         self.flow = self._flow()
@@ -184,7 +151,8 @@ class _Simulation:
         if isinstance(trigger, fmt.SilentTrigger) and self.script.start is None:
             start = _at_or_after(start, trigger.at, self.zone)
         self.clock.set(start)
-        await self._member(start)
+        for user in self.users.values():
+            await self._member(start, user)
         self._plan(start, start + self.script.until)
         await self._loop(start + self.script.until)
         return await self._timeline(start)
@@ -227,15 +195,16 @@ class _Simulation:
         )
         triggers = self.engine.triggers
         triggers.joined[:] = [item for item in triggers.joined if item[0].id == sop.id]
-        triggers.left[:] = [item for item in triggers.left if item.id == sop.id]
+        triggers.left[:] = [item for item in triggers.left if item[0].id == sop.id]
         triggers.messages[:] = [item for item in triggers.messages if item[0].id == sop.id]
-        for index in (triggers.commands, triggers.buttons):
-            for key in list(index):
-                index[key] = [item for item in index[key] if item.id == sop.id]
+        for key, commands in triggers.commands.items():
+            triggers.commands[key] = [item for item in commands if item[0].id == sop.id]
+        for key, buttons in triggers.buttons.items():
+            triggers.buttons[key] = [item for item in buttons if item[0].id == sop.id]
 
-    async def _member(self, start: datetime) -> None:
-        """The member, in the group for as long as the trigger needs."""
-        name, user, trigger = self.script.member, self.user, self.trigger
+    async def _member(self, start: datetime, user: User) -> None:
+        """A member, in the group for as long as the trigger needs."""
+        name, trigger = user.first_name, self.trigger
         if isinstance(trigger, fmt.MemberJoinedTrigger):
             self.notes.append(f"Member {name} ({user.id}) joins at the start")
             return
@@ -249,12 +218,12 @@ class _Simulation:
         self.notes.append(f"Member {name} ({user.id}) joined {since}")
         if isinstance(trigger, fmt.SilentTrigger):
             last = start - timedelta(days=trigger.days, hours=1)
-            self._log(EventType.MESSAGE, last)
+            self._log(EventType.MESSAGE, user, last)
             await self.activity.flush()
             self.notes[-1] += f", last wrote {format_duration(start - last)} before the start"
 
     def _plan(self, start: datetime, end: datetime) -> None:
-        """The trigger, the member's writes and presses, each at its time."""
+        """The trigger, the members' writes and presses, each at its time."""
         trigger, count = self.trigger, len(self.flow.sop.triggers)
         described = trigger.type + (f" (the first of {count} triggers)" if count > 1 else "")
         if isinstance(trigger, fmt.MemberJoinedTrigger) and trigger.batch_window is not None:
@@ -270,12 +239,17 @@ class _Simulation:
                 self.actions.append((first + timedelta(days=day), 0, self._check_silent))
         elif isinstance(trigger, fmt.ScheduleTrigger):
             described += ", fired once, at the start"
+        cooldowns = [t.cooldown for t in self.flow.sop.triggers if t.cooldown is not None]
+        if trigger.cooldown is not None:
+            key = "group" if self.flow.sop.concurrency_key == "group" else "member"
+            described += f"; cooldown {format_duration(trigger.cooldown)} per {key}"
+        elif cooldowns:
+            described += "; other triggers have a cooldown"
         self.notes.append(f"Trigger: {described}")
         if not isinstance(trigger, fmt.SilentTrigger):
             self.actions.append((start, 0, self._start_flow))
-        for after in self.script.writes:
-            said = f'{self.script.member} writes "{WRITE_TEXT}"'
-            self.actions.append((start + after, 1, partial(self._say, WRITE_TEXT, said=said)))
+        for write in self.script.writes:
+            self.actions.append((start + write.after, 1, partial(self._write, write)))
         for press in self.script.presses:
             if press.step not in self.flow.path_of:
                 ids = ", ".join(self.flow.path_of) or "none"
@@ -286,7 +260,7 @@ class _Simulation:
             self.actions.append((start + press.after, 1, partial(self._press, press)))
         late = sum(1 for at, _order, _work in self.actions if at > end)
         if late:
-            self.notes.append(f"{late} of the member's actions fall after --until: not simulated")
+            self.notes.append(f"{late} of the members' actions fall after --until: not simulated")
         first, last = (moment.astimezone(self.zone) for moment in (start, end))
         self.notes.append(
             f"From {first:%a %Y-%m-%d %H:%M} to {last:%a %Y-%m-%d %H:%M} "
@@ -302,9 +276,18 @@ class _Simulation:
             self._note("check", f"daily check for members silent {days}d: {found}")
 
     async def _start_flow(self) -> None:
-        """The SOP's first trigger happens."""
-        engine, chat_id, user, name = self.engine, self.chat_id, self.user, self.script.member
-        trigger, now = self.trigger, self.clock.now()
+        """The SOP's first trigger happens: for each member (a schedule: for the group)."""
+        engine, chat_id, trigger = self.engine, self.chat_id, self.trigger
+        if isinstance(trigger, fmt.ScheduleTrigger):
+            self._note("schedule", "the schedule fires")
+            await engine.fire_schedule(self.flow.id, chat_id, 0)
+            return
+        for name, user in self.users.items():
+            await self._trigger(name, user)
+
+    async def _trigger(self, name: str, user: User) -> None:
+        """The SOP's first trigger happens for one member."""
+        engine, chat_id, trigger, now = self.engine, self.chat_id, self.trigger, self.clock.now()
         if isinstance(trigger, fmt.MemberJoinedTrigger):
             self._note("join", f"{name} joins the group")
             await self.registry.member_joined(chat_id, user, now, source="simulate")
@@ -316,60 +299,85 @@ class _Simulation:
         elif isinstance(trigger, fmt.MessageTrigger):
             text = self.script.text or _message_for(trigger)
             matching = f" (matches /{trigger.regex}/)" if not trigger.keywords else ""
-            await self._say(text, said=f'{name} writes "{one_line(text)}"{matching}')
+            said = f'{name} writes "{one_line(text, self.limit)}"{matching}'
+            await self._say(text, user, said=said)
         elif isinstance(trigger, fmt.CommandTrigger):
             said = f"{name} sends /{trigger.command}"
-            await self._say(f"/{trigger.command}", EventType.COMMAND, said)
+            await self._say(f"/{trigger.command}", user, EventType.COMMAND, said)
         elif isinstance(trigger, fmt.ButtonTrigger):
             self._note("press", f"{name} presses a button with data {trigger.data!r}")
             await engine.button(chat_id, user.id, next(self.outbox.ids), trigger.data)
-        elif isinstance(trigger, fmt.ScheduleTrigger):
-            self._note("schedule", "the schedule fires")
-            await engine.fire_schedule(self.flow.id, chat_id)
         elif isinstance(trigger, fmt.EventTrigger):
             self._note("event", f"event {trigger.event} for {name}")
             data = dict(EVENT_EXAMPLES.get(trigger.event, {}))  # what the real one carries
             events = engine.triggers.events
             listeners = events.get(trigger.event, [])
-            events[trigger.event] = [item for item in listeners if item.id == self.flow.id]
+            events[trigger.event] = [item for item in listeners if item[0].id == self.flow.id]
             try:
                 await engine.emit(trigger.event, chat_id, user.id, data)
             finally:
                 events[trigger.event] = listeners
 
-    async def _say(self, text: str, kind: EventType = EventType.MESSAGE, said: str = "") -> None:
-        """The member sends `text` to the group: logged as the bot logs it, then the engine."""
+    async def _write(self, write: Write) -> None:
+        """A member writes what `--writes` says."""
+        text = write.text if write.text is not None else WRITE_TEXT
+        said = f'{write.member} writes "{one_line(text, self.limit)}"'
+        kind = EventType.COMMAND if text.startswith("/") else EventType.MESSAGE
+        await self._say(text, self.users[write.member], kind, said)
+
+    async def _say(
+        self, text: str, user: User, kind: EventType = EventType.MESSAGE, said: str = ""
+    ) -> None:
+        """A member sends `text` to the group: logged as the bot logs it, then the engine."""
         self._note("command" if kind is EventType.COMMAND else "write", said or f'"{text}"')
         message_id = next(self.outbox.ids)
         command = {"command": text[1:].split()[0]} if kind is EventType.COMMAND else None
-        self._log(kind, message_id=message_id, data=command, text_length=len(text), kind="text")
-        await self.engine.message(self.chat_id, self.user.id, message_id, text, BOT_USERNAME)
+        self._log(
+            kind, user, message_id=message_id, data=command, text_length=len(text), kind="text"
+        )
+        await self.engine.message(self.chat_id, user.id, message_id, text, BOT_USERNAME)
 
-    def _log(self, type: EventType, at: datetime | None = None, **row: Any) -> None:
-        """An event of the member (now), in the activity log, and their last activity."""
-        now, chat_id, user = at or self.clock.now(), self.chat_id, self.user
+    def _log(self, type: EventType, user: User, at: datetime | None = None, **row: Any) -> None:
+        """An event of a member (now), in the activity log, and their last activity."""
+        now, chat_id = at or self.clock.now(), self.chat_id
         self.activity.add(event_row(chat_id=chat_id, user_id=user.id, at=now, type=type, **row))
         self.activity.touch(chat_id, user, now, int(type is not EventType.CALLBACK))
 
     async def _press(self, press: Press) -> None:
-        """The member presses the button to `press.step` on the last message that has it."""
-        data, name = button_data(self.flow.id, press.step), self.script.member
+        """A member presses the button to `press.step` on the last message that has it."""
+        data, name, user = (
+            button_data(self.flow.id, press.step),
+            press.member,
+            self.users[press.member],
+        )
         group = [sent for sent in self.outbox.sent if sent.chat_id == self.chat_id]
         carrier = next((sent for sent in reversed(group) if carries(sent, data)), None)
         if carrier is None:
             self._note("press", f"{name} cannot press → {press.step}: no message has it now")
             return
-        self._log(EventType.CALLBACK, message_id=carrier.message_id, data={"data": data})
-        text = f"{name} presses [{carries(carrier, data)}] on message {carrier.message_id}"
-        answer = await self.engine.button(self.chat_id, self.user.id, carrier.message_id, data)
+        label = carries(carrier, data) or press.step
+        self._log(EventType.CALLBACK, user, message_id=carrier.message_id, data={"data": data})
+        text = f"{name} presses [{label}] on message {carrier.message_id}"
+        self.pressed.append(_Pressed(self.clock.now(), user.id, label, press.step))
+        answer = await self.engine.button(self.chat_id, user.id, carrier.message_id, data)
         if answer is not None:
             with contextlib.suppress(RenderError):
                 answer = self.engine.texts.render(answer, self.language, {})
-            text += f'; the bot answers "{one_line(answer)}"'
+            text += f'; the bot answers "{one_line(answer, self.limit)}"'
         self._note("press", text)
 
-    def _note(self, kind: str, text: str) -> None:
-        self.entries.append(Entry(self.clock.now(), kind, text, order=(0, len(self.entries))))
+    def _note(self, kind: str, text: str, at: datetime | None = None) -> None:
+        moment = at or self.clock.now()
+        self.entries.append(Entry(moment, kind, text, order=(0, len(self.entries))))
+
+    def _refused(self) -> None:
+        """The starts a trigger's cooldown refused since the last look, as entries."""
+        cooldowns = self.engine.cooldowns
+        new, self.refusals = cooldowns.refusals - self.refusals, cooldowns.refusals
+        for refusal in list(cooldowns.refused)[-new:] if new else []:
+            who = self.who(refusal.user_id)
+            said = f"{refusal.sop_id} not started for {who}: {refusal.reason()}"
+            self._note("refused", said, refusal.at)
 
     async def _loop(self, end: datetime) -> None:
         """Move the clock from one moment something happens to the next, up to `end`."""
@@ -380,8 +388,10 @@ class _Simulation:
             while pending and pending[0][0] <= now:
                 await pending.pop(0)[2]()
                 await self._settle()
+                self._refused()
             await self.engine.tick()
             await self._settle()
+            self._refused()
             await self.lotteries.draw_due()
             await self._settle()
             moments = [
@@ -419,7 +429,7 @@ class _Simulation:
         entries = list(self.entries)
         for run in runs:
             rows = steps.get(run.id, [])
-            who = self.script.member if run.user_id is not None else "the group"
+            who = self.who(run.user_id)
             text = f"run {run.id} of {run.sop_id} starts for {who} (trigger {run.trigger})"
             if rows and rows[0].started_at > run.created_at:
                 text += f"; its first step at {rows[0].started_at.astimezone(self.zone):%H:%M}"
@@ -428,7 +438,7 @@ class _Simulation:
                 entries += self._entries(run, row)
             timeline.runs.append(self._summary(run, rows, timeline))
         entries += [
-            push_entry(push, self.outbox)
+            push_entry(push, self.outbox, self.limit)
             for push in pushes
             if push.status != "pending" and push.kind not in SHOWN_ELSEWHERE
         ]
@@ -446,7 +456,14 @@ class _Simulation:
         step = flow.step(path) if flow is not None and path is not None else None
         label = row.step if run.sop_id == self.flow.id else f"{run.sop_id}:{row.step}"
         seen = JournalRow(
-            row, run.variables or {}, label, self.script.member, run.sop_id, flow, self.outbox
+            row,
+            run.variables or {},
+            label,
+            self.who(run.user_id),
+            run.sop_id,
+            flow,
+            self.outbox,
+            limit=self.limit,
         )
         kind, said, joined_by = row.action, "", ": "
         if row.status in ("failed", "disabled", "skipped"):
@@ -458,14 +475,32 @@ class _Simulation:
         order = (1, run.id, row.seq)
         text = f"{label}{joined_by}{said}" if said else label
         entries = [Entry(row.started_at, kind, text, run.id, (*order, 0))]
-        for after, (at, later_kind, later_text) in enumerate(seen.more, start=1):
+        more = seen.more
+        if row.action == "wait" and row.status == "interrupted" and row.finished_at is not None:
+            more = [item for item in more if item[1] != "resume"]  # said here, with who pressed
+            more.append((row.finished_at, "resume", f"{label}: {self._cut_short(run, row)}"))
+        for after, (at, later_kind, later_text) in enumerate(more, start=1):
             entries.append(Entry(at, later_kind, later_text, run.id, (*order, after)))
         return entries
 
+    def _cut_short(self, run: Any, row: Any) -> str:
+        """How a press ended a wait: who pressed which button, to which step."""
+        press = next(
+            (
+                press
+                for press in reversed(self.pressed)
+                if press.at == row.finished_at and run.user_id in (None, press.user_id)
+            ),
+            None,
+        )
+        if press is None:
+            return "cut short by a flow button"
+        who = self.who(press.user_id)
+        return f"cut short by {who}'s press of [{press.label}] → {press.step}"
+
     def _summary(self, run: Any, rows: list[Any], timeline: Timeline) -> str:
         """One line on how a run ended, or where it is when the simulation ends."""
-        who = self.script.member if run.user_id is not None else "the group"
-        head = f"run {run.id} ({run.sop_id}, {who}): {run.status}"
+        head = f"run {run.id} ({run.sop_id}, {self.who(run.user_id)}): {run.status}"
         if run.finished_at is not None:
             head += f" at {timeline.offset(run.finished_at)}"
         stop = (run.variables or {}).get("stop_reason")

@@ -116,21 +116,28 @@ class Timeline:
         return ("-" if delta < timedelta(0) else "+") + format_duration(abs(delta))
 
     def text(self) -> str:
-        """The timeline for people: the setting, one line per entry, one line per run."""
+        """The timeline for people: the setting, one line per entry (a text printed whole goes
+        on, indented, on the lines after), one line per run."""
         several = len({entry.run for entry in self.entries if entry.run is not None}) > 1
         lines = [*self.notes, ""]
         for entry in self.entries:
             local = entry.at.astimezone(self.timezone).strftime("%H:%M")
             run = f"[run {entry.run}] " if several and entry.kind != "run" and entry.run else ""
-            lines.append(
-                f"{self.offset(entry.at):<9}{local:<7}{entry.kind + ' ':<10}{run}{entry.text}"
-            )
+            text = entry.text.replace("\n", "\n" + " " * INDENT)
+            lines.append(f"{self.offset(entry.at):<9}{local:<7}{entry.kind + ' ':<10}{run}{text}")
         return "\n".join([*lines, "", *self.runs]) + "\n"
 
 
-def one_line(text: str, limit: int = TEXT_LIMIT) -> str:
-    """A message as one line of plain text: HTML tags dropped, entities read, cut at `limit`."""
-    plain = " ".join(html.unescape(re.sub(r"<[^>]+>", "", text)).split())
+INDENT = 26  # the width of an entry's offset, time and kind
+
+
+def one_line(text: str, limit: int | None = TEXT_LIMIT) -> str:
+    """A message as plain text: HTML tags dropped, entities read; on one line cut at `limit`,
+    or whole (its line breaks kept) when `limit` is None."""
+    plain = html.unescape(re.sub(r"<[^>]+>", "", text))
+    if limit is None:
+        return "\n".join(" ".join(line.split()) for line in plain.strip().splitlines())
+    plain = " ".join(plain.split())
     return plain if len(plain) <= limit else plain[: limit - 1].rstrip() + "…"
 
 
@@ -168,6 +175,7 @@ class JournalRow:
     flow: Procedure | None
     outbox: RecordingOutbox
     more: list[tuple[datetime, str, str]] = field(default_factory=list)
+    limit: int | None = TEXT_LIMIT  # characters of a text shown; None: whole
 
     @property
     def status(self) -> str:
@@ -195,7 +203,7 @@ class JournalRow:
         if message is None:
             return []
         parts = [f"[photo {message.photo}]"] if message.photo is not None else []
-        parts.append(f'"{one_line(message.text)}"')
+        parts.append(f'"{one_line(message.text, self.limit)}"')
         parts += buttons(message.markup, self.sop_id)
         if (message.chat_id, message.message_id) in self.outbox.pinned:
             parts.append("pinned")
@@ -205,14 +213,14 @@ class JournalRow:
         self.more.append((at, kind, text))
 
 
-def push_entry(push: Any, outbox: RecordingOutbox) -> Entry:
+def push_entry(push: Any, outbox: RecordingOutbox, limit: int | None = TEXT_LIMIT) -> Entry:
     """A push the queue handled: what was sent (or why not), when."""
     at = push.sent_at or push.claimed_at or push.due_at
     if push.status == "sent" and push.kind == "live_unpin":
         said = "unpins the live's announcement"
     elif push.status == "sent":
         sent = next((s for s in outbox.sent if s.message_id == push.message_id), None)
-        said = one_line(sent.text) if sent is not None else push.kind
+        said = one_line(sent.text, limit) if sent is not None else push.kind
     else:
         said = f"{push.status}: {push.note or ''}"
     return Entry(at, "push", f"{push.key} {said}", None, (2, push.id))
