@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,14 @@ from jinja2.sandbox import SandboxedEnvironment
 from bot.settings import SettingsError
 
 LANGUAGES = ("zh", "en")
+POPUP = 200  # characters Telegram shows in a button's answer
+
+
+def popup(text: str) -> str:
+    """A rendered text as a button's answer shows it: plain text (texts are rendered as HTML,
+    with names escaped), at most POPUP characters."""
+    plain = html.unescape(text)
+    return plain if len(plain) <= POPUP else plain[: POPUP - 1] + "…"
 
 
 class Texts:

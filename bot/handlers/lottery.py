@@ -24,9 +24,10 @@ from bot.lottery.command import BadCommand, read_id, read_lottery
 from bot.lottery.rules import Refusal
 from bot.lottery.service import Lotteries
 from bot.lottery.store import Entered, Lottery, Rerolled
-from bot.lottery.wording import BUTTON, popup
+from bot.lottery.wording import BUTTON
 from bot.registry import Registry
 from bot.sop.templates import mention
+from bot.texts import popup
 
 ADMIN_COMMANDS = ("lottery", "lottery_draw", "lottery_cancel", "lottery_reroll")
 COMMANDS = (*ADMIN_COMMANDS, "lotteries", "lottery_verify")

@@ -3,7 +3,6 @@ language and on its clock."""
 
 from __future__ import annotations
 
-import html
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,9 +16,8 @@ from bot.lottery.store import Lottery
 from bot.registry import Registry
 from bot.sop.format import LotteryRules, Wording, format_duration
 from bot.sop.templates import mention
-from bot.texts import Texts
+from bot.texts import Texts, popup
 
-POPUP = 200  # characters Telegram shows in a button's answer
 NAME = 32  # characters of a winner's name in the announcement
 BUTTON = "lottery:enter:"
 
@@ -29,12 +27,6 @@ def in_language(wording: Wording, language: str) -> str:
     if isinstance(wording, str):
         return wording
     return wording.get(language) or next(iter(wording.values()))  # type: ignore[call-overload]
-
-
-def popup(text: str) -> str:
-    """A rendered text as a button's answer shows it: plain, at most POPUP characters."""
-    plain = html.unescape(text)
-    return plain if len(plain) <= POPUP else plain[: POPUP - 1] + "…"
 
 
 def _short(name: str) -> str:
