@@ -27,7 +27,6 @@ from bot.lottery.store import Entered, Lottery, Rerolled
 from bot.lottery.wording import BUTTON
 from bot.registry import Registry
 from bot.sop.templates import mention
-from bot.texts import popup
 
 ADMIN_COMMANDS = ("lottery", "lottery_draw", "lottery_cancel", "lottery_reroll")
 COMMANDS = (*ADMIN_COMMANDS, "lotteries", "lottery_verify")
@@ -50,13 +49,13 @@ async def entered(query: CallbackQuery, lotteries: Lotteries) -> None:
     try:
         outcome = await lotteries.enter(chat_id, number, query.from_user.id)
     except Exception:  # logged where it happened; the member may simply press again
-        await query.answer(popup(lotteries.say(chat_id, "lottery.refused.failed")), show_alert=True)
+        await query.answer(lotteries.say(chat_id, "lottery.refused.failed"), show_alert=True)
         return
     if isinstance(outcome, Entered):
         text = lotteries.say(
             chat_id, "lottery.entered_toast", id=number, count=outcome.count, cost=outcome.cost
         )
-        await query.answer(popup(text))
+        await query.answer(text)  # made plain text by the bot's session
     else:
         await query.answer(lotteries.refusal_text(chat_id, outcome), show_alert=True)
 
