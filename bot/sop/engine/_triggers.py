@@ -146,34 +146,27 @@ class Triggers:
         """
         now = self._shared.clock.now()
         for procedure, trigger in self.index.joined:
-            window, cooldown = trigger.batch_window, trigger.cooldown
-            if window is None:
-                await self._start(
-                    procedure,
-                    chat_id,
-                    [user_id],
-                    trigger="member_joined",
-                    now=now,
-                    cooldown=cooldown,
-                )
-                continue
-            greeting = self._batches.get((procedure.id, chat_id))
-            if greeting is None or greeting.window_closes <= now:  # a quiet group: greet soon
-                greeting = _Greeting.at(procedure.id, chat_id, now + JOIN_GATHER, window)
-            elif greeting.greets_at - GREETING_CLOSING <= now:  # greeted (or about to be): the
-                # next greeting closes the window; a run made in the moment of the greeting
-                # could miss it and get a message of its own
-                greeting = _Greeting.at(procedure.id, chat_id, greeting.window_closes, window)
-            self._batches[procedure.id, chat_id] = greeting
+            window = trigger.batch_window
+            batch = wake_at = None  # without a window: each joiner starts at once, alone
+            if window is not None:
+                greeting = self._batches.get((procedure.id, chat_id))
+                if greeting is None or greeting.window_closes <= now:  # a quiet group: greet soon
+                    greeting = _Greeting.at(procedure.id, chat_id, now + JOIN_GATHER, window)
+                elif greeting.greets_at - GREETING_CLOSING <= now:  # greeted (or about to be):
+                    # the next greeting closes the window; a run made in the moment of the
+                    # greeting could miss it and get a message of its own
+                    greeting = _Greeting.at(procedure.id, chat_id, greeting.window_closes, window)
+                self._batches[procedure.id, chat_id] = greeting
+                batch, wake_at = greeting.batch, greeting.greets_at
             await self._start(
                 procedure,
                 chat_id,
                 [user_id],
                 trigger="member_joined",
                 now=now,
-                batch=greeting.batch,
-                wake_at=greeting.greets_at,
-                cooldown=cooldown,
+                batch=batch,
+                wake_at=wake_at,
+                cooldown=trigger.cooldown,
             )
 
     async def member_left(self, chat_id: int, user_id: int) -> None:
