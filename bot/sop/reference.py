@@ -396,9 +396,7 @@ def reference_markdown(descriptions: Mapping[str, Any], language: Language) -> s
     types = _Types(language, anchors)
     lines: list[str] = []
     for section, entries in all_sections:
-        texts = (descriptions.get("sections") or {}).get(section) or {}
-        title, _, intro = str(texts.get(language) or section).partition("\n")
-        lines += [f"## {title.strip()} {{#{section}}}", "", intro.strip(), ""]
+        lines += _heading(descriptions, language, section)
         for entry in entries:
             data = models.get(entry.name) or {}
             described = str(data.get(language) or "").strip()
@@ -444,10 +442,21 @@ def reference_markdown(descriptions: Mapping[str, Any], language: Language) -> s
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _heading(descriptions: Mapping[str, Any], language: Language, section: str) -> list[str]:
+    """A section's title (its anchor: the section's name) and introduction, in `language`."""
+    texts = (descriptions.get("sections") or {}).get(section) or {}
+    title, _, intro = str(texts.get(language) or section).partition("\n")
+    return [f"## {title.strip()} {{#{section}}}", "", intro.strip(), ""]
+
+
+def _table_head(language: Language, *columns: str) -> list[str]:
+    """A table's header row, its columns named in `language`."""
+    names = " | ".join(_WORDS[column][language] for column in columns)
+    return [f"| {names} |", "|" + " --- |" * len(columns)]
+
+
 def _values(descriptions: Mapping[str, Any], language: Language) -> list[str]:
-    texts = (descriptions.get("sections") or {}).get("values") or {}
-    title, _, intro = str(texts.get(language) or "values").partition("\n")
-    lines = [f"## {title.strip()} {{#values}}", "", intro.strip(), ""]
+    lines = _heading(descriptions, language, "values")
     values = descriptions.get("values") or {}
     for name in dict.fromkeys(_PATTERNS.values()):
         text = str((values.get(name) or {}).get(language) or "").strip()
@@ -456,15 +465,8 @@ def _values(descriptions: Mapping[str, Any], language: Language) -> list[str]:
 
 
 def _variables(descriptions: Mapping[str, Any], language: Language) -> list[str]:
-    texts = (descriptions.get("sections") or {}).get("variables") or {}
-    title, _, intro = str(texts.get(language) or "variables").partition("\n")
-    words = _WORDS
-    lines = [f"## {title.strip()} {{#variables}}", "", intro.strip(), ""]
-    lines += [
-        f"| {words['variable'][language]} | {words['meaning'][language]} "
-        f"| {words['sample'][language]} |",
-        "| --- | --- | --- |",
-    ]
+    lines = _heading(descriptions, language, "variables")
+    lines += _table_head(language, "variable", "meaning", "sample")
     variables = descriptions.get("variables") or {}
     for path in variable_paths():
         value: Any = SAMPLE_CONTEXT
@@ -483,15 +485,8 @@ def _variables(descriptions: Mapping[str, Any], language: Language) -> list[str]
 
 
 def _events(descriptions: Mapping[str, Any], language: Language) -> list[str]:
-    texts = (descriptions.get("sections") or {}).get("events") or {}
-    title, _, intro = str(texts.get(language) or "events").partition("\n")
-    words = _WORDS
-    lines = [f"## {title.strip()} {{#events}}", "", intro.strip(), ""]
-    lines += [
-        f"| {words['event'][language]} | {words['meaning'][language]} "
-        f"| {words['data'][language]} |",
-        "| --- | --- | --- |",
-    ]
+    lines = _heading(descriptions, language, "events")
+    lines += _table_head(language, "event", "meaning", "data")
     events = descriptions.get("events") or {}
     for event, data in EVENT_EXAMPLES.items():
         meaning = (events.get(event) or {}).get(language) or ""
