@@ -17,6 +17,7 @@ from aiogram.exceptions import (
 from loguru import logger
 
 from bot.clock import clock_for
+from bot.console._serve import serve_console
 from bot.factory import Tidepool, assemble, create_bot, report_broken
 from bot.polling import Poller, TokenRejected
 from bot.settings import Settings, SettingsError
@@ -65,6 +66,7 @@ async def run(settings: Settings) -> None:
                     "privacy mode is on: the bot sees every message only in groups where it is "
                     "an administrator (turn it off with @BotFather → Bot Settings → Group Privacy)"
                 )
+            console = await serve_console(app)
             freeze_startup_heap()
             review = asyncio.create_task(app.rights.review_all(), name="rights-review")
             try:
@@ -80,6 +82,8 @@ async def run(settings: Settings) -> None:
                 review.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await review
+                if console is not None:
+                    await console[1].cleanup()
     finally:
         await bot.session.close()
 

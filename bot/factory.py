@@ -31,11 +31,23 @@ from bot.activity import ActivityLog
 from bot.admins import Admins
 from bot.checkin.boards import Leaderboards
 from bot.clock import Clock
+from bot.console._access import Access
+from bot.console._auth import SignIn
 from bot.db import GroupStatus, PushKind, create_engine, upgrade, utcnow
 from bot.deletions import Deletions
 from bot.delivery import Delivery
 from bot.events import Bus
-from bot.handlers import boards, broadcasts, lives, lottery, membership, points, rewards, sops
+from bot.handlers import (
+    boards,
+    broadcasts,
+    console,
+    lives,
+    lottery,
+    membership,
+    points,
+    rewards,
+    sops,
+)
 from bot.handlers import stats as stats_handlers
 from bot.handlers.activity import RecordMessages, RecordPresses, handled_commands
 from bot.lottery.service import Lotteries
@@ -90,6 +102,8 @@ class Tidepool:
     analytics: Analytics
     rewards: Rewards
     calendar: Calendar
+    sign_in: SignIn  # the console's sign-in links, sessions and API tokens
+    console_access: Access  # who may see which group in the console
     dispatcher: Dispatcher
 
 
@@ -229,6 +243,8 @@ async def _build(
     catalogue = Rewards(db, settings.content_dir / "rewards.yaml", timezone=zone)
     calendar = Calendar(engine, settings.database_url, clock, bus)
     say = sops.Say(outbox, texts, registry)
+    sign_in = SignIn(db, clock, bot.token)
+    access = Access(db, bot, settings.owner_ids)
     dispatcher = create_dispatcher(
         registry,
         activity,
@@ -246,6 +262,7 @@ async def _build(
         lotteries=lotteries,
         ledger=Ledger(db),
         leaderboards=Leaderboards(db),
+        console_links=console.Links(sign_in, access, settings.console_public_url),
     )
     return Tidepool(
         settings=settings,
@@ -271,6 +288,8 @@ async def _build(
         analytics=analytics,
         rewards=catalogue,
         calendar=calendar,
+        sign_in=sign_in,
+        console_access=access,
         dispatcher=dispatcher,
     )
 
@@ -394,6 +413,7 @@ def create_dispatcher(
     sops.register(dispatcher)
     points.register(dispatcher)
     boards.register(dispatcher)
+    console.register(dispatcher)
     dispatcher.update.outer_middleware(
         RecordMessages(
             registry,

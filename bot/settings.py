@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     # The sandbox's page (tidepool sandbox; make run without a token) listens on this port.
     sandbox_port: int = Field(default=8080, ge=1, le=65535)
+    # The operator console (a web page for owners and admins): where `tidepool run` serves it
+    # ("off": not at all), and its public address when it sits behind a reverse proxy with TLS.
+    console_listen: str = "127.0.0.1:8090"
+    console_url: str | None = None
     # For end-to-end tests: a file holding seconds to add to the bot's clock.
     clock_file: Path | None = None
 
@@ -83,6 +87,28 @@ class Settings(BaseSettings):
                 "must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://user:pass@host/db"
             )
         return value
+
+    @field_validator("console_listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == "off":
+            return "off"
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT such as 127.0.0.1:8090 or 0.0.0.0:8090, or off")
+        return value
+
+    @field_validator("console_url")
+    @classmethod
+    def _console_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must be the console's public address, e.g. https://console.example.com"
+            )
+        return value.strip().rstrip("/")
 
     @field_validator("timezone")
     @classmethod
@@ -123,6 +149,22 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         """The default time zone of groups."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def console_address(self) -> tuple[str, int]:
+        """Where the console listens (host, port); CONSOLE_LISTEN must not be off."""
+        host, _, port = self.console_listen.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+    @property
+    def console_public_url(self) -> str:
+        """The console's address in links: CONSOLE_URL, or where it listens."""
+        if self.console_url:
+            return self.console_url
+        if self.console_listen == "off":
+            return ""
+        host, port = self.console_address
+        return f"http://{host}:{port}"
 
     def require_token(self) -> str:
         """The bot token, or a SettingsError saying how to get one."""

@@ -35,6 +35,16 @@ from ._analytics import (
     TierChange,
 )
 from ._columns import ChatId, EventId, UTCDateTime, utcnow
+from ._console import (
+    CONSOLE_CHANGES,
+    CONSOLE_LINKS,
+    CONSOLE_SESSIONS,
+    CONSOLE_TOKENS,
+    ConsoleChange,
+    ConsoleLink,
+    ConsoleSession,
+    ConsoleToken,
+)
 from ._groups import (
     BOT_USERS,
     GROUPS,
@@ -103,6 +113,10 @@ __all__ = [
     "BOT_USERS",
     "BROADCASTS",
     "CHECKINS",
+    "CONSOLE_CHANGES",
+    "CONSOLE_LINKS",
+    "CONSOLE_SESSIONS",
+    "CONSOLE_TOKENS",
     "DELIVERIES",
     "EVENTS",
     "GROUPS",
@@ -138,6 +152,10 @@ __all__ = [
     "Broadcast",
     "ChatId",
     "Checkin",
+    "ConsoleChange",
+    "ConsoleLink",
+    "ConsoleSession",
+    "ConsoleToken",
     "Delivery",
     "DeliveryStatus",
     "Event",

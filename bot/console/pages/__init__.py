@@ -1,0 +1,7 @@
+"""The console's pages, one module each; each has `routes(console)` for its pages and API."""
+
+from __future__ import annotations
+
+from bot.console.pages import groups
+
+PAGES = (groups,)
