@@ -177,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--days", type=int, default=30, metavar="N", help="the window (default 30)")
     report.add_argument("--out", type=Path, required=True, metavar="FILE.png")
 
+    console = commands.add_parser(
+        "console",
+        help="the operator console: a sign-in link, or an API token for scripts",
+        description="tidepool console link USER_ID prints a one-time sign-in link (10 minutes); "
+        "tidepool console token OWNER_ID prints an API token; tidepool console revoke OWNER_ID "
+        "revokes that owner's tokens.",
+    )
+    console.add_argument("action", choices=["link", "token", "revoke"])
+    console.add_argument("user", type=int, metavar="USER_ID", help="a Telegram user id")
+    console.add_argument("--label", default="script", help="(token) what the token is for")
+
     emulator = commands.add_parser("emulator", help="run the Telegram Bot API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8081)
@@ -584,6 +595,42 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _console(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.clock import clock_for
+    from bot.console._auth import LINK_MINUTES, SignIn
+    from bot.db import create_engine, upgrade
+
+    owner = args.user in settings.owner_ids
+    if args.action != "link" and not owner:
+        raise Failure(f"API tokens are for owners: {args.user} is not in OWNER_IDS", 2)
+    if args.action == "link" and not settings.console_public_url:
+        raise Failure("the console is off (CONSOLE_LISTEN=off and no CONSOLE_URL)", 2)
+    engine = _engine(create_engine, settings)
+    try:
+        await _with_database_errors(upgrade(engine))
+        sign_in = SignIn(engine, clock_for(settings.clock_file), settings.require_token())
+        if args.action == "link":
+            token = await _with_database_errors(sign_in.issue_link(args.user))
+            sys.stdout.write(f"{settings.console_public_url}/signin/{token}\n")
+            sys.stderr.write(
+                f"valid {LINK_MINUTES} minutes, once; it signs in as {args.user}"
+                + (" (an owner)" if owner else " (admin of the groups Telegram says)")
+                + "\n"
+            )
+        elif args.action == "token":
+            token = await _with_database_errors(sign_in.issue_token(args.user, args.label))
+            sys.stdout.write(f"{token}\n")
+            sys.stderr.write(
+                "send it as: Authorization: Bearer <token>; shown once, keep it safe\n"
+            )
+        else:
+            revoked = await _with_database_errors(sign_in.revoke_tokens(args.user))
+            sys.stdout.write(f"{_plural(revoked, 'token')} revoked\n")
+    finally:
+        await engine.dispose()
+    return 0
+
+
 async def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from bot.sandbox import SandboxError, run_sandbox
 
@@ -626,6 +673,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any,
     "stats": _stats,
     "report": _stats,
     "emulator": _emulator,
+    "console": _console,
     "sandbox": _sandbox,
     "replay": _replay,
 }

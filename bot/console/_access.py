@@ -89,7 +89,11 @@ class Access:
                     .limit(1)
                 )
             ).first()
-        if row is None:
-            return str(user_id)
+        if row is None:  # in no group the bot knows: their private chat with the bot says
+            try:
+                chat = await self.bot.get_chat(user_id)
+            except TelegramAPIError:
+                return str(user_id)
+            row = chat
         name = " ".join(part for part in (row.first_name, row.last_name) if part)
         return name or (f"@{row.username}" if row.username else str(user_id))

@@ -146,24 +146,34 @@ class Console:
 
     # ----- sign-in ----------------------------------------------------------------------------
     async def _signin_help(self, request: web.Request) -> web.Response:
-        return self.page(request, "signin.html", state="help", bot=self.app.me.username or "")
+        return self.page(
+            request, "signin.html", state="help", bot=self.app.me.username or "", auto=False
+        )
 
     async def _signin_page(self, request: web.Request) -> web.Response:
         # A GET never uses the link up: link previews and scanners fetch it too.
-        return self.page(request, "signin.html", state="confirm", bot=self.app.me.username or "")
+        return self.page(
+            request,
+            "signin.html",
+            state="confirm",
+            bot=self.app.me.username or "",
+            auto=request.query.get("auto") == "1",
+        )
 
     async def _signin(self, request: web.Request) -> web.StreamResponse:
         bot = self.app.me.username or ""
         try:
             user_id = await self.sign_in.redeem(request.match_info["token"])
         except Refused as refused:
-            response = self.page(request, "signin.html", state=refused.why.value, bot=bot)
+            response = self.page(
+                request, "signin.html", state=refused.why.value, bot=bot, auto=False
+            )
             response.set_status(403)
             return response
         groups = await self.access.groups_of(user_id)
         if groups is not None and not groups:
             logger.info("console: {} signed in but administers no group; refused", user_id)
-            response = self.page(request, "signin.html", state="nobody", bot=bot)
+            response = self.page(request, "signin.html", state="nobody", bot=bot, auto=False)
             response.set_status(403)
             return response
         name = await self.access.name_of(user_id)

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,18 +112,23 @@ class Meta:
 class BotProcess:
     """`tidepool run` in a process of its own, pointed at the emulator and the sandbox's files."""
 
-    def __init__(self, settings: Settings, files: SandboxFiles, api_base: str, owner: int) -> None:
+    def __init__(
+        self, settings: Settings, files: SandboxFiles, api_base: str, owner: int, console: str
+    ) -> None:
         self.settings = settings
         self.files = files
         self.api_base = api_base
         self.owner = owner
+        self.console = console  # CONSOLE_LISTEN of the bot: the console, as in production
         self.process: asyncio.subprocess.Process | None = None
 
     def env(self) -> dict[str, str]:
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("BOT_", "TELEGRAM_", "DATABASE_", "CLOCK_", "DATA_DIR"))
+            if not key.startswith(
+                ("BOT_", "TELEGRAM_", "DATABASE_", "CLOCK_", "DATA_DIR", "CONSOLE_")
+            )
         }
         owners = {self.owner, *self.settings.owner_ids}
         env.update(
@@ -134,6 +140,7 @@ class BotProcess:
             SOPS_DIR=str(self.settings.sops_dir.resolve()),
             CONTENT_DIR=str(self.settings.content_dir.resolve()),
             OWNER_IDS=",".join(str(owner) for owner in sorted(owners)),
+            CONSOLE_LISTEN=self.console,
             LANGUAGE=self.settings.language,
             TIMEZONE=self.settings.timezone,
             PYTHONUNBUFFERED="1",
@@ -184,6 +191,13 @@ class BotProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def free_port() -> int:
+    """A port nothing listens on now (for the bot's console)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _die_with_parent() -> None:
     """In the bot's process before exec: SIGTERM it if the sandbox dies (Linux)."""
     with contextlib.suppress(Exception):
@@ -211,6 +225,7 @@ class Sandbox:
         self.engine: AsyncEngine | None = None
         self.meta: Meta | None = None
         self.bot: BotProcess | None = None
+        self.console_url = ""  # the bot's console, on a free port of its own
         self.clock = SandboxClock(self.files.clock, self._move_emulator)
         self.journal = Journal(self.files.journal)
         self._mind: Mind | None = None
@@ -263,7 +278,14 @@ class Sandbox:
             self.world, self.server.client, self.journal, self.clock, self._time, self.settings.tz
         )
         assert self.meta is not None
-        self.bot = BotProcess(self.settings, self.files, self.server.base_url, self.meta.owner_id)
+        self.console_url = f"http://127.0.0.1:{free_port()}"
+        self.bot = BotProcess(
+            self.settings,
+            self.files,
+            self.server.base_url,
+            self.meta.owner_id,
+            self.console_url.removeprefix("http://"),
+        )
         await self.bot.start()
         await self._until_polling()
         self._saver = asyncio.create_task(self._save_changes())

@@ -22,7 +22,8 @@ from bot.emulator._state import ControlError
 from bot.sandbox._labels import labels_for
 from bot.sandbox._operator import ActionError
 from bot.sandbox._render import message_view, name_of, plain_text
-from bot.sandbox._sandbox import Sandbox
+from bot.console._auth import SignIn
+from bot.sandbox._sandbox import TOKEN, Sandbox
 from bot.sandbox._time import BotBusy
 from bot.sandbox._transcript import build
 
@@ -54,6 +55,7 @@ class SandboxPage:
                 web.get("/events", self.events),
                 web.post("/act", self.act),
                 web.get("/transcript", self.transcript),
+                web.get("/console", self.console),
                 web.static("/static", HERE / "static"),
             ]
         )
@@ -114,6 +116,14 @@ class SandboxPage:
                 "X-Saved-To": str(folder / name),
             },
         )
+
+    async def console(self, request: web.Request) -> web.Response:
+        """The bot's console, signed in as the sandbox's owner (a fresh one-time link)."""
+        sandbox = self.sandbox
+        assert sandbox.meta is not None and sandbox.engine is not None
+        sign_in = SignIn(sandbox.engine, sandbox.clock, TOKEN)
+        token = await sign_in.issue_link(sandbox.meta.owner_id)
+        raise web.HTTPFound(f"{sandbox.console_url}/signin/{token}?auto=1")
 
     # ----- actions ----------------------------------------------------------------------------
     async def act(self, request: web.Request) -> web.Response:

@@ -42,6 +42,13 @@ async def test_a_member_joins_is_greeted_and_reads_the_rules(
     await expect(rules).to_be_visible()
     await expect(rules.locator("b")).to_contain_text(RULES)  # Telegram's HTML, rendered
 
+    # The console of the sandbox's bot, signed in as its owner with one press.
+    async with page.context.expect_page() as opened:
+        await page.click("#open-console")
+    console = await opened.value
+    await expect(console.locator("#groups")).to_contain_text("Tidepool demo group")
+    await expect(console.locator(".me")).to_contain_text("owner")
+
 
 async def test_a_day_later_the_silent_newcomer_is_nudged(
     page: Page, sandbox: SandboxProcess

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -37,6 +38,12 @@ async def wait_until(
         await asyncio.sleep(0.05)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @dataclass
 class Tidepool:
     """Runs `tidepool` commands against one database and one emulator."""
@@ -46,6 +53,11 @@ class Tidepool:
     extra_env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
     runs: int = 0
+    console_port: int = field(default_factory=lambda: free_port())
+
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.console_port}"
 
     @property
     def database_url(self) -> str:
@@ -56,7 +68,11 @@ class Tidepool:
         return self.folder / f"bot-{self.runs}.log"
 
     def env(self, **overrides: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "TELEGRAM_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("BOT_", "TELEGRAM_", "CONSOLE_"))
+        }
         env.update(
             BOT_TOKEN=TOKEN,
             TELEGRAM_API_BASE=self.base_url,
@@ -70,6 +86,8 @@ class Tidepool:
             QUIET_HOURS="off",
             LOG_LEVEL="DEBUG",
             PYTHONUNBUFFERED="1",
+            # Each bot serves its console on a port of its own (tests may run side by side).
+            CONSOLE_LISTEN=f"127.0.0.1:{self.console_port}",
         )
         env.update(self.extra_env)
         env.update(overrides)

@@ -111,6 +111,8 @@ const Console = (() => {
     wireForms(document);
     wireTables(document);
     document.body.dataset.ready = "1";
+    // The sandbox's console button: its one-time link signs in without a second press.
+    document.querySelector("form[data-autosubmit]")?.requestSubmit();
   });
 
   return { api, fields, notice, wireForms, lang: () => meta("lang") };

@@ -1,0 +1,115 @@
+"""The operator console in a real browser, served by the real `tidepool run` process.
+
+Telegram is the emulator; the owner asks the bot for a sign-in link with /console in a private
+chat, as an operator would, and follows it in headless Chromium. Every page is opened and must
+show no error in the browser's console (a script error, a refused asset, a CSP violation).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.async_api import Browser, Page, expect
+
+from bot.emulator import EmulatorClient
+from tests.e2e.conftest import (  # noqa: F401 (the end-to-end harness's fixtures, used here)
+    Tidepool,
+    all_confirmed,
+    ctl,
+    emulator,
+    tidepool,
+    wait_until,
+)
+from tests.e2e.test_sop_e2e import setup
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+LINK = re.compile(r"https?://\S+/signin/[A-Za-z0-9_-]+")
+
+
+class Watched:
+    """A page whose console errors and uncaught script errors are collected."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        page.on("dialog", lambda dialog: self.errors.append(f"dialog: {dialog.message}"))
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+
+async def sign_in_link(ctl: EmulatorClient, person: int) -> str:
+    """/console in the person's private chat with the bot, and the link the bot answers."""
+    before = len(await ctl.sent(person))
+    await ctl.send_message(person, person, "/console")
+    found: list[str] = []
+
+    async def answered() -> bool:
+        for message in (await ctl.sent(person))[before:]:
+            found[:] = LINK.findall(message.get("text") or "")
+            if found:
+                return True
+        return False
+
+    await wait_until(answered, 30, "the sign-in link")
+    return found[0]
+
+
+async def seeded(ctl: EmulatorClient, tidepool: Tidepool) -> dict[str, Any]:
+    """Two groups: the owner's (a hostile-named member in it) and one Ann administers."""
+    tidepool.extra_env.update(QUIET_HOURS="off", DAILY_CAP="0")
+    s = await setup(ctl, tidepool)
+    group, owner = s["group"], s["owner"]
+    ann = (await ctl.create_user("Ann", username="ann"))["id"]
+    await ctl.start(ann)
+    other = (await ctl.create_chat(f"Course {HOSTILE}", type="supergroup"))["id"]
+    await ctl.set_member(other, ann, "administrator")
+    await ctl.set_bot_status(other, "administrator", by=ann)
+    odd = (await ctl.create_user(HOSTILE))["id"]
+    for person in (ann, odd):
+        await ctl.join(group, person)
+    await ctl.join(other, odd)
+    for n in range(3):
+        await ctl.send_message(group, ann, f"hello {n}")
+        await ctl.send_message(group, odd, f"hi {n}")
+        await ctl.send_message(other, ann, f"welcome {n}")
+    await wait_until(lambda: all_confirmed(ctl), 30, "the bot to read everything")
+    return {"group": group, "other": other, "owner": owner, "ann": ann, "odd": odd}
+
+
+async def test_the_owner_signs_in_from_telegram_and_walks_every_page(
+    ctl: EmulatorClient, tidepool: Tidepool, browser: Browser
+) -> None:
+    s = await seeded(ctl, tidepool)
+    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(60_000)
+    watched = Watched(page)
+
+    link = await sign_in_link(ctl, s["owner"])
+    assert link.startswith(tidepool.console_url)
+    await page.goto(link)
+    await page.click("#signin")
+    rows = page.locator("#groups tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(page.locator("#groups")).to_contain_text(f"Course {HOSTILE}")  # as text
+    await expect(page.locator("#groups img")).to_have_count(0)
+
+    # The same link does not sign in twice.
+    again = await context.new_page()
+    await again.goto(link)
+    await again.click("#signin")
+    await expect(again.locator("#refused")).to_be_visible()
+    await again.close()
+
+    # A group's page draws its charts.
+    await page.click(f"#groups tr[data-chat='{s['group']}'] a")
+    await expect(page.locator("body")).to_have_attribute("data-charts", "drawn")
+    await expect(page.locator("#chart-messages canvas")).to_have_count(1)
+
+    assert watched.errors == []
+    await context.close()
