@@ -17,12 +17,12 @@ import jinja2
 from aiohttp import web
 from loguru import logger
 
+from bot.console._auth import SignIn
 from bot.emulator import EmulatorError
 from bot.emulator._state import ControlError
 from bot.sandbox._labels import labels_for
 from bot.sandbox._operator import ActionError
 from bot.sandbox._render import message_view, name_of, plain_text
-from bot.console._auth import SignIn
 from bot.sandbox._sandbox import TOKEN, Sandbox
 from bot.sandbox._time import BotBusy
 from bot.sandbox._transcript import build

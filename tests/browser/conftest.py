@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+# The end-to-end harness's fixtures (the emulator, `tidepool run`) serve the console's tests.
+from tests.e2e.conftest import ctl, emulator, tidepool  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 START_SECONDS = 120.0

@@ -13,14 +13,7 @@ from typing import Any
 from playwright.async_api import Browser, Page, expect
 
 from bot.emulator import EmulatorClient
-from tests.e2e.conftest import (  # noqa: F401 (the end-to-end harness's fixtures, used here)
-    Tidepool,
-    all_confirmed,
-    ctl,
-    emulator,
-    tidepool,
-    wait_until,
-)
+from tests.e2e.conftest import Tidepool, all_confirmed, wait_until
 from tests.e2e.test_sop_e2e import setup
 
 HOSTILE = "<img src=x onerror=alert(1)>"
