@@ -20,6 +20,8 @@ SETTINGS = (
     "LOG_LEVEL",
     "STORE_TEXT",
     "LANGUAGE",
+    "CONSOLE_LISTEN",
+    "CONSOLE_URL",
 )
 
 
@@ -147,3 +149,27 @@ def test_stats_and_report_of_a_group(clean_env: Path, capsys: pytest.CaptureFixt
     capsys.readouterr()
     assert main(["stats", "--group", "-5"]) == 1
     assert "there is no group -5" in one_line_error(capsys)
+
+
+def test_console_links_and_tokens(
+    clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOT_TOKEN", "123456:TEST-token")
+    monkeypatch.setenv("OWNER_IDS", "5")
+    monkeypatch.setenv("CONSOLE_URL", "https://console.example.com/")
+    assert main(["console", "link", "77"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("https://console.example.com/signin/") and len(out) > 50
+    assert main(["console", "token", "77"]) == 2
+    assert "not in OWNER_IDS" in one_line_error(capsys)
+    assert main(["console", "token", "5"]) == 0
+    assert capsys.readouterr().out.startswith("tp_")
+    assert main(["console", "revoke", "5"]) == 0
+    assert "1 token revoked" in capsys.readouterr().out
+    monkeypatch.delenv("CONSOLE_URL")
+    monkeypatch.setenv("CONSOLE_LISTEN", "off")
+    assert main(["console", "link", "77"]) == 2
+    assert "console is off" in one_line_error(capsys)
+    monkeypatch.setenv("CONSOLE_LISTEN", "8090")
+    assert main(["console", "link", "77"]) == 2
+    assert "CONSOLE_LISTEN is invalid" in one_line_error(capsys)

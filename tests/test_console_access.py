@@ -121,3 +121,17 @@ async def test_an_owner_api_token_works_without_a_session_and_needs_no_csrf(
     assert answer.status == 200
     bad = await browser.get("/api/groups", headers={"Authorization": "Bearer tp_nope"})
     assert bad.status == 401
+
+
+async def test_the_cookie_is_secure_behind_https(h: ConsoleHarness) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.console._web import Console
+
+    secure = Console(h.app, "https://console.example.com/")
+    async with TestClient(TestServer(secure.application())) as browser:
+        token = await secure.sign_in.issue_link(OWNER)
+        answer = await browser.post(f"/signin/{token}", allow_redirects=False)
+        assert answer.status == 303
+        assert answer.cookies["tidepool_console"]["secure"]
+        assert secure.public_url == "https://console.example.com"

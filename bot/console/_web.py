@@ -13,7 +13,6 @@ import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -179,7 +178,7 @@ class Console:
         name = await self.access.name_of(user_id)
         session = await self.sign_in.open_session(user_id, name, groups)
         logger.info("console: {} ({}) signed in", name, user_id)
-        response = web.HTTPSeeOther(self._next(request))
+        response = web.HTTPSeeOther("/")
         response.set_cookie(
             COOKIE,
             self.sign_in.cookie(session.id),
@@ -199,12 +198,6 @@ class Console:
         response.del_cookie(COOKIE, path="/")
         raise response
 
-    @staticmethod
-    def _next(request: web.Request) -> str:
-        """Where to go after signing in: back to the page asked for, only ever on this site."""
-        wanted = request.query.get("next", "/")
-        return wanted if wanted.startswith("/") and not wanted.startswith("//") else "/"
-
     # ----- middlewares ------------------------------------------------------------------------
     @web.middleware
     async def _signed_in(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -217,7 +210,7 @@ class Console:
         if viewer is None:
             if api:
                 raise web.HTTPUnauthorized(text="sign in first (send /console to the bot)")
-            raise web.HTTPFound(f"/signin?next={quote(request.path_qs, safe='')}")
+            raise web.HTTPFound("/signin")
         request[VIEWER] = viewer
         if request.method not in SAFE_METHODS and viewer.session_id is not None:
             await self._check_csrf(request, viewer)

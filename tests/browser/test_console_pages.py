@@ -106,3 +106,49 @@ async def test_the_owner_signs_in_from_telegram_and_walks_every_page(
 
     assert watched.errors == []
     await context.close()
+
+
+async def test_an_admin_on_a_phone_sees_only_their_group_in_chinese(
+    ctl: EmulatorClient, tidepool: Tidepool, browser: Browser
+) -> None:
+    s = await seeded(ctl, tidepool)
+    # Nobody's link: a stranger is told why not; in a group the bot points to the private chat.
+    stranger = (await ctl.create_user("Sam"))["id"]
+    await ctl.start(stranger)
+    await ctl.send_message(stranger, stranger, "/console")
+    await ctl.send_message(s["group"], s["ann"], "/console")
+    await wait_until(
+        lambda: _said(ctl, stranger, "owners and the admins"), 30, "the stranger's refusal"
+    )
+    await wait_until(lambda: _said(ctl, s["group"], "private chat"), 30, "the group's pointer")
+    assert not LINK.search(str(await ctl.sent(s["group"])))
+
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = await context.new_page()
+    page.set_default_timeout(60_000)
+    watched = Watched(page)
+    await page.goto(f"{await sign_in_link(ctl, s['ann'])}?lang=zh")
+    await page.click("#signin")
+    await expect(page.locator("#groups tbody tr")).to_have_count(1)
+    await expect(page.locator("#groups")).to_contain_text(f"Course {HOSTILE}")
+    await expect(page.locator("nav")).to_contain_text("群组")
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page is {width}px wide on a 390px screen"
+
+    refused = await page.goto(f"{tidepool.console_url}/groups/{s['group']}")
+    assert refused is not None and refused.status == 403
+    api = await page.request.get(f"{tidepool.console_url}/api/groups/{s['group']}/stats")
+    assert api.status == 403
+
+    await page.goto(tidepool.console_url)
+    await page.click("text=退出登录")
+    await expect(page.locator("h1")).to_have_text("登录控制台")
+    assert (await page.request.get(f"{tidepool.console_url}/api/groups")).status == 401
+    assert watched.errors == []
+    await context.close()
+
+
+async def _said(ctl: EmulatorClient, chat: int, needle: str) -> bool:
+    return any(needle in (m.get("text") or "") for m in await ctl.sent(chat))
