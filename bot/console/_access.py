@@ -89,11 +89,13 @@ class Access:
                     .limit(1)
                 )
             ).first()
-        if row is None:  # in no group the bot knows: their private chat with the bot says
+        if row is not None:
+            first, last, username = row.first_name, row.last_name, row.username
+        else:  # in no group the bot knows: their private chat with the bot says
             try:
                 chat = await self.bot.get_chat(user_id)
             except TelegramAPIError:
                 return str(user_id)
-            row = chat
-        name = " ".join(part for part in (row.first_name, row.last_name) if part)
-        return name or (f"@{row.username}" if row.username else str(user_id))
+            first, last, username = chat.first_name, chat.last_name, chat.username
+        name = " ".join(part for part in (first, last) if part)
+        return name or (f"@{username}" if username else str(user_id))

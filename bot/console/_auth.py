@@ -17,11 +17,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.clock import Clock
 from bot.db import CONSOLE_LINKS, CONSOLE_SESSIONS, CONSOLE_TOKENS, writing
 
 LINK_MINUTES = 10
@@ -56,6 +56,12 @@ class Session:
     checked_at: datetime
 
 
+class Now(Protocol):
+    """What the sign-in store needs of a clock (the bot's, or the sandbox's shifted one)."""
+
+    def now(self) -> datetime: ...
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -63,7 +69,7 @@ def digest(token: str) -> str:
 class SignIn:
     """Links, sessions and tokens in the database; `clock` says when now is."""
 
-    def __init__(self, db: AsyncEngine, clock: Clock, bot_token: str) -> None:
+    def __init__(self, db: AsyncEngine, clock: Now, bot_token: str) -> None:
         self.db = db
         self.clock = clock
         self._key = hashlib.sha256(b"tidepool console\0" + bot_token.encode()).digest()
