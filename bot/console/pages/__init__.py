@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from bot.console.pages import groups
+from bot.console.pages import groups, members
 
-PAGES = (groups,)
+PAGES = (groups, members)
