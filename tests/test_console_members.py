@@ -72,6 +72,12 @@ async def test_the_list_searches_and_filters_the_viewers_groups(h: ConsoleHarnes
     assert [m["user_id"] for m in tagged["members"]] == [bob.id]
     new = await (await owner.get("/api/members", params={"tier": "new", "group": str(b)})).json()
     assert [m["user_id"] for m in new["members"]] == [bob.id]
+    anna = await h.person("Анна")
+    await h.app.registry.member_joined(b, anna, h.clock.now(), source="test")
+    cyrillic = await (await owner.get("/api/members", params={"q": "Анн"})).json()
+    assert [m["user_id"] for m in cyrillic["members"]] == [anna.id]
+    upper = await (await owner.get("/api/members", params={"q": "ANN"})).json()
+    assert [m["user_id"] for m in upper["members"]] == [ann.id]
     wild = await (await owner.get("/api/members", params={"q": "%"})).json()
     assert wild["total"] == 0  # LIKE's wildcards are searched for as text
 

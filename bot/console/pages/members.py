@@ -51,7 +51,7 @@ def change_rows(
         values = {key: value for key, value in details.items() if key != "by"}
         if "delta" in values:
             values["delta"] = f"{int(values['delta']):+d}"
-        values.setdefault("note", "")
+        values["note"] = f"· {values['note']}" if values.get("note") else ""
         values.setdefault("name", str(values.get("user", "")))
         try:
             what = t(f"{change.area}s.change_{change.action}", **values)
@@ -152,7 +152,9 @@ def routes(console: Console) -> list[web.RouteDef]:
     async def member_changes(
         request: web.Request, chat_id: int, user_id: int
     ) -> list[dict[str, Any]]:
-        recent = await console.changes.recent(chat_ids=[chat_id], areas=("member",), limit=500)
+        recent = await console.changes.recent(
+            chat_ids=[chat_id], areas=("member", "order"), limit=500
+        )
         mine = [change for change in recent if change.details.get("user") == user_id]
         return change_rows(console, request, mine[:50])
 

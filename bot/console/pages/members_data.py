@@ -171,8 +171,20 @@ def _row(row: Any) -> MemberRow:
 
 
 def _like(text: str) -> str:
-    escaped = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
     return f"%{escaped}%"
+
+
+def _matches(text: str) -> list[ColumnElement[bool]]:
+    """A name or username containing `text`: in any case (SQL's lower() knows the case of
+    every letter on PostgreSQL, of A-Z on SQLite), or as written."""
+    lowered, written = _like(text.lower()), _like(text)
+    found: list[ColumnElement[bool]] = []
+    for column in (MEMBERS.c.first_name, MEMBERS.c.last_name, MEMBERS.c.username):
+        found.append(func.lower(column).like(lowered, escape="!"))
+        if written != lowered:
+            found.append(column.like(written, escape="!"))
+    return found
 
 
 def _conditions(chat_ids: Sequence[int], wanted: Filters) -> list[ColumnElement[bool]]:
@@ -183,12 +195,7 @@ def _conditions(chat_ids: Sequence[int], wanted: Filters) -> list[ColumnElement[
     ]
     if wanted.q:
         text = wanted.q.removeprefix("@")
-        pattern = _like(text)
-        matches: list[ColumnElement[bool]] = [
-            func.lower(MEMBERS.c.first_name).like(pattern, escape="\\"),
-            func.lower(MEMBERS.c.last_name).like(pattern, escape="\\"),
-            func.lower(MEMBERS.c.username).like(pattern, escape="\\"),
-        ]
+        matches = _matches(text)
         if text.isdigit() and len(text) < 19:
             matches.append(MEMBERS.c.user_id == int(text))
         conditions.append(or_(*matches))
