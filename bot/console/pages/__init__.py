@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from bot.console.pages import groups, members
+from bot.console.pages import groups, lotteries, members, orders
 
-PAGES = (groups, members)
+PAGES = (groups, members, lotteries, orders)
