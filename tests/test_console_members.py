@@ -295,6 +295,7 @@ async def test_the_csv_export(h: ConsoleHarness) -> None:
     assert answer.status == 200
     assert answer.headers["Content-Type"].startswith("text/csv")
     assert "attachment" in answer.headers["Content-Disposition"]
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
     raw = await answer.read()
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))

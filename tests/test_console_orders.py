@@ -39,6 +39,8 @@ async def test_orders_are_listed_by_group_and_status(h: ConsoleHarness) -> None:
     ann, bob = await h.person("Ann"), await h.person("Bob")
     a = await h.group("Group A", admins=[ann], members=[bob])
     b = await h.group("Group B", members=[bob])
+    empty = await (await (await h.signed_in()).get("/orders", params={"lang": "zh"})).text()
+    assert 'id="orders"' in empty and "没有符合条件的订单" in empty
     first = await ordered(h, a, bob.id)
     second = await ordered(h, a, bob.id, "coupon-20")
     other = await ordered(h, b, bob.id)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from bot import points
 from bot.console._changes import Change
-from bot.console._web import Console
+from bot.console._web import CSP, Console
 from bot.console.pages import members_data as data
 from bot.handlers.points import MAX_CHANGE
 from bot.stats.tiers import TIERS
@@ -129,6 +129,10 @@ def routes(console: Console) -> list[web.RouteDef]:
             headers={
                 "Content-Type": "text/csv; charset=utf-8",
                 "Content-Disposition": 'attachment; filename="members.csv"',
+                # Sent before the rows, so before the console's middleware could add them.
+                "Content-Security-Policy": CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store",
             }
         )
         await response.prepare(request)
