@@ -50,7 +50,7 @@ class Pressed(Filter):
         return query.data is not None and query.data.startswith(self.prefix)
 
 
-class _Chat:
+class RewardsChat:
     """Texts and times in the language and time zone of one group."""
 
     def __init__(self, say: Say, rewards: Rewards, chat_id: int) -> None:
@@ -102,7 +102,7 @@ async def reward_commands(
 
 
 async def list_rewards(message: Message, rewards: Rewards, admins: Admins, say: Say) -> None:
-    chat = _Chat(say, rewards, message.chat.id)
+    chat = RewardsChat(say, rewards, message.chat.id)
     try:
         catalogue = rewards.catalogue()
     except CatalogueError as broken:
@@ -151,7 +151,7 @@ async def reward_pressed(query: CallbackQuery, rewards: Rewards, admins: Admins,
     data = query.data or ""
     message = query.message
     assert message is not None  # InGroup
-    chat = _Chat(say, rewards, message.chat.id)
+    chat = RewardsChat(say, rewards, message.chat.id)
     user = query.from_user
     result = await rewards.redeem(
         chat.chat_id, user.id, data.removeprefix("reward:"), utcnow(), language=chat.language
@@ -178,7 +178,7 @@ async def reward_pressed(query: CallbackQuery, rewards: Rewards, admins: Admins,
     )
 
 
-async def _tell_admins(chat: _Chat, admins: Admins, order: Order, member: User) -> bool:
+async def _tell_admins(chat: RewardsChat, admins: Admins, order: Order, member: User) -> bool:
     """Tell the group's admins privately of a new order; whether any of them got it."""
     people = await admins.people_of(order.chat_id)
     if not people:
@@ -189,7 +189,7 @@ async def _tell_admins(chat: _Chat, admins: Admins, order: Order, member: User) 
     return any(sent)
 
 
-def _notice(chat: _Chat, order: Order, name: str | None, username: str | None) -> str:
+def _notice(chat: RewardsChat, order: Order, name: str | None, username: str | None) -> str:
     text = chat(
         "rewards.admin_notice",
         order=order.id,
@@ -207,7 +207,7 @@ def _notice(chat: _Chat, order: Order, name: str | None, username: str | None) -
 async def orders_command(
     message: Message, command: CommandObject, rewards: Rewards, say: Say
 ) -> None:
-    chat = _Chat(say, rewards, message.chat.id)
+    chat = RewardsChat(say, rewards, message.chat.id)
     args = (command.args or "").lower().split()
     if args in ([], ["all"]):
         text, markup = await _orders_view(chat, rewards, closed_too=bool(args))
@@ -226,7 +226,7 @@ async def orders_command(
     if isinstance(result, Refusal):
         await say(message, (_refusal_key(result), _refusal_values(chat, result, int(number))))
     elif cancel:
-        await _announce_cancel(chat, rewards, result, message.message_id)
+        await announce_cancel(chat, rewards, result, message.message_id)
     else:
         await say(message, ("orders.fulfilled", chat.order_line(result)))
 
@@ -247,7 +247,7 @@ async def order_pressed(query: CallbackQuery, rewards: Rewards, admins: Admins, 
             say.text(message.chat.id if message else 0, "orders.gone"), show_alert=True
         )
         return
-    chat = _Chat(say, rewards, found.chat_id)
+    chat = RewardsChat(say, rewards, found.chat_id)
     user = query.from_user
     if not await admins.is_admin(found.chat_id, user.id):
         await query.answer(chat("sop.admins_only"), show_alert=True)
@@ -274,11 +274,11 @@ async def order_pressed(query: CallbackQuery, rewards: Rewards, admins: Admins, 
             chat.chat_id, message.message_id, text, source="rewards", reply_markup=markup
         )
     if cancel and not isinstance(result, Refusal):
-        await _announce_cancel(chat, rewards, result, None)
+        await announce_cancel(chat, rewards, result, None)
 
 
-async def _announce_cancel(
-    chat: _Chat, rewards: Rewards, order: Order, reply_to: int | None
+async def announce_cancel(
+    chat: RewardsChat, rewards: Rewards, order: Order, reply_to: int | None
 ) -> None:
     """Tell the member in the group that their order was cancelled and the points are back."""
     balance = await rewards.balance(order.chat_id, order.user_id)
@@ -292,7 +292,7 @@ async def _announce_cancel(
 
 
 async def _orders_view(
-    chat: _Chat, rewards: Rewards, *, closed_too: bool
+    chat: RewardsChat, rewards: Rewards, *, closed_too: bool
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     """The group's open orders (and recently closed ones), with buttons for the open ones."""
     open_orders = await rewards.orders(chat.chat_id, OrderStatus.OPEN)
@@ -311,7 +311,7 @@ async def _orders_view(
     return "\n".join(lines), _buttons(chat, open_orders[:LISTED])
 
 
-def _buttons(chat: _Chat, orders: list[Order]) -> InlineKeyboardMarkup | None:
+def _buttons(chat: RewardsChat, orders: list[Order]) -> InlineKeyboardMarkup | None:
     rows = [
         [
             InlineKeyboardButton(
@@ -338,7 +338,7 @@ def _refusal_key(refusal: Refusal) -> str:
     return f"rewards.refused.{refusal.reason.value}"
 
 
-def _refusal_values(chat: _Chat, refusal: Refusal, order_id: int = 0) -> dict[str, Any]:
+def _refusal_values(chat: RewardsChat, refusal: Refusal, order_id: int = 0) -> dict[str, Any]:
     reward: Reward | None = refusal.reward
     values: dict[str, Any] = {
         "id": order_id,
@@ -352,7 +352,7 @@ def _refusal_values(chat: _Chat, refusal: Refusal, order_id: int = 0) -> dict[st
     return values
 
 
-def _refusal_text(chat: _Chat, refusal: Refusal) -> str:
+def _refusal_text(chat: RewardsChat, refusal: Refusal) -> str:
     return chat(_refusal_key(refusal), **_refusal_values(chat, refusal))
 
 

@@ -34,7 +34,7 @@ from bot.db import (
     writing,
 )
 from bot.db.pairs import pairs_in
-from bot.sop.steps._tag import _REMOVE_TAG, _add_tags
+from bot.sop.steps._tag import REMOVE_TAG, add_tags
 from bot.stats.tiers import TIERS
 
 PER_PAGE = 50
@@ -488,7 +488,7 @@ async def add_tag(db: AsyncEngine, chat_id: int, user_id: int, tag: str, at: dat
     """Tag a member as the SOPs' `tag` step does; False when they had the tag already."""
     async with writing(db) as conn:
         added = await conn.execute(
-            cast(Executable, _add_tags(conn)),
+            cast(Executable, add_tags(conn)),
             {
                 "chat_id": chat_id,
                 "user_id": user_id,
@@ -504,6 +504,6 @@ async def remove_tag(db: AsyncEngine, chat_id: int, user_id: int, tag: str) -> b
     """Take a tag off a member as the SOPs' `tag` step does; False when they had not it."""
     async with writing(db) as conn:
         removed = await conn.execute(
-            _REMOVE_TAG, {"chat_id": chat_id, "user_id": user_id, "tag": tag}
+            REMOVE_TAG, {"chat_id": chat_id, "user_id": user_id, "tag": tag}
         )
         return bool(removed.rowcount)

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from bot.console._web import Console
 from bot.console.pages.members import change_rows, when
 from bot.db import ORDERS, OrderStatus
-from bot.handlers.rewards import _announce_cancel, _Chat
+from bot.handlers.rewards import RewardsChat, announce_cancel
 from bot.handlers.sops import Say
 from bot.rewards import Order, Refusal, Refused
 
@@ -198,8 +198,8 @@ def routes(console: Console) -> list[web.RouteDef]:
         )
         if cancel:
             try:
-                await _announce_cancel(
-                    _Chat(say, app.rewards, order.chat_id), app.rewards, result, None
+                await announce_cancel(
+                    RewardsChat(say, app.rewards, order.chat_id), app.rewards, result, None
                 )
             except Exception:  # the order is cancelled and refunded whatever the chat says
                 logger.bind(chat_id=order.chat_id).exception(

@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 
 TAG_COLUMNS = ("chat_id", "user_id", "tag", "source", "added_at")
 
-_REMOVE_TAG = delete(MEMBER_TAGS).where(
+REMOVE_TAG = delete(MEMBER_TAGS).where(
     MEMBER_TAGS.c.chat_id == bindparam("chat_id"),
     MEMBER_TAGS.c.user_id == bindparam("user_id"),
     MEMBER_TAGS.c.tag == bindparam("tag"),
 )
 
 
-def _add_tags(conn: AsyncConnection) -> ClauseElement:
+def add_tags(conn: AsyncConnection) -> ClauseElement:
     """Tags added to members, a tag already there left as it is."""
     return insert_for(conn, MEMBER_TAGS).values(dict.fromkeys(TAG_COLUMNS)).on_conflict_do_nothing()
 
@@ -43,14 +43,14 @@ class Tag(StepType[TagStep]):
 
         async def effects(conn: AsyncConnection) -> None:
             if tag.add and members:
-                add = bulk.get("add tags", conn, lambda: _add_tags(conn), TAG_COLUMNS)
+                add = bulk.get("add tags", conn, lambda: add_tags(conn), TAG_COLUMNS)
                 rows = [
                     (chat, user, name, source, now) for chat, user in members for name in tag.add
                 ]
                 await add.execute(conn, rows)
             if tag.remove and members:
                 remove = bulk.get(
-                    "remove tags", conn, lambda: _REMOVE_TAG, ("chat_id", "user_id", "tag")
+                    "remove tags", conn, lambda: REMOVE_TAG, ("chat_id", "user_id", "tag")
                 )
                 gone = [(chat, user, name) for chat, user in members for name in tag.remove]
                 await remove.execute(conn, gone)
