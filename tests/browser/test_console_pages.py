@@ -104,6 +104,28 @@ async def test_the_owner_signs_in_from_telegram_and_walks_every_page(
     await expect(page.locator("body")).to_have_attribute("data-charts", "drawn")
     await expect(page.locator("#chart-messages canvas")).to_have_count(1)
 
+    # Members: found by a piece of the name, shown as text; a tag and points from the console.
+    await page.click("nav >> text=Members")
+    await page.fill("#member-search", "onerror")
+    await page.click("[data-testid=members-filter]")
+    found = page.locator("#members tbody tr")
+    await expect(found).to_have_count(2)  # in both groups
+    await expect(page.locator("#members img")).to_have_count(0)
+    await page.locator(f"#members tbody tr:has(a[href*='/members/{s['group']}/']) a").first.click()
+    await expect(page.locator("#member-name")).to_contain_text(HOSTILE)
+    await page.fill("#new-tag", "vip")
+    await page.click("[data-testid=add-tag]")
+    await expect(page.locator("#member-tags")).to_contain_text("vip")
+    await page.fill("#points-delta", "50")
+    await page.fill("#points-reason", "helped a newcomer")
+    await page.click("[data-testid=adjust-points]")
+    await expect(page.locator("#member-points")).to_have_text("50")
+    await expect(page.locator("main")).to_contain_text("helped a newcomer")
+
+    for name, table in (("Lotteries", "#lotteries"), ("Orders", "#orders")):
+        await page.click(f"nav >> text={name}")
+        await expect(page.locator(table)).to_be_visible()
+
     assert watched.errors == []
     await context.close()
 

@@ -22,6 +22,7 @@ from aiohttp import web
 from bot import points
 from bot.console._changes import Change
 from bot.console._web import CSP, Console
+from bot.console.pages import member_data as one
 from bot.console.pages import members_data as data
 from bot.handlers.points import MAX_CHANGE
 from bot.stats.tiers import TIERS
@@ -102,7 +103,7 @@ def routes(console: Console) -> list[web.RouteDef]:
                 ((c, app.registry.title(c)) for c in visible), key=lambda g: g[1].casefold()
             ),
             tiers=TIERS,
-            tags=await data.known_tags(app.db, visible),
+            tags=await one.known_tags(app.db, visible),
             title=app.registry.title,
             when=lambda at, chat_id=None: when(console, at, chat_id),
             page_link=lambda page: "?" + urlencode(wanted.query(page=page)),
@@ -144,11 +145,11 @@ def routes(console: Console) -> list[web.RouteDef]:
         await response.write_eof()
         return response
 
-    async def the_member(request: web.Request) -> tuple[int, int, data.History]:
+    async def the_member(request: web.Request) -> tuple[int, int, one.History]:
         console.group(request)
         chat_id = int(request.match_info["chat_id"])
         user_id = int(request.match_info["user_id"])
-        found = await data.history(app.db, chat_id, user_id)
+        found = await one.history(app.db, chat_id, user_id)
         if found is None:
             raise web.HTTPNotFound(text=f"no member {user_id} in group {chat_id}")
         return chat_id, user_id, found
@@ -187,10 +188,10 @@ def routes(console: Console) -> list[web.RouteDef]:
         chat_id, user_id, found = await the_member(request)
         body = await console.body(request)
         try:
-            tag = data.check_tag(body.get("tag"))
+            tag = one.check_tag(body.get("tag"))
         except ValueError as bad:
             raise web.HTTPBadRequest(text=str(bad)) from None
-        added = await data.add_tag(app.db, chat_id, user_id, tag, app.clock.now())
+        added = await one.add_tag(app.db, chat_id, user_id, tag, app.clock.now())
         if added:
             await console.record(
                 request,
@@ -208,7 +209,7 @@ def routes(console: Console) -> list[web.RouteDef]:
     async def remove_tag(request: web.Request) -> web.Response:
         chat_id, user_id, found = await the_member(request)
         tag = request.match_info["tag"]
-        if not await data.remove_tag(app.db, chat_id, user_id, tag):
+        if not await one.remove_tag(app.db, chat_id, user_id, tag):
             raise web.HTTPNotFound(text=f"the member has no tag {tag!r}")
         await console.record(
             request, "member", "tag_removed", chat_id, user=user_id, name=found.member.name, tag=tag
@@ -218,7 +219,7 @@ def routes(console: Console) -> list[web.RouteDef]:
         )
 
     async def tags_of(chat_id: int, user_id: int) -> list[str]:
-        found = await data.member(app.db, chat_id, user_id)
+        found = await one.member(app.db, chat_id, user_id)
         return found.tags if found is not None else []
 
     async def adjust(request: web.Request) -> web.Response:
