@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from bot.console.pages import groups, sops
+from bot.console.pages import broadcasts, groups, sops
 
-PAGES = (groups, sops)
+PAGES = (groups, sops, broadcasts)
