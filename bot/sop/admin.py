@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from bot.db import LIVE, SOP_RUNS, RunStatus
 from bot.events import SopsReloaded
 from bot.sop.engine import Engine, silent_trigger
-from bot.sop.library import LoadReport
+from bot.sop.library import LoadReport, Procedure
 
 Reply = tuple[str, dict[str, Any]]  # a text key and its values
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before any run
@@ -37,16 +37,8 @@ class SopAdmin:
         lines: list[Reply] = [("sop.list_header", {})]
         broken_ids = {b.sop_id for b in library.broken.values() if b.sop_id}
         for procedure in library:
-            switched = library.switched(procedure.id, chat_id)
             runs_here = self.engine.runs_in(procedure, chat_id)
-            if procedure.id in broken_ids:
-                state = "sop.state_broken_kept"
-            elif not library.selects(procedure, chat_id, self._tags(chat_id)):
-                state = "sop.state_not_here"
-            elif switched is not None:
-                state = "sop.state_on_here" if switched else "sop.state_off_here"
-            else:
-                state = "sop.state_on" if procedure.sop.enabled else "sop.state_off"
+            state = self.state(procedure, chat_id, broken_ids)
             mine = counts[procedure.id]
             lines.append(
                 (
@@ -77,6 +69,20 @@ class SopAdmin:
         if len(lines) == 1:
             lines.append(("sop.list_empty", {}))
         return lines
+
+    def state(self, procedure: Procedure, chat_id: int, broken_ids: set[str]) -> str:
+        """The text key of an SOP's state in a group: its file is broken (the last good version
+        runs), it is not for this group, switched on or off here, or on or off as its file says.
+        `broken_ids`: the SOPs whose file is broken now."""
+        library = self.engine.library
+        switched = library.switched(procedure.id, chat_id)
+        if procedure.id in broken_ids:
+            return "sop.state_broken_kept"
+        if not library.selects(procedure, chat_id, self._tags(chat_id)):
+            return "sop.state_not_here"
+        if switched is not None:
+            return "sop.state_on_here" if switched else "sop.state_off_here"
+        return "sop.state_on" if procedure.sop.enabled else "sop.state_off"
 
     async def _last_failure(self, sop_id: str, chat_id: int) -> Reply:
         """The newest failed run of an SOP in this group: when, on the group's clock, and why."""

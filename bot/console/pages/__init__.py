@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from bot.console.pages import groups, lotteries, members, orders
+from bot.console.pages import broadcasts, groups, lotteries, members, orders, sops
 
-PAGES = (groups, members, lotteries, orders)
+PAGES = (groups, sops, broadcasts, members, lotteries, orders)
