@@ -37,7 +37,7 @@ async def console_command(
         await say(message, ("console.private_only", {}))
         return
     if not console_links.url:
-        await say(message, ("console.off", {}))
+        await say(message, ("console.switched_off", {}))
         return
     groups = await console_links.access.groups_of(user.id)
     if groups is not None and not groups:
