@@ -104,6 +104,36 @@ async def test_the_owner_signs_in_from_telegram_and_walks_every_page(
     await expect(page.locator("body")).to_have_attribute("data-charts", "drawn")
     await expect(page.locator("#chart-messages canvas")).to_have_count(1)
 
+    # SOPs: the welcome switched off in the owner's group; the running bot obeys.
+    await page.click("nav >> text=SOPs")
+    await page.select_option("#group-select", str(s["group"]))
+    await page.click("#sops-filter button")
+    await page.wait_for_url(re.compile(f"group={s['group']}"))
+    switch = page.locator(f"[data-testid='switch-welcome-{s['group']}']")
+    await expect(switch).to_have_text("Switch off")
+    await switch.click()
+    await expect(switch).to_have_text("Switch on")
+    assert tidepool.rows(
+        f"SELECT enabled FROM sop_group_settings WHERE sop_id = 'welcome' AND chat_id = {s['group']}"
+    ) == [(0,)]
+    await expect(page.locator("#changes")).to_contain_text("welcome")
+
+    # Broadcasts: a text to both groups, previewed as the first group gets it, then sent.
+    await page.click("nav >> text=Broadcasts")
+    await page.check("input[name=source][value=text]")
+    await page.fill("#text", "Tea tasting <b>tonight</b> & a new course")
+    await page.check(f"[data-testid='group-{s['group']}']")
+    await page.check(f"[data-testid='group-{s['other']}']")
+    await page.click("#preview-button")
+    await expect(page.locator("#preview b")).to_have_text("tonight")
+    await expect(page.locator("#preview")).to_contain_text("Tea tasting tonight & a new course")
+    await page.click("#confirm-button")
+    await expect(page.locator("#just-sent")).to_be_visible()
+    for chat in (s["group"], s["other"]):
+        await wait_until(lambda chat=chat: _said(ctl, chat, "Tea tasting"), 30, "the broadcast")
+    await page.reload()
+    await expect(page.locator("#broadcasts article").first).to_have_attribute("data-done", "true")
+
     # Members: found by a piece of the name, shown as text; a tag and points from the console.
     await page.click("nav >> text=Members")
     await page.fill("#member-search", "onerror")
