@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from bot.console.pages import groups
+from bot.console.pages import group, groups
 
-PAGES = (groups,)
+PAGES = (groups, group)
