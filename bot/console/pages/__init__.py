@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from bot.console.pages import broadcasts, groups, lotteries, members, orders, sops
+from bot.console.pages import broadcasts, group, groups, lotteries, members, orders, sops
 
-PAGES = (groups, sops, broadcasts, members, lotteries, orders)
+PAGES = (groups, group, sops, broadcasts, members, lotteries, orders)
