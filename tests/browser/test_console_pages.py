@@ -8,6 +8,7 @@ show no error in the browser's console (a script error, a refused asset, a CSP v
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from playwright.async_api import Browser, Page, expect
@@ -136,7 +137,7 @@ async def test_the_owner_signs_in_from_telegram_and_walks_every_page(
     await page.click("#confirm-button")
     await expect(page.locator("#just-sent")).to_be_visible()
     for chat in (s["group"], s["other"]):
-        await wait_until(lambda chat=chat: _said(ctl, chat, "Tea tasting"), 30, "the broadcast")
+        await wait_until(partial(_said, ctl, chat, "Tea tasting"), 30, "the broadcast")
     await page.reload()
     await expect(page.locator("#broadcasts article").first).to_have_attribute("data-done", "true")
 
