@@ -267,11 +267,15 @@ def _present_at(moment: datetime) -> Any:
 async def _members(
     conn: AsyncConnection, found: GroupMetrics, start: datetime, end: datetime
 ) -> None:
-    for moment, name in ((start, "members_start"), (end, "members_end")):
-        count = await conn.execute(
-            select(func.count()).where(MEMBERS.c.chat_id == found.chat_id, _present_at(moment))
-        )
-        setattr(found, name, int(count.scalar() or 0))
+    """The members at the start and at the end of the window, in one pass over the group's."""
+    counts = await conn.execute(
+        select(
+            func.coalesce(func.sum(case((_present_at(start), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((_present_at(end), 1), else_=0)), 0),
+        ).where(MEMBERS.c.chat_id == found.chat_id)
+    )
+    at_start, at_end = counts.one()
+    found.members_start, found.members_end = int(at_start), int(at_end)
 
 
 async def _activity(conn: AsyncConnection, found: GroupMetrics, end: datetime) -> None:
@@ -282,34 +286,43 @@ async def _activity(conn: AsyncConnection, found: GroupMetrics, end: datetime) -
     `_members`: the silent are the members at the end who did not write."""
     week = found.last - timedelta(days=6)
     month = found.last - timedelta(days=29)
-    latest = func.max(MEMBER_DAYS.c.day)
     in_window = and_(
         MEMBER_DAYS.c.chat_id == found.chat_id,
         MEMBER_DAYS.c.day.between(found.first, found.last),
         MEMBER_DAYS.c.messages > 0,
     )
-    rows = await conn.execute(
+    latest = func.max(MEMBER_DAYS.c.day)
+    writers = (
         select(
-            func.sum(MEMBER_DAYS.c.messages),
-            case((latest >= week, 1), else_=0),
-            case((latest >= month, 1), else_=0),
+            func.sum(MEMBER_DAYS.c.messages).label("messages"),
+            case((latest >= week, 1), else_=0).label("week"),
+            case((latest >= month, 1), else_=0).label("month"),
         )
         .where(in_window)
         .group_by(MEMBER_DAYS.c.user_id)
+        .subquery()
     )
-    counts: list[int] = []
-    weekly = monthly = 0
-    for messages, this_week, this_month in rows:
-        counts.append(int(messages))
-        weekly += this_week
-        monthly += this_month
-    found.active = len(counts)
-    found.weekly_active = weekly
-    found.monthly_active = monthly
-    if counts:
-        counts.sort(reverse=True)
-        top = max(1, math.ceil(len(counts) * 0.1))
-        found.concentration = sum(counts[:top]) / sum(counts)
+    ranked = select(
+        writers,
+        func.row_number().over(order_by=writers.c.messages.desc()).label("rank"),
+        func.count().over().label("writers"),
+    ).subquery()
+    # The top tenth of the writers (at least one): rank <= ceil(writers / 10).
+    top = case((ranked.c.rank <= (ranked.c.writers + 9) // 10, ranked.c.messages), else_=0)
+    row = (
+        await conn.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(ranked.c.week), 0),
+                func.coalesce(func.sum(ranked.c.month), 0),
+                func.coalesce(func.sum(ranked.c.messages), 0),
+                func.coalesce(func.sum(top), 0),
+            )
+        )
+    ).one()
+    found.active, found.weekly_active, found.monthly_active = int(row[0]), int(row[1]), int(row[2])
+    if row[3]:
+        found.concentration = int(row[4]) / int(row[3])
     wrote = MEMBERS.c.user_id.in_(select(MEMBER_DAYS.c.user_id).where(in_window))
     present_writers = await conn.execute(
         select(func.count()).where(MEMBERS.c.chat_id == found.chat_id, _present_at(end), wrote)
