@@ -44,6 +44,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.lottery
 	$(BIN)/python -m bench.broadcast
 	$(BIN)/python -m bench.stats
+	$(BIN)/python -m bench.console
 
 sandbox: $(VENV)/.installed
 	$(BIN)/tidepool sandbox
