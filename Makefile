@@ -32,9 +32,14 @@ lint: $(VENV)/.installed-dev
 docs: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# On SQLite alone the tests run in two processes (pytest-xdist): most of them wait on a bot process
+# or a browser, and the suite takes about half as long. The PostgreSQL tests share one database
+# (TIDEPOOL_TEST_POSTGRES_URL, as .ci/run sets it), so then they run in one.
+PYTEST_WORKERS := $(if $(TIDEPOOL_TEST_POSTGRES_URL),,-n 2)
+
 test: lint docs
 	.ci/chromium
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_WORKERS)
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.ingest

@@ -135,3 +135,39 @@ async def test_the_cookie_is_secure_behind_https(h: ConsoleHarness) -> None:
         assert answer.status == 303
         assert answer.cookies["tidepool_console"]["secure"]
         assert secure.public_url == "https://console.example.com"
+
+
+async def test_tidepool_run_serves_it_or_tells_the_owners_why_not(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    import socket
+
+    import aiohttp
+
+    from bot.console._serve import serve_console
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with console_harness(engine, tmp_path, console_listen=f"127.0.0.1:{port}") as h:
+            assert await serve_console(h.app) is None
+            [notice] = [m for m in h.outbox.sent if m.chat_id == OWNER]
+            assert f"could not start on 127.0.0.1:{port}" in notice.text
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with console_harness(engine, tmp_path, console_listen=f"127.0.0.1:{port}") as h:
+        served = await serve_console(h.app)
+        assert served is not None
+        console, runner = served
+        try:
+            assert console.public_url == f"http://127.0.0.1:{port}"
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{console.public_url}/api/groups") as answer,
+            ):
+                assert answer.status == 401
+        finally:
+            await runner.cleanup()

@@ -10,7 +10,8 @@ from bot.factory import Tidepool
 
 
 async def serve_console(app: Tidepool) -> tuple[Console, web.AppRunner] | None:
-    """Start serving the console (None when CONSOLE_LISTEN is off or the port is taken)."""
+    """Start serving the console (None when CONSOLE_LISTEN is off or the port is taken: the
+    bot runs on without it, and the owners are told once, at the start)."""
     settings = app.settings
     if settings.console_listen == "off":
         return None
@@ -22,13 +23,15 @@ async def serve_console(app: Tidepool) -> tuple[Console, web.AppRunner] | None:
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
+        reason = exc.strerror or str(exc)
         logger.error(
             "console: cannot listen on {}:{} ({}); the bot runs without it. Set CONSOLE_LISTEN to "
             "a free address, or to off",
             host,
             port,
-            exc.strerror,
+            reason,
         )
+        await app.notify("console.not_serving", address=f"{host}:{port}", reason=reason)
         return None
     logger.info("console: {} (listening on {}:{})", console.public_url, host, port)
     return console, runner
