@@ -171,3 +171,13 @@ async def test_tidepool_run_serves_it_or_tells_the_owners_why_not(
                 assert answer.status == 401
         finally:
             await runner.cleanup()
+
+
+async def test_the_language_switch_keeps_the_page_and_its_filters(h: ConsoleHarness) -> None:
+    chat = await h.group("Tea")
+    browser = await h.signed_in()
+    page = await (await browser.get(f"/groups/{chat}?days=7")).text()
+    assert f'href="/groups/{chat}?days=7&amp;lang=zh"' in page
+    chinese = await (await browser.get(f"/groups/{chat}?days=7&lang=zh")).text()
+    assert f'href="/groups/{chat}?days=7&amp;lang=en"' in chinese
+    assert "退出登录" in chinese

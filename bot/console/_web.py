@@ -117,7 +117,10 @@ class Console:
             viewer=viewer,
             csrf=viewer.csrf if viewer is not None else "",
             path=request.path,
-            query=request.query_string,
+            # The same page in each language, its other parameters (?days=, filters) kept.
+            switch={
+                language: str(request.rel_url.update_query(lang=language)) for language in LANGUAGES
+            },
             **context,
         )
         return web.Response(text=html, content_type="text/html")
