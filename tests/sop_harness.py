@@ -285,8 +285,10 @@ async def drain(queue: PushQueue) -> None:
 
 
 async def eventually(
-    check: Callable[[], Any], seconds: float = 5.0, what: str = "condition"
+    check: Callable[[], Any], seconds: float = 30.0, what: str = "condition"
 ) -> None:
+    """Wait until `check` holds. The deadline only stops a test that would hang: with the
+    suite in two processes beside bot processes and browsers, a step can take seconds."""
     deadline = time.monotonic() + seconds
     while True:
         result = check()

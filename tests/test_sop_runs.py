@@ -320,7 +320,7 @@ async def test_the_timer_goes_on_after_a_database_error(world, monkeypatch):
 
     monkeypatch.setattr(sop.runs, "claim_due", fails_once)
     clock.advance(timedelta(hours=2))
-    await eventually(lambda: "Bye M1" in outbox.texts(GROUP.id), seconds=5, what="the wait to end")
+    await eventually(lambda: "Bye M1" in outbox.texts(GROUP.id), what="the wait to end")
     assert failures == [1]
 
 
