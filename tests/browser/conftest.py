@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 # The end-to-end harness's fixtures (the emulator, `tidepool run`) serve the console's tests.
 from tests.e2e.conftest import ctl, emulator, tidepool  # noqa: F401
 
+# An expectation waits for what the page shows; on a busy machine the bot takes seconds to act.
+expect.set_options(timeout=30_000)
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 START_SECONDS = 120.0
