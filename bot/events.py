@@ -5,7 +5,7 @@ acts on; a lottery draws winners that SOPs greet; the engine reloads files the c
 from) share one `Bus`, handed to each in its constructor. A service that acts on a happening
 subscribes in its own constructor, so building it is wiring it: nothing is attached later.
 
-    MemberJoined, MemberLeft    registry  -> SOP engine
+    MemberJoined, MemberLeft    registry  -> SOP engine, referrals
     GroupDiscovered             registry  -> rights check
     GroupsChanged               registry  -> SOP calendar
     SopsReloaded                engine    -> SOP calendar
@@ -28,11 +28,18 @@ from loguru import logger
 
 @dataclass(frozen=True)
 class MemberJoined:
-    """A join the registry counted (not a bot, not one seen twice)."""
+    """A join the registry counted (not a bot, not one seen twice).
+
+    `first`: the bot never knew them in this group before (not a rejoin). `invite_link`: the
+    link Telegram said they joined through (an admin bot is told), as Telegram showed it."""
 
     chat_id: int
     user: User
     at: datetime
+    first: bool = True
+    invite_link: str | None = None
+    invite_name: str | None = None
+    via_request: bool = False
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from bot.handlers import (
     boards,
     broadcasts,
     console,
+    invites,
     lives,
     lottery,
     membership,
@@ -50,6 +51,7 @@ from bot.handlers import (
 )
 from bot.handlers import stats as stats_handlers
 from bot.handlers.activity import RecordMessages, RecordPresses, handled_commands
+from bot.invites import InviteLinks, Invites, JoinRequests, Referrals
 from bot.lottery.service import Lotteries
 from bot.outbox import Outbox
 from bot.points import Ledger
@@ -102,6 +104,7 @@ class Tidepool:
     analytics: Analytics
     rewards: Rewards
     calendar: Calendar
+    invites: Invites  # invite links, referrals and requests to join
     sign_in: SignIn  # the console's sign-in links, sessions and API tokens
     console_access: Access  # who may see which group in the console
     dispatcher: Dispatcher
@@ -228,17 +231,28 @@ async def _build(
         quiet_hours=settings.quiet_hours,
         daily_cap=settings.daily_cap,
     )
+    tell_admins = admin_notice(outbox, texts, registry, admins, notify)
     analytics = Analytics(
         db,
         registry,
         rollup,
         clock,
         bus=bus,
-        alert=health_alert(outbox, texts, registry, admins, notify),
+        alert=health_alert(tell_admins),
         default_zone=zone,
         tiers_path=settings.sops_dir / "tiers.yaml",
         health_drop=settings.health_drop,
         silent_days=settings.health_silent_days,
+    )
+    invitations = invite_service(
+        db,
+        bot,
+        clock,
+        bus,
+        activity,
+        engine,
+        lambda chat_id: registry.zone(chat_id, zone),
+        tell_admins,
     )
     catalogue = Rewards(db, settings.content_dir / "rewards.yaml", timezone=zone)
     calendar = Calendar(engine, settings.database_url, clock, bus)
@@ -263,6 +277,8 @@ async def _build(
         ledger=Ledger(db),
         leaderboards=Leaderboards(db),
         console_links=console.Links(sign_in, access, settings.console_public_url),
+        invites=invitations,
+        deletions=deletions,
     )
     return Tidepool(
         settings=settings,
@@ -288,6 +304,7 @@ async def _build(
         analytics=analytics,
         rewards=catalogue,
         calendar=calendar,
+        invites=invitations,
         sign_in=sign_in,
         console_access=access,
         dispatcher=dispatcher,
@@ -318,6 +335,7 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
     on_stop("analytics", app.analytics.close)
     on_stop("lotteries", app.lotteries.close)
     on_stop("calendar", app.calendar.close)
+    on_stop("referrals", app.invites.referrals.close)
     if loops:
         app.activity.start()
         app.deletions.start()
@@ -329,9 +347,10 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
         app.analytics.start()
         app.lotteries.start()
         app.calendar.start()
+        app.invites.referrals.start()
 
 
-# Seconds each step of a stop may take: at most their sum (42 s) in all, after the poller's
+# Seconds each step of a stop may take: at most their sum (43 s) in all, after the poller's
 # wait for the updates in hand (`bot.app.UPDATES_GRACE`). A step that overruns is cut short
 # and named in the log; what it left is what a crash leaves, and the next start recovers it:
 # untried pushes go back to pending, runs resume where they were, a send on the wire is
@@ -340,6 +359,7 @@ ENGINE_GRACE = 3.0  # for the runs in hand (and again for the owners' notices of
 DELIVERY_GRACE = 5.0  # for the messages the delivery service holds (28 a second)
 PUSH_GRACE = 3.0  # for pushes to record how they ended, once the delivery service has closed
 STOPS = {
+    "referrals": 1.0,
     "calendar": 2.0,  # fires in hand
     "lotteries": 1.0,
     "analytics": 1.0,
@@ -414,6 +434,7 @@ def create_dispatcher(
     points.register(dispatcher)
     boards.register(dispatcher)
     console.register(dispatcher)
+    invites.register(dispatcher)
     dispatcher.update.outer_middleware(
         RecordMessages(
             registry,
@@ -502,20 +523,59 @@ def member_status(bot: Bot) -> Callable[[int, int], Awaitable[str | None]]:
     return status
 
 
-def health_alert(
+def admin_notice(
     outbox: Outbox, texts: Texts, registry: Registry, admins: Admins, notify: Notify
 ) -> Callable[[int, str, dict[str, Any]], Awaitable[None]]:
-    """A health alert: privately to each admin of the group (who started the bot) and owner."""
+    """tell(chat, text_key, values): privately to each admin of the group (who started the
+    bot) and to the owners, in the group's language, the group's title in `title`."""
 
-    async def alert(chat_id: int, kind: str, details: dict[str, Any]) -> None:
+    async def tell(chat_id: int, key: str, details: dict[str, Any]) -> None:
         known = registry.groups.get(chat_id)
         title = known.title if known is not None and known.title else str(chat_id)
         language = known.language if known is not None else None
         values = {"title": title, **details}
-        text = texts(f"stats.alert_{kind}", language, **values)
+        text = texts(key, language, **values)
         people = set(await admins.people_of(chat_id)) - set(admins.owner_ids)
         for person in sorted(people):
             await outbox.send_message(person, text, source="health")
-        await notify(f"stats.alert_{kind}", **values)
+        await notify(key, **values)
+
+    return tell
+
+
+def health_alert(
+    tell: Callable[[int, str, dict[str, Any]], Awaitable[None]],
+) -> Callable[[int, str, dict[str, Any]], Awaitable[None]]:
+    """A health alert (`stats.alert_<kind>`), told to the group's admins and the owners."""
+
+    async def alert(chat_id: int, kind: str, details: dict[str, Any]) -> None:
+        await tell(chat_id, f"stats.alert_{kind}", details)
 
     return alert
+
+
+def invite_service(
+    db: AsyncEngine,
+    bot: Bot,
+    clock: Clock,
+    bus: Bus,
+    activity: ActivityLog,
+    engine: Engine,
+    zones: Callable[[int], Any],
+    tell_admins: Callable[[int, str, dict[str, Any]], Awaitable[None]],
+) -> Invites:
+    """Invite links, referrals (ruled by the groups' SOPs) and requests to join."""
+    links = InviteLinks(db, bot, clock)
+    rules = engine.referral_rule
+    referrals = Referrals(
+        db,
+        links,
+        clock,
+        bus,
+        rules=rules,
+        zones=zones,
+        tell_admins=tell_admins,
+        flush=activity.flush,
+    )
+    requests = JoinRequests(db, bot, links, referrals, activity, rules)
+    return Invites(db, clock, links, referrals, requests, rules, zones)

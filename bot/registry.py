@@ -18,10 +18,12 @@ from bot.activity import ActivityLog, event_row
 from bot.db import (
     EVENTS,
     GROUPS,
+    INVITE_LINKS,
     LIVES,
     LOTTERIES,
     MEMBERS,
     PUSHES,
+    REFERRALS,
     TIER_CHANGES,
     EventType,
     GroupStatus,
@@ -240,6 +242,7 @@ class Registry:
         invite_link: str | None = None,
         invite_name: str | None = None,
         added_by: int | None = None,
+        via_request: bool = False,
         source: str,
     ) -> bool:
         """Record that `user` joined; return False when the join was already recorded."""
@@ -249,7 +252,8 @@ class Registry:
             "left_at": None,
             "invite_link": invite_link,
         }
-        counted = await self._transition(chat_id, user, joined, was_present=False)
+        how = await self._transition(chat_id, user, joined, was_present=False)
+        counted = how is not None
         if not counted and invite_link is not None:
             # Seen first through the service message, which has no link: add it now.
             async with writing(self.engine) as conn:
@@ -270,12 +274,23 @@ class Registry:
                 data["invite_name"] = invite_name
             if added_by is not None and added_by != user.id:
                 data["added_by"] = added_by
+            if how == "known":
+                data["rejoin"] = True
             self.activity.add(
                 event_row(
                     chat_id=chat_id, user_id=user.id, at=at, type=EventType.MEMBER_JOINED, data=data
                 )
             )
-            await self._tell(MemberJoined(chat_id, user, at))
+            joined_event = MemberJoined(
+                chat_id,
+                user,
+                at,
+                first=how == "new",
+                invite_link=invite_link,
+                invite_name=invite_name,
+                via_request=via_request,
+            )
+            await self._tell(joined_event)
         return counted
 
     async def member_left(
@@ -291,7 +306,7 @@ class Registry:
         """Record that `user` left or was removed; return False when already recorded."""
         status = MemberStatus.KICKED if kicked else MemberStatus.LEFT
         left = {"status": status.value, "left_at": at}
-        counted = await self._transition(chat_id, user, left, was_present=True)
+        counted = await self._transition(chat_id, user, left, was_present=True) is not None
         if counted:
             data: dict[str, Any] = {"source": source}
             if by is not None and by != user.id:
@@ -327,11 +342,12 @@ class Registry:
 
     async def _transition(
         self, chat_id: int, user: User, values: dict[str, Any], *, was_present: bool
-    ) -> bool:
+    ) -> str | None:
         """Apply a join (`was_present=False`) or a leave, unless the member is already there.
 
         One conditional UPDATE for a member we know, an INSERT for one we do not; whichever
-        of two reports of the same change comes second finds nothing to change.
+        of two reports of the same change comes second finds nothing to change. Returns
+        "known" (a member the bot knew in this group), "new" (first seen), None (no change).
         """
         names = {
             "first_name": user.first_name,
@@ -347,7 +363,7 @@ class Registry:
                 .values(**values, **names)
             )
             if result.rowcount > 0:
-                return True
+                return "known"
             row = {
                 "chat_id": chat_id,
                 "user_id": user.id,
@@ -357,7 +373,7 @@ class Registry:
             inserted = await conn.execute(
                 insert_for(conn, MEMBERS).values(**row, **values, **names).on_conflict_do_nothing()
             )
-            return bool(inserted.rowcount > 0)
+            return "new" if inserted.rowcount > 0 else None
 
     async def member_status(self, chat_id: int, user: User, status: MemberStatus) -> None:
         """A present member changed standing (promoted, restricted) without joining or leaving."""
@@ -401,6 +417,8 @@ class Registry:
             await move_group(conn, old_id, new_chat.id)
             for table, column in (
                 (TIER_CHANGES, "chat_id"),
+                (INVITE_LINKS, "chat_id"),
+                (REFERRALS, "chat_id"),
                 (LOTTERIES, "chat_id"),
                 (LIVES, "chat_id"),
                 (PUSHES, "chat_id"),

@@ -115,7 +115,7 @@ def test_valid_fixtures_load_and_drafts_are_skipped() -> None:
         (
             "undefined_variable",
             f"8:22: steps.0.send.template: text 'broken.unknown_variable' (en, {CONTENT}/texts/en.yaml:12) uses an unknown variable: "
-            "'coupon_code' is undefined; texts can use checkin, group, leaderboard, live, lottery, member, members, now, review, run, sop, trigger, vars (this SOP's vars: none)",
+            "'coupon_code' is undefined; texts can use checkin, group, invitee, inviter, leaderboard, live, lottery, member, members, now, review, run, sop, trigger, vars (this SOP's vars: none)",
         ),
     ],
 )
@@ -171,6 +171,7 @@ def test_shipped_sops_pass() -> None:
         "onboarding_path",
         "product_launch",
         "reengage_dormant",
+        "referral",
         "silent_reactivation",
         "streak_milestone",
         "weekly_leaderboard",
@@ -260,6 +261,8 @@ def test_user_values_are_escaped_and_mentions_stay_links() -> None:
         "lottery",
         "live",
         "review",
+        "inviter",
+        "invitee",
     }
 
 

@@ -70,6 +70,7 @@ async def member_changed(event: ChatMemberUpdated, registry: Registry) -> None:
             invite_link=invite.invite_link if invite is not None else None,
             invite_name=invite.name if invite is not None else None,
             added_by=actor.id,
+            via_request=bool(event.via_join_request),
             source="chat_member",
         )
     elif was_in and not is_in:

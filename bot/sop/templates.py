@@ -122,15 +122,39 @@ _OTHER_ENTRY = {
     "mention": mention(100002, "Ada"),
 }
 
+# Who invited whom, as invite events carry them (bot/invites/referrals.py).
+_INVITER = {
+    "id": 100001,
+    "name": "Lin Xiao",
+    "first_name": "Lin",
+    "username": "linxiao",
+    "mention": mention(100001, "Lin Xiao"),
+    "reachable": True,
+}
+_INVITEE = {
+    "id": 100003,
+    "name": "Mei",
+    "first_name": "Mei",
+    "username": None,
+    "mention": mention(100003, "Mei"),
+    "reachable": False,
+}
+_INVITE = {"inviter": _INVITER, "invitee": _INVITEE, "campaign": None, "reason": None}
+
 # What each event the bot emits carries as `trigger.data`, with example values; `tidepool
 # simulate` emits these. Producers: `checkin` steps (bot/sop/steps/_checkin.py), the lotteries'
-# draw and reroll (bot/lottery/service.py), the daily tiers (bot/stats/service.py).
+# draw and reroll (bot/lottery/service.py), the daily tiers (bot/stats/service.py), referrals
+# (bot/invites/referrals.py).
 EVENT_EXAMPLES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "checkin.done": {"streak": 3, "points": 10, "rank": 2},
         "checkin.milestone": {"streak": 7, "points": 60, "days": 7},
         "lottery.won": {"lottery": 1, "prize": "A signed book", "place": 1},
         "tier.changed": {"from": "ordinary", "to": "dormant"},
+        "invite.joined": {"referral": 1, **_INVITE},
+        "invite.qualified": {"referral": 1, **_INVITE},
+        "invite.voided": {"referral": 1, **_INVITE, "reason": "left"},
+        "invite.reversed": {"referral": 1, **_INVITE, "reason": "left"},
     }
 )
 
@@ -148,6 +172,9 @@ SAMPLE_CONTEXT: Mapping[str, Any] = MappingProxyType(
             "message_id": None,
         },
         "run": {"id": 1, "timed_out": False, "pressed": None},
+        # invite.* events: who invited (None for a campaign's join) and who came; None else.
+        "inviter": _INVITER,
+        "invitee": _INVITEE,
         # Set by a `checkin` step for the steps after it (None before one).
         "checkin": {
             "new": True,

@@ -2,7 +2,8 @@
 
 Deleted: their tags, SOP runs and their journal, reminder subscriptions, private reminders and
 private-chat record. Kept under a random stand-in id, with names and message texts removed:
-events, daily rollups, memberships, points, check-ins, orders, SOP answers and tier changes,
+events, daily rollups, memberships, points, check-ins, orders, SOP answers, tier changes and
+referrals (their personal invite link loses its name),
 so member counts, active members and totals do not change. Lottery entries and picks keep the
 real id: a drawn lottery must stay verifiable by anyone (README, "Lotteries").
 """
@@ -19,6 +20,7 @@ from bot.db import (
     BOT_USERS,
     CHECKINS,
     EVENTS,
+    INVITE_LINKS,
     LIVE_SUBSCRIPTIONS,
     MEMBER_DAYS,
     MEMBER_TAGS,
@@ -26,6 +28,7 @@ from bot.db import (
     ORDERS,
     POINTS,
     PUSHES,
+    REFERRALS,
     SOP_RUNS,
     SOP_SENDS,
     SOP_STEPS,
@@ -72,4 +75,14 @@ async def forget(engine: AsyncEngine, user_id: int) -> int:
         for table in DELETED:
             await conn.execute(delete(table).where(table.c.user_id == user_id))
         await conn.execute(delete(PUSHES).where(PUSHES.c.chat_id == user_id))  # private ones
+        # Referrals keep counting (for the inviter, the campaign, K) under the stand-in id.
+        for column in (REFERRALS.c.invitee_id, REFERRALS.c.inviter_id):
+            await conn.execute(
+                update(REFERRALS).where(column == user_id).values({column.name: stand_in})
+            )
+        await conn.execute(
+            update(INVITE_LINKS)
+            .where(INVITE_LINKS.c.owner_id == user_id)
+            .values(owner_id=stand_in, name="")
+        )
     return stand_in

@@ -58,6 +58,14 @@ from ._groups import (
     MemberStatus,
     MemberTag,
 )
+from ._invites import (
+    INVITE_LINKS,
+    REFERRALS,
+    InviteLink,
+    LinkKind,
+    Referral,
+    ReferralState,
+)
 from ._lottery import (
     LOTTERIES,
     LOTTERY_ENTRIES,
@@ -125,6 +133,7 @@ __all__ = [
     "GROUP_HOURS",
     "HEALTH_ALERTS",
     "HEALTH_SCORES",
+    "INVITE_LINKS",
     "LIVE",
     "LIVES",
     "LIVE_SUBSCRIPTIONS",
@@ -139,6 +148,7 @@ __all__ = [
     "POINTS",
     "PRESENT",
     "PUSHES",
+    "REFERRALS",
     "REWARD_STOCK",
     "ROLLUP_STATE",
     "ROTATIONS",
@@ -168,6 +178,8 @@ __all__ = [
     "GroupStatus",
     "HealthAlert",
     "HealthScore",
+    "InviteLink",
+    "LinkKind",
     "Live",
     "LiveStatus",
     "LiveSubscription",
@@ -187,6 +199,8 @@ __all__ = [
     "Push",
     "PushKind",
     "PushStatus",
+    "Referral",
+    "ReferralState",
     "RewardStock",
     "RollupState",
     "Rotation",

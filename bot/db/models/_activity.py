@@ -33,6 +33,7 @@ class EventType(StrEnum):
     LOTTERY_ENTERED = "lottery_entered"
     LIVE_SUBSCRIBED = "live_subscribed"  # a member asked for a private reminder of a live
     LIVE_CLICKED = "live_clicked"  # a member opened a live's link through the bot
+    JOIN_REQUEST = "join_request"  # a request to join, and what the bot did with it
 
 
 class DeliveryStatus(StrEnum):

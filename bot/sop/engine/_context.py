@@ -14,6 +14,7 @@ from bot.checkin.service import CheckinRules
 from bot.registry import Registry
 from bot.sop.conditions import GroupFacts
 from bot.sop.facts import MemberFacts
+from bot.sop.format import ReferralRule
 from bot.sop.library import Library, Procedure
 from bot.sop.steps import STEPS, group_checkin_rules
 from bot.sop.templates import group_context
@@ -61,6 +62,14 @@ class Context:
             procedure for procedure in self.library if self.runs_in(procedure, chat_id)
         )
 
+    def referral_rule(self, chat_id: int) -> ReferralRule:
+        """When referrals count in a group: the `referral` section of the first SOP running
+        there that has one (the defaults when none does)."""
+        for procedure in self.library:
+            if procedure.sop.referral is not None and self.runs_in(procedure, chat_id):
+                return procedure.sop.referral
+        return ReferralRule()
+
     def build(
         self,
         procedure: Procedure,
@@ -87,6 +96,9 @@ class Context:
                 "pressed": variables.get("pressed"),
             },
         }
+        data = context["trigger"].get("data") or {}
+        context["inviter"] = data.get("inviter")  # invite.* events: who invited, who came
+        context["invitee"] = data.get("invitee")
         for name, shown in self._outputs:  # what steps before set: checkin, leaderboard, …
             context[name] = shown(variables.get(name))
         context["now"] = now.astimezone(group.timezone)

@@ -70,6 +70,7 @@ from ._engagement import (
     ReviewAction,
     Wording,
 )
+from ._referral import JoinRequests, ReferralRule
 from ._sop import CatchUp, Groups, GroupSelector, Sop, json_schema_text
 from ._steps import (
     ACTIONS,
@@ -143,6 +144,7 @@ __all__ = [
     "IfAction",
     "IfStep",
     "IntRange",
+    "JoinRequests",
     "Language",
     "LeaderboardAction",
     "LeaderboardStep",
@@ -163,6 +165,7 @@ __all__ = [
     "PointsStep",
     "PrizeText",
     "Range",
+    "ReferralRule",
     "ReminderBefore",
     "ReviewAction",
     "ReviewStep",
