@@ -66,7 +66,9 @@ def resolve_chat(w: World, p: Params, *, need_member: bool = True) -> ChatRec:
     else:
         chat = w.chats.get(raw)
         if chat is None and raw in w.users:
-            raise ApiError(403, "Forbidden: bot can't initiate conversation with a user")
+            if not w.may_write_to_requester(raw):
+                raise ApiError(403, "Forbidden: bot can't initiate conversation with a user")
+            chat = w.private_chat(w.users[raw])
     if chat is None:
         raise bad("chat not found")
     if chat.migrated_to is not None:
@@ -75,7 +77,7 @@ def resolve_chat(w: World, p: Params, *, need_member: bool = True) -> ChatRec:
             {"migrate_to_chat_id": chat.migrated_to},
         )
     if chat.type == "private":
-        if chat.id not in w.started:
+        if chat.id not in w.started and not w.may_write_to_requester(chat.id):
             raise ApiError(403, "Forbidden: bot can't initiate conversation with a user")
         return chat
     bot = chat.member(w.bot_id)

@@ -79,7 +79,7 @@ async def create_chat_invite_link(w: World, p: Params) -> Any:
         creates_join_request=creates_join_request,
     )
     w.invites[invite.link] = invite
-    return dump(invite_obj(invite, w.bot_user()))
+    return dump(invite_obj(invite, w.bot_user(), viewer_id=w.bot_id))
 
 
 @method("revokeChatInviteLink")
@@ -89,7 +89,7 @@ async def revoke_chat_invite_link(w: World, p: Params) -> Any:
     if invite is None or invite.chat_id != chat.id:
         raise bad("INVITE_HASH_EXPIRED")
     invite.is_revoked = True
-    return dump(invite_obj(invite, w.user(invite.creator_id)))
+    return dump(invite_obj(invite, w.user(invite.creator_id), viewer_id=w.bot_id))
 
 
 def _changeable_target(w: World, chat: ChatRec, user_id: int) -> Membership:

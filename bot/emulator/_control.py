@@ -11,8 +11,9 @@ from loguru import logger
 from pydantic import ValidationError
 
 from . import _events as events
+from . import _joinrequests as join_requests
 from ._objects import chat_obj, dump, invite_obj, new_invite_link
-from ._state import JSON, ChatRec, ControlError, FaultRec, InviteRec, World
+from ._state import JSON, ChatRec, ControlError, FaultRec, InviteRec, JoinRequestRec, World
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -95,6 +96,27 @@ def _sent_json(chat: ChatRec, mid: int) -> JSON:
     }
 
 
+def _join_request_json(rec: JoinRequestRec) -> JSON:
+    """A pending join request as the control API shows it (the link in full)."""
+    return {
+        "chat_id": rec.chat_id,
+        "user_id": rec.user_id,
+        "user_chat_id": rec.user_id,
+        "date": rec.date,
+        "invite_link": rec.invite_link,
+        "bio": rec.bio,
+    }
+
+
+def _join_json(outcome: events.JoinOutcome) -> JSON:
+    return {
+        "requested": outcome.request is not None,
+        "update_ids": outcome.update_ids,
+        "message": None if outcome.message is None else dump(outcome.message),
+        "join_request": None if outcome.request is None else _join_request_json(outcome.request),
+    }
+
+
 class ControlApi:
     """Route handlers bound to one :class:`World`."""
 
@@ -120,6 +142,10 @@ class ControlApi:
             web.post(chat + "/bot", self.set_bot_status),
             web.post(chat + "/members", self.set_member),
             web.post(chat + "/join", self.join),
+            web.get(chat + "/join_requests", self.join_requests),
+            web.post(chat + "/join_requests", self.request_join),
+            web.post(chat + "/join_requests/{user_id}/approve", self.approve_join_request),
+            web.post(chat + "/join_requests/{user_id}/decline", self.decline_join_request),
             web.post(chat + "/leave", self.leave),
             web.post(chat + "/kick", self.kick),
             web.post(chat + "/messages", self.message),
@@ -239,8 +265,28 @@ class ControlApi:
 
     async def join(self, request: web.Request) -> web.Response:
         data = await _body(request)
-        ids, message = events.join(self.w, _path_int(request, "chat_id"), data)
-        return _json({"update_ids": ids, "message": dump(message)})
+        return _json(_join_json(events.join(self.w, _path_int(request, "chat_id"), data)))
+
+    async def join_requests(self, request: web.Request) -> web.Response:
+        chat = self.w.chat(_path_int(request, "chat_id"))
+        pending = [r for r in self.w.join_requests.values() if r.chat_id == chat.id]
+        return _json([_join_request_json(r) for r in pending])
+
+    async def request_join(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        return _json(_join_json(events.request_join(self.w, _path_int(request, "chat_id"), data)))
+
+    async def approve_join_request(self, request: web.Request) -> web.Response:
+        return await self._decide(request, approved=True)
+
+    async def decline_join_request(self, request: web.Request) -> web.Response:
+        return await self._decide(request, approved=False)
+
+    async def _decide(self, request: web.Request, *, approved: bool) -> web.Response:
+        data = await _body(request)
+        chat_id, user_id = _path_int(request, "chat_id"), _path_int(request, "user_id")
+        ids, message = join_requests.decide(self.w, chat_id, user_id, data, approved=approved)
+        return _json({"update_ids": ids, "message": None if message is None else dump(message)})
 
     async def leave(self, request: web.Request) -> web.Response:
         data = await _body(request)
@@ -273,6 +319,9 @@ class ControlApi:
         if chat.type == "private":
             raise ControlError(400, "private chats have no invite links")
         creator = self.w.creator_of(chat) if data.get("by") is None else self.w.user(data["by"])
+        creates_join_request = bool(data.get("creates_join_request", False))
+        if creates_join_request and data.get("member_limit") is not None:
+            raise ControlError(400, "a link that asks for approval has no member limit")
         invite = InviteRec(
             link=new_invite_link(),
             chat_id=chat.id,
@@ -280,8 +329,10 @@ class ControlApi:
             name=data.get("name"),
             member_limit=data.get("member_limit"),
             expire_date=data.get("expire_date"),
+            creates_join_request=creates_join_request,
         )
-        result = dump(invite_obj(invite, creator))  # validates before storing
+        # Its creator sees the link in full; validates before storing.
+        result = dump(invite_obj(invite, creator, viewer_id=creator.id))
         self.w.invites[invite.link] = invite
         return _json(result)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from aiogram.types import CallbackQuery, Chat, ChatMemberUpdated, Message, MessageOriginUser, User
@@ -14,6 +15,7 @@ from ._objects import (
     chat_obj,
     dump,
     invite_obj,
+    join_request_obj,
     media_fields,
     member_obj,
     message_kind,
@@ -25,13 +27,14 @@ from ._state import (
     ChatRec,
     ControlError,
     InviteRec,
+    JoinRequestRec,
     Membership,
     MessageRec,
     World,
 )
 
 
-def _by_user(world: World, chat: ChatRec, by: Any) -> User:
+def acting_user(world: World, chat: ChatRec, by: Any) -> User:
     """The acting user: ``by`` if given, else the chat's creator."""
     if by is None:
         return world.creator_of(chat)
@@ -40,7 +43,8 @@ def _by_user(world: World, chat: ChatRec, by: Any) -> User:
     return world.user(by)
 
 
-def _group(world: World, chat_id: int) -> ChatRec:
+def group_chat(world: World, chat_id: int) -> ChatRec:
+    """A group or supergroup that is still in use (not migrated); ControlError otherwise."""
     chat = world.chat(chat_id)
     if chat.type == "private":
         raise ControlError(400, f"chat {chat_id} is a private chat")
@@ -100,9 +104,15 @@ def member_changed(
     new: Membership,
     by: User,
     invite: InviteRec | None = None,
+    *,
+    via_join_request: bool = False,
 ) -> int | None:
     """Apply a membership change and queue its update: ``my_chat_member`` when ``user`` is
-    the bot, ``chat_member`` when the bot is an admin there (none otherwise)."""
+    the bot, ``chat_member`` when the bot is an admin there (none otherwise).
+
+    ``invite`` is the link the user joined through (shown masked unless the bot created it);
+    ``via_join_request`` marks an approved request sent without a link. Telegram sets the
+    update's ``via_join_request`` to false when a link is shown and omits it otherwise."""
     world.set_membership(chat, user.id, new)
     if user.id == world.bot_id:
         kind = "my_chat_member"
@@ -116,19 +126,23 @@ def member_changed(
         date=world.clock.dt(),
         old_chat_member=member_obj(user, old),
         new_chat_member=member_obj(user, new),
-        invite_link=invite_obj(invite, world.user(invite.creator_id)) if invite else None,
-        via_join_request=False if invite else None,
+        invite_link=(
+            invite_obj(invite, world.user(invite.creator_id), viewer_id=world.bot_id)
+            if invite
+            else None
+        ),
+        via_join_request=True if via_join_request else (False if invite else None),
     )
     return world.queue(kind, dump(update))
 
 
 def set_bot_status(world: World, chat_id: int, data: JSON) -> list[int]:
     """Change the bot's membership; emits my_chat_member (+ new_chat_members when added)."""
-    chat = _group(world, chat_id)
+    chat = group_chat(world, chat_id)
     status = data.get("status")
     if status not in ("member", "administrator", "left", "kicked"):
         raise ControlError(400, "status must be member, administrator, left or kicked")
-    by = _by_user(world, chat, data.get("by"))
+    by = acting_user(world, chat, data.get("by"))
     old = chat.member(world.bot_id)
     new = Membership(status)
     if status == "administrator":
@@ -153,7 +167,7 @@ def set_member(world: World, chat_id: int, data: JSON) -> int | None:
     """Set a membership: silently (seeding; the default), or with `silent: false` as a change
     made by `by` (default: the creator), with its `chat_member` update when the bot is an admin.
     """
-    chat = _group(world, chat_id)
+    chat = group_chat(world, chat_id)
     user = world.user(_int(data, "user_id"))
     status = data.get("status", "member")
     if status not in ("creator", "administrator", "member", "left", "kicked"):
@@ -165,7 +179,8 @@ def set_member(world: World, chat_id: int, data: JSON) -> int | None:
         world.set_membership(chat, user.id, membership)
         return None
     old = chat.member(user.id)
-    return member_changed(world, chat, user, old, membership, _by_user(world, chat, data.get("by")))
+    by = acting_user(world, chat, data.get("by"))
+    return member_changed(world, chat, user, old, membership, by)
 
 
 def _int(data: JSON, key: str) -> int:
@@ -175,51 +190,135 @@ def _int(data: JSON, key: str) -> int:
     return value
 
 
-def join(world: World, chat_id: int, data: JSON) -> tuple[list[int], Message]:
-    """A user joins (via invite link or added by someone)."""
-    chat = _group(world, chat_id)
-    user = world.user(_int(data, "user_id"))
+def _usable_invite(world: World, chat: ChatRec, link: Any) -> InviteRec:
+    """The chat's invite link ``link``, if a user can still join through it."""
+    invite = world.invites.get(str(link))
+    if invite is None or invite.chat_id != chat.id:
+        raise ControlError(404, f"invite link {link} not found for chat {chat.id}")
+    if invite.is_revoked:
+        raise ControlError(400, "invite link is revoked")
+    if invite.expire_date is not None and invite.expire_date <= world.clock.now():
+        raise ControlError(400, "invite link has expired")
+    if invite.member_limit is not None and invite.join_count >= invite.member_limit:
+        raise ControlError(400, "invite link member limit reached")
+    return invite
+
+
+def _may_join(chat: ChatRec, user: User, *, added: bool) -> None:
+    """Refuse a user who may not join now: a member, or a banned user unless an admin adds
+    them."""
     old = chat.member(user.id)
     if old.present:
         raise ControlError(400, f"user {user.id} is already a member of chat {chat.id}")
-    if old.status == "kicked" and data.get("by") is None:
+    if old.status == "kicked" and not added:
         raise ControlError(400, f"user {user.id} is banned in chat {chat.id}")
-    invite: InviteRec | None = None
-    link = data.get("invite_link")
-    if link is not None:
-        invite = world.invites.get(str(link))
-        if invite is None or invite.chat_id != chat.id:
-            raise ControlError(404, f"invite link {link} not found for chat {chat.id}")
-        if invite.is_revoked:
-            raise ControlError(400, "invite link is revoked")
-        if invite.expire_date is not None and invite.expire_date <= world.clock.now():
-            raise ControlError(400, "invite link has expired")
-        if invite.member_limit is not None and invite.join_count >= invite.member_limit:
-            raise ControlError(400, "invite link member limit reached")
-        invite.join_count += 1
-    by = world.user(_int(data, "by")) if data.get("by") is not None else user
+
+
+def admit(
+    world: World,
+    chat: ChatRec,
+    user: User,
+    *,
+    by: User,
+    sender: User,
+    invite: InviteRec | None = None,
+    via_join_request: bool = False,
+) -> tuple[list[int], Message]:
+    """``user`` becomes a member: the change made by ``by`` (its ``chat_member`` update when
+    the bot is an admin) and the ``new_chat_members`` service message from ``sender``."""
+    old = chat.member(user.id)
     ids: list[int] = []
-    update_id = member_changed(world, chat, user, old, Membership("member"), by, invite)
+    update_id = member_changed(
+        world, chat, user, old, Membership("member"), by, invite, via_join_request=via_join_request
+    )
     if update_id is not None:
         ids.append(update_id)
     message, msg_update = post_message(
-        world, chat, {"new_chat_members": [user]}, sender=by, service=True
+        world, chat, {"new_chat_members": [user]}, sender=sender, service=True
     )
     if msg_update is not None:
         ids.append(msg_update)
     return ids, message
 
 
+@dataclass
+class JoinOutcome:
+    """What a join attempt did: the user joined (``message`` is the service message) or only
+    asked to (``request`` is the pending join request); ``update_ids`` were queued."""
+
+    update_ids: list[int]
+    message: Message | None = None
+    request: JoinRequestRec | None = None
+
+
+def join(world: World, chat_id: int, data: JSON) -> JoinOutcome:
+    """A user joins (via invite link or added by ``by``), or asks to: through a link that
+    creates join requests the user only files a request (see :func:`ask_to_join`)."""
+    chat = group_chat(world, chat_id)
+    user = world.user(_int(data, "user_id"))
+    added = data.get("by") is not None
+    _may_join(chat, user, added=added)
+    invite: InviteRec | None = None
+    if data.get("invite_link") is not None:
+        invite = _usable_invite(world, chat, data["invite_link"])
+        if invite.creates_join_request:
+            if added:
+                raise ControlError(400, "nobody adds a user through a link that asks for approval")
+            return ask_to_join(world, chat, user, invite, _bio(data))
+        invite.join_count += 1
+    by = world.user(_int(data, "by")) if added else user
+    ids, message = admit(world, chat, user, by=by, sender=by, invite=invite)
+    return JoinOutcome(ids, message=message)
+
+
+def _bio(data: JSON) -> str | None:
+    bio = data.get("bio")
+    if bio is not None and not isinstance(bio, str):
+        raise ControlError(400, "bio must be a string")
+    return bio
+
+
+def ask_to_join(
+    world: World, chat: ChatRec, user: User, invite: InviteRec | None, bio: str | None
+) -> JoinOutcome:
+    """Store the user's join request and queue ``chat_join_request`` when the bot may handle
+    it (an administrator with can_invite_users, as Telegram requires)."""
+    if (chat.id, user.id) in world.join_requests:
+        raise ControlError(400, f"user {user.id} already asked to join chat {chat.id}")
+    rec = JoinRequestRec(
+        chat_id=chat.id,
+        user_id=user.id,
+        date=world.clock.now(),
+        invite_link=invite.link if invite is not None else None,
+        bio=bio,
+    )
+    world.add_join_request(rec)
+    ids: list[int] = []
+    if chat.member(world.bot_id).has_right("can_invite_users"):
+        ids.append(world.queue("chat_join_request", dump(join_request_obj(world, rec))))
+    return JoinOutcome(ids, request=rec)
+
+
+def request_join(world: World, chat_id: int, data: JSON) -> JoinOutcome:
+    """A user asks to join without a link (a chat that approves new members).
+
+    The emulator does not model that chat setting: any group takes the request."""
+    chat = group_chat(world, chat_id)
+    user = world.user(_int(data, "user_id"))
+    _may_join(chat, user, added=False)
+    return ask_to_join(world, chat, user, None, _bio(data))
+
+
 def leave(world: World, chat_id: int, data: JSON, *, kick: bool) -> tuple[list[int], Message]:
     """A user leaves, or is kicked by ``by``."""
-    chat = _group(world, chat_id)
+    chat = group_chat(world, chat_id)
     user = world.user(_int(data, "user_id"))
     old = chat.member(user.id)
     if not old.present:
         raise ControlError(400, f"user {user.id} is not a member of chat {chat.id}")
     if old.status == "creator" and kick:
         raise ControlError(400, "the creator can't be kicked")
-    by = _by_user(world, chat, data.get("by")) if kick else user
+    by = acting_user(world, chat, data.get("by")) if kick else user
     new = Membership("kicked") if kick else Membership("left")
     ids: list[int] = []
     update_id = member_changed(world, chat, user, old, new, by)
@@ -319,10 +418,10 @@ def press(world: World, chat_id: int, data: JSON) -> tuple[str, int]:
 
 def migrate(world: World, chat_id: int, data: JSON) -> tuple[int, list[int]]:
     """Upgrade a basic group to a supergroup with a new id."""
-    old_chat = _group(world, chat_id)
+    old_chat = group_chat(world, chat_id)
     if old_chat.type != "group":
         raise ControlError(400, f"chat {chat_id} is not a basic group")
-    by = _by_user(world, old_chat, data.get("by"))
+    by = acting_user(world, old_chat, data.get("by"))
     new_chat = world.add_chat({"type": "supergroup", "title": old_chat.title})
     new_chat.username = old_chat.username
     new_chat.members = {uid: m.copy() for uid, m in old_chat.members.items()}

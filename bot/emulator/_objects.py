@@ -14,6 +14,7 @@ from aiogram.types import (
     ChatAdministratorRights,
     ChatFullInfo,
     ChatInviteLink,
+    ChatJoinRequest,
     ChatMemberAdministrator,
     ChatMemberBanned,
     ChatMemberLeft,
@@ -38,7 +39,16 @@ from aiogram.types import (
 )
 from aiogram.types.base import TelegramObject
 
-from ._state import JSON, ChatRec, ControlError, InviteRec, Membership, World, as_dt
+from ._state import (
+    JSON,
+    ChatRec,
+    ControlError,
+    InviteRec,
+    JoinRequestRec,
+    Membership,
+    World,
+    as_dt,
+)
 from .client import MessageKind
 
 ChatMemberT = (
@@ -172,10 +182,26 @@ def member_obj(user: User, membership: Membership) -> ChatMemberT:
     return ChatMemberLeft(user=user)
 
 
-def invite_obj(invite: InviteRec, creator: User) -> ChatInviteLink:
-    """The ChatInviteLink object for a stored link."""
+#: How much of an invite link's secret part Telegram shows an administrator who did not create
+#: the link. The Bot API says only that "the second part of the link will be replaced with
+#: '…'"; the emulator keeps the first five characters of the part after "/" (or "/+").
+MASKED_KEEP = 5
+
+
+def masked_invite_link(link: str) -> str:
+    """``link`` as a bot sees it when another administrator created it:
+    ``https://t.me/+AbCdEfGhIjKlMnOp`` becomes ``https://t.me/+AbCdE…``."""
+    base, _, tail = link.rpartition("/")
+    lead = "+" if tail.startswith("+") else ""
+    return f"{base}/{lead}{tail[len(lead) : len(lead) + MASKED_KEEP]}…"
+
+
+def invite_obj(invite: InviteRec, creator: User, *, viewer_id: int) -> ChatInviteLink:
+    """The ChatInviteLink object for a stored link, as ``viewer_id`` sees it: the full link
+    only when the viewer created it (the bot, or the human admin the control API speaks for)."""
+    link = invite.link if creator.id == viewer_id else masked_invite_link(invite.link)
     return ChatInviteLink(
-        invite_link=invite.link,
+        invite_link=link,
         creator=creator,
         creates_join_request=invite.creates_join_request,
         is_primary=invite.is_primary,
@@ -183,6 +209,23 @@ def invite_obj(invite: InviteRec, creator: User) -> ChatInviteLink:
         name=invite.name,
         expire_date=None if invite.expire_date is None else as_dt(invite.expire_date),
         member_limit=invite.member_limit,
+    )
+
+
+def join_request_obj(world: World, rec: JoinRequestRec) -> ChatJoinRequest:
+    """The ChatJoinRequest the bot receives (the link masked unless the bot created it)."""
+    invite = world.invites.get(rec.invite_link) if rec.invite_link is not None else None
+    return ChatJoinRequest(
+        chat=chat_obj(world.chat(rec.chat_id)),
+        from_user=world.user(rec.user_id),
+        user_chat_id=rec.user_id,
+        date=as_dt(rec.date),
+        bio=rec.bio,
+        invite_link=(
+            invite_obj(invite, world.user(invite.creator_id), viewer_id=world.bot_id)
+            if invite is not None
+            else None
+        ),
     )
 
 

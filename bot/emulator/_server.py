@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 from loguru import logger
 
-from . import _botapi, _chatapi  # noqa: F401  (_chatapi registers its handlers)
+from . import _botapi, _chatapi, _joinrequests  # noqa: F401  (they register their handlers)
 from ._control import ControlApi, control_errors
 from ._state import ApiError, World
 from .client import EmulatorClient

@@ -11,7 +11,8 @@ Format 1 is one JSON object::
                 "messages": [{message: Message, from_bot, kind, parse_mode, reply_markup,
                               deleted, pinned, edit_count}]}],
      "updates": [{update_id, type, payload, delivered, confirmed, dropped}], "next_update_id",
-     "invites": [InviteRec], "callbacks": [CallbackRec], "calls": [CallRec], "faults": [FaultRec],
+     "invites": [InviteRec], "join_requests": [JoinRequestRec],
+     "callbacks": [CallbackRec], "calls": [CallRec], "faults": [FaultRec],
      "rate_limits": bool,
      "counters": {file, user, group, supergroup},
      "clock": {frozen, offset}}
@@ -37,6 +38,7 @@ from ._state import (
     ChatRec,
     FaultRec,
     InviteRec,
+    JoinRequestRec,
     Membership,
     MessageRec,
     RateLimiter,
@@ -86,6 +88,7 @@ def snapshot(world: World) -> bytes:
         "updates": [_fields(u) for u in world.updates],
         "next_update_id": world.next_update_id,
         "invites": [_fields(i) for i in world.invites.values()],
+        "join_requests": [_fields(r) for r in world.join_requests.values()],
         "callbacks": [_fields(c) for c in world.callbacks.values()],
         "calls": [_fields(c) for c in world.calls],
         "faults": [_fields(f) for f in world.faults],
@@ -150,6 +153,10 @@ def _parse(data: Any) -> JSON:
         "updates": [_record(UpdateRec, u) for u in data["updates"]],
         "next_update_id": int(data["next_update_id"]),
         "invites": {i.link: i for i in (_record(InviteRec, r) for r in data["invites"])},
+        "join_requests": {
+            (r.chat_id, r.user_id): r
+            for r in (_record(JoinRequestRec, j) for j in data.get("join_requests", []))
+        },
         "callbacks": {c.id: c for c in (_record(CallbackRec, r) for r in data["callbacks"])},
         "calls": [_record(CallRec, c) for c in data.get("calls", [])],
         "faults": [_record(FaultRec, f) for f in data.get("faults", [])],

@@ -180,6 +180,23 @@ class InviteRec:
 
 
 @dataclass
+class JoinRequestRec:
+    """A user's pending request to join a chat (through a link that asks for approval, or
+    through the chat's own "approve new members" setting when ``invite_link`` is None)."""
+
+    chat_id: int
+    user_id: int
+    date: int
+    invite_link: str | None = None
+    bio: str | None = None
+
+
+#: How long a bot may write to a user who asked to join one of its chats (ChatJoinRequest's
+#: user_chat_id: "for 5 minutes ... until the join request is processed").
+REQUESTER_WRITE_WINDOW = 300
+
+
+@dataclass
 class CallRec:
     """A Bot API call the bot made."""
 
@@ -319,8 +336,8 @@ class World:
     """All emulator state. Mutated synchronously from the single event loop.
 
     ``version`` counts the changes a chat viewer would see (messages stored, edited, deleted,
-    pinned; memberships; chats; users; updates; answered callbacks; the clock): every such
-    change calls :meth:`bump`, and :meth:`changed` waits for the next one."""
+    pinned; memberships; join requests; chats; users; updates; answered callbacks; the clock):
+    every such change calls :meth:`bump`, and :meth:`changed` waits for the next one."""
 
     def __init__(self, token: str, bot_username: str, bot_first_name: str) -> None:
         match = TOKEN_RE.match(token)
@@ -348,6 +365,7 @@ class World:
         self.updates: list[UpdateRec] = []
         self.next_update_id = 1
         self.invites: dict[str, InviteRec] = {}
+        self.join_requests: dict[tuple[int, int], JoinRequestRec] = {}
         self.calls: list[CallRec] = []
         self.faults: list[FaultRec] = []
         self.callbacks: dict[str, CallbackRec] = {}
@@ -537,9 +555,38 @@ class World:
         return user
 
     def set_membership(self, chat: ChatRec, user_id: int, membership: Membership) -> None:
-        """Every membership change (join, leave, kick, promote, restrict, seeding) goes here."""
+        """Every membership change (join, leave, kick, promote, restrict, seeding) goes here.
+
+        A member or a banned user has no pending join request, as in Telegram: one that was
+        pending is gone."""
         chat.members[user_id] = membership
+        if membership.present or membership.status == "kicked":
+            self.join_requests.pop((chat.id, user_id), None)
         self.bump()
+
+    def add_join_request(self, rec: JoinRequestRec) -> None:
+        """Store a pending join request (the update, if any, is queued by the caller)."""
+        self.join_requests[rec.chat_id, rec.user_id] = rec
+        self.bump()
+
+    def take_join_request(self, chat_id: int, user_id: int) -> JoinRequestRec | None:
+        """Remove and return the pending join request of ``user_id`` in ``chat_id``, if any."""
+        rec = self.join_requests.pop((chat_id, user_id), None)
+        if rec is not None:
+            self.bump()
+        return rec
+
+    def may_write_to_requester(self, user_id: int) -> bool:
+        """Whether the bot may message ``user_id`` without a /start: the user asked, less than
+        five minutes ago, to join a chat whose join requests the bot receives."""
+        now = self.clock.now()
+        for rec in self.join_requests.values():
+            if rec.user_id != user_id or now - rec.date >= REQUESTER_WRITE_WINDOW:
+                continue
+            chat = self.chats.get(rec.chat_id)
+            if chat is not None and chat.member(self.bot_id).has_right("can_invite_users"):
+                return True
+        return False
 
     def store_message(self, chat: ChatRec, rec: MessageRec) -> None:
         """Every new message, from a user or from the bot, goes here."""

@@ -219,15 +219,53 @@ class EmulatorClient:
         return None if update_id is None else int(update_id)
 
     async def join(
-        self, chat_id: int, user_id: int, *, invite_link: str | None = None, by: int | None = None
+        self,
+        chat_id: int,
+        user_id: int,
+        *,
+        invite_link: str | None = None,
+        by: int | None = None,
+        bio: str | None = None,
     ) -> JSON:
         """A user joins (optionally via an invite link or added by ``by``).
 
-        Returns {update_ids, message}.
+        Returns {requested, update_ids, message, join_request}. Through a link made with
+        ``creates_join_request`` the user only asks to join, as in Telegram: ``requested`` is
+        true, ``message`` None, ``join_request`` the pending request (see
+        :meth:`join_requests`; ``bio`` goes into it), and ``update_ids`` holds the
+        ``chat_join_request`` update when the bot is an admin with can_invite_users.
+        Otherwise ``requested`` is false, ``join_request`` None and ``message`` the
+        new_chat_members service message.
         """
         return await self._post(
-            f"chats/{chat_id}/join", user_id=user_id, invite_link=invite_link, by=by
+            f"chats/{chat_id}/join", user_id=user_id, invite_link=invite_link, by=by, bio=bio
         )
+
+    async def request_join(self, chat_id: int, user_id: int, *, bio: str | None = None) -> JSON:
+        """A user asks to join without a link (a chat that approves new members); returns
+        what :meth:`join` returns for a request: {requested: true, update_ids, message: None,
+        join_request}. The bot's approval then says ``via_join_request``."""
+        return await self._post(f"chats/{chat_id}/join_requests", user_id=user_id, bio=bio)
+
+    async def join_requests(self, chat_id: int) -> list[JSON]:
+        """The chat's pending join requests, oldest first: {chat_id, user_id, user_chat_id,
+        date, invite_link (in full, or None), bio}."""
+        result: list[JSON] = await self._request("GET", f"chats/{chat_id}/join_requests")
+        return result
+
+    async def approve_join_request(
+        self, chat_id: int, user_id: int, *, by: int | None = None
+    ) -> JSON:
+        """A human admin ``by`` (default: the creator) approves a pending request, as from a
+        Telegram app; returns {update_ids, message} like :meth:`join` (404 if none pending)."""
+        return await self._post(f"chats/{chat_id}/join_requests/{user_id}/approve", by=by)
+
+    async def decline_join_request(
+        self, chat_id: int, user_id: int, *, by: int | None = None
+    ) -> None:
+        """A human admin ``by`` (default: the creator) declines a pending request (404 if none
+        pending); nothing else changes and the bot hears nothing, as in Telegram."""
+        await self._post(f"chats/{chat_id}/join_requests/{user_id}/decline", by=by)
 
     async def leave(self, chat_id: int, user_id: int) -> JSON:
         """A user leaves; returns {update_ids, message}."""
@@ -279,14 +317,18 @@ class EmulatorClient:
         by: int | None = None,
         member_limit: int | None = None,
         expire_date: int | None = None,
+        creates_join_request: bool = False,
     ) -> JSON:
-        """An invite link created by a human admin (default: the creator); ChatInviteLink JSON."""
+        """An invite link created by a human admin (default: the creator); ChatInviteLink JSON
+        with the full link. The bot sees such a link masked (``masked_invite_link``), as
+        Telegram shows a bot links other administrators made."""
         return await self._post(
             f"chats/{chat_id}/invite_links",
             name=name,
             by=by,
             member_limit=member_limit,
             expire_date=expire_date,
+            creates_join_request=creates_join_request,
         )
 
     async def callback_answer(self, callback_query_id: str) -> JSON | None:
