@@ -129,7 +129,8 @@ class Referrals(Background):
         """Count a join; return the referral's id when it is one (a first join through the
         bot's link, not one's own)."""
         chat_id, user = event.chat_id, event.user
-        shown = self._approved.pop((chat_id, user.id), None) or event.invite_link
+        approved = self._approved.pop((chat_id, user.id), None)
+        shown = approved or event.invite_link
         if shown is None:
             return None
         link = await self.links.joined_through(chat_id, shown, event.invite_name)
@@ -145,7 +146,7 @@ class Referrals(Background):
                     link_id=link.id,
                     inviter_id=inviter,
                     joined_at=event.at,
-                    via_request=event.via_request,
+                    via_request=event.via_request or approved is not None,
                     state=ReferralState.PENDING.value,
                 )
                 .on_conflict_do_nothing()
