@@ -49,6 +49,7 @@ from bot.sop.templates import mention
 SWEEP_EVERY = timedelta(minutes=10)  # a referral past `stay` qualifies within this of its
 # last message or check-in that made it count
 CHUNK = 500  # ids per UPDATE … WHERE id IN (…)
+QUIET_WINDOW = timedelta(days=30)  # the joins a quiet-link report looks at
 
 Rules = Callable[[int], ReferralRule]  # chat id -> the group's rule
 Zones = Callable[[int], tzinfo]  # chat id -> the group's time zone
@@ -463,7 +464,8 @@ class Referrals(Background):
         return data
 
     async def _report_quiet(self, now: datetime) -> int:
-        """Tell the admins, once per link, of a link whose joiners mostly never wrote."""
+        """Tell the admins, once per link, of a link whose joiners (of the last 30 days) mostly
+        never wrote."""
         query = (
             select(
                 REFERRALS.c.chat_id,
@@ -480,7 +482,10 @@ class Referrals(Background):
                     ),
                 )
             )
-            .where(INVITE_LINKS.c.reported_at.is_(None))
+            .where(
+                INVITE_LINKS.c.reported_at.is_(None),
+                REFERRALS.c.joined_at >= now - QUIET_WINDOW,
+            )
         )
         settled: Counter[int] = Counter()
         quiet: Counter[int] = Counter()
