@@ -15,6 +15,9 @@ from bot import __version__
 from bot.logs import setup_logging
 from bot.settings import Settings, SettingsError, load_settings
 
+# bot.export's Table (the parser does not import it: `tidepool --help` stays quick).
+EXPORT_TABLES = ("events", "members", "groups", "lotteries", "invites")
+
 
 class Failure(Exception):
     """A command failed in a way the operator can fix; the message says how."""
@@ -64,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     revision.add_argument("message", help="what the migration changes")
 
     export = commands.add_parser(
-        "export", help="write groups, members, events or the lotteries' audit trail to stdout"
+        "export",
+        help="write groups, members, events, the lotteries' audit trail or the referrals "
+        "(invites) to stdout",
     )
-    export.add_argument("table", choices=["events", "members", "groups", "lotteries"])
+    export.add_argument("table", choices=EXPORT_TABLES)
     export.add_argument("--group", type=int, metavar="ID", help="only this group (chat id)")
     export.add_argument(
         "--since", metavar="DATE", help="only rows from this date or date-time (in TIMEZONE)"

@@ -100,6 +100,48 @@ def test_export_rejects_a_bad_date(capsys: pytest.CaptureFixture[str]) -> None:
     assert "2026-11-01" in one_line_error(capsys)
 
 
+def test_export_offers_every_table() -> None:
+    from typing import get_args
+
+    from bot.cli import EXPORT_TABLES
+    from bot.export import Table
+
+    assert set(EXPORT_TABLES) == set(get_args(Table))
+
+
+async def _seed_referrals(path: Path) -> None:
+    from bot.db import create_engine
+    from tests.test_stats import add_referrals
+
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await add_referrals(engine)
+    await engine.dispose()
+
+
+def test_export_of_the_referrals(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import json
+
+    assert main(["db", "upgrade"]) == 0
+    asyncio.run(_seed_referrals(clean_env / "data" / "tidepool.db"))
+    capsys.readouterr()
+    assert main(["export", "invites"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("chat_id,invitee_id,inviter_id,link_kind,link_name,joined_at,")
+    assert len(lines) == 7
+    # Since the 25th in TIMEZONE (Asia/Shanghai): 3 qualified at 09:00 that day, 5 and 6 later.
+    since = ["--group", "-1001", "--since", "2026-11-25", "--format", "jsonl"]
+    assert main(["export", "invites", *since]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(row["invitee_id"], row["state"], row["link_name"]) for row in rows] == [
+        (3, "qualified", "U1"),
+        (5, "qualified", "spring"),
+        (6, "pending", "U1"),
+    ]
+    assert main(["export", "invites", "--group", "-5"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == []
+
+
 def test_unusable_database_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], clean_env: Path
 ) -> None:

@@ -15,10 +15,12 @@ from bot.db import (
     CHECKINS,
     EVENTS,
     GROUP_DAYS,
+    INVITE_LINKS,
     LOTTERIES,
     LOTTERY_ENTRIES,
     MEMBER_DAYS,
     MEMBERS,
+    REFERRALS,
     SOP_SENDS,
     EventType,
     writing,
@@ -80,6 +82,50 @@ async def add_member(
                 first_activity_at=joined,
                 is_bot=False,
                 message_count=0,
+            )
+        )
+
+
+async def add_link(
+    engine: AsyncEngine, kind: str, name: str, owner: int | None = None, *, chat: int = GROUP
+) -> int:
+    """An invite link of the group (`member`: `owner`'s; `campaign`: named `name`); its id."""
+    async with writing(engine) as conn:
+        result = await conn.execute(
+            insert(INVITE_LINKS).values(
+                chat_id=chat,
+                link=f"https://t.me/+{kind}{name}{chat}",
+                kind=kind,
+                owner_id=owner,
+                name=name,
+                created_at=datetime(2026, 10, 1, tzinfo=UTC),
+            )
+        )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def add_referral(
+    engine: AsyncEngine,
+    invitee: int,
+    link: int,
+    inviter: int | None,
+    joined: datetime,
+    state: str = "pending",
+    *,
+    chat: int = GROUP,
+    **moments: Any,
+) -> None:
+    """A referral as bot.invites.referrals stores it (`moments`: qualified_at, reason, …)."""
+    async with writing(engine) as conn:
+        await conn.execute(
+            insert(REFERRALS).values(
+                chat_id=chat,
+                invitee_id=invitee,
+                link_id=link,
+                inviter_id=inviter,
+                joined_at=joined,
+                state=state,
+                **moments,
             )
         )
 
@@ -302,3 +348,31 @@ async def test_bots_coming_and_going_are_not_joins_or_leaves(engine: AsyncEngine
     await rollup(engine).catch_up()
     found = await group_metrics(engine, GROUP, date(2026, 11, 2), date(2026, 11, 2), SHANGHAI)
     assert (found.joins, found.leaves) == (1, 0)
+
+
+async def add_referrals(engine: AsyncEngine) -> None:
+    """Member 1 (joined on the 1st) brought 2 and 3, qualified on the 10th and the 25th, 6 (still
+    pending) and 7 (void); campaign spring brought 5, qualified on the 26th; member 4 brought 8,
+    qualified in October. Of the 30 days to the 30th: 3 qualified, inviter 1's cycle 9 days."""
+    october = datetime(2026, 10, 1, tzinfo=UTC)
+    await add_member(engine, 1, local(1, 9))
+    await add_member(engine, 4, october)
+    mine = await add_link(engine, "member", "U1", 1)
+    theirs = await add_link(engine, "member", "U4", 4)
+    spring = await add_link(engine, "campaign", "spring")
+    await add_referral(engine, 2, mine, 1, local(5, 9), "qualified", qualified_at=local(10, 9))
+    await add_referral(engine, 3, mine, 1, local(20, 9), "qualified", qualified_at=local(25, 9))
+    await add_referral(engine, 5, spring, None, local(22), "qualified", qualified_at=local(26))
+    await add_referral(engine, 6, mine, 1, local(29), via_request=True)
+    await add_referral(
+        engine, 7, mine, 1, local(12), "void", reason="left_quickly", decided_at=local(12, 13)
+    )
+    await add_referral(
+        engine,
+        8,
+        theirs,
+        4,
+        october.replace(day=10),
+        "qualified",
+        qualified_at=october.replace(day=20),
+    )
