@@ -514,6 +514,7 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     from bot.db import GROUPS, create_engine, upgrade
     from bot.stats.metrics import group_metrics, window
     from bot.stats.rollup import Rollup
+    from bot.stats.service import month_fission
 
     if not 1 <= args.days <= 366:
         raise Failure("--days must be from 1 to 366", 2)
@@ -531,8 +532,11 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
             raise Failure(f"there is no group {args.group} in the database", 1)
         zone = ZoneInfo(group.timezone) if group.timezone else settings.tz
         await Rollup(engine, lambda _chat: zone).catch_up()
-        first, last = window(clock.now().astimezone(zone).date(), args.days)
+        now = clock.now()
+        first, last = window(now.astimezone(zone).date(), args.days)
         metrics = await group_metrics(engine, args.group, first, last, zone)
+        # K and the cycle time: always the last 30 days, whatever --days (as /stats shows them)
+        fission = await month_fission(engine, args.group, now, last)
     finally:
         await engine.dispose()
     if args.command == "report":
@@ -542,6 +546,7 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(f"wrote {args.out} ({first} to {last})\n")
         return 0
     figures = metrics.as_dict()
+    figures.update({f"fission_{name}": value for name, value in fission.as_json().items()})
     if args.format == "json":
         figures["days"] = [
             {

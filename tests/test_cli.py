@@ -152,14 +152,15 @@ def test_unusable_database_is_one_line(
 
 
 async def _seed_group(path: Path) -> None:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from sqlalchemy import insert
 
     from bot.db import EVENTS, GROUPS, create_engine, writing
+    from tests.test_stats import add_link, add_member, add_referral
 
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) - timedelta(minutes=1)
     async with writing(engine) as conn:
         await conn.execute(insert(GROUPS).values(id=-1001, title="Readers", status="active"))
         await conn.execute(
@@ -168,6 +169,23 @@ async def _seed_group(path: Path) -> None:
                 {"chat_id": -1001, "user_id": user, "at": now, "type": "message"}
                 for user in (1, 1, 2)
             ],
+        )
+    # Member 1, here 20 days, brought 2 (qualified 10 days ago); campaign spring brought 3,
+    # qualified 40 days ago: before the 30 days.
+    await add_member(engine, 1, now - timedelta(days=20), chat=-1001)
+    mine = await add_link(engine, "member", "U1", 1, chat=-1001)
+    spring = await add_link(engine, "campaign", "spring", chat=-1001)
+    for invitee, link, inviter, days in ((2, mine, 1, 10), (3, spring, None, 40)):
+        qualified = now - timedelta(days=days)
+        await add_referral(
+            engine,
+            invitee,
+            link,
+            inviter,
+            qualified,
+            "qualified",
+            chat=-1001,
+            qualified_at=qualified,
         )
     await engine.dispose()
 
@@ -182,10 +200,22 @@ def test_stats_and_report_of_a_group(clean_env: Path, capsys: pytest.CaptureFixt
     assert main(["stats", "--group", "-1001", "--days", "7", "--format", "json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert (figures["messages"], figures["active"], len(figures["days"])) == (3, 2, 7)
+    # K and the cycle time are the last 30 days', whatever --days.
+    fission = {name: value for name, value in figures.items() if name.startswith("fission_")}
+    assert fission == {
+        "fission_days": 30,
+        "fission_k": 0.5,
+        "fission_qualified": 1,
+        "fission_active": 2,
+        "fission_cycle_days": 10.0,
+        "fission_inviters": 1,
+    }
     assert main(["stats", "--group", "-1001", "--format", "csv"]) == 0
-    assert "messages,3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "messages,3" in out and "fission_k,0.5" in out
     assert main(["stats", "--group", "-1001"]) == 0
-    assert "concentration_top10" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "concentration_top10" in out and "fission_cycle_days" in out
     assert main(["report", "--group", "-1001", "--out", "chart.png"]) == 0
     assert (clean_env / "chart.png").read_bytes().startswith(b"\x89PNG")
     capsys.readouterr()

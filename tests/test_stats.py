@@ -1,16 +1,19 @@
-"""Rollups and metrics on small hand-built event sets with known answers."""
+"""Rollups and metrics on small hand-built event sets with known answers; the fission
+coefficient and cycle time in /stats."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiogram.types import Chat
+from aiogram.types import Chat, Update
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.clock import ManualClock
 from bot.db import (
     CHECKINS,
     EVENTS,
@@ -23,11 +26,14 @@ from bot.db import (
     REFERRALS,
     SOP_SENDS,
     EventType,
+    GroupStatus,
     writing,
 )
 from bot.registry import Registry
 from bot.stats.metrics import StepResponse, compare, group_metrics, two_proportion_p
 from bot.stats.rollup import Rollup
+from tests.sop_harness import OWNER, assembled, copy_sops
+from tests.updates import group_message, user
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 GROUP, OTHER = -1001, -1002
@@ -376,3 +382,57 @@ async def add_referrals(engine: AsyncEngine) -> None:
         "qualified",
         qualified_at=october.replace(day=20),
     )
+
+
+async def test_stats_shows_the_fission_of_30_days_whatever_the_window(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    group = Chat(id=GROUP, type="supergroup", title="Readers")
+    clock = ManualClock(local(30, 12))
+    async with assembled(engine, copy_sops(tmp_path), clock=clock) as (app, outbox, _):
+        await app.registry.save_group(group, status=GroupStatus.ACTIVE)
+        await add_referrals(engine)
+        # Active in the 30 days: 1, 2, 3 and the owner (4 wrote in October); in the last 7
+        # days only 3 and the owner.
+        await add_events(
+            engine,
+            event(local(5, 10), EventType.MESSAGE, 1),
+            event(local(12, 10), EventType.MESSAGE, 2),
+            event(local(28, 10), EventType.MESSAGE, 3),
+            event(local(30, 10), EventType.MESSAGE, OWNER),
+            event(datetime(2026, 10, 25, tzinfo=UTC), EventType.MESSAGE, 4),
+        )
+        owner = user(OWNER, "Olga")
+
+        async def stats(update_id: int, text: str) -> str:
+            command = group_message(update_id, owner, local(30, 12), chat=group, text=text)
+            await app.dispatcher.feed_update(app.bot, Update(update_id=update_id, message=command))
+            summaries: list[str] = [t for t in outbox.texts(GROUP) if t.startswith("📊")]
+            return summaries[-1]
+
+        summary = await stats(1, "/stats 7d")
+        assert "(7 days)" in summary and "active members: 2 (" in summary
+        assert summary.endswith(
+            "Referrals (always the last 30 days): fission K 0.75 (3 qualified / 4 active "
+            "members); cycle time 9.0d (median, from an inviter's own join to their first "
+            "qualified referral)"
+        )
+        await app.registry.save_group(group, language="zh")
+        summary = await stats(2, "/stats 90d")
+        assert "（90 天）" in summary
+        assert (
+            "邀请（固定为近 30 天）：裂变系数 K 0.75（合格邀请 3 / 活跃成员 4）；裂变周期 9.0d"
+            in summary
+        )
+
+        report = await app.analytics.group_report(GROUP, 7)
+        assert report.fission.as_json() == {
+            "days": 30,
+            "k": 0.75,
+            "qualified": 3,
+            "active": 4,
+            "cycle_days": 9.0,
+            "inviters": 1,
+        }
+        nobody = await app.analytics.fission(OTHER)  # no member active: no K to show
+        assert (nobody.k, nobody.cycle_days, nobody.active) == (None, None, 0)
