@@ -15,6 +15,9 @@ from bot import __version__
 from bot.logs import setup_logging
 from bot.settings import Settings, SettingsError, load_settings
 
+# bot.export's Table (the parser does not import it: `tidepool --help` stays quick).
+EXPORT_TABLES = ("events", "members", "groups", "lotteries", "invites")
+
 
 class Failure(Exception):
     """A command failed in a way the operator can fix; the message says how."""
@@ -64,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     revision.add_argument("message", help="what the migration changes")
 
     export = commands.add_parser(
-        "export", help="write groups, members, events or the lotteries' audit trail to stdout"
+        "export",
+        help="write groups, members, events, the lotteries' audit trail or the referrals "
+        "(invites) to stdout",
     )
-    export.add_argument("table", choices=["events", "members", "groups", "lotteries"])
+    export.add_argument("table", choices=EXPORT_TABLES)
     export.add_argument("--group", type=int, metavar="ID", help="only this group (chat id)")
     export.add_argument(
         "--since", metavar="DATE", help="only rows from this date or date-time (in TIMEZONE)"
@@ -509,6 +514,7 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     from bot.db import GROUPS, create_engine, upgrade
     from bot.stats.metrics import group_metrics, window
     from bot.stats.rollup import Rollup
+    from bot.stats.service import month_fission
 
     if not 1 <= args.days <= 366:
         raise Failure("--days must be from 1 to 366", 2)
@@ -526,8 +532,11 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
             raise Failure(f"there is no group {args.group} in the database", 1)
         zone = ZoneInfo(group.timezone) if group.timezone else settings.tz
         await Rollup(engine, lambda _chat: zone).catch_up()
-        first, last = window(clock.now().astimezone(zone).date(), args.days)
+        now = clock.now()
+        first, last = window(now.astimezone(zone).date(), args.days)
         metrics = await group_metrics(engine, args.group, first, last, zone)
+        # K and the cycle time: always the last 30 days, whatever --days (as /stats shows them)
+        fission = await month_fission(engine, args.group, now, last)
     finally:
         await engine.dispose()
     if args.command == "report":
@@ -537,6 +546,7 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(f"wrote {args.out} ({first} to {last})\n")
         return 0
     figures = metrics.as_dict()
+    figures.update({f"fission_{name}": value for name, value in fission.as_json().items()})
     if args.format == "json":
         figures["days"] = [
             {

@@ -1,10 +1,11 @@
-"""Export of groups, members and events as CSV or JSON Lines: operators own their data."""
+"""Export of groups, members, events, lottery audits and referrals as CSV or JSON Lines:
+operators own their data."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import IO, Any, Literal
@@ -15,9 +16,10 @@ from sqlalchemy import Table as DbTable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import EVENTS, GROUPS, MEMBERS
+from bot.invites import numbers
 from bot.lottery import audit
 
-Table = Literal["events", "members", "groups", "lotteries"]
+Table = Literal["events", "members", "groups", "lotteries", "invites"]
 Format = Literal["csv", "jsonl"]
 
 
@@ -102,16 +104,20 @@ async def export(
     group: int | None = None,
     since: datetime | None = None,
 ) -> int:
-    """Write the rows to `out`; return how many. `lotteries` is their audit trail."""
+    """Write the rows to `out`; return how many. `lotteries` is their audit trail; `invites`
+    one row per referral, with the kind and name of the link it came through."""
     if table == "lotteries":
         return await _write(audit.COLUMNS, audit.audit_rows(engine, group, since), out, fmt)
+    if table == "invites":
+        found = numbers.export_rows(engine, group, since)
+        return await _write(numbers.EXPORT_COLUMNS, found, out, fmt)
     query = export_query(table, group, since)
     columns = [column.name for column in query.selected_columns]
     return await _write(columns, rows(engine, query), out, fmt)
 
 
 async def _write(
-    columns: list[str], found: AsyncIterator[Mapping[str, Any]], out: IO[str], fmt: Format
+    columns: Sequence[str], found: AsyncIterator[Mapping[str, Any]], out: IO[str], fmt: Format
 ) -> int:
     count = 0
     if fmt == "csv":

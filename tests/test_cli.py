@@ -100,6 +100,48 @@ def test_export_rejects_a_bad_date(capsys: pytest.CaptureFixture[str]) -> None:
     assert "2026-11-01" in one_line_error(capsys)
 
 
+def test_export_offers_every_table() -> None:
+    from typing import get_args
+
+    from bot.cli import EXPORT_TABLES
+    from bot.export import Table
+
+    assert set(EXPORT_TABLES) == set(get_args(Table))
+
+
+async def _seed_referrals(path: Path) -> None:
+    from bot.db import create_engine
+    from tests.test_stats import add_referrals
+
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await add_referrals(engine)
+    await engine.dispose()
+
+
+def test_export_of_the_referrals(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import json
+
+    assert main(["db", "upgrade"]) == 0
+    asyncio.run(_seed_referrals(clean_env / "data" / "tidepool.db"))
+    capsys.readouterr()
+    assert main(["export", "invites"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("chat_id,invitee_id,inviter_id,link_kind,link_name,joined_at,")
+    assert len(lines) == 7
+    # Since the 25th in TIMEZONE (Asia/Shanghai): 3 qualified at 09:00 that day, 5 and 6 later.
+    since = ["--group", "-1001", "--since", "2026-11-25", "--format", "jsonl"]
+    assert main(["export", "invites", *since]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(row["invitee_id"], row["state"], row["link_name"]) for row in rows] == [
+        (3, "qualified", "U1"),
+        (5, "qualified", "spring"),
+        (6, "pending", "U1"),
+    ]
+    assert main(["export", "invites", "--group", "-5"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == []
+
+
 def test_unusable_database_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], clean_env: Path
 ) -> None:
@@ -110,14 +152,15 @@ def test_unusable_database_is_one_line(
 
 
 async def _seed_group(path: Path) -> None:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from sqlalchemy import insert
 
     from bot.db import EVENTS, GROUPS, create_engine, writing
+    from tests.test_stats import add_link, add_member, add_referral
 
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) - timedelta(minutes=1)
     async with writing(engine) as conn:
         await conn.execute(insert(GROUPS).values(id=-1001, title="Readers", status="active"))
         await conn.execute(
@@ -126,6 +169,23 @@ async def _seed_group(path: Path) -> None:
                 {"chat_id": -1001, "user_id": user, "at": now, "type": "message"}
                 for user in (1, 1, 2)
             ],
+        )
+    # Member 1, here 20 days, brought 2 (qualified 10 days ago); campaign spring brought 3,
+    # qualified 40 days ago: before the 30 days.
+    await add_member(engine, 1, now - timedelta(days=20), chat=-1001)
+    mine = await add_link(engine, "member", "U1", 1, chat=-1001)
+    spring = await add_link(engine, "campaign", "spring", chat=-1001)
+    for invitee, link, inviter, days in ((2, mine, 1, 10), (3, spring, None, 40)):
+        qualified = now - timedelta(days=days)
+        await add_referral(
+            engine,
+            invitee,
+            link,
+            inviter,
+            qualified,
+            "qualified",
+            chat=-1001,
+            qualified_at=qualified,
         )
     await engine.dispose()
 
@@ -140,10 +200,22 @@ def test_stats_and_report_of_a_group(clean_env: Path, capsys: pytest.CaptureFixt
     assert main(["stats", "--group", "-1001", "--days", "7", "--format", "json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert (figures["messages"], figures["active"], len(figures["days"])) == (3, 2, 7)
+    # K and the cycle time are the last 30 days', whatever --days.
+    fission = {name: value for name, value in figures.items() if name.startswith("fission_")}
+    assert fission == {
+        "fission_days": 30,
+        "fission_k": 0.5,
+        "fission_qualified": 1,
+        "fission_active": 2,
+        "fission_cycle_days": 10.0,
+        "fission_inviters": 1,
+    }
     assert main(["stats", "--group", "-1001", "--format", "csv"]) == 0
-    assert "messages,3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "messages,3" in out and "fission_k,0.5" in out
     assert main(["stats", "--group", "-1001"]) == 0
-    assert "concentration_top10" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "concentration_top10" in out and "fission_cycle_days" in out
     assert main(["report", "--group", "-1001", "--out", "chart.png"]) == 0
     assert (clean_env / "chart.png").read_bytes().startswith(b"\x89PNG")
     capsys.readouterr()

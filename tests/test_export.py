@@ -1,4 +1,4 @@
-"""Export: formats, filters, and dates read in the configured time zone."""
+"""Export: formats, filters, and dates read in the configured time zone; the referrals."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from bot.activity import ActivityLog
 from bot.export import export, parse_since
 from bot.registry import Registry
 from tests.conftest import at
+from tests.test_stats import GROUP as REFERRING
+from tests.test_stats import OTHER, add_link, add_referral, add_referrals, local
 from tests.updates import GROUP, group_message, user
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -80,3 +82,43 @@ async def test_members_and_groups_filters(
     out = io.StringIO()
     assert await export(engine, "groups", out, fmt="jsonl") == 1
     assert json.loads(out.getvalue())["tags"] == []
+
+
+async def test_referrals_with_their_states_and_links(engine: AsyncEngine) -> None:
+    await add_referrals(engine)
+    elsewhere = await add_link(engine, "member", "U9", 9, chat=OTHER)
+    await add_referral(engine, 2, elsewhere, 9, local(3), chat=OTHER)
+    out = io.StringIO()
+    assert await export(engine, "invites", out) == 7
+    lines = out.getvalue().splitlines()
+    assert lines[0] == (
+        "chat_id,invitee_id,inviter_id,link_kind,link_name,joined_at,via_request,state,reason,"
+        "qualified_at,decided_at,left_at"
+    )
+    assert lines[1] == (
+        "-1001,2,1,member,U1,2026-11-05T01:00:00+00:00,false,qualified,,2026-11-10T01:00:00+00:00,,"
+    )
+    assert lines[3] == (
+        "-1001,5,,campaign,spring,2026-11-22T04:00:00+00:00,false,qualified,,"
+        "2026-11-26T04:00:00+00:00,,"
+    )
+    assert lines[5] == (
+        "-1001,7,1,member,U1,2026-11-12T04:00:00+00:00,false,void,left_quickly,,"
+        "2026-11-12T05:00:00+00:00,"
+    )
+    assert lines[7].startswith("-1002,2,9,member,U9,")
+
+    # One group's, joined or changed since the 25th (Shanghai): 3 qualified that morning,
+    # 5 qualified on the 26th, 6 joined on the 29th.
+    out = io.StringIO()
+    since = local(25, 0)
+    assert await export(engine, "invites", out, fmt="jsonl", group=REFERRING, since=since) == 3
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["invitee_id"], r["state"], r["link_kind"], r["link_name"]) for r in rows] == [
+        (3, "qualified", "member", "U1"),
+        (5, "qualified", "campaign", "spring"),
+        (6, "pending", "member", "U1"),
+    ]
+    assert rows[1]["inviter_id"] is None and rows[2]["via_request"] is True
+    assert rows[0]["qualified_at"] == "2026-11-25T01:00:00+00:00"
+    assert await export(engine, "invites", io.StringIO(), group=OTHER) == 1

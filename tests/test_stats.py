@@ -1,31 +1,39 @@
-"""Rollups and metrics on small hand-built event sets with known answers."""
+"""Rollups and metrics on small hand-built event sets with known answers; the fission
+coefficient and cycle time in /stats."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiogram.types import Chat
+from aiogram.types import Chat, Update
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.clock import ManualClock
 from bot.db import (
     CHECKINS,
     EVENTS,
     GROUP_DAYS,
+    INVITE_LINKS,
     LOTTERIES,
     LOTTERY_ENTRIES,
     MEMBER_DAYS,
     MEMBERS,
+    REFERRALS,
     SOP_SENDS,
     EventType,
+    GroupStatus,
     writing,
 )
 from bot.registry import Registry
 from bot.stats.metrics import StepResponse, compare, group_metrics, two_proportion_p
 from bot.stats.rollup import Rollup
+from tests.sop_harness import OWNER, assembled, copy_sops
+from tests.updates import group_message, user
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 GROUP, OTHER = -1001, -1002
@@ -80,6 +88,50 @@ async def add_member(
                 first_activity_at=joined,
                 is_bot=False,
                 message_count=0,
+            )
+        )
+
+
+async def add_link(
+    engine: AsyncEngine, kind: str, name: str, owner: int | None = None, *, chat: int = GROUP
+) -> int:
+    """An invite link of the group (`member`: `owner`'s; `campaign`: named `name`); its id."""
+    async with writing(engine) as conn:
+        result = await conn.execute(
+            insert(INVITE_LINKS).values(
+                chat_id=chat,
+                link=f"https://t.me/+{kind}{name}{chat}",
+                kind=kind,
+                owner_id=owner,
+                name=name,
+                created_at=datetime(2026, 10, 1, tzinfo=UTC),
+            )
+        )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def add_referral(
+    engine: AsyncEngine,
+    invitee: int,
+    link: int,
+    inviter: int | None,
+    joined: datetime,
+    state: str = "pending",
+    *,
+    chat: int = GROUP,
+    **moments: Any,
+) -> None:
+    """A referral as bot.invites.referrals stores it (`moments`: qualified_at, reason, …)."""
+    async with writing(engine) as conn:
+        await conn.execute(
+            insert(REFERRALS).values(
+                chat_id=chat,
+                invitee_id=invitee,
+                link_id=link,
+                inviter_id=inviter,
+                joined_at=joined,
+                state=state,
+                **moments,
             )
         )
 
@@ -302,3 +354,85 @@ async def test_bots_coming_and_going_are_not_joins_or_leaves(engine: AsyncEngine
     await rollup(engine).catch_up()
     found = await group_metrics(engine, GROUP, date(2026, 11, 2), date(2026, 11, 2), SHANGHAI)
     assert (found.joins, found.leaves) == (1, 0)
+
+
+async def add_referrals(engine: AsyncEngine) -> None:
+    """Member 1 (joined on the 1st) brought 2 and 3, qualified on the 10th and the 25th, 6 (still
+    pending) and 7 (void); campaign spring brought 5, qualified on the 26th; member 4 brought 8,
+    qualified in October. Of the 30 days to the 30th: 3 qualified, inviter 1's cycle 9 days."""
+    october = datetime(2026, 10, 1, tzinfo=UTC)
+    await add_member(engine, 1, local(1, 9))
+    await add_member(engine, 4, october)
+    mine = await add_link(engine, "member", "U1", 1)
+    theirs = await add_link(engine, "member", "U4", 4)
+    spring = await add_link(engine, "campaign", "spring")
+    await add_referral(engine, 2, mine, 1, local(5, 9), "qualified", qualified_at=local(10, 9))
+    await add_referral(engine, 3, mine, 1, local(20, 9), "qualified", qualified_at=local(25, 9))
+    await add_referral(engine, 5, spring, None, local(22), "qualified", qualified_at=local(26))
+    await add_referral(engine, 6, mine, 1, local(29), via_request=True)
+    await add_referral(
+        engine, 7, mine, 1, local(12), "void", reason="left_quickly", decided_at=local(12, 13)
+    )
+    await add_referral(
+        engine,
+        8,
+        theirs,
+        4,
+        october.replace(day=10),
+        "qualified",
+        qualified_at=october.replace(day=20),
+    )
+
+
+async def test_stats_shows_the_fission_of_30_days_whatever_the_window(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    group = Chat(id=GROUP, type="supergroup", title="Readers")
+    clock = ManualClock(local(30, 12))
+    async with assembled(engine, copy_sops(tmp_path), clock=clock) as (app, outbox, _):
+        await app.registry.save_group(group, status=GroupStatus.ACTIVE)
+        await add_referrals(engine)
+        # Active in the 30 days: 1, 2, 3 and the owner (4 wrote in October); in the last 7
+        # days only 3 and the owner.
+        await add_events(
+            engine,
+            event(local(5, 10), EventType.MESSAGE, 1),
+            event(local(12, 10), EventType.MESSAGE, 2),
+            event(local(28, 10), EventType.MESSAGE, 3),
+            event(local(30, 10), EventType.MESSAGE, OWNER),
+            event(datetime(2026, 10, 25, tzinfo=UTC), EventType.MESSAGE, 4),
+        )
+        owner = user(OWNER, "Olga")
+
+        async def stats(update_id: int, text: str) -> str:
+            command = group_message(update_id, owner, local(30, 12), chat=group, text=text)
+            await app.dispatcher.feed_update(app.bot, Update(update_id=update_id, message=command))
+            summaries: list[str] = [t for t in outbox.texts(GROUP) if t.startswith("📊")]
+            return summaries[-1]
+
+        summary = await stats(1, "/stats 7d")
+        assert "(7 days)" in summary and "active members: 2 (" in summary
+        assert summary.endswith(
+            "Referrals (always the last 30 days): fission K 0.75 (3 qualified / 4 active "
+            "members); cycle time 9.0d (median, from an inviter's own join to their first "
+            "qualified referral)"
+        )
+        await app.registry.save_group(group, language="zh")
+        summary = await stats(2, "/stats 90d")
+        assert "（90 天）" in summary
+        assert (
+            "邀请（固定为近 30 天）：裂变系数 K 0.75（合格邀请 3 / 活跃成员 4）；裂变周期 9.0d"
+            in summary
+        )
+
+        report = await app.analytics.group_report(GROUP, 7)
+        assert report.fission.as_json() == {
+            "days": 30,
+            "k": 0.75,
+            "qualified": 3,
+            "active": 4,
+            "cycle_days": 9.0,
+            "inviters": 1,
+        }
+        nobody = await app.analytics.fission(OTHER)  # no member active: no K to show
+        assert (nobody.k, nobody.cycle_days, nobody.active) == (None, None, 0)

@@ -1,6 +1,7 @@
 """Analytics in the chat: /stats, /tiers and /forgetme.
 
-/stats [7d|30d|90d]        the group's metrics and health as text, and a chart (admins)
+/stats [7d|30d|90d]        the group's metrics and health as text, and a chart (admins); the
+                           fission coefficient and cycle time always cover the last 30 days
 /stats @member [30d]       one member's activity (admins; or reply to their message)
 /tiers [refresh]           how many members are in each tier; refresh recomputes now (admins)
 /forgetme                  a member erases their data with the bot, after a confirmation
@@ -24,6 +25,7 @@ from aiogram.types import (
 )
 
 from bot.handlers.filters import AdminsOnly, InGroup
+from bot.handlers.invites import fission_values
 from bot.handlers.sops import Say
 from bot.sop.admin import Key
 from bot.stats import tiers
@@ -79,7 +81,8 @@ async def group_stats(message: Message, days: int, analytics: Analytics, say: Sa
         "trend": report.health,
         "comparisons": metrics.comparisons[:5],
     }
-    await say(message, ("stats.group", values))
+    fission = {**fission_values(report.fission), "days": report.fission.days}
+    await say(message, ("stats.group", values), ("stats.fission", fission))
     language = say.language(chat_id)
     png = await asyncio.to_thread(_chart, metrics, report.title, language)
     caption = say.text(

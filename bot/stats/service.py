@@ -10,9 +10,10 @@ spell) and raised once; a fall is reported at most once a week.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from bot.db import (
     writing,
 )
 from bot.events import Bus, Happened
+from bot.invites import numbers
 from bot.periodic import Periodic
 from bot.registry import Registry
 from bot.stats import health as scoring
@@ -40,6 +42,7 @@ from bot.stats.forget import forget
 from bot.stats.metrics import GroupMetrics, MemberActivity, group_metrics, member_activity, window
 from bot.stats.rollup import Rollup
 
+FISSION_DAYS = 30  # K and the cycle time are a month's, whatever window /stats shows
 DAILY_HOUR = 5  # the daily work starts at 05:00 in each group's time
 LOOK_EVERY = 60.0  # seconds between looks for groups whose day has come
 
@@ -48,13 +51,16 @@ Alert = Callable[[int, str, dict[str, Any]], Awaitable[None]]  # (group, kind, d
 
 @dataclass(frozen=True, slots=True)
 class GroupReport:
-    """What /stats shows of a group: its metrics over a window and its weekly health."""
+    """What /stats shows of a group: its metrics over a window, its weekly health, and its
+    fission coefficient and cycle time, always over the last FISSION_DAYS days whatever the
+    window (K is defined over 30 days, and /invites shows the same figures)."""
 
     title: str
     first: date
     last: date
     metrics: GroupMetrics
     health: list[int]  # the weekly scores up to yesterday, oldest first; the last is this week's
+    fission: numbers.Fission
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,15 @@ class MemberReport:
     checkins: int  # in the window
     points: int
     tier: str  # "new" for a member not placed yet
+
+
+async def month_fission(
+    engine: AsyncEngine, chat_id: int, now: datetime, today: date
+) -> numbers.Fission:
+    """K and the cycle time over the last FISSION_DAYS days, `today` (the group's date)
+    included, counted as /invites counts them: what /stats and `tidepool stats` show."""
+    first_day = window(today, FISSION_DAYS)[0]
+    return await numbers.fission(engine, chat_id, now, first_day, days=FISSION_DAYS)
 
 
 class Analytics(Periodic):
@@ -114,10 +129,18 @@ class Analytics(Periodic):
         await self.rollup.catch_up()
         zone = self.zone(chat_id)
         first, last = window(self.today(chat_id), days)
-        metrics = await group_metrics(self.engine, chat_id, first, last, zone)
+        metrics, fission = await asyncio.gather(
+            group_metrics(self.engine, chat_id, first, last, zone),
+            self.fission(chat_id),
+        )
         # Health scores whole weeks, up to yesterday: read from what the daily job stored.
         health = await scoring.weekly(self.engine, chat_id, last - timedelta(days=1), zone, weeks=4)
-        return GroupReport(self.registry.title(chat_id), first, last, metrics, health)
+        return GroupReport(self.registry.title(chat_id), first, last, metrics, health, fission)
+
+    async def fission(self, chat_id: int) -> numbers.Fission:
+        """K and the cycle time of the group now (the rollups, which count the active
+        members, brought up to date first by the caller)."""
+        return await month_fission(self.engine, chat_id, self.clock.now(), self.today(chat_id))
 
     async def member_report(self, chat_id: int, user_id: int, days: int) -> MemberReport:
         """One member's last `days` days in the group."""
