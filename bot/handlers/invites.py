@@ -269,20 +269,8 @@ async def admin_numbers(invites: Invites, chat_id: int, say: Say) -> list[Line]:
     lines.extend(await _campaign_lines(invites, chat_id, say))
     first_day = (local - timedelta(days=29)).date()
     fission = await numbers.fission(invites.engine, chat_id, now, first_day)
-    lines.append(("invite.fission", fission_values(fission)))
+    lines.append(("invite.fission", fission.shown()))
     return lines
-
-
-def fission_values(fission: numbers.Fission) -> dict[str, object]:
-    """K and the cycle time as texts show them."""
-    k = fission.k
-    cycle = fission.cycle_days
-    return {
-        "k": "–" if k is None else f"{k:.2f}",
-        "qualified": fission.qualified,
-        "active": fission.active,
-        "cycle": "–" if cycle is None else f"{cycle:.1f}d",
-    }
 
 
 async def join_request(request: ChatJoinRequest, invites: Invites) -> None:

@@ -25,7 +25,6 @@ from aiogram.types import (
 )
 
 from bot.handlers.filters import AdminsOnly, InGroup
-from bot.handlers.invites import fission_values
 from bot.handlers.sops import Say
 from bot.sop.admin import Key
 from bot.stats import tiers
@@ -81,7 +80,7 @@ async def group_stats(message: Message, days: int, analytics: Analytics, say: Sa
         "trend": report.health,
         "comparisons": metrics.comparisons[:5],
     }
-    fission = {**fission_values(report.fission), "days": report.fission.days}
+    fission = {**report.fission.shown(), "days": report.fission.days}
     await say(message, ("stats.group", values), ("stats.fission", fission))
     language = say.language(chat_id)
     png = await asyncio.to_thread(_chart, metrics, report.title, language)

@@ -21,8 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import INVITE_LINKS, MEMBER_DAYS, MEMBERS, REFERRALS, LinkKind, ReferralState
 
-STATES = tuple(state.value for state in ReferralState)
-
 
 @dataclass(frozen=True, slots=True)
 class ReferralLine:
@@ -92,6 +90,16 @@ class Fission:
     @property
     def k(self) -> float | None:
         return self.qualified / self.active if self.active else None
+
+    def shown(self) -> dict[str, Any]:
+        """K (two decimals) and the cycle time (days, one decimal) as texts show them."""
+        k, cycle = self.k, self.cycle_days
+        return {
+            "k": "–" if k is None else f"{k:.2f}",
+            "qualified": self.qualified,
+            "active": self.active,
+            "cycle": "–" if cycle is None else f"{cycle:.1f}d",
+        }
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -111,6 +111,8 @@ def sections() -> list[tuple[str, list[Entry]]]:
         Entry("Sop", "SOP", "sop-file", Sop, Sop),
         Entry("GroupSelector", "groups", "groups", fmt.GroupSelector, fmt.GroupSelector),
         Entry("CatchUp", "catch_up", "catch-up", fmt.CatchUp, fmt.CatchUp),
+        Entry("ReferralRule", "referral", "referral", fmt.ReferralRule, fmt.ReferralRule),
+        Entry("JoinRequests", "join_requests", "join-requests", fmt.JoinRequests, fmt.JoinRequests),
     ]
     triggers = [Entry("TriggerBase", "", "trigger-keys", TriggerBase, fmt.Trigger)]
     for model in _members(fmt.Trigger):

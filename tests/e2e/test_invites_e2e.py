@@ -19,9 +19,7 @@ DAY = 86400.0
 
 def referrals(tidepool: Tidepool) -> dict[int, tuple[Any, ...]]:
     """invitee -> (inviter, state, reason, via request)"""
-    rows = tidepool.rows(
-        "SELECT invitee_id, inviter_id, state, reason, via_request FROM referrals"
-    )
+    rows = tidepool.rows("SELECT invitee_id, inviter_id, state, reason, via_request FROM referrals")
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
@@ -33,6 +31,14 @@ def balance(tidepool: Tidepool, user_id: int) -> int:
 def link_joins(tidepool: Tidepool, link: str) -> int:
     rows = tidepool.rows(f"SELECT joins FROM invite_links WHERE link = '{link}'")
     return int(rows[0][0]) if rows else 0
+
+
+async def said(ctl: EmulatorClient, chat: int, needle: str) -> bool:
+    return bool(await greeted(ctl, chat, needle))
+
+
+async def told(ctl: EmulatorClient, user_id: int, needle: str) -> bool:
+    return bool(await private(ctl, user_id, needle))
 
 
 async def true(value: bool) -> bool:
@@ -61,12 +67,12 @@ async def test_a_referral_pays_once_is_reversed_and_never_counts_twice(
 
     # Ada asks for her link: privately, since she has started the bot.
     await ctl.send_message(group, ada, "/invite")
-    await wait_until(lambda: private(ctl, ada, "invite link"), what="Ada's link in private")
+    await wait_until(lambda: told(ctl, ada, "invite link"), what="Ada's link in private")
     [sent] = await private(ctl, ada, "invite link")
     found = LINK.search(sent["text"])
     assert found is not None
     link = found.group(0)
-    await wait_until(lambda: greeted(ctl, group, "I sent you your invite link"), what="a note")
+    await wait_until(lambda: said(ctl, group, "I sent you your invite link"), what="a note")
     await ctl.send_message(group, ada, "/invite")  # the same link again
     await wait_until(lambda: len_at_least(private(ctl, ada, link), 2), what="the link again")
 
@@ -81,12 +87,14 @@ async def test_a_referral_pays_once_is_reversed_and_never_counts_twice(
     # Cy leaves after two days: void.
     await clock.forward(2 * DAY)
     await ctl.leave(group, cy)
-    await wait_until(lambda: true(referrals(tidepool)[cy][1] == "void"), what="Cy's referral voided")
+    await wait_until(
+        lambda: true(referrals(tidepool)[cy][1] == "void"), what="Cy's referral voided"
+    )
     assert referrals(tidepool)[cy] == (ada, "void", "left", 0)
 
     # Three days after the join Ben's referral qualifies: Ada gets 50 points and a thank-you.
     await clock.forward(1 * DAY + 60)
-    await wait_until(lambda: private(ctl, ada, "Thank you for bringing Ben"), what="the thanks")
+    await wait_until(lambda: told(ctl, ada, "Thank you for bringing Ben"), what="the thanks")
     assert referrals(tidepool)[ben][1] == "qualified"
     assert balance(tidepool, ada) == 50
     [thanks] = await private(ctl, ada, "Thank you for bringing Ben")
@@ -95,7 +103,7 @@ async def test_a_referral_pays_once_is_reversed_and_never_counts_twice(
     # Ben leaves the next day, within the claw-back: reversed, and the points go back.
     await clock.forward(1 * DAY)
     await ctl.leave(group, ben)
-    await wait_until(lambda: private(ctl, ada, "Ben left"), what="the reversal notice")
+    await wait_until(lambda: told(ctl, ada, "Ben left"), what="the reversal notice")
     assert referrals(tidepool)[ben] == (ada, "reversed", "left", 0)
     assert balance(tidepool, ada) == 0
     ledger = tidepool.rows(f"SELECT delta, reason FROM points_ledger WHERE user_id = {ada}")
@@ -103,7 +111,9 @@ async def test_a_referral_pays_once_is_reversed_and_never_counts_twice(
 
     # Ben comes back through the link: a join through it, never a referral again.
     await ctl.join(group, ben, invite_link=link)
-    await wait_until(lambda: true(link_joins(tidepool, link) == 3), what="the rejoin counted on the link")
+    await wait_until(
+        lambda: true(link_joins(tidepool, link) == 3), what="the rejoin counted on the link"
+    )
     assert referrals(tidepool)[ben] == (ada, "reversed", "left", 0)
     await clock.forward(4 * DAY)
     for text in ("back again", "missed you", "hello"):
@@ -115,7 +125,7 @@ async def test_a_referral_pays_once_is_reversed_and_never_counts_twice(
 
     # Ada sees her referrals and why.
     await ctl.send_message(group, ada, "/invites")
-    await wait_until(lambda: greeted(ctl, group, "2 joined through your link"), what="/invites")
+    await wait_until(lambda: said(ctl, group, "2 joined through your link"), what="/invites")
     [mine] = await greeted(ctl, group, "2 joined through your link")
     assert "Ben: reversed (left the group)" in mine["text"]
     assert "Cy: void (left the group)" in mine["text"]
@@ -136,14 +146,14 @@ async def test_campaign_numbers_export_and_approved_requests(
     banned = (await ctl.create_user("Mal"))["id"]
 
     await ctl.send_message(group, owner, "/campaign spring limit=10 expires=7d")
-    await wait_until(lambda: greeted(ctl, group, "Campaign spring:"), what="the campaign link")
+    await wait_until(lambda: said(ctl, group, "Campaign spring:"), what="the campaign link")
     [made] = await greeted(ctl, group, "Campaign spring:")
     assert "Up to 10 people" in made["text"]
     found = LINK.search(made["text"])
     assert found is not None
     spring = found.group(0)
     await ctl.send_message(group, owner, "/campaign spring")
-    await wait_until(lambda: greeted(ctl, group, "already a campaign called spring"), what="refusal")
+    await wait_until(lambda: said(ctl, group, "already a campaign called spring"), what="refusal")
 
     await ctl.join(group, dan, invite_link=spring)
     await wait_until(lambda: true(dan in referrals(tidepool)), what="Dan's referral")
@@ -152,7 +162,7 @@ async def test_campaign_numbers_export_and_approved_requests(
     # A campaign whose joins are requests: the bot approves them (the rule: its own links),
     # but never someone removed from the group before.
     await ctl.send_message(group, owner, "/campaign vip approve")
-    await wait_until(lambda: greeted(ctl, group, "Campaign vip:"), what="the vip link")
+    await wait_until(lambda: said(ctl, group, "Campaign vip:"), what="the vip link")
     [vip_made] = await greeted(ctl, group, "Campaign vip:")
     found = LINK.search(vip_made["text"])
     assert found is not None
@@ -170,7 +180,7 @@ async def test_campaign_numbers_export_and_approved_requests(
     assert banned not in referrals(tidepool)
 
     await ctl.send_message(group, owner, "/invites")
-    await wait_until(lambda: greeted(ctl, group, "Invites this month"), what="the admin numbers")
+    await wait_until(lambda: said(ctl, group, "Invites this month"), what="the admin numbers")
     [numbers] = await greeted(ctl, group, "Invites this month")
     assert "spring: 1 joined, 0 qualified, 1 pending" in numbers["text"]
     assert "vip: 1 joined" in numbers["text"]
