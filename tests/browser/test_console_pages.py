@@ -107,6 +107,11 @@ async def test_the_owner_signs_in_from_telegram_and_walks_every_page(
     await expect(page.locator("body")).to_have_attribute("data-charts", "drawn")
     await expect(page.locator("#chart-messages canvas")).to_have_count(1)
 
+    # Its invites page, from the group's own navigation.
+    await page.click("#group-pages >> text=Invites")
+    await expect(page.locator("#invites-k")).to_be_visible()
+    await expect(page.locator("#campaigns")).to_be_visible()
+
     # SOPs: the welcome switched off in the owner's group; the running bot obeys.
     await page.click("nav >> text=SOPs")
     await page.select_option("#group-select", str(s["group"]))

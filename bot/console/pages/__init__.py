@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
-from bot.console.pages import broadcasts, group, groups, lotteries, members, orders, sops
+from bot.console.pages import (
+    broadcasts,
+    group,
+    groups,
+    invites,
+    lotteries,
+    members,
+    orders,
+    sops,
+)
 
-PAGES = (groups, group, sops, broadcasts, members, lotteries, orders)
+PAGES = (groups, group, invites, sops, broadcasts, members, lotteries, orders)
