@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import User
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -346,3 +347,27 @@ async def test_fission_coefficient_and_cycle_time(h: ConsoleHarness) -> None:
     assert fission.qualified == 2 and fission.active == 2
     assert fission.k == pytest.approx(1.0)
     assert fission.cycle_days == pytest.approx(4.0)  # joined at START, first qualified 4 days on
+
+
+async def test_a_campaign_telegram_forgot_is_revoked_here_too(
+    h: ConsoleHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat_id, inviter, _ = await setup(h, 0)
+    links = h.app.invites.links
+    await links.campaign(chat_id, "autumn", inviter.id)
+
+    async def forgotten(*_args: Any, **_kwargs: Any) -> None:
+        raise TelegramBadRequest(method=None, message="Bad Request: INVITE_HASH_EXPIRED")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(links.bot, "revoke_chat_invite_link", forgotten)
+    await links.revoke_campaign(chat_id, "autumn")
+    assert await links.find_campaign(chat_id, "autumn") is None
+
+    async def refused(*_args: Any, **_kwargs: Any) -> None:
+        raise TelegramBadRequest(method=None, message="Bad Request: not enough rights")  # type: ignore[arg-type]
+
+    await links.campaign(chat_id, "winter", inviter.id)
+    monkeypatch.setattr(links.bot, "revoke_chat_invite_link", refused)
+    with pytest.raises(TelegramBadRequest):
+        await links.revoke_campaign(chat_id, "winter")
+    assert await links.find_campaign(chat_id, "winter") is not None

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import User
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -161,7 +162,13 @@ class InviteLinks:
         found = await self.find_campaign(chat_id, name)
         if found is None:
             raise CampaignError("invite.campaign_unknown", name=name)
-        await self.bot.revoke_chat_invite_link(chat_id, found.link)
+        try:
+            await self.bot.revoke_chat_invite_link(chat_id, found.link)
+        except TelegramBadRequest as exc:
+            # Telegram no longer knows the link (revoked in the app, or expired): it lets
+            # nobody in already, so it is revoked here too. Anything else is raised.
+            if "INVITE_HASH_EXPIRED" not in str(exc):
+                raise
         async with writing(self.engine) as conn:
             await conn.execute(
                 update(INVITE_LINKS)
