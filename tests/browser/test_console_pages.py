@@ -31,7 +31,17 @@ class Watched:
         self.expected = tuple(f"status of {status} " for status in expected)
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
-        page.on("dialog", lambda dialog: self.errors.append(f"dialog: {dialog.message}"))
+        self.confirming = False  # a confirmation the test expects is accepted, not an error
+        self.confirmed: list[str] = []
+        page.on("dialog", self._dialog)
+
+    async def _dialog(self, dialog: Any) -> None:
+        if self.confirming and dialog.type == "confirm":
+            self.confirmed.append(dialog.message)
+            await dialog.accept()
+        else:
+            self.errors.append(f"dialog: {dialog.message}")
+            await dialog.dismiss()
 
     def _console(self, message: Any) -> None:
         if message.type == "error" and not any(code in message.text for code in self.expected):
@@ -74,7 +84,29 @@ async def seeded(ctl: EmulatorClient, tidepool: Tidepool) -> dict[str, Any]:
         await ctl.send_message(group, odd, f"hi {n}")
         await ctl.send_message(other, ann, f"welcome {n}")
     await wait_until(lambda: all_confirmed(ctl), 30, "the bot to read everything")
+    # A campaign that brought someone.
+    await ctl.send_message(group, owner, "/campaign spring")
+    await wait_until(partial(has_campaign_link, ctl, group), 30, "the campaign's link")
+    newcomer = (await ctl.create_user("Nia"))["id"]
+    await ctl.join(group, newcomer, invite_link=await campaign_link(ctl, group))
+    await wait_until(partial(referred, tidepool, newcomer), 30, "the newcomer's referral")
     return {"group": group, "other": other, "owner": owner, "ann": ann, "odd": odd}
+
+
+async def campaign_link(ctl: EmulatorClient, group: int) -> str | None:
+    for message in await ctl.sent(group):
+        found = re.search(r"Campaign spring: (\S+)", message.get("text") or "")
+        if found:
+            return found.group(1)
+    return None
+
+
+async def has_campaign_link(ctl: EmulatorClient, group: int) -> bool:
+    return await campaign_link(ctl, group) is not None
+
+
+async def referred(tidepool: Tidepool, user_id: int) -> bool:
+    return bool(tidepool.rows(f"SELECT 1 FROM referrals WHERE invitee_id = {user_id}"))
 
 
 async def test_the_owner_signs_in_from_telegram_and_walks_every_page(
@@ -110,7 +142,20 @@ async def test_the_owner_signs_in_from_telegram_and_walks_every_page(
     # Its invites page, from the group's own navigation.
     await page.click("#group-pages >> text=Invites")
     await expect(page.locator("#invites-k")).to_be_visible()
-    await expect(page.locator("#campaigns")).to_be_visible()
+    spring = page.locator("#campaigns tr[data-campaign='spring']")
+    await expect(spring).to_have_attribute("data-status", "active")
+    await expect(page.locator("#referrals")).to_contain_text("Nia")
+    watched.confirming = True
+    await spring.locator("[data-testid='revoke-campaign']").click()
+    await expect(spring).to_have_attribute("data-status", "revoked")
+    watched.confirming = False
+    assert watched.confirmed == [
+        "Revoke the link of campaign spring? Nobody can join through it afterwards,"
+        " and this cannot be undone."
+    ]
+    assert tidepool.rows(
+        "SELECT revoked_at IS NOT NULL FROM invite_links WHERE name = 'spring'"
+    ) == [(1,)]
 
     # SOPs: the welcome switched off in the owner's group; the running bot obeys.
     await page.click("nav >> text=SOPs")
