@@ -50,6 +50,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.broadcast
 	$(BIN)/python -m bench.stats
 	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.invites
 
 sandbox: $(VENV)/.installed
 	$(BIN)/tidepool sandbox
