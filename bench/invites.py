@@ -265,7 +265,11 @@ def join_updates(
             n + 1,
             user,
             START + n * gap,
-            invite_obj(world.invites[links[n % crowd.links].link], world.bot_user()),
+            invite_obj(
+                world.invites[links[n % crowd.links].link],
+                world.bot_user(),
+                viewer_id=world.bot_id,
+            ),
             bot,
         )
         for n, user in enumerate(crowd.invitees())

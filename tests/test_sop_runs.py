@@ -542,3 +542,79 @@ async def test_reload_keeps_the_last_good_version_of_a_broken_file(world, tmp_pa
     await sop.message(GROUP.id, 1, 1, "/go", "bot")
     await settle(sop)
     assert outbox.texts(GROUP.id) == ["Hello M1 ()"]
+
+
+async def test_a_run_queued_while_the_one_before_ends_still_starts(world) -> None:
+    """Mode queued: the run a new one queues behind ends while the new one is being written
+    (seen under load with referral.yaml); the new one must start, not stay queued forever."""
+    sop, outbox, _clock = await world(
+        gate="""\
+        mode: queued
+        triggers: [{type: command, command: go}]
+        steps:
+          - wait: {event: gate.open, timeout: 24h}
+          - id: bye
+            send: {template: t.bye}
+        """
+    )
+    await sop.message(GROUP.id, 1, 10, "/go", "bot")
+    await settle(sop)
+    runs = sop._shared.runs
+    create = runs.create
+
+    async def first_over() -> bool:
+        return [row["status"] for row in await rows(sop.db, SOP_RUNS)] == ["done"]
+
+    async def create_after_the_first_ended(rows: list[dict[str, Any]]) -> Any:
+        if any(row["status"] == "queued" for row in rows):
+            await sop.emit("gate.open", GROUP.id, 1)  # the first run moves on and ends ...
+            await eventually(first_over, what="the first run to end")
+        return await create(rows)  # ... before the second is written, queued behind it
+
+    runs.create = create_after_the_first_ended
+    await sop.message(GROUP.id, 1, 11, "/go", "bot")
+    await settle(sop)
+    runs.create = create
+    statuses = [row["status"] for row in await rows(sop.db, SOP_RUNS)]
+    assert "queued" not in statuses, statuses
+    await sop.emit("gate.open", GROUP.id, 1)
+    await eventually(lambda: outbox.texts(GROUP.id).count("Bye M1") == 2, what="the second run")
+
+
+async def test_a_restart_starts_a_run_left_queued_behind_nothing(world) -> None:
+    """A run a version before the fix left queued with nothing before it starts at the restart."""
+    gate = """\
+        mode: queued
+        triggers: [{type: command, command: go}]
+        steps:
+          - id: bye
+            send: {template: t.bye}
+        """
+    sop, before, clock = await world(gate=gate)
+    await sop._shared.runs.create(
+        [
+            {
+                "sop_id": "gate",
+                "chat_id": GROUP.id,
+                "user_id": 2,
+                "status": "queued",
+                "position": "0",
+                "seq": 0,
+                "variables": {"trigger": {"type": "command"}},
+                "batch": None,
+                "trigger": "command",
+                "sop_digest": sop.library.get("gate").digest,
+                "wake_at": None,
+                "created_at": clock.now(),
+                "updated_at": clock.now(),
+            }
+        ]
+    )
+    restarted, after, _clock = await world()
+
+    async def over() -> bool:
+        return [row["status"] for row in await rows(restarted.db, SOP_RUNS)] == ["done"]
+
+    await eventually(over, what="the stranded run")
+    # Both bots (the first is still running, on the same database) send from the one queue.
+    await eventually(lambda: "Bye M2" in before.texts(GROUP.id) + after.texts(GROUP.id))

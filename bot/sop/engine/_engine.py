@@ -225,6 +225,11 @@ class Engine:
                 len(stuck),
                 len(interrupted),
             )
+        # A queued run whose predecessor ended while it was being written (before the fix of
+        # `Starting._write_batch`) has nothing left to start it: start the first of each key.
+        queued = await self.runs.with_status(RunStatus.QUEUED)
+        firsts = {(run.sop_id, run.chat_id, run.user_id): run for run in reversed(queued)}
+        await self._stepping.promote(list(firsts.values()))
 
     async def _start_for_step(
         self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime

@@ -203,6 +203,9 @@ class Starting:
         running = [run for run in created if run.status is RunStatus.RUNNING]
         if len(created) > len(running):
             self._shared.wake.set()
+        queued = [run for run in created if run.status is RunStatus.QUEUED]
+        if queued:  # the run each queued behind may have ended while this batch was written
+            await self._stepping.promote(queued)
         if running:
             self._shared.leases.busy.update(
                 run.id for run in running

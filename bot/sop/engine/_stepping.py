@@ -8,6 +8,7 @@ what a step type may use of the engine.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -86,6 +87,7 @@ class Stepping:
         self._listens = listens  # whether anything waits for or starts on an event
         self._start = start
         self._failures = failures  # the owners hear of failed runs
+        self._promoting = asyncio.Lock()  # see `promote`
 
     @property
     def stopping(self) -> bool:
@@ -237,7 +239,15 @@ class Stepping:
         return [run for run in runs if run.status is RunStatus.RUNNING]
 
     async def promote(self, ended: list[Run]) -> None:
-        """Mode `queued`: start the oldest queued run of each key whose run ended."""
+        """Mode `queued`: start the oldest queued run of each key whose run ended (or that
+        was just queued: the run it queued behind may have ended while it was written).
+
+        One promotion at a time: of a run that ended and one queued behind it at that moment,
+        whichever looks second sees the other's work, and the queued run starts once."""
+        async with self._promoting:
+            await self._promote(ended)
+
+    async def _promote(self, ended: list[Run]) -> None:
         now = self.clock.now()
         for run in ended:
             procedure = self.library.get(run.sop_id)
