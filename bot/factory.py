@@ -576,6 +576,7 @@ def invite_service(
         zones=zones,
         tell_admins=tell_admins,
         flush=activity.flush,
+        listens=engine.listens,
     )
     requests = JoinRequests(db, bot, links, referrals, activity, rules)
     return Invites(db, clock, links, referrals, requests, rules, zones)

@@ -37,6 +37,8 @@ class Heard:
     def __init__(self, h: ConsoleHarness) -> None:
         self.events: list[Happened] = []
         h.app.bus.subscribe(Happened, self._heard)
+        # Referrals tell only events an SOP listens to (the shipped SOPs: two of the four).
+        h.app.invites.referrals.listens = lambda *_: True
         self.bus = h.app.bus
 
     def _heard(self, event: Happened) -> None:

@@ -200,32 +200,40 @@ class InviteLinks:
     async def joined_through(self, chat_id: int, link: str, name: str | None) -> Link:
         """Count a join through `link`; a link the bot does not know is recorded as another's."""
         async with writing(self.engine) as conn:
-            moved = await conn.execute(
-                update(INVITE_LINKS)
-                .where(INVITE_LINKS.c.chat_id == chat_id, INVITE_LINKS.c.link == link)
-                .values(joins=INVITE_LINKS.c.joins + 1)
-            )
-            if moved.rowcount == 0:
-                await conn.execute(
-                    insert_for(conn, INVITE_LINKS)
-                    .values(
-                        chat_id=chat_id,
-                        link=link,
-                        kind=LinkKind.OTHER.value,
-                        name=name or "",
-                        approval=False,
-                        created_at=self.clock.now(),
-                        joins=1,
-                    )
-                    .on_conflict_do_nothing()
-                )
             row = (
                 await conn.execute(
-                    select(INVITE_LINKS).where(
-                        INVITE_LINKS.c.chat_id == chat_id, INVITE_LINKS.c.link == link
-                    )
+                    update(INVITE_LINKS)
+                    .where(INVITE_LINKS.c.chat_id == chat_id, INVITE_LINKS.c.link == link)
+                    .values(joins=INVITE_LINKS.c.joins + 1)
+                    .returning(*INVITE_LINKS.c)
                 )
-            ).one()
+            ).first()
+            if row is None:
+                row = (
+                    await conn.execute(
+                        insert_for(conn, INVITE_LINKS)
+                        .values(
+                            chat_id=chat_id,
+                            link=link,
+                            kind=LinkKind.OTHER.value,
+                            name=name or "",
+                            approval=False,
+                            created_at=self.clock.now(),
+                            joins=1,
+                        )
+                        .on_conflict_do_nothing()
+                        .returning(*INVITE_LINKS.c)
+                    )
+                ).first()
+            if row is None:  # recorded by another join at the same moment: count this one
+                row = (
+                    await conn.execute(
+                        update(INVITE_LINKS)
+                        .where(INVITE_LINKS.c.chat_id == chat_id, INVITE_LINKS.c.link == link)
+                        .values(joins=INVITE_LINKS.c.joins + 1)
+                        .returning(*INVITE_LINKS.c)
+                    )
+                ).one()
         return Link.of(row)
 
     async def _one(self, *where: Any) -> Link | None:

@@ -98,6 +98,7 @@ class Referrals(Background):
         zones: Zones,
         tell_admins: Tell,
         flush: Callable[[], Awaitable[Any]],
+        listens: Callable[[str, int, int | None], bool] = lambda *_: True,
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -108,6 +109,7 @@ class Referrals(Background):
         self.zones = zones
         self.tell_admins = tell_admins
         self.flush = flush  # the activity log's: messages counted are those written
+        self.listens = listens  # whether an SOP waits for or starts on an event (the engine's)
         self._lock = asyncio.Lock()  # one change of state at a time: a leave amid a sweep
         self._wake = asyncio.Event()
         self._approved: dict[tuple[int, int], str] = {}  # join requests the bot approved
@@ -139,33 +141,29 @@ class Referrals(Background):
             return None
         inviter = link.owner_id if link.kind is LinkKind.MEMBER else None
         async with writing(self.engine) as conn:
-            result = await conn.execute(
-                insert_for(conn, REFERRALS)
-                .values(
-                    chat_id=chat_id,
-                    invitee_id=user.id,
-                    link_id=link.id,
-                    inviter_id=inviter,
-                    joined_at=event.at,
-                    via_request=event.via_request or approved is not None,
-                    state=ReferralState.PENDING.value,
-                )
-                .on_conflict_do_nothing()
-            )
-            if result.rowcount == 0:
-                return None  # credited before (a join told twice)
             row_id = (
                 await conn.execute(
-                    select(REFERRALS.c.id).where(
-                        REFERRALS.c.chat_id == chat_id, REFERRALS.c.invitee_id == user.id
+                    insert_for(conn, REFERRALS)
+                    .values(
+                        chat_id=chat_id,
+                        invitee_id=user.id,
+                        link_id=link.id,
+                        inviter_id=inviter,
+                        joined_at=event.at,
+                        via_request=event.via_request or approved is not None,
+                        state=ReferralState.PENDING.value,
                     )
+                    .on_conflict_do_nothing()
+                    .returning(REFERRALS.c.id)
                 )
-            ).scalar_one()
-        invitee = person(user.id, user.first_name, user.last_name, user.username)
-        data = await self._event_data(chat_id, [(row_id, inviter, user.id, link)], {})
-        self.bus.publish_soon(Happened("invite.joined", chat_id, user.id, data[row_id]))
+            ).scalar()
+        if row_id is None:
+            return None  # credited before (a join told twice)
+        if self.listens("invite.joined", chat_id, user.id):  # the names only when wanted
+            data = await self._event_data(chat_id, [(row_id, inviter, user.id, link)], {})
+            self.bus.publish_soon(Happened("invite.joined", chat_id, user.id, data[row_id]))
         logger.bind(chat_id=chat_id).info(
-            "{} joined through {} ({})", invitee["name"], link.kind.value, link.name
+            "{} joined through {} link {!r}", user.id, link.kind.value, link.name
         )
         return int(row_id)
 
@@ -405,7 +403,9 @@ class Referrals(Background):
             return
         by_chat: defaultdict[int, list[Any]] = defaultdict(list)
         for row in rows:
-            by_chat[row.chat_id].append(row)
+            user = row.inviter_id if row.inviter_id is not None else row.invitee_id
+            if self.listens(name, row.chat_id, user):
+                by_chat[row.chat_id].append(row)
         for chat_id, in_chat in by_chat.items():
             links = await self._links([row.link_id for row in in_chat])
             items = [
