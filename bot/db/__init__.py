@@ -10,11 +10,13 @@ from bot.db.engine import (
     writing,
 )
 from bot.db.models import *  # noqa: F403 (every table and type, re-exported whole)
+from bot.db.people import reachable
 
 __all__ = [
     "create_engine",
     "current_revision",
     "insert_for",
+    "reachable",
     "session_factory",
     "upgrade",
     "writing",

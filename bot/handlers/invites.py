@@ -194,7 +194,7 @@ async def invite_numbers(
 
 
 async def member_numbers(invites: Invites, chat_id: int, user_id: int, say: Say) -> list[Line]:
-    link = await invites.link_of(chat_id, user_id)
+    link = await invites.links.of_member(chat_id, user_id)
     lines: list[Line] = []
     if link is None:
         lines.append(("invite.mine_no_link", {}))

@@ -15,7 +15,6 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from aiogram import Bot
@@ -102,12 +101,7 @@ class InviteLinks:
 
         Raises aiogram's TelegramAPIError when Telegram refuses (the bot may not invite)."""
         async with self._making[chat_id, user.id]:
-            found = await self._one(
-                INVITE_LINKS.c.chat_id == chat_id,
-                INVITE_LINKS.c.kind == LinkKind.MEMBER.value,
-                INVITE_LINKS.c.owner_id == user.id,
-                INVITE_LINKS.c.revoked_at.is_(None),
-            )
+            found = await self.of_member(chat_id, user.id)
             if found is not None:
                 return found
             made = await self.bot.create_chat_invite_link(
@@ -116,6 +110,15 @@ class InviteLinks:
             return await self._store(
                 chat_id, made.invite_link, LinkKind.MEMBER, user.id, user.full_name
             )
+
+    async def of_member(self, chat_id: int, user_id: int) -> Link | None:
+        """The member's own link to the group, if they asked for one."""
+        return await self._one(
+            INVITE_LINKS.c.chat_id == chat_id,
+            INVITE_LINKS.c.kind == LinkKind.MEMBER.value,
+            INVITE_LINKS.c.owner_id == user_id,
+            INVITE_LINKS.c.revoked_at.is_(None),
+        )
 
     async def campaign(
         self,
@@ -199,41 +202,30 @@ class InviteLinks:
 
     async def joined_through(self, chat_id: int, link: str, name: str | None) -> Link:
         """Count a join through `link`; a link the bot does not know is recorded as another's."""
+        counted = (
+            update(INVITE_LINKS)
+            .where(INVITE_LINKS.c.chat_id == chat_id, INVITE_LINKS.c.link == link)
+            .values(joins=INVITE_LINKS.c.joins + 1)
+            .returning(*INVITE_LINKS.c)
+        )
+        recorded = (
+            insert_for(self.engine, INVITE_LINKS)
+            .values(
+                chat_id=chat_id,
+                link=link,
+                kind=LinkKind.OTHER.value,
+                name=name or "",
+                approval=False,
+                created_at=self.clock.now(),
+                joins=1,
+            )
+            .on_conflict_do_nothing()
+            .returning(*INVITE_LINKS.c)
+        )
         async with writing(self.engine) as conn:
-            row = (
-                await conn.execute(
-                    update(INVITE_LINKS)
-                    .where(INVITE_LINKS.c.chat_id == chat_id, INVITE_LINKS.c.link == link)
-                    .values(joins=INVITE_LINKS.c.joins + 1)
-                    .returning(*INVITE_LINKS.c)
-                )
-            ).first()
-            if row is None:
-                row = (
-                    await conn.execute(
-                        insert_for(conn, INVITE_LINKS)
-                        .values(
-                            chat_id=chat_id,
-                            link=link,
-                            kind=LinkKind.OTHER.value,
-                            name=name or "",
-                            approval=False,
-                            created_at=self.clock.now(),
-                            joins=1,
-                        )
-                        .on_conflict_do_nothing()
-                        .returning(*INVITE_LINKS.c)
-                    )
-                ).first()
+            row = (await conn.execute(counted)).first() or (await conn.execute(recorded)).first()
             if row is None:  # recorded by another join at the same moment: count this one
-                row = (
-                    await conn.execute(
-                        update(INVITE_LINKS)
-                        .where(INVITE_LINKS.c.chat_id == chat_id, INVITE_LINKS.c.link == link)
-                        .values(joins=INVITE_LINKS.c.joins + 1)
-                        .returning(*INVITE_LINKS.c)
-                    )
-                ).one()
+                row = (await conn.execute(counted)).one()
         return Link.of(row)
 
     async def _one(self, *where: Any) -> Link | None:
@@ -266,7 +258,9 @@ class InviteLinks:
             "joins": 0,
         }
         async with writing(self.engine) as conn:
-            result = await conn.execute(INVITE_LINKS.insert().values(**values))
-            key = result.inserted_primary_key
-        assert key is not None
-        return Link.of(SimpleNamespace(id=key[0], revoked_at=None, **values))
+            row = (
+                await conn.execute(
+                    INVITE_LINKS.insert().values(**values).returning(*INVITE_LINKS.c)
+                )
+            ).one()
+        return Link.of(row)

@@ -22,12 +22,11 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Subquery, Table, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock
 from bot.db import (
-    BOT_USERS,
     CHECKINS,
     EVENTS,
     INVITE_LINKS,
@@ -38,6 +37,7 @@ from bot.db import (
     LinkKind,
     ReferralState,
     insert_for,
+    reachable,
     writing,
 )
 from bot.events import Bus, Happened, MemberJoined, MemberLeft
@@ -80,6 +80,28 @@ def person(
         "mention": mention(user_id, name),
         "reachable": False,  # started the bot: it may write to them privately
     }
+
+
+def _since_joining(table: Table, *where: Any) -> Subquery:
+    """Per pending referral, how many rows of `table` (events, check-ins) its member made in
+    the group since joining (`where`: which rows count; a lower bound on `at` lets the
+    database search the events by time)."""
+    return (
+        select(REFERRALS.c.id, func.count().label("n"))
+        .select_from(
+            REFERRALS.join(
+                table,
+                and_(
+                    table.c.chat_id == REFERRALS.c.chat_id,
+                    table.c.user_id == REFERRALS.c.invitee_id,
+                    table.c.at >= REFERRALS.c.joined_at,
+                ),
+            )
+        )
+        .where(REFERRALS.c.state == ReferralState.PENDING.value, *where)
+        .group_by(REFERRALS.c.id)
+        .subquery()
+    )
 
 
 class Referrals(Background):
@@ -219,7 +241,7 @@ class Referrals(Background):
         links. Safe to run any time: each referral changes state once."""
         await self.flush()
         async with self._lock:
-            pending = await self._pending(now)
+            pending = await self._pending()
             qualified, capped, late = await self._decide(pending, now)
             qualified_rows = await self._move(
                 qualified, ReferralState.QUALIFIED, None, now, qualified_at=now
@@ -231,47 +253,14 @@ class Referrals(Background):
         reported = await self._report_quiet(now)
         return Swept(len(qualified_rows), len(voided_rows), len(capped), reported)
 
-    async def _pending(self, now: datetime) -> list[Any]:
+    async def _pending(self) -> list[Any]:
         """Pending referrals with their message and check-in counts since joining."""
-        messages = (
-            select(REFERRALS.c.id, func.count().label("n"))
-            .select_from(
-                REFERRALS.join(
-                    EVENTS,
-                    and_(
-                        EVENTS.c.chat_id == REFERRALS.c.chat_id,
-                        EVENTS.c.user_id == REFERRALS.c.invitee_id,
-                        EVENTS.c.at >= REFERRALS.c.joined_at,
-                    ),
-                )
-            )
-            .where(
-                REFERRALS.c.state == ReferralState.PENDING.value,
-                EVENTS.c.type == EventType.MESSAGE.value,
-                EVENTS.c.at
-                >= select(func.min(REFERRALS.c.joined_at))
-                .where(REFERRALS.c.state == ReferralState.PENDING.value)
-                .scalar_subquery(),
-            )
-            .group_by(REFERRALS.c.id)
-            .subquery()
+        pending = REFERRALS.c.state == ReferralState.PENDING.value
+        first_join = select(func.min(REFERRALS.c.joined_at)).where(pending).scalar_subquery()
+        messages = _since_joining(
+            EVENTS, EVENTS.c.type == EventType.MESSAGE.value, EVENTS.c.at >= first_join
         )
-        checkins = (
-            select(REFERRALS.c.id, func.count().label("n"))
-            .select_from(
-                REFERRALS.join(
-                    CHECKINS,
-                    and_(
-                        CHECKINS.c.chat_id == REFERRALS.c.chat_id,
-                        CHECKINS.c.user_id == REFERRALS.c.invitee_id,
-                        CHECKINS.c.at >= REFERRALS.c.joined_at,
-                    ),
-                )
-            )
-            .where(REFERRALS.c.state == ReferralState.PENDING.value)
-            .group_by(REFERRALS.c.id)
-            .subquery()
-        )
+        checkins = _since_joining(CHECKINS)
         query = (
             select(
                 REFERRALS,
@@ -290,7 +279,7 @@ class Referrals(Background):
                     ),
                 )
             )
-            .where(REFERRALS.c.state == ReferralState.PENDING.value)
+            .where(pending)
             .order_by(REFERRALS.c.joined_at, REFERRALS.c.id)
         )
         async with self.engine.connect() as conn:
@@ -439,14 +428,10 @@ class Referrals(Background):
             ).where(
                 MEMBERS.c.chat_id == chat_id, MEMBERS.c.user_id.in_(wanted[start : start + CHUNK])
             )
-            started = select(BOT_USERS.c.user_id).where(
-                BOT_USERS.c.user_id.in_(wanted[start : start + CHUNK]),
-                BOT_USERS.c.blocked_at.is_(None),
-            )
             async with self.engine.connect() as conn:
                 for row in await conn.execute(query):
                     people[row.user_id] = person(*row)
-                for user_id in (await conn.execute(started)).scalars():
+                for user_id in await reachable(conn, wanted[start : start + CHUNK]):
                     if user_id in people:
                         people[user_id]["reachable"] = True
         data = {}

@@ -38,6 +38,7 @@ from bot.db import (
     PushKind,
     PushStatus,
     insert_for,
+    reachable,
     writing,
 )
 from bot.delivery import Delivered
@@ -327,12 +328,7 @@ class Lives:
     async def reachable(self, user_id: int) -> bool:
         """Whether the user started the bot and has not blocked it since."""
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(BOT_USERS.c.blocked_at).where(BOT_USERS.c.user_id == user_id)
-                )
-            ).first()
-        return row is not None and row.blocked_at is None
+            return user_id in await reachable(conn, [user_id])
 
     async def subscribe(self, live_id: int, user_id: int) -> tuple[str, Row[Any] | None]:
         """Remind the member privately: (`subscribed` | `already` | `over` | `unknown`, live)."""

@@ -24,9 +24,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from loguru import logger
-from sqlalchemy import select
 
-from bot.db import BOT_USERS, SCHEDULED_DELETIONS, EventType, PushKind, RunStatus
+from bot.db import SCHEDULED_DELETIONS, EventType, PushKind, RunStatus, reachable
 from bot.push.rows import Ended, add_pushes, push_row
 from bot.sop.format import SendStep, format_duration
 from bot.sop.runs import Run, RunMoved, StepRecord
@@ -260,15 +259,7 @@ async def _reachable_admins(tools: Tools, chat_id: int) -> list[int]:
     if not people:
         return []
     async with tools.db.connect() as conn:
-        started = set(
-            (
-                await conn.execute(
-                    select(BOT_USERS.c.user_id).where(
-                        BOT_USERS.c.user_id.in_(people), BOT_USERS.c.blocked_at.is_(None)
-                    )
-                )
-            ).scalars()
-        )
+        started = await reachable(conn, people)
     return [person for person in people if person in started]
 
 
