@@ -129,7 +129,7 @@ _LINK = re.compile(
 _CHAT_LINK = re.compile(
     r"(?<![a-z0-9._-])(?:https?://)?(?:www\.)?(?:t|telegram)\.(?:me|dog)/"
     r"(\+?[a-z0-9_-]+(?:/[a-z0-9_-]+)?)"
-    r"|tg://(?:resolve|join|openmessage)\?([^\s&]+)",
+    r"|(tg://(?:resolve|join|openmessage)\?[^\s&]+)",
     re.IGNORECASE,  # matched on the text as written: an invite's hash is case-sensitive
 )
 # Telegram usernames: a letter, then letters, digits and underscores, 5 to 32 in all (some
@@ -206,9 +206,13 @@ class Checks:
         self.not_spam = not_spam
         self.limits = limits
         # One of each (USDT is in both shipped lists), as first written, for the admins to read.
-        found = {_stop_word(w): w.strip() for w in reversed(list(stop_words)) if w.strip()}
-        self.stop_words = list(reversed(found.values()))
-        self._stop_words = list(reversed(found.keys()))
+        words: dict[str, tuple[str, re.Pattern[str] | None]] = {}
+        for word in stop_words:
+            part, whole = _stop_word(word)
+            if part:
+                words.setdefault(part, (word.strip(), whole))
+        self.stop_words = [word for word, _ in words.values()]
+        self._stop_words = [(part, whole) for part, (_, whole) in words.items()]
 
     def judge(self, post: Post) -> Judgement:
         readable = plain(post.text)
@@ -248,9 +252,7 @@ class Checks:
     ) -> Verdict:
         names = []
         if "me/" in folded or "dog/" in folded or "tg:" in folded:  # the pattern is slow
-            names = [
-                f"t.me/{m[1]}" if m[1] else f"tg://{m[2]}" for m in _CHAT_LINK.finditer(readable)
-            ]
+            names = [f"t.me/{m[1]}" if m[1] else m[2] for m in _CHAT_LINK.finditer(readable)]
         if known is not None and "@" in readable:
             mentioned = dict.fromkeys(n.lower() for n in _MENTION.findall(readable))
             names += [f"@{n}" for n in mentioned if not known(n)]
@@ -280,7 +282,8 @@ class Checks:
         spam = similarity >= self.limits.spam_similarity
         # Half way there is worth an admin's glance; less is noise.
         shown = similarity >= self.limits.spam_similarity / 2
-        return Verdict("spam_sample", spam, f"{similarity:.0%} like a spam sample" * shown)
+        detail = f"{similarity:.0%} like a spam sample" if shown else ""
+        return Verdict("spam_sample", spam, detail)
 
 
 def _stop_word(word: str) -> tuple[str, re.Pattern[str] | None]:
@@ -289,8 +292,8 @@ def _stop_word(word: str) -> tuple[str, re.Pattern[str] | None]:
     which must then be a word's end in the text ("dm me" is not in "admin meeting", "加V" is not
     in "参加VIP"). A CJK end may sit anywhere."""
     key = " ".join(_SQUEEZE.sub("", fold(word)).split())
-    before = _LATIN_END.match(key[0]) is not None
-    after = _LATIN_END.match(key[-1]) is not None
+    before = _LATIN_END.match(key[:1]) is not None
+    after = _LATIN_END.match(key[-1:]) is not None
     if not (before or after):
         return key, None
     pattern = "(?<![a-z0-9])" * before + re.escape(key) + "(?![a-z0-9])" * after
