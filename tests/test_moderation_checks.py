@@ -111,6 +111,9 @@ def test_links_count_the_ones_telegram_marked() -> None:
     hidden = verdict(bare(), Post("点这里报名", links=2), "links")
     assert hidden == Verdict("links", True, "2 links")
     assert verdict(bare(links=2), "see example.com", "links") == Verdict("links", False, "1 link")
+    assert verdict(bare(links=0), Post("点这里", links=3), "links") == Verdict(
+        "links", False, "3 links"
+    )
 
 
 # --- channel forwards --------------------------------------------------------------------------

@@ -98,7 +98,7 @@ class Judgement:
 class Limits:
     """How much of each thing a newcomer's first messages may hold before they are spam."""
 
-    links: int = 1  # this many links or more is spam
+    links: int = 1  # this many links or more is spam; 0: links are never spam
     # more emoji than this is spam, when they are also `emoji_share` of the characters or more
     # (a long post may carry a few more)
     emoji: int = 6
