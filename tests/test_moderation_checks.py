@@ -345,6 +345,16 @@ def test_known_good_passes_whatever_fired() -> None:
     assert judgement.fired == ["links"]
 
 
+def test_known_good_does_not_carry_a_link_added_to_it() -> None:
+    text = "第3课的资料在这里 https://example.com/course 大家自取,有问题群里问"
+    checks = bare()
+    checks.not_spam.add(text)
+    assert checks.judge(Post(text)).known_good
+    assert checks.judge(Post(text + " https://spam.example/x")).spam
+    assert checks.judge(Post(text + " t.me/spamchat")).spam
+    assert checks.judge(Post(text, links=1)).spam  # a hidden link cannot be compared
+
+
 def test_known_good_needs_a_close_copy() -> None:
     checks = bare()
     checks.not_spam.add("课程资料在这里 https://example.com/course 大家自取")

@@ -230,9 +230,16 @@ class Checks:
             _mixed_alphabet(readable),
         )
         known_good = False
-        if any(v.spam for v in verdicts) and self.not_spam:
+        if any(v.spam for v in verdicts) and self.not_spam and not post.links:
             enough = self.limits.known_good_similarity
-            known_good = self.not_spam.best_of(found, at_least=enough)[0] >= enough
+            similarity, sample = self.not_spam.best_of(found, at_least=enough)
+            # A sample with a link of the spammer's added is still 95% alike: it must not pass.
+            known_good = (
+                similarity >= enough
+                and sample is not None
+                and set(_LINK.findall(folded)) <= set(_LINK.findall(plain(sample).casefold()))
+                and _chat_links(readable) <= _chat_links(plain(sample))
+            )
         return Judgement(verdicts, known_good)
 
     def substantive(self, text: str) -> bool:
@@ -284,6 +291,10 @@ class Checks:
         shown = similarity >= self.limits.spam_similarity / 2
         detail = f"{similarity:.0%} like a spam sample" if shown else ""
         return Verdict("spam_sample", spam, detail)
+
+
+def _chat_links(readable: str) -> set[str]:
+    return {match.group(0).casefold() for match in _CHAT_LINK.finditer(readable)}
 
 
 def _stop_word(word: str) -> tuple[str, re.Pattern[str] | None]:

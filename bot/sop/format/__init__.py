@@ -70,6 +70,7 @@ from ._engagement import (
     ReviewAction,
     Wording,
 )
+from ._moderation import ModerationRule, Warnings
 from ._referral import JoinRequests, ReferralRule
 from ._sop import CatchUp, Groups, GroupSelector, Sop, json_schema_text
 from ._steps import (
@@ -160,6 +161,7 @@ __all__ = [
     "MemberLeftTrigger",
     "MessageCount",
     "MessageTrigger",
+    "ModerationRule",
     "NonEmptyText",
     "PointsAction",
     "PointsStep",
@@ -197,6 +199,7 @@ __all__ = [
     "Variant",
     "WaitAction",
     "WaitStep",
+    "Warnings",
     "Weekday",
     "Wording",
     "flat_texts",
