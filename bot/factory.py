@@ -370,6 +370,7 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
     on_stop("calendar", app.calendar.close)
     on_stop("referrals", app.invites.referrals.close)
     on_stop("moderation summaries", app.summaries.close)
+    on_stop("moderation verdicts", app.screening.close)
     if loops:
         app.activity.start()
         app.deletions.start()
@@ -383,9 +384,10 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
         app.calendar.start()
         app.invites.referrals.start()
         app.summaries.start()
+        app.screening.start()
 
 
-# Seconds each step of a stop may take: at most their sum (44 s) in all, after the poller's
+# Seconds each step of a stop may take: at most their sum (46 s) in all, after the poller's
 # wait for the updates in hand (`bot.app.UPDATES_GRACE`). A step that overruns is cut short
 # and named in the log; what it left is what a crash leaves, and the next start recovers it:
 # untried pushes go back to pending, runs resume where they were, a send on the wire is
@@ -394,6 +396,7 @@ ENGINE_GRACE = 3.0  # for the runs in hand (and again for the owners' notices of
 DELIVERY_GRACE = 5.0  # for the messages the delivery service holds (28 a second)
 PUSH_GRACE = 3.0  # for pushes to record how they ended, once the delivery service has closed
 STOPS = {
+    "moderation verdicts": 2.0,  # the verdicts in hand, in one write
     "moderation summaries": 1.0,
     "referrals": 1.0,
     "calendar": 2.0,  # fires in hand

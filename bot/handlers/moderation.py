@@ -15,7 +15,7 @@ import html
 from datetime import timedelta
 from typing import Any
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message, User
 from sqlalchemy import func, select
@@ -45,14 +45,7 @@ def register(router: Router) -> None:
     router.message.register(ban, Command("ban"), InGroup(), AdminsOnly())
     router.message.register(unban, Command("unban"), InGroup(), AdminsOnly())
     router.message.register(modlog, Command("modlog"), InGroup(), AdminsOnly())
-    router.callback_query.register(decided, _ReviewButton())
-
-
-class _ReviewButton:
-    """A press of "Not spam" or "Ban" on a report."""
-
-    async def __call__(self, query: CallbackQuery) -> bool:
-        return bool(query.data and query.data.startswith(PREFIX))
+    router.callback_query.register(decided, F.data.startswith(PREFIX))  # Not spam, Ban
 
 
 def _actor(message: Message) -> str:

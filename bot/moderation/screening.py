@@ -10,16 +10,22 @@ never counts toward approval.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 
 from aiogram.types import Message, MessageOriginChannel
+from loguru import logger
 from sqlalchemy import func, select
 
 from bot.db import MEMBERS
 from bot.moderation.checks import Checks, Judgement, Post
 from bot.moderation.review import Review
 from bot.moderation.service import Moderation
+from bot.periodic import Background
 
+BATCH = 500  # verdicts of passing messages written together
+FLUSH_EVERY = 1.0  # seconds
 _MENTION = re.compile(r"@([A-Za-z][A-Za-z0-9_]{3,31})")
 
 
@@ -35,13 +41,20 @@ def post_of(message: Message) -> Post:
     return Post(text=text, links=hidden, from_channel=channel)
 
 
-class Screening:
-    """Checks newcomers' messages (see the module's doc)."""
+class Screening(Background):
+    """Checks newcomers' messages (see the module's doc). The verdicts of messages that pass
+    are written in batches (`BATCH`, or every `FLUSH_EVERY` seconds, and at the stop): the
+    messages of a burst of newcomers cost no transaction each."""
+
+    name = "moderation verdicts"
 
     def __init__(
         self, moderation: Moderation, checks: Checks, review: Review, bot_username: str = ""
     ) -> None:
+        super().__init__()
         self.moderation = moderation
+        self._verdicts: list[dict[str, Any]] = []
+        self._checked: set[tuple[int, int]] = set()  # newcomers whose count changed
         self.bot_username = bot_username.lower()  # mentioning the bot is no other chat
         self.checks = checks
         self.review = review
@@ -77,22 +90,47 @@ class Screening:
         if judgement.spam and await self.moderation.admins.is_admin(chat_id, user.id):
             await self.moderation.approve(chat_id, user.id, "admin")
             return None
-        action_id = None
+        verdict = {
+            "chat_id": chat_id,
+            "user_id": user.id,
+            "message_id": message.message_id,
+            "at": self.clock.now(),
+            "edited": edited,
+            "spam": judgement.spam,
+            "judgement": judgement.as_json(),
+            "action_id": None,
+        }
         if judgement.spam:
-            action_id = await self._act(message, judgement, post.text)
-        await self.store.verdict(
-            chat_id=chat_id,
-            user_id=user.id,
-            message_id=message.message_id,
-            at=self.clock.now(),
-            edited=edited,
-            spam=judgement.spam,
-            judgement=judgement.as_json(),
-            action_id=action_id,
-        )
-        if not judgement.spam and not edited:
-            await self.moderation.passed(chat_id, user.id)
+            verdict["action_id"] = await self._act(message, judgement, post.text)
+            await self.store.verdict(**verdict)
+            return judgement
+        self._verdicts.append(verdict)  # most messages pass: written in batches
+        if not edited and not await self.moderation.passed(chat_id, user.id):
+            self._checked.add((chat_id, user.id))
+        if len(self._verdicts) >= BATCH:
+            await self.flush()
         return judgement
+
+    async def flush(self) -> None:
+        """Write the verdicts of the messages that passed, and the newcomers' counts."""
+        verdicts, self._verdicts = self._verdicts, []
+        keys, self._checked = self._checked, set()
+        pending = self.moderation.pending
+        checked = {key: pending[key] for key in keys if key in pending}
+        if verdicts or checked:
+            await self.store.passed(verdicts, checked)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("moderation: writing verdicts failed; trying again")
+
+    async def close(self) -> None:
+        await super().close()
+        await self.flush()
 
     async def _act(self, message: Message, judgement: Judgement, text: str) -> int | None:
         """Delete the spam and restrict its sender; ask the admins (not in dry mode)."""

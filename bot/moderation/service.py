@@ -91,9 +91,7 @@ class Moderation:
 
     async def load(self) -> None:
         self._modes = {
-            chat_id: mode
-            for chat_id, mode in (await self.store.modes()).items()
-            if mode in MODES
+            chat_id: mode for chat_id, mode in (await self.store.modes()).items() if mode in MODES
         }
         self.pending = await self.store.pending()
 
@@ -135,14 +133,14 @@ class Moderation:
 
     async def passed(self, chat_id: int, user_id: int) -> bool:
         """One more substantive message of a newcomer passed the checks; True when that
-        approved them (the group's `first_messages` reached)."""
+        approved them (the group's `first_messages` reached). The count is kept here; the
+        screening writes it with the verdicts, in batches."""
         key = (chat_id, user_id)
         checked = self.pending.get(key, 0) + 1
         if checked >= self.rules(chat_id).first_messages:
             await self.approve(chat_id, user_id, "checks")
             return True
         self.pending[key] = checked
-        await self.store.passed(chat_id, user_id, checked)
         return False
 
     async def approved_among(self, chat_id: int, user_ids: Iterable[int]) -> set[int]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import (
@@ -142,14 +142,25 @@ class ModerationStore:
                 stmt.on_conflict_do_update(index_elements=["chat_id", "user_id"], set_=values)
             )
 
-    async def passed(self, chat_id: int, user_id: int, checked: int) -> None:
+    async def passed(
+        self, verdicts: list[dict[str, Any]], checked: dict[tuple[int, int], int]
+    ) -> None:
+        """Write verdicts of messages that passed, and newcomers' counts of them, at once."""
         m = MODERATION_MEMBERS.c
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(MODERATION_MEMBERS)
-                .where(m.chat_id == chat_id, m.user_id == user_id)
-                .values(checked=checked)
-            )
+            if verdicts:
+                await conn.execute(MODERATION_VERDICTS.insert(), verdicts)
+            if checked:
+                await conn.execute(
+                    update(MODERATION_MEMBERS)
+                    .where(
+                        m.chat_id == bindparam("c"),
+                        m.user_id == bindparam("u"),
+                        m.approved_at.is_(None),
+                    )
+                    .values(checked=bindparam("n")),
+                    [{"c": c, "u": u, "n": n} for (c, u), n in checked.items()],
+                )
 
     async def approved_among(self, chat_id: int, user_ids: Iterable[int]) -> set[int]:
         """Those of `user_ids` with an approval row (the migration approved earlier members)."""
