@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.moderation import checks as checks_module
 from bot.moderation.checks import (
     CHECKS,
     Checks,
@@ -522,8 +523,14 @@ def test_load_checks_takes_not_spam_texts() -> None:
     assert not judgement.spam
 
 
-def test_load_checks_refuses_a_missing_file(tmp_path: Path) -> None:
+def test_a_content_dir_without_the_lists_gets_the_shipped_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "moderation").mkdir()
+    (tmp_path / "moderation" / "spam.txt").write_text("# none of our own\n", encoding="utf-8")
+    checks = load_checks(tmp_path)  # an operator's CONTENT_DIR from before moderation came
+    assert "加微信" in checks.stop_words and len(checks.spam) == 0
+    monkeypatch.setattr(checks_module, "SHIPPED", tmp_path / "nowhere")
     with pytest.raises(SettingsError, match=r"stopwords\.zh\.txt is missing"):
         load_checks(tmp_path)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from bot.moderation.samples import CJK, Samples, fold, folded_shingles, plain
 from bot.settings import SettingsError
 
@@ -342,6 +344,10 @@ def _listed(names: list[str], most: int = 3) -> str:
     return shown + (f" +{len(names) - most} more" if len(names) > most else "")
 
 
+# The lists Tidepool ships, beside the package (the project's content/ folder).
+SHIPPED = Path(__file__).resolve().parents[2] / "content" / "moderation"
+
+
 def load_checks(
     content_dir: Path,
     limits: Limits = Limits(),
@@ -351,19 +357,22 @@ def load_checks(
     `stopwords.en.txt`, one a line; both apply to every message) and spam samples
     (`moderation/spam.txt`, separated by blank lines), and the given not-spam texts. Lines
     starting with # are comments. SettingsError names a missing file or a one-letter stop word,
-    which would hold every message."""
-    folder = content_dir / "moderation"
+    which would hold every message.
+
+    A CONTENT_DIR of an operator's own that has no `moderation/` files (made before moderation
+    came) gets the ones Tidepool ships, and the log says so."""
     stop_words: list[str] = []
     for name in ("stopwords.zh.txt", "stopwords.en.txt"):
-        for number, line in _lines(folder / name):
+        path = _content_file(content_dir, name)
+        for number, line in _lines(path):
             word = line.strip()
             if len(_stop_word(word)[0].replace(" ", "")) < 2:
                 raise SettingsError(
-                    f"{folder / name} line {number}: {word!r} is too short to be a stop word"
+                    f"{path} line {number}: {word!r} is too short to be a stop word"
                 )
             stop_words.append(word)
     samples: list[list[str]] = [[]]
-    for _, line in _lines(folder / "spam.txt", blank=True):
+    for _, line in _lines(_content_file(content_dir, "spam.txt"), blank=True):
         if line.strip():
             samples[-1].append(line.strip())
         elif samples[-1]:
@@ -374,6 +383,16 @@ def load_checks(
         not_spam=Samples(not_spam),
         limits=limits,
     )
+
+
+def _content_file(content_dir: Path, name: str) -> Path:
+    """`moderation/<name>` in CONTENT_DIR, or the shipped one when CONTENT_DIR has none."""
+    path = content_dir / "moderation" / name
+    shipped = SHIPPED / name
+    if not path.is_file() and shipped.is_file():
+        logger.warning("moderation: {} is missing; using the shipped {}", path, shipped)
+        return shipped
+    return path
 
 
 def _lines(path: Path, *, blank: bool = False) -> list[tuple[int, str]]:
