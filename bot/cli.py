@@ -512,9 +512,10 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.clock import clock_for
     from bot.db import GROUPS, create_engine, upgrade
+    from bot.moderation.store import ModerationStore
     from bot.stats.metrics import group_metrics, window
     from bot.stats.rollup import Rollup
-    from bot.stats.service import month_fission
+    from bot.stats.service import month_fission, month_moderation
 
     if not 1 <= args.days <= 366:
         raise Failure("--days must be from 1 to 366", 2)
@@ -537,6 +538,8 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
         metrics = await group_metrics(engine, args.group, first, last, zone)
         # K and the cycle time: always the last 30 days, whatever --days (as /stats shows them)
         fission = await month_fission(engine, args.group, now, last)
+        # Moderation's actions and false positives: the last 30 days too, as /stats says
+        moderation = await month_moderation(ModerationStore(engine), args.group, now)
     finally:
         await engine.dispose()
     if args.command == "report":
@@ -547,6 +550,7 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     figures = metrics.as_dict()
     figures.update({f"fission_{name}": value for name, value in fission.as_json().items()})
+    figures.update({f"moderation_{name}": value for name, value in moderation.as_json().items()})
     if args.format == "json":
         figures["days"] = [
             {

@@ -264,6 +264,7 @@ async def _build(
         clock,
         bus=bus,
         alert=health_alert(tell_admins),
+        moderation_log=moderation.store,
         default_zone=zone,
         tiers_path=settings.sops_dir / "tiers.yaml",
         health_drop=settings.health_drop,

@@ -157,6 +157,7 @@ async def _seed_group(path: Path) -> None:
     from sqlalchemy import insert
 
     from bot.db import EVENTS, GROUPS, create_engine, writing
+    from bot.moderation.store import ModerationStore
     from tests.test_stats import add_link, add_member, add_referral
 
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
@@ -187,6 +188,26 @@ async def _seed_group(path: Path) -> None:
             chat=-1001,
             qualified_at=qualified,
         )
+    # Moderation, in dry mode now: the checks deleted a message 2 days ago (an admin undid
+    # it), a flood mute yesterday, one 40 days ago (before the 30 days), an admin's ban (not
+    # counted) and a kick recorded in dry mode.
+    store = ModerationStore(engine)
+    by_checks = await store.record(
+        chat_id=-1001, user_id=4, action="delete", by="checks", at=now - timedelta(days=2)
+    )
+    await store.undo([by_checks], "admin:1", now - timedelta(days=1))
+    for days, action, by in (
+        (1, "mute", "sop:flood"),
+        (40, "mute", "sop:flood"),
+        (1, "ban", "admin:1"),
+    ):
+        await store.record(
+            chat_id=-1001, user_id=5, action=action, by=by, at=now - timedelta(days=days)
+        )
+    await store.record(
+        chat_id=-1001, user_id=6, action="kick", by="sop:join_check", dry=True, at=now
+    )
+    await store.set_mode(-1001, "dry", 1, now)
     await engine.dispose()
 
 
@@ -210,12 +231,24 @@ def test_stats_and_report_of_a_group(clean_env: Path, capsys: pytest.CaptureFixt
         "fission_cycle_days": 10.0,
         "fission_inviters": 1,
     }
+    # Moderation's figures too: the automatic actions done, those undone, the share undone.
+    moderation = {name: value for name, value in figures.items() if name.startswith("moderation_")}
+    assert moderation == {
+        "moderation_days": 30,
+        "moderation_mode": "dry",
+        "moderation_actions": 2,
+        "moderation_undone": 1,
+        "moderation_false_positive_rate": 0.5,
+        "moderation_dry": 1,
+    }
     assert main(["stats", "--group", "-1001", "--format", "csv"]) == 0
     out = capsys.readouterr().out
     assert "messages,3" in out and "fission_k,0.5" in out
+    assert "moderation_false_positive_rate,0.5" in out
     assert main(["stats", "--group", "-1001"]) == 0
     out = capsys.readouterr().out
     assert "concentration_top10" in out and "fission_cycle_days" in out
+    assert "moderation_undone" in out
     assert main(["report", "--group", "-1001", "--out", "chart.png"]) == 0
     assert (clean_env / "chart.png").read_bytes().startswith(b"\x89PNG")
     capsys.readouterr()

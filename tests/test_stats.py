@@ -1,9 +1,9 @@
 """Rollups and metrics on small hand-built event sets with known answers; the fission
-coefficient and cycle time in /stats."""
+coefficient and cycle time, and moderation's false-positive rate, in /stats."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -412,11 +412,11 @@ async def test_stats_shows_the_fission_of_30_days_whatever_the_window(
 
         summary = await stats(1, "/stats 7d")
         assert "(7 days)" in summary and "active members: 2 (" in summary
-        assert summary.endswith(
+        assert (
             "Referrals (always the last 30 days): fission K 0.75 (3 qualified / 4 active "
             "members); cycle time 9.0d (median, from an inviter's own join to their first "
             "qualified referral)"
-        )
+        ) in summary.splitlines()
         await app.registry.save_group(group, language="zh")
         summary = await stats(2, "/stats 90d")
         assert "（90 天）" in summary
@@ -436,3 +436,70 @@ async def test_stats_shows_the_fission_of_30_days_whatever_the_window(
         }
         nobody = await app.analytics.fission(OTHER)  # no member active: no K to show
         assert (nobody.k, nobody.cycle_days, nobody.active) == (None, None, 0)
+
+
+async def test_stats_shows_moderations_false_positives_over_30_days(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    group = Chat(id=GROUP, type="supergroup", title="Readers")
+    clock = ManualClock(datetime(2026, 10, 25, 12, tzinfo=SHANGHAI))
+    async with assembled(engine, copy_sops(tmp_path), clock=clock) as (app, outbox, _):
+        await app.registry.save_group(group, status=GroupStatus.ACTIVE)
+        mod = app.moderation
+        await mod.mute(GROUP, 9, duration=timedelta(hours=1), by="sop:flood")  # before the 30 days
+        clock.set(local(20, 12))
+        # The checks deleted 2's message and restricted them; an admin said "Not spam".
+        deleted = await mod.delete(GROUP, 77, 2, by="checks", check="links", text="see my notes")
+        await mod.restrict(GROUP, 2, by="checks", check="links")
+        owner = user(OWNER, "Olga")
+        decided, _ = await app.screening.review.decide("ok", deleted.action_id or 0, owner)
+        assert decided == "moderation.decided_ok"
+        await mod.mute(GROUP, 3, duration=timedelta(minutes=10), by="sop:flood")  # it stands
+        await mod.ban(GROUP, 5, by="sop:join_check")
+        await mod.unban(GROUP, 5, by=f"admin:{OWNER}")  # undone by an admin
+        await mod.ban(GROUP, 6, by=f"admin:{OWNER}")  # admins' own actions are not counted
+        outbox.unrestrictable.add(GROUP)
+        await mod.mute(GROUP, 7, duration=timedelta(hours=1), by="sop:flood")  # failed: not done
+        outbox.unrestrictable.clear()
+        clock.set(local(30, 12))
+
+        async def stats(update_id: int) -> str:
+            command = group_message(update_id, owner, local(30, 12), chat=group, text="/stats")
+            await app.dispatcher.feed_update(app.bot, Update(update_id=update_id, message=command))
+            summaries: list[str] = [t for t in outbox.texts(GROUP) if t.startswith("📊")]
+            return summaries[-1]
+
+        summary = await stats(1)
+        assert summary.splitlines()[-1] == (
+            "Moderation (always the last 30 days): 4 automatic actions (SOPs and the "
+            "first-message checks), 3 undone by admins (“Not spam”, unban): false-positive "
+            "rate 75%"
+        )
+        await mod.set_mode(GROUP, "dry", OWNER)
+        await mod.kick(GROUP, 8, by="sop:join_check")  # recorded, not done
+        assert summary != (summary := await stats(2))
+        assert summary.splitlines()[-1].endswith(
+            "false-positive rate 75%. Dry mode: 1 recorded, nothing done"
+        )
+        await app.registry.save_group(group, language="zh")
+        summary = await stats(3)
+        assert summary.splitlines()[-1] == (
+            "群管（固定为近 30 天）：自动处理 4 次（SOP 与新成员消息检查），被管理员撤销 3 次"
+            "（“不是广告”、解封），误判率 75%；当前为演练模式：记录 1 次，均未执行"
+        )
+
+        figures = await app.analytics.moderation(GROUP)
+        assert figures.as_json() == {
+            "days": 30,
+            "mode": "dry",
+            "actions": 4,
+            "undone": 3,
+            "false_positive_rate": 0.75,
+            "dry": 1,
+        }
+        quiet = await app.analytics.moderation(OTHER)  # nothing done: no rate to show
+        assert (quiet.mode, quiet.honesty.false_positive_rate, quiet.shown()["rate"]) == (
+            "on",
+            None,
+            "–",
+        )

@@ -28,6 +28,7 @@ from bot.db import (
     writing,
 )
 from bot.events import Happened
+from bot.moderation.store import ModerationStore
 from bot.registry import Registry
 from bot.stats import tiers
 from bot.stats.forget import STAND_IN_BASE, forget
@@ -203,6 +204,7 @@ async def test_a_collapsing_group_raises_each_alert_once(
         clock,
         bus=registry.bus,
         alert=told.alert,
+        moderation_log=ModerationStore(engine),
         default_zone=SHANGHAI,
         tiers_path=ROOT / "sops/tiers.yaml",
         silent_days=3,
@@ -253,6 +255,7 @@ async def test_what_stats_shows_of_a_group_and_a_member(
         ManualClock(local(10, 12)),
         bus=registry.bus,
         alert=Told().alert,
+        moderation_log=ModerationStore(engine),
         default_zone=SHANGHAI,
         tiers_path=ROOT / "sops/tiers.yaml",
     )

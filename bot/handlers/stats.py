@@ -1,7 +1,8 @@
 """Analytics in the chat: /stats, /tiers and /forgetme.
 
 /stats [7d|30d|90d]        the group's metrics and health as text, and a chart (admins); the
-                           fission coefficient and cycle time always cover the last 30 days
+                           fission coefficient and cycle time, and moderation's actions with
+                           the share admins undid (false positives), always cover the last 30 days
 /stats @member [30d]       one member's activity (admins; or reply to their message)
 /tiers [refresh]           how many members are in each tier; refresh recomputes now (admins)
 /forgetme                  a member erases their data with the bot, after a confirmation
@@ -81,7 +82,12 @@ async def group_stats(message: Message, days: int, analytics: Analytics, say: Sa
         "comparisons": metrics.comparisons[:5],
     }
     fission = {**report.fission.shown(), "days": report.fission.days}
-    await say(message, ("stats.group", values), ("stats.fission", fission))
+    await say(
+        message,
+        ("stats.group", values),
+        ("stats.fission", fission),
+        ("stats.moderation", report.moderation.shown()),
+    )
     language = say.language(chat_id)
     png = await asyncio.to_thread(_chart, metrics, report.title, language)
     caption = say.text(

@@ -1,4 +1,5 @@
-"""The daily analytics of each group: tiers, the health score, and alerts, on its own calendar.
+"""The daily analytics of each group: tiers, the health score, and alerts, on its own calendar;
+and the month's figures /stats shows beside the metrics (fission, moderation's honesty).
 
 Once a day per group, after `DAILY_HOUR` in the group's time zone, for the day before (the last
 full day): bring the rollups up to date, compute the members' tiers (each change emits
@@ -34,6 +35,8 @@ from bot.db import (
 )
 from bot.events import Bus, Happened
 from bot.invites import numbers
+from bot.moderation.service import DEFAULT_MODE
+from bot.moderation.store import Honesty, ModerationStore
 from bot.periodic import Periodic
 from bot.registry import Registry
 from bot.stats import health as scoring
@@ -43,6 +46,7 @@ from bot.stats.metrics import GroupMetrics, MemberActivity, group_metrics, membe
 from bot.stats.rollup import Rollup
 
 FISSION_DAYS = 30  # K and the cycle time are a month's, whatever window /stats shows
+MODERATION_DAYS = 30  # so is moderation's honesty (as /moderation shows it)
 DAILY_HOUR = 5  # the daily work starts at 05:00 in each group's time
 LOOK_EVERY = 60.0  # seconds between looks for groups whose day has come
 
@@ -50,10 +54,51 @@ Alert = Callable[[int, str, dict[str, Any]], Awaitable[None]]  # (group, kind, d
 
 
 @dataclass(frozen=True, slots=True)
+class ModerationFigures:
+    """Measured honesty: a group's moderation over the last `days` days. `honesty.actions`
+    counts what SOPs and the first-message checks did (not admins, not dry runs),
+    `honesty.undone` those of them an admin undid ("Not spam", unban); their share is the
+    false-positive rate. `honesty.dry` counts what dry mode recorded without doing it. `mode`
+    is the group's mode now."""
+
+    days: int
+    mode: str
+    honesty: Honesty
+
+    @property
+    def dry_mode(self) -> bool:
+        return self.mode == "dry"
+
+    def shown(self) -> dict[str, Any]:
+        """The figures as texts show them (the rate as a percentage, "–" for no actions)."""
+        rate = self.honesty.false_positive_rate
+        return {
+            "days": self.days,
+            "actions": self.honesty.actions,
+            "undone": self.honesty.undone,
+            "rate": "–" if rate is None else f"{rate:.0%}",
+            "dry": self.honesty.dry,
+            "dry_mode": self.dry_mode,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        rate = self.honesty.false_positive_rate
+        return {
+            "days": self.days,
+            "mode": self.mode,
+            "actions": self.honesty.actions,
+            "undone": self.honesty.undone,
+            "false_positive_rate": None if rate is None else round(rate, 4),
+            "dry": self.honesty.dry,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class GroupReport:
-    """What /stats shows of a group: its metrics over a window, its weekly health, and its
-    fission coefficient and cycle time, always over the last FISSION_DAYS days whatever the
-    window (K is defined over 30 days, and /invites shows the same figures)."""
+    """What /stats shows of a group: its metrics over a window, its weekly health, and, always
+    over the last 30 days whatever the window, its fission coefficient and cycle time (K is
+    defined over 30 days, and /invites shows the same figures) and its moderation figures
+    (as /moderation and the console show them)."""
 
     title: str
     first: date
@@ -61,6 +106,7 @@ class GroupReport:
     metrics: GroupMetrics
     health: list[int]  # the weekly scores up to yesterday, oldest first; the last is this week's
     fission: numbers.Fission
+    moderation: ModerationFigures
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +133,17 @@ async def month_fission(
     return await numbers.fission(engine, chat_id, now, first_day, days=FISSION_DAYS)
 
 
+async def month_moderation(
+    store: ModerationStore, chat_id: int, now: datetime
+) -> ModerationFigures:
+    """The group's moderation over the MODERATION_DAYS days up to `now`, and its mode: what
+    /stats, `tidepool stats` and the console's moderation page show."""
+    since = now - timedelta(days=MODERATION_DAYS)
+    honesty = (await store.honesty([chat_id], since))[chat_id]
+    mode = (await store.modes()).get(chat_id, DEFAULT_MODE)
+    return ModerationFigures(MODERATION_DAYS, mode, honesty)
+
+
 class Analytics(Periodic):
     name = "the daily analytics"
 
@@ -99,6 +156,7 @@ class Analytics(Periodic):
         *,
         bus: Bus,
         alert: Alert,
+        moderation_log: ModerationStore,
         default_zone: tzinfo,
         tiers_path: Path,
         health_drop: float = 0.3,
@@ -106,6 +164,7 @@ class Analytics(Periodic):
     ) -> None:
         super().__init__()
         self.engine = engine
+        self.moderation_log = moderation_log  # the actions and modes /stats sums up
         self.registry = registry
         self.rollup = rollup
         self.clock = clock
@@ -129,18 +188,24 @@ class Analytics(Periodic):
         await self.rollup.catch_up()
         zone = self.zone(chat_id)
         first, last = window(self.today(chat_id), days)
-        metrics, fission = await asyncio.gather(
+        metrics, fission, moderation = await asyncio.gather(
             group_metrics(self.engine, chat_id, first, last, zone),
             self.fission(chat_id),
+            self.moderation(chat_id),
         )
         # Health scores whole weeks, up to yesterday: read from what the daily job stored.
         health = await scoring.weekly(self.engine, chat_id, last - timedelta(days=1), zone, weeks=4)
-        return GroupReport(self.registry.title(chat_id), first, last, metrics, health, fission)
+        title = self.registry.title(chat_id)
+        return GroupReport(title, first, last, metrics, health, fission, moderation)
 
     async def fission(self, chat_id: int) -> numbers.Fission:
         """K and the cycle time of the group now (the rollups, which count the active
         members, brought up to date first by the caller)."""
         return await month_fission(self.engine, chat_id, self.clock.now(), self.today(chat_id))
+
+    async def moderation(self, chat_id: int) -> ModerationFigures:
+        """The group's moderation over the last 30 days: actions, undone, false positives."""
+        return await month_moderation(self.moderation_log, chat_id, self.clock.now())
 
     async def member_report(self, chat_id: int, user_id: int, days: int) -> MemberReport:
         """One member's last `days` days in the group."""

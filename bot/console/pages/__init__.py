@@ -9,8 +9,9 @@ from bot.console.pages import (
     invites,
     lotteries,
     members,
+    moderation,
     orders,
     sops,
 )
 
-PAGES = (groups, group, invites, sops, broadcasts, members, lotteries, orders)
+PAGES = (groups, group, invites, moderation, sops, broadcasts, members, lotteries, orders)
