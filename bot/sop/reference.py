@@ -136,6 +136,7 @@ def sections() -> list[tuple[str, list[Entry]]]:
         for model in (
             fmt.Button,
             fmt.Variant,
+            fmt.MessageChecks,
             fmt.TagMatch,
             fmt.MessageCount,
             fmt.DurationRange,

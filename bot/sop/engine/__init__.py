@@ -41,6 +41,7 @@ from bot.sop.engine._triggers import (
     JOIN_GATHER,
     PRESS_MEMORY,
     PRESS_PATIENCE,
+    Judgement,
     TriggerIndex,
     silent_trigger,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "CatchUpReport",
     "Cooldowns",
     "Engine",
+    "Judgement",
     "Notify",
     "Outbox",
     "Refusal",

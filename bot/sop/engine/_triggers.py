@@ -5,6 +5,12 @@ Joins are greeted leading edge and trailing edge per SOP and group: the first jo
 group after `JOIN_GATHER`, joiners while the `batch_window` after a greeting is open together
 when it closes. Runs started together are one batch, and share a message for each send step
 until their first wait.
+
+A join check (an SOP with `join_gate`) comes first: while its run for a joiner is live, the
+group's other `member_joined` SOPs wait; they start for the member when it ends (`gate_ended`,
+which the run's end calls, after a restart too: the run is in the database), unless the member
+left or the check removed them. When the check does not start for the joiner (its conditions:
+an admin, a member approved before), they start at once.
 """
 
 from __future__ import annotations
@@ -13,24 +19,28 @@ import asyncio
 import contextlib
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 
 from bot.db import LIVE, RunStatus
+from bot.sop.engine._floods import Burst, Bursts, FloodLimits
 from bot.sop.engine._shared import Shared
 from bot.sop.engine._starting import Starting
 from bot.sop.engine._stepping import Stepping
 from bot.sop.engine._waits import wait_record
+from bot.sop.facts import PRESENT
 from bot.sop.format import (
     ButtonTrigger,
     CommandTrigger,
     EventTrigger,
+    FloodTrigger,
     MemberJoinedTrigger,
     MemberLeftTrigger,
+    MessageChecks,
     MessageTrigger,
     ScheduleTrigger,
     SilentTrigger,
@@ -38,7 +48,7 @@ from bot.sop.format import (
 from bot.sop.library import Library, Procedure
 from bot.sop.messages import parse_button
 from bot.sop.runs import Run, RunMoved
-from bot.sop.steps import MAX_CHAIN, goto
+from bot.sop.steps import CHECKS, MAX_CHAIN, REMOVED, goto
 
 PRESS_MEMORY = 60.0  # seconds a flow-button press is remembered, so a double tap counts once
 PRESS_PATIENCE = 5.0  # seconds a press waits for its run to finish the step in hand
@@ -60,6 +70,17 @@ class _Greeting:
         return cls(f"{sop_id}:{chat_id}:{moment.timestamp():.6f}", moment, moment + window)
 
 
+class Judgement(Protocol):
+    """What the first-message checks found in a newcomer's message (`bot.moderation.checks`):
+    whether it is judged spam, and the names of the checks that fired."""
+
+    @property
+    def spam(self) -> bool: ...
+
+    @property
+    def fired(self) -> Sequence[str]: ...
+
+
 @dataclass
 class TriggerIndex:
     """The loaded SOPs by what starts them, each with its trigger (for its `cooldown`)."""
@@ -70,13 +91,17 @@ class TriggerIndex:
     commands: dict[str, list[tuple[Procedure, CommandTrigger]]] = field(default_factory=dict)
     buttons: dict[str, list[tuple[Procedure, ButtonTrigger]]] = field(default_factory=dict)
     events: dict[str, list[tuple[Procedure, EventTrigger]]] = field(default_factory=dict)
+    # With the trigger's place among its SOP's triggers: which of them fired, per burst.
+    floods: list[tuple[Procedure, FloodTrigger, int]] = field(default_factory=list)
 
     @classmethod
     def of(cls, library: Library) -> TriggerIndex:
         triggers = cls()
         for procedure in library:
-            for trigger in procedure.sop.triggers:
-                if isinstance(trigger, MemberJoinedTrigger):
+            for place, trigger in enumerate(procedure.sop.triggers):
+                if isinstance(trigger, FloodTrigger):
+                    triggers.floods.append((procedure, trigger, place))
+                elif isinstance(trigger, MemberJoinedTrigger):
                     triggers.joined.append((procedure, trigger))
                 elif isinstance(trigger, MemberLeftTrigger):
                     triggers.left.append((procedure, trigger))
@@ -96,8 +121,16 @@ def silent_trigger(procedure: Procedure) -> SilentTrigger | None:
     return next((t for t in procedure.sop.triggers if isinstance(t, SilentTrigger)), None)
 
 
-def matches(trigger: MessageTrigger, text: str) -> bool:
-    """Whether a message's text starts a `message` trigger."""
+def matches(trigger: MessageTrigger, text: str | None, judgement: Judgement | None = None) -> bool:
+    """Whether a message starts a `message` trigger: its checks found what the trigger asks
+    (when it asks), and its text has a keyword or matches the regex (when it gives them)."""
+    if trigger.checks is not None:
+        if judgement is None or not judged(trigger.checks, judgement):
+            return False
+        if not trigger.keywords and trigger.regex is None:
+            return True
+    if not text:
+        return False
     if trigger.keywords:
         haystack = text if trigger.case_sensitive else text.casefold()
         for keyword in trigger.keywords:
@@ -106,6 +139,14 @@ def matches(trigger: MessageTrigger, text: str) -> bool:
     if trigger.regex is not None:
         return _pattern(trigger.regex, trigger.case_sensitive).search(text) is not None
     return False
+
+
+def judged(checks: MessageChecks, judgement: Judgement) -> bool:
+    """The checks found what a trigger's `checks` ask: spam (or not), or one of the named
+    checks fired."""
+    if checks.spam is not None:
+        return judgement.spam == checks.spam
+    return any(name in judgement.fired for name in checks.fired or ())
 
 
 @functools.lru_cache(maxsize=256)
@@ -124,7 +165,8 @@ class Triggers:
         starting: Starting,
         unhold: Callable[[Iterable[int]], None],
     ) -> None:
-        self.index = TriggerIndex()
+        self._index = TriggerIndex()
+        self._bursts = Bursts()  # members' latest messages, for `flood` triggers
         self._shared = shared
         self._stepping = stepping
         self._start = starting.start
@@ -133,10 +175,70 @@ class Triggers:
         self._batches: dict[tuple[str, int], _Greeting] = {}  # per SOP and group: the next
         self._presses: dict[tuple[int, int, int, str], float] = {}
 
+    @property
+    def index(self) -> TriggerIndex:
+        """The loaded SOPs by what starts them."""
+        return self._index
+
+    @index.setter
+    def index(self, index: TriggerIndex) -> None:
+        self._index = index
+        self._bursts.arm(FloodLimits.of(trigger for _, trigger, _ in index.floods))
+
     # -- members ------------------------------------------------------------------------------
 
     async def member_joined(self, chat_id: int, user_id: int) -> None:
-        """Start `member_joined` SOPs for a counted join.
+        """Start the join checks for a counted join; the other `member_joined` SOPs now, or
+        when the check ends (`gate_ended`)."""
+        now = self._shared.clock.now()
+        if not await self._gated(chat_id, user_id, now):
+            await self._greet(chat_id, user_id, now)
+
+    async def _gated(self, chat_id: int, user_id: int, now: datetime) -> bool:
+        """Start the join checks (SOPs with `join_gate`) for a joiner, each alone and at once;
+        whether one of them is under way for them."""
+        gated = False
+        for procedure, trigger in self.index.joined:
+            if not procedure.sop.join_gate:
+                continue
+            started = await self._start(
+                procedure,
+                chat_id,
+                [user_id],
+                trigger="member_joined",
+                now=now,
+                cooldown=trigger.cooldown,
+            )
+            gated = gated or bool(started) or await self._checking(procedure, chat_id, user_id)
+        return gated
+
+    async def _checking(self, procedure: Procedure, chat_id: int, user_id: int) -> bool:
+        """A run of this join check is under way for the member (say, they left and came
+        back while it ran: mode single started none)."""
+        if not self._shared.context.runs_in(procedure, chat_id):
+            return False
+        pending = await self._shared.runs.pending(procedure.id, chat_id, user_id)
+        return any(run.status in LIVE for run in pending)
+
+    async def gate_ended(self, runs: list[Run]) -> None:
+        """Join checks ended: start the group's other `member_joined` SOPs for each member who
+        is still in the group, unless the check removed them or another check is under way."""
+        now = self._shared.clock.now()
+        for run in runs:
+            user_id = run.user_id
+            if run.trigger != "member_joined" or user_id is None or run.variables.get(REMOVED):
+                continue
+            gates = [p for p, _ in self.index.joined if p.sop.join_gate and p.id != run.sop_id]
+            if any([await self._checking(gate, run.chat_id, user_id) for gate in gates]):
+                continue  # the last check to end lets them in
+            facts = await self._shared.facts.members(run.chat_id, [user_id], now)
+            member = facts.get(user_id)
+            if member is None or member.status not in PRESENT:
+                continue
+            await self._greet(run.chat_id, user_id, now)
+
+    async def _greet(self, chat_id: int, user_id: int, now: datetime) -> None:
+        """Start the `member_joined` SOPs that are not join checks for a member who joined.
 
         With a `batch_window`, greetings are throttled per SOP and group, leading edge and
         trailing edge: the first joiner of a quiet group is greeted after `JOIN_GATHER` (joins
@@ -144,8 +246,9 @@ class Triggers:
         is open are greeted together when it closes. So a burst of joins gets one message per
         window, and nobody waits for a window when the group was quiet.
         """
-        now = self._shared.clock.now()
         for procedure, trigger in self.index.joined:
+            if procedure.sop.join_gate:
+                continue
             window = trigger.batch_window
             batch = wake_at = None  # without a window: each joiner starts at once, alone
             if window is not None:
@@ -196,22 +299,37 @@ class Triggers:
         return bool(
             index.messages
             or index.commands
+            or index.floods
             or (chat_id, user_id, "member.message") in self._shared.waits
         )
 
     async def message(
-        self, chat_id: int, user_id: int, message_id: int, text: str | None, bot_username: str
+        self,
+        chat_id: int,
+        user_id: int,
+        message_id: int,
+        text: str | None,
+        bot_username: str,
+        *,
+        judgement: Judgement | None = None,
     ) -> None:
-        """A member wrote in a group: resume waits for it, start message and command SOPs.
+        """A member wrote in a group: resume waits for it, count it toward a flood, start
+        message, flood and command SOPs.
 
-        This is every group message's way (a shipped SOP has a keyword trigger): what most
-        messages come to, nothing, costs a lookup and a match here."""
+        This is every group message's way (a shipped SOP has a keyword trigger, another a
+        flood trigger): what most messages come to, nothing, costs a few lookups and a match
+        here."""
         if (chat_id, user_id, "member.message") in self._shared.waits:
             await self._resume_waits(chat_id, user_id, "member.message", self._shared.clock.now())
-        if not text:
+        if self._bursts.armed:
+            now = self._shared.clock.now()
+            burst = self._bursts.note(chat_id, user_id, now.timestamp())
+            if burst is not None:
+                await self._flood(chat_id, user_id, message_id, burst, now)
+        if not text and judgement is None:
             return
         commands = self.index.commands
-        if text[0] == "/" and commands:
+        if text and text[0] == "/" and commands:
             name, _, addressee = text[1:].split(maxsplit=1)[0].partition("@")
             if not addressee or addressee.lower() == bot_username.lower():
                 for procedure, command in commands.get(name.lower(), []):
@@ -227,20 +345,58 @@ class Triggers:
                     )
             return
         for procedure, trigger in self.index.messages:
-            if matches(trigger, text):
+            if matches(trigger, text, judgement):
+                variables: dict[str, Any] = {"trigger": {"message_id": message_id}}
+                if trigger.checks is not None and judgement is not None:
+                    variables[CHECKS] = list(judgement.fired)  # for the moderation log
                 await self._start(
                     procedure,
                     chat_id,
                     [user_id],
                     trigger="message",
                     now=self._shared.clock.now(),
-                    variables={"trigger": {"message_id": message_id}},
+                    variables=variables,
                     cooldown=trigger.cooldown,
                     wait=False,
                 )
 
+    async def _flood(
+        self, chat_id: int, user_id: int, message_id: int, burst: Burst, now: datetime
+    ) -> None:
+        """A member's burst may have reached flood triggers: start each one reached, once per
+        burst, where its SOP runs, unless the member is an admin (asked only now)."""
+        admin: bool | None = None
+        at = now.timestamp()
+        for procedure, trigger, place in self.index.floods:
+            key = (procedure.id, place)
+            if not burst.reached(trigger, key, at):
+                continue
+            burst.fire(key)  # an admin's burst too: not asked again until the next one
+            if not self._shared.context.runs_in(procedure, chat_id):
+                continue
+            if admin is None:
+                admin = await self._stepping.admins.is_admin(chat_id, user_id)
+            if admin:
+                continue
+            await self._start(
+                procedure,
+                chat_id,
+                [user_id],
+                trigger="flood",
+                now=now,
+                variables={"trigger": {"message_id": message_id}},
+                cooldown=trigger.cooldown,
+                wait=False,
+            )
+
     async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
-        """A member pressed a button; returns a text key to answer with, or None."""
+        """A member pressed a button; returns a text key to answer with, or None.
+
+        A flow button for one member only (`only: member`), pressed by anyone else, changes
+        nothing: they are told it is not for them."""
+        target = parse_button(data)
+        if target is not None and target.member is not None and target.member != user_id:
+            return "sop.not_for_you"
         now = self._shared.clock.now()
         await self._resume_waits(chat_id, user_id, f"button.{data}", now)
         for procedure, trigger in self.index.buttons.get(data, []):
@@ -252,7 +408,6 @@ class Triggers:
                 now=now,
                 cooldown=trigger.cooldown,
             )
-        target = parse_button(data)
         if target is None:
             return None
         key = (chat_id, message_id, user_id, data)
@@ -261,7 +416,7 @@ class Triggers:
         if key in self._presses:
             return "sop.pressed_already"
         self._presses[key] = tick
-        sop_id, step_id = target
+        sop_id, step_id = target.sop, target.step
         flow = self._shared.library.get(sop_id)
         if flow is None or step_id not in flow.path_of:
             return "sop.button_gone"
@@ -404,9 +559,13 @@ class Triggers:
         )
 
     async def stop_runs(self, sop_id: str, chat_id: int, reason: str) -> None:
-        """End every run of an SOP in a group (it was switched off there)."""
+        """End every run of an SOP in a group (it was switched off there); a join check's
+        members waiting for it go on to the welcome."""
         pending = await self._shared.runs.pending(sop_id, chat_id, None, any_member=True)
         await self._cancel(pending, self._shared.clock.now(), reason)
+        procedure = self._shared.library.get(sop_id)
+        if procedure is not None and procedure.sop.join_gate:
+            await self.gate_ended([run for run in pending if run.status is RunStatus.CANCELLED])
 
     # -- ending waits -------------------------------------------------------------------------
 
