@@ -22,7 +22,13 @@ from bot.factory import Tidepool, assemble, create_bot, report_broken
 from bot.polling import Poller, TokenRejected
 from bot.settings import Settings, SettingsError
 
-ALWAYS_ALLOWED = ["message", "callback_query", "chat_member", "my_chat_member"]
+ALWAYS_ALLOWED = [
+    "message",
+    "edited_message",
+    "callback_query",
+    "chat_member",
+    "my_chat_member",
+]
 # Seconds a stop waits for the updates in hand (a /sop_run waits up to 10 s for its outcome);
 # then the assembly stops within the sum of `bot.factory.STOPS`.
 UPDATES_GRACE = 12.0

@@ -40,6 +40,7 @@ class MemberJoined:
     invite_link: str | None = None
     invite_name: str | None = None
     via_request: bool = False
+    added_by: int | None = None  # who added them, when not themselves
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,17 @@ from bot.handlers import (
     rewards,
     sops,
 )
+from bot.handlers import moderation as moderation_handlers
 from bot.handlers import stats as stats_handlers
 from bot.handlers.activity import RecordMessages, RecordPresses, handled_commands
 from bot.invites import InviteLinks, Invites, JoinRequests, Referrals
 from bot.lottery.service import Lotteries
+from bot.moderation.checks import load_checks
+from bot.moderation.review import Review
+from bot.moderation.screening import Screening
+from bot.moderation.service import Moderation
+from bot.moderation.store import ModerationStore
+from bot.moderation.summary import DrySummaries
 from bot.outbox import Outbox
 from bot.points import Ledger
 from bot.polling import chat_of
@@ -105,6 +112,9 @@ class Tidepool:
     rewards: Rewards
     calendar: Calendar
     invites: Invites  # invite links, referrals and requests to join
+    moderation: Moderation  # actions, modes, newcomers' approval
+    screening: Screening  # newcomers' first messages through the checks
+    summaries: DrySummaries  # dry mode's daily summary to the admins
     sign_in: SignIn  # the console's sign-in links, sessions and API tokens
     console_access: Access  # who may see which group in the console
     dispatcher: Dispatcher
@@ -176,6 +186,22 @@ async def _build(
     notify = owner_notices(outbox, texts, settings.owner_ids)
     deletions = Deletions(db, outbox, clock)
     doorbell = Doorbell()  # rung by whoever adds pushes: the push queue looks at once
+    tell_admins = admin_notice(outbox, texts, registry, admins, notify)
+    zones = partial(_zone_of, registry, zone)
+    # Before the engine, so a joiner's approval is known when the join check starts. Its rule
+    # is the groups' SOPs' (`moderation` sections), read when asked: the engine is built next.
+    moderation = Moderation(
+        ModerationStore(db),
+        outbox,
+        clock,
+        admins,
+        bus,
+        rules=lambda chat_id: engine.moderation_rule(chat_id),
+        zones=zones,
+        tell_admins=tell_admins,
+    )
+    review = Review(moderation, load_checks(settings.content_dir), registry, texts, deletions)
+    screening = Screening(moderation, review.checks, review, me.username or "")
     lotteries = Lotteries(
         db,
         registry,
@@ -214,6 +240,7 @@ async def _build(
         deletions=deletions,
         admins=admins,
         reviews=Reviews(db, rollup),
+        moderation=moderation,
         notify=notify,
         default_timezone=zone,
         default_language=settings.language,
@@ -231,7 +258,6 @@ async def _build(
         quiet_hours=settings.quiet_hours,
         daily_cap=settings.daily_cap,
     )
-    tell_admins = admin_notice(outbox, texts, registry, admins, notify)
     analytics = Analytics(
         db,
         registry,
@@ -251,7 +277,7 @@ async def _build(
         bus,
         activity,
         engine,
-        lambda chat_id: registry.zone(chat_id, zone),
+        zones,
         tell_admins,
     )
     catalogue = Rewards(db, settings.content_dir / "rewards.yaml", timezone=zone)
@@ -279,6 +305,9 @@ async def _build(
         console_links=console.Links(sign_in, access, settings.console_public_url),
         invites=invitations,
         deletions=deletions,
+        moderation=moderation,
+        screening=screening,
+        review=review,
     )
     return Tidepool(
         settings=settings,
@@ -305,6 +334,9 @@ async def _build(
         rewards=catalogue,
         calendar=calendar,
         invites=invitations,
+        moderation=moderation,
+        screening=screening,
+        summaries=DrySummaries(moderation),
         sign_in=sign_in,
         console_access=access,
         dispatcher=dispatcher,
@@ -323,6 +355,8 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
     on_stop("activity log", _close_activity, app.activity)
     await report_broken(await app.engine.open(), app.notify)
     await app.pushes.recover()  # after the engine: runs whose message was interrupted go on
+    await app.moderation.load()
+    await app.screening.load()
     on_stop("deletions", app.deletions.close)
     on_stop("engine", app.engine.close, 1.0)
     on_stop("push queue", app.pushes.close, PUSH_GRACE)
@@ -336,6 +370,7 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
     on_stop("lotteries", app.lotteries.close)
     on_stop("calendar", app.calendar.close)
     on_stop("referrals", app.invites.referrals.close)
+    on_stop("moderation summaries", app.summaries.close)
     if loops:
         app.activity.start()
         app.deletions.start()
@@ -348,9 +383,10 @@ async def _start(app: Tidepool, stack: contextlib.AsyncExitStack, loops: bool) -
         app.lotteries.start()
         app.calendar.start()
         app.invites.referrals.start()
+        app.summaries.start()
 
 
-# Seconds each step of a stop may take: at most their sum (43 s) in all, after the poller's
+# Seconds each step of a stop may take: at most their sum (44 s) in all, after the poller's
 # wait for the updates in hand (`bot.app.UPDATES_GRACE`). A step that overruns is cut short
 # and named in the log; what it left is what a crash leaves, and the next start recovers it:
 # untried pushes go back to pending, runs resume where they were, a send on the wire is
@@ -359,6 +395,7 @@ ENGINE_GRACE = 3.0  # for the runs in hand (and again for the owners' notices of
 DELIVERY_GRACE = 5.0  # for the messages the delivery service holds (28 a second)
 PUSH_GRACE = 3.0  # for pushes to record how they ended, once the delivery service has closed
 STOPS = {
+    "moderation summaries": 1.0,
     "referrals": 1.0,
     "calendar": 2.0,  # fires in hand
     "lotteries": 1.0,
@@ -425,6 +462,7 @@ def create_dispatcher(
     # it (about 7 µs here). Plain group messages stop at RecordMessages, on the update; handlers
     # see the commands they take.
     membership.register(dispatcher)
+    moderation_handlers.register(dispatcher)  # its buttons, before rewards takes every other one
     rewards.register(dispatcher)  # before sops: its handler takes every other button
     lottery.register(dispatcher)
     lives.register(dispatcher)
@@ -441,6 +479,7 @@ def create_dispatcher(
             activity,
             me.id,
             engine=services["engine"],
+            screening=services.get("screening"),
             bot_username=me.username or "",
             commands=handled_commands(dispatcher),
         )
@@ -541,6 +580,11 @@ def admin_notice(
         await notify(key, **values)
 
     return tell
+
+
+def _zone_of(registry: Registry, default: Any, chat_id: int) -> Any:
+    """A group's time zone (`default` unless it has its own)."""
+    return registry.zone(chat_id, default)
 
 
 def health_alert(

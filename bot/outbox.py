@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # `tidepool check` reads the step types, which name this: it loads no aiogram
-    from aiogram.types import InlineKeyboardMarkup, InputFile
+    from datetime import datetime
+
+    from aiogram.types import ChatPermissions, InlineKeyboardMarkup, InputFile
 
     from bot.delivery import Delivered
 
@@ -23,7 +25,8 @@ Before = Callable[[], Awaitable[Asking | None]]
 
 
 class Outbox(Protocol):
-    """Sends, edits, pins and deletes, each answered with a `Delivered`."""
+    """Sends, edits, pins and deletes; restricts, bans and unbans; each answered with a
+    `Delivered`."""
 
     async def send_message(
         self,
@@ -66,6 +69,22 @@ class Outbox(Protocol):
     ) -> Delivered: ...
 
     async def delete(self, chat_id: int, message_id: int, *, source: str) -> Delivered: ...
+
+    async def restrict(
+        self,
+        chat_id: int,
+        user_id: int,
+        permissions: ChatPermissions,
+        *,
+        source: str,
+        until: datetime | None = None,
+    ) -> Delivered: ...
+
+    async def ban(
+        self, chat_id: int, user_id: int, *, source: str, until: datetime | None = None
+    ) -> Delivered: ...
+
+    async def unban(self, chat_id: int, user_id: int, *, source: str) -> Delivered: ...
 
     @property
     def closing(self) -> bool:

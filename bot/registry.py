@@ -289,6 +289,7 @@ class Registry:
                 invite_link=invite_link,
                 invite_name=invite_name,
                 via_request=via_request,
+                added_by=added_by if added_by != user.id else None,
             )
             await self._tell(joined_event)
         return counted

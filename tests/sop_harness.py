@@ -55,6 +55,9 @@ class RecordingOutbox:
     deleted: list[tuple[int, int]] = field(default_factory=list)
     edited: list[Sent] = field(default_factory=list)
     unpinned: list[tuple[int, int | None]] = field(default_factory=list)
+    # (method, chat, user, what): restrictChatMember's permissions, ban/unban's until
+    moderated: list[tuple[str, int, int, Any]] = field(default_factory=list)
+    unrestrictable: set[int] = field(default_factory=set)  # chats where the bot may not restrict
     refuse: set[int] = field(default_factory=set)  # chats that answer 403
     stall: bool = False  # sends are asked and never answered: the bot dies while sending
     stalled: int = 0
@@ -131,6 +134,32 @@ class RecordingOutbox:
     async def unpin(self, chat_id: int, message_id: int | None = None, *, source: str) -> Delivered:
         self.unpinned.append((chat_id, message_id))
         return Delivered(True, message_id, chat_id, None, 1)
+
+    def _moderate(self, method: str, chat_id: int, user_id: int, what: Any) -> Delivered:
+        if chat_id in self.unrestrictable:
+            error = "Bad Request: not enough rights to restrict/unrestrict chat member"
+            return Delivered(False, None, chat_id, error, 1)
+        self.moderated.append((method, chat_id, user_id, what))
+        return Delivered(True, None, chat_id, None, 1)
+
+    async def restrict(
+        self,
+        chat_id: int,
+        user_id: int,
+        permissions: Any,
+        *,
+        source: str,
+        until: datetime | None = None,
+    ) -> Delivered:
+        return self._moderate("restrictChatMember", chat_id, user_id, (permissions, until))
+
+    async def ban(
+        self, chat_id: int, user_id: int, *, source: str, until: datetime | None = None
+    ) -> Delivered:
+        return self._moderate("banChatMember", chat_id, user_id, until)
+
+    async def unban(self, chat_id: int, user_id: int, *, source: str) -> Delivered:
+        return self._moderate("unbanChatMember", chat_id, user_id, None)
 
     async def _stall(self) -> None:
         if self.stall:

@@ -91,7 +91,7 @@ def test_db_upgrade_and_current(clean_env: Path, capsys: pytest.CaptureFixture[s
     assert main(["db", "current"]) == 0
     assert capsys.readouterr().out.strip() == "empty database"
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().out.strip() == "0012"
+    assert capsys.readouterr().out.strip() == "0013"
     assert (clean_env / "data" / "tidepool.db").exists()
 
 

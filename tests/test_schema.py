@@ -37,7 +37,7 @@ async def test_upgrade_is_idempotent_and_keeps_rows(engine: AsyncEngine) -> None
             )
         )
     await upgrade(engine)
-    assert await current_revision(engine) == "0012"
+    assert await current_revision(engine) == "0013"
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM groups"))).scalar_one() == 1
 

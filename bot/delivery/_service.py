@@ -1,8 +1,12 @@
-"""`Delivery`: the calls the bot makes to send, edit, delete and pin messages."""
+"""`Delivery`: the calls the bot makes to send, edit, delete and pin messages, and to restrict,
+remove and let back members."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiogram.types import (
+    ChatPermissions,
     InlineKeyboardMarkup,
     InputFile,
     Message,
@@ -153,6 +157,46 @@ class Delivery(_Scheduler):
         return await self._deliver(
             "unpinChatMessage", chat_id, source, request, paced=False, message_id=message_id
         )
+
+    async def restrict(
+        self,
+        chat_id: int,
+        user_id: int,
+        permissions: ChatPermissions,
+        *,
+        source: str,
+        until: datetime | None = None,
+    ) -> Delivered:
+        """Set what a member may send (every permission granted lifts a restriction)."""
+
+        async def request(target: int) -> bool:
+            return await self.bot.restrict_chat_member(
+                target,
+                user_id,
+                permissions,
+                use_independent_chat_permissions=True,
+                until_date=until,
+            )
+
+        return await self._deliver("restrictChatMember", chat_id, source, request, paced=False)
+
+    async def ban(
+        self, chat_id: int, user_id: int, *, source: str, until: datetime | None = None
+    ) -> Delivered:
+        """Remove a member and keep them out (until `until`, or for good)."""
+
+        async def request(target: int) -> bool:
+            return await self.bot.ban_chat_member(target, user_id, until_date=until)
+
+        return await self._deliver("banChatMember", chat_id, source, request, paced=False)
+
+    async def unban(self, chat_id: int, user_id: int, *, source: str) -> Delivered:
+        """Let a removed member come back (a member still present is left alone)."""
+
+        async def request(target: int) -> bool:
+            return await self.bot.unban_chat_member(target, user_id, only_if_banned=True)
+
+        return await self._deliver("unbanChatMember", chat_id, source, request, paced=False)
 
     @property
     def closing(self) -> bool:

@@ -12,8 +12,19 @@ from pydantic import ValidationError
 
 from . import _events as events
 from . import _joinrequests as join_requests
+from . import _posts as posts
+from ._moderation import in_force, member_now
 from ._objects import chat_obj, dump, invite_obj, new_invite_link
-from ._state import JSON, ChatRec, ControlError, FaultRec, InviteRec, JoinRequestRec, World
+from ._state import (
+    JSON,
+    ChatRec,
+    ControlError,
+    FaultRec,
+    InviteRec,
+    JoinRequestRec,
+    Membership,
+    World,
+)
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -96,6 +107,33 @@ def _sent_json(chat: ChatRec, mid: int) -> JSON:
     }
 
 
+def _message_json(chat: ChatRec, mid: int) -> JSON:
+    """A message as the chat shows it, whoever wrote it: what the bot's ``sent`` rows say,
+    plus its author and entities."""
+    message = chat.messages[mid].message
+    data = _sent_json(chat, mid)
+    data["from_bot"] = chat.messages[mid].from_bot
+    data["user_id"] = message.from_user.id if message.from_user else None
+    data["sender_chat_id"] = message.sender_chat.id if message.sender_chat else None
+    data["entities"] = [dump(e) for e in message.entities or message.caption_entities or []]
+    data["edit_date"] = message.edit_date
+    return data
+
+
+def _member_json(chat_id: int, user_id: int, membership: Membership) -> JSON:
+    """A membership as the control API shows it (the one in force: a restriction or ban whose
+    until_date has passed is over)."""
+    return {
+        "chat_id": chat_id,
+        "user_id": user_id,
+        "status": membership.status,
+        "is_member": membership.present,
+        "rights": membership.rights,
+        "permissions": membership.permissions,
+        "until_date": membership.until_date,
+    }
+
+
 def _join_request_json(rec: JoinRequestRec) -> JSON:
     """A pending join request as the control API shows it (the link in full)."""
     return {
@@ -141,6 +179,7 @@ class ControlApi:
             web.get(chat, self.get_chat),
             web.post(chat + "/bot", self.set_bot_status),
             web.post(chat + "/members", self.set_member),
+            web.get(chat + "/members/{user_id}", self.get_member),
             web.post(chat + "/join", self.join),
             web.get(chat + "/join_requests", self.join_requests),
             web.post(chat + "/join_requests", self.request_join),
@@ -148,7 +187,9 @@ class ControlApi:
             web.post(chat + "/join_requests/{user_id}/decline", self.decline_join_request),
             web.post(chat + "/leave", self.leave),
             web.post(chat + "/kick", self.kick),
+            web.get(chat + "/messages", self.messages),
             web.post(chat + "/messages", self.message),
+            web.post(chat + "/messages/{message_id}/edit", self.edit_message),
             web.post(chat + "/press", self.press),
             web.post(chat + "/migrate", self.migrate),
             web.post(chat + "/invite_links", self.invite_link),
@@ -228,9 +269,7 @@ class ControlApi:
 
     async def start(self, request: web.Request) -> web.Response:
         data = await _body(request)
-        message, update_id = events.start(
-            self.w, _path_int(request, "user_id"), data.get("payload")
-        )
+        message, update_id = posts.start(self.w, _path_int(request, "user_id"), data.get("payload"))
         return _json({"message": dump(message), "update_id": update_id})
 
     async def add_chat(self, request: web.Request) -> web.Response:
@@ -238,10 +277,17 @@ class ControlApi:
 
     async def get_chat(self, request: web.Request) -> web.Response:
         chat = self.w.chat(_path_int(request, "chat_id"))
-        members = {
-            str(uid): {"status": m.status, "rights": m.rights, "is_member": m.is_member}
-            for uid, m in chat.members.items()
-        }
+        now = self.w.clock.now()
+        members = {}
+        for uid, stored in chat.members.items():
+            m = in_force(stored, now)
+            members[str(uid)] = {
+                "status": m.status,
+                "rights": m.rights,
+                "is_member": m.is_member,
+                "permissions": m.permissions,
+                "until_date": m.until_date,
+            }
         return _json(
             {
                 "chat": dump(chat_obj(chat)),
@@ -298,9 +344,26 @@ class ControlApi:
         ids, message = events.leave(self.w, _path_int(request, "chat_id"), data, kick=True)
         return _json({"update_ids": ids, "message": dump(message)})
 
+    async def get_member(self, request: web.Request) -> web.Response:
+        chat = self.w.chat(_path_int(request, "chat_id"))
+        user_id = _path_int(request, "user_id")
+        self.w.user(user_id)
+        return _json(_member_json(chat.id, user_id, member_now(self.w, chat, user_id)))
+
+    async def messages(self, request: web.Request) -> web.Response:
+        chat = self.w.chat(_path_int(request, "chat_id"))
+        live = [mid for mid, rec in chat.messages.items() if not rec.deleted]
+        return _json([_message_json(chat, mid) for mid in live])
+
     async def message(self, request: web.Request) -> web.Response:
         data = await _body(request)
-        message, update_id = events.user_message(self.w, _path_int(request, "chat_id"), data)
+        message, update_id = posts.user_message(self.w, _path_int(request, "chat_id"), data)
+        return _json({"message": dump(message), "update_id": update_id})
+
+    async def edit_message(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        chat_id, message_id = _path_int(request, "chat_id"), _path_int(request, "message_id")
+        message, update_id = posts.edit_message(self.w, chat_id, message_id, data)
         return _json({"message": dump(message), "update_id": update_id})
 
     async def press(self, request: web.Request) -> web.Response:

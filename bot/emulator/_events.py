@@ -1,4 +1,5 @@
-"""World events (joins, leaves, messages, presses, migrations) and the updates they produce."""
+"""World events (joins, leaves, presses, migrations, the messages they post) and the updates
+they produce. What users write is in :mod:`bot.emulator._posts`."""
 
 from __future__ import annotations
 
@@ -6,20 +7,17 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from aiogram.types import CallbackQuery, Chat, ChatMemberUpdated, Message, MessageOriginUser, User
+from aiogram.types import CallbackQuery, ChatMemberUpdated, Message, User
 
+from ._moderation import member_now
 from ._objects import (
-    CHANNEL_BOT,
-    GROUP_ANONYMOUS_BOT,
     admin_rights,
     chat_obj,
     dump,
     invite_obj,
     join_request_obj,
-    media_fields,
     member_obj,
     message_kind,
-    strip_reply,
 )
 from ._state import (
     JSON,
@@ -168,7 +166,7 @@ def set_member(world: World, chat_id: int, data: JSON) -> int | None:
     made by `by` (default: the creator), with its `chat_member` update when the bot is an admin.
     """
     chat = group_chat(world, chat_id)
-    user = world.user(_int(data, "user_id"))
+    user = world.user(int_field(data, "user_id"))
     status = data.get("status", "member")
     if status not in ("creator", "administrator", "member", "left", "kicked"):
         raise ControlError(400, "status must be creator, administrator, member, left or kicked")
@@ -178,12 +176,13 @@ def set_member(world: World, chat_id: int, data: JSON) -> int | None:
     if data.get("silent", True):
         world.set_membership(chat, user.id, membership)
         return None
-    old = chat.member(user.id)
+    old = member_now(world, chat, user.id)
     by = acting_user(world, chat, data.get("by"))
     return member_changed(world, chat, user, old, membership, by)
 
 
-def _int(data: JSON, key: str) -> int:
+def int_field(data: JSON, key: str) -> int:
+    """The integer ``key`` of a control request body; ControlError 400 otherwise."""
     value = data.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ControlError(400, f"{key} must be an integer")
@@ -204,14 +203,17 @@ def _usable_invite(world: World, chat: ChatRec, link: Any) -> InviteRec:
     return invite
 
 
-def _may_join(chat: ChatRec, user: User, *, added: bool) -> None:
+def _may_join(world: World, chat: ChatRec, user: User, *, added: bool) -> None:
     """Refuse a user who may not join now: a member, or a banned user unless an admin adds
-    them."""
-    old = chat.member(user.id)
+    them (a ban whose until_date has passed is over: the user may come back)."""
+    old = member_now(world, chat, user.id)
     if old.present:
         raise ControlError(400, f"user {user.id} is already a member of chat {chat.id}")
     if old.status == "kicked" and not added:
-        raise ControlError(400, f"user {user.id} is banned in chat {chat.id}")
+        until = f" until {old.until_date}" if old.until_date else " for good"
+        raise ControlError(
+            403, f"user {user.id} is banned in chat {chat.id}{until}; unban them first"
+        )
 
 
 def admit(
@@ -225,11 +227,16 @@ def admit(
     via_join_request: bool = False,
 ) -> tuple[list[int], Message]:
     """``user`` becomes a member: the change made by ``by`` (its ``chat_member`` update when
-    the bot is an admin) and the ``new_chat_members`` service message from ``sender``."""
-    old = chat.member(user.id)
+    the bot is an admin) and the ``new_chat_members`` service message from ``sender``. A
+    restricted user who had left comes back still restricted, as in Telegram."""
+    old = member_now(world, chat, user.id)
+    new = Membership("member")
+    if old.status == "restricted":
+        new = old.copy()
+        new.is_member = True
     ids: list[int] = []
     update_id = member_changed(
-        world, chat, user, old, Membership("member"), by, invite, via_join_request=via_join_request
+        world, chat, user, old, new, by, invite, via_join_request=via_join_request
     )
     if update_id is not None:
         ids.append(update_id)
@@ -255,9 +262,9 @@ def join(world: World, chat_id: int, data: JSON) -> JoinOutcome:
     """A user joins (via invite link or added by ``by``), or asks to: through a link that
     creates join requests the user only files a request (see :func:`ask_to_join`)."""
     chat = group_chat(world, chat_id)
-    user = world.user(_int(data, "user_id"))
+    user = world.user(int_field(data, "user_id"))
     added = data.get("by") is not None
-    _may_join(chat, user, added=added)
+    _may_join(world, chat, user, added=added)
     invite: InviteRec | None = None
     if data.get("invite_link") is not None:
         invite = _usable_invite(world, chat, data["invite_link"])
@@ -266,7 +273,7 @@ def join(world: World, chat_id: int, data: JSON) -> JoinOutcome:
                 raise ControlError(400, "nobody adds a user through a link that asks for approval")
             return ask_to_join(world, chat, user, invite, _bio(data))
         invite.join_count += 1
-    by = world.user(_int(data, "by")) if added else user
+    by = world.user(int_field(data, "by")) if added else user
     ids, message = admit(world, chat, user, by=by, sender=by, invite=invite)
     return JoinOutcome(ids, message=message)
 
@@ -304,22 +311,26 @@ def request_join(world: World, chat_id: int, data: JSON) -> JoinOutcome:
 
     The emulator does not model that chat setting: any group takes the request."""
     chat = group_chat(world, chat_id)
-    user = world.user(_int(data, "user_id"))
-    _may_join(chat, user, added=False)
+    user = world.user(int_field(data, "user_id"))
+    _may_join(world, chat, user, added=False)
     return ask_to_join(world, chat, user, None, _bio(data))
 
 
 def leave(world: World, chat_id: int, data: JSON, *, kick: bool) -> tuple[list[int], Message]:
-    """A user leaves, or is kicked by ``by``."""
+    """A user leaves, or is kicked by ``by``. A restricted member who leaves stays restricted
+    (``is_member`` false), as in Telegram: coming back does not lift the restriction."""
     chat = group_chat(world, chat_id)
-    user = world.user(_int(data, "user_id"))
-    old = chat.member(user.id)
+    user = world.user(int_field(data, "user_id"))
+    old = member_now(world, chat, user.id)
     if not old.present:
         raise ControlError(400, f"user {user.id} is not a member of chat {chat.id}")
     if old.status == "creator" and kick:
         raise ControlError(400, "the creator can't be kicked")
     by = acting_user(world, chat, data.get("by")) if kick else user
     new = Membership("kicked") if kick else Membership("left")
+    if old.status == "restricted" and not kick:
+        new = old.copy()
+        new.is_member = False
     ids: list[int] = []
     update_id = member_changed(world, chat, user, old, new, by)
     if update_id is not None:
@@ -332,66 +343,11 @@ def leave(world: World, chat_id: int, data: JSON, *, kick: bool) -> tuple[list[i
     return ids, message
 
 
-def user_message(world: World, chat_id: int, data: JSON) -> tuple[Message, int | None]:
-    """A user (or an anonymous admin / channel) posts a message."""
-    chat = world.chat(chat_id)
-    if chat.migrated_to is not None:
-        raise ControlError(400, f"chat {chat_id} was migrated to {chat.migrated_to}")
-    fields = media_fields(world, str(data.get("kind", "text")), data)
-    sender_chat_id = data.get("sender_chat_id")
-    if sender_chat_id is not None:
-        if not isinstance(sender_chat_id, int):
-            raise ControlError(400, "sender_chat_id must be an integer")
-        if sender_chat_id == chat.id:
-            sender = GROUP_ANONYMOUS_BOT
-            fields["sender_chat"] = chat_obj(chat)
-        else:
-            sender = CHANNEL_BOT
-            fields["sender_chat"] = Chat(id=sender_chat_id, type="channel", title="Channel")
-    else:
-        user_id = data.get("user_id", chat.id if chat.type == "private" else None)
-        if not isinstance(user_id, int):
-            raise ControlError(400, "user_id must be an integer")
-        sender = world.user(user_id)
-        if chat.type == "private" and user_id != chat.id:
-            raise ControlError(400, "in a private chat only its user can post")
-        if not chat.member(user_id).present:
-            raise ControlError(
-                400,
-                f"user {user_id} is not a member of chat {chat.id}; "
-                "add them with /join or /members first",
-            )
-    reply_id = data.get("reply_to_message_id")
-    if reply_id is not None:
-        target = chat.live_message(reply_id) if isinstance(reply_id, int) else None
-        if target is None:
-            raise ControlError(400, f"message {reply_id} not found in chat {chat.id}")
-        fields["reply_to_message"] = strip_reply(target.message)
-    forward_id = data.get("forward_from_user_id")
-    if forward_id is not None:
-        if not isinstance(forward_id, int):
-            raise ControlError(400, "forward_from_user_id must be an integer")
-        origin = world.user(forward_id)
-        fields["forward_origin"] = MessageOriginUser(date=world.clock.dt(-60), sender_user=origin)
-    return post_message(world, chat, fields, sender=sender)
-
-
-def start(world: World, user_id: int, payload: Any) -> tuple[Message, int | None]:
-    """The user sends /start [payload] to the bot in private."""
-    user = world.user(user_id)
-    if user.is_bot:
-        raise ControlError(400, "bots can't start other bots")
-    chat = world.private_chat(user)
-    world.started.add(user.id)
-    text = "/start" if not payload else f"/start {payload}"
-    return user_message(world, chat.id, {"kind": "text", "text": text, "user_id": user.id})
-
-
 def press(world: World, chat_id: int, data: JSON) -> tuple[str, int]:
     """A user presses an inline button with ``data`` on a bot message."""
     chat = world.chat(chat_id)
-    user = world.user(_int(data, "user_id"))
-    message_id = _int(data, "message_id")
+    user = world.user(int_field(data, "user_id"))
+    message_id = int_field(data, "message_id")
     callback_data = data.get("data")
     if not isinstance(callback_data, str):
         raise ControlError(400, "data must be a string")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any, get_args
 
@@ -27,7 +26,6 @@ from aiogram.types import (
     Document,
     Location,
     Message,
-    MessageEntity,
     PhotoSize,
     Poll,
     PollOption,
@@ -39,6 +37,7 @@ from aiogram.types import (
 )
 from aiogram.types.base import TelegramObject
 
+from ._entities import entities_for
 from ._state import (
     JSON,
     ChatRec,
@@ -86,8 +85,6 @@ CHANNEL_BOT = User(id=136817688, is_bot=True, first_name="Channel", username="Ch
 
 MESSAGE_KINDS: frozenset[str] = frozenset(get_args(MessageKind))
 CAPTION_KINDS = frozenset({"photo", "video", "voice", "audio", "document", "animation"})
-
-_COMMAND_RE = re.compile(r"(?<![^\s])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?")
 
 
 def dump(obj: TelegramObject) -> JSON:
@@ -234,26 +231,6 @@ def new_invite_link() -> str:
     return "https://t.me/+" + secrets.token_urlsafe(12)[:16]
 
 
-def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units, the unit of Telegram entity offsets."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def command_entities(text: str | None) -> list[MessageEntity] | None:
-    """bot_command entities for every /command (or /command@bot) in ``text``."""
-    if not text:
-        return None
-    entities = [
-        MessageEntity(
-            type="bot_command",
-            offset=utf16_len(text[: m.start()]),
-            length=utf16_len(m.group(0)),
-        )
-        for m in _COMMAND_RE.finditer(text)
-    ]
-    return entities or None
-
-
 def photo_sizes(world: World, file_id: str | None = None) -> list[PhotoSize]:
     """Three PhotoSize entries; the largest reuses ``file_id`` when given."""
     sizes = []
@@ -282,14 +259,16 @@ def media_fields(world: World, kind: str, data: JSON) -> dict[str, Any]:
         if not isinstance(text, str) or not text:
             raise ControlError(400, "text must be a non-empty string")
         fields["text"] = text
-        fields["entities"] = command_entities(text)
+        fields["entities"] = entities_for(text, data.get("entities"))
         return fields
     caption = data.get("caption")
     if caption is not None:
         if kind not in CAPTION_KINDS:
             raise ControlError(400, f"kind {kind} has no caption")
         fields["caption"] = str(caption)
-        fields["caption_entities"] = command_entities(str(caption))
+        fields["caption_entities"] = entities_for(str(caption), data.get("entities"))
+    elif data.get("entities") is not None:
+        raise ControlError(400, "entities need a text or a caption")
     fid, uid = world.new_file_id(kind)
     if kind == "photo":
         fields["photo"] = photo_sizes(world)

@@ -178,8 +178,16 @@ class EmulatorClient:
         return await self._post("chats", id=id, type=type, title=title, username=username)
 
     async def get_chat(self, chat_id: int) -> JSON:
-        """Internal state of a chat: chat, members, migrated_to/from, pinned."""
+        """Internal state of a chat: chat, members (status, rights, is_member, permissions,
+        until_date), migrated_to/from, pinned."""
         result: JSON = await self._request("GET", f"chats/{chat_id}")
+        return result
+
+    async def member(self, chat_id: int, user_id: int) -> JSON:
+        """A user's membership in force now: {chat_id, user_id, status, is_member (in the chat
+        now), rights, permissions, until_date (0: for good)}. A restriction or ban whose
+        until_date has passed is over, as in Telegram: status member (or left)."""
+        result: JSON = await self._request("GET", f"chats/{chat_id}/members/{user_id}")
         return result
 
     # ----- chat events ----------------------------------------------------------------------
@@ -235,7 +243,9 @@ class EmulatorClient:
         :meth:`join_requests`; ``bio`` goes into it), and ``update_ids`` holds the
         ``chat_join_request`` update when the bot is an admin with can_invite_users.
         Otherwise ``requested`` is false, ``join_request`` None and ``message`` the
-        new_chat_members service message.
+        new_chat_members service message. A banned user is refused (EmulatorError 403) unless
+        ``by`` adds them; one unbanned, or whose ban's until_date has passed, may join again.
+        A restricted user who left comes back still restricted, as in Telegram.
         """
         return await self._post(
             f"chats/{chat_id}/join", user_id=user_id, invite_link=invite_link, by=by, bio=bio
@@ -285,9 +295,23 @@ class EmulatorClient:
         caption: str | None = None,
         reply_to_message_id: int | None = None,
         forward_from_user_id: int | None = None,
+        forward_from_chat_id: int | None = None,
+        forward_from_chat_title: str | None = None,
+        forward_from_chat_username: str | None = None,
+        forward_from_message_id: int | None = None,
         sender_chat_id: int | None = None,
+        entities: list[JSON] | None = None,
     ) -> JSON:
-        """A user posts a message; returns {message, update_id (None if the bot can't see it)}."""
+        """A user posts a message; returns {message, update_id (None if the bot can't see it)}.
+
+        The text or caption carries the entities Telegram finds in it (mentions, hashtags, bot
+        commands, URLs, e-mails; UTF-16 offsets), merged with ``entities`` passed here (a
+        ``text_link`` with its hidden ``url``, bold, ...). ``forward_from_user_id`` or
+        ``forward_from_chat_id`` (a channel: ``forward_from_chat_title``, default "Channel",
+        ``forward_from_chat_username``, ``forward_from_message_id``, default 1) make it a
+        forward with that ``forward_origin``. A member who is restricted from sending this
+        kind of message is refused: EmulatorError 403 "user … is restricted in chat …: can't
+        send messages" (photos, stickers, ...), and nothing is posted."""
         return await self._post(
             f"chats/{chat_id}/messages",
             user_id=user_id,
@@ -296,8 +320,40 @@ class EmulatorClient:
             caption=caption,
             reply_to_message_id=reply_to_message_id,
             forward_from_user_id=forward_from_user_id,
+            forward_from_chat_id=forward_from_chat_id,
+            forward_from_chat_title=forward_from_chat_title,
+            forward_from_chat_username=forward_from_chat_username,
+            forward_from_message_id=forward_from_message_id,
             sender_chat_id=sender_chat_id,
+            entities=entities,
         )
+
+    async def edit_message(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str | None = None,
+        *,
+        caption: str | None = None,
+        entities: list[JSON] | None = None,
+    ) -> JSON:
+        """The author of a user's message edits its text (or its caption, "" to remove it);
+        returns {message, update_id}: the ``edited_message`` update, None if the bot can't see
+        it. A restricted member may still edit; "message is not modified" (400) when nothing
+        changes."""
+        return await self._post(
+            f"chats/{chat_id}/messages/{message_id}/edit",
+            text=text,
+            caption=caption,
+            entities=entities,
+        )
+
+    async def messages(self, chat_id: int) -> list[JSON]:
+        """The chat's messages as its members see them now, oldest first (deleted ones are
+        gone): the rows of :meth:`sent` plus from_bot, user_id, sender_chat_id, entities and
+        edit_date."""
+        result: list[JSON] = await self._request("GET", f"chats/{chat_id}/messages")
+        return result
 
     async def press(self, chat_id: int, user_id: int, message_id: int, data: str) -> JSON:
         """A user presses an inline button; returns {callback_query_id, update_id}."""

@@ -25,6 +25,7 @@ from bot.activity import ActivityLog
 from bot.db import utcnow
 from bot.handlers.filters import GROUP_TYPES
 from bot.handlers.membership import membership_service_message
+from bot.moderation.screening import Screening
 from bot.registry import Registry
 from bot.sop.engine import Engine
 
@@ -54,6 +55,7 @@ class RecordMessages(BaseMiddleware):
         activity: ActivityLog,
         bot_id: int,
         engine: Engine | None = None,
+        screening: Screening | None = None,
         bot_username: str = "",
         commands: frozenset[str] | None = None,
     ) -> None:
@@ -61,6 +63,7 @@ class RecordMessages(BaseMiddleware):
         self.activity = activity
         self.bot_id = bot_id
         self.engine = engine
+        self.screening = screening  # newcomers' first messages, and their edits, are checked
         self.bot_username = bot_username
         # The commands some handler takes (`handled_commands`); None: hand every one on. A
         # group's other commands (an SOP's /checkin) end here: each would otherwise pass every
@@ -71,6 +74,14 @@ class RecordMessages(BaseMiddleware):
         assert isinstance(update, Update)
         event = update.message
         if event is None:
+            edited, screening = update.edited_message, self.screening
+            if (
+                edited is not None
+                and edited.from_user is not None
+                and screening is not None
+                and screening.wants(edited.chat.id, edited.from_user.id)
+            ):
+                await screening.message(edited, edited=True)
             return await handler(update, data)
         chat = event.chat
         if chat.type in GROUP_TYPES:
@@ -82,6 +93,9 @@ class RecordMessages(BaseMiddleware):
                 self.activity.message(event)
                 await self.activity.make_room()
                 user = event.from_user
+                screening = self.screening
+                if screening is not None and user is not None and screening.wants(chat.id, user.id):
+                    await screening.message(event)
                 engine = self.engine
                 if (
                     engine is not None

@@ -1,1 +1,2 @@
-"""Light-touch moderation: first-message checks for newcomers, actions with a log, dry runs."""
+"""Light-touch moderation: a newcomer's first messages are checked, and what looks like spam is
+held for the admins."""

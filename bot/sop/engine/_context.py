@@ -14,7 +14,7 @@ from bot.checkin.service import CheckinRules
 from bot.registry import Registry
 from bot.sop.conditions import GroupFacts
 from bot.sop.facts import MemberFacts
-from bot.sop.format import ReferralRule
+from bot.sop.format import ModerationRule, ReferralRule
 from bot.sop.library import Library, Procedure
 from bot.sop.steps import STEPS, group_checkin_rules
 from bot.sop.templates import group_context
@@ -69,6 +69,14 @@ class Context:
             if procedure.sop.referral is not None and self.runs_in(procedure, chat_id):
                 return procedure.sop.referral
         return ReferralRule()
+
+    def moderation_rule(self, chat_id: int) -> ModerationRule:
+        """How moderation goes in a group: the `moderation` section of the first SOP running
+        there that has one (the defaults when none does)."""
+        for procedure in self.library:
+            if procedure.sop.moderation is not None and self.runs_in(procedure, chat_id):
+                return procedure.sop.moderation
+        return ModerationRule()
 
     def build(
         self,

@@ -34,7 +34,7 @@ from bot.sop.engine._stepping import Stepping
 from bot.sop.engine._timer import Notify, Timer
 from bot.sop.engine._triggers import Judgement, TriggerIndex, Triggers
 from bot.sop.facts import Facts
-from bot.sop.format import ReferralRule
+from bot.sop.format import ModerationRule, ReferralRule
 from bot.sop.library import Library, LoadReport, Procedure
 from bot.sop.messages import TextCatalogue
 from bot.sop.runs import Run, RunStore, StepRecord
@@ -336,6 +336,10 @@ class Engine:
         """The check-in rules of a group: those of the first SOP running there that checks
         members in (the defaults when none does)."""
         return self._shared.context.checkin_rules(chat_id)
+
+    def moderation_rule(self, chat_id: int) -> ModerationRule:
+        """How moderation goes in this group (the `moderation` section of its SOPs)."""
+        return self._shared.context.moderation_rule(chat_id)
 
     def referral_rule(self, chat_id: int) -> ReferralRule:
         """When referrals count in this group (the `referral` section of its SOPs)."""

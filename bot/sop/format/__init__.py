@@ -84,6 +84,7 @@ from ._moderation import (
     UnrestrictAction,
     WarnAction,
 )
+from ._moderation_rule import ModerationRule, Warnings
 from ._referral import JoinRequests, ReferralRule
 from ._sop import CatchUp, Groups, GroupSelector, Sop, json_schema_text
 from ._steps import (
@@ -193,6 +194,7 @@ __all__ = [
     "MessageChecks",
     "MessageCount",
     "MessageTrigger",
+    "ModerationRule",
     "MuteAction",
     "MuteStep",
     "NonEmptyText",
@@ -239,6 +241,7 @@ __all__ = [
     "WaitStep",
     "WarnAction",
     "WarnStep",
+    "Warnings",
     "Weekday",
     "Wording",
     "flat_texts",

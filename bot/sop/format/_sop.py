@@ -31,6 +31,7 @@ from ._common import (
     _at_least_one,
 )
 from ._conditions import Condition
+from ._moderation_rule import ModerationRule
 from ._referral import ReferralRule
 from ._steps import Step
 from ._triggers import MemberJoinedTrigger, Trigger
@@ -87,6 +88,9 @@ class Sop(Strict):
     # When a referral through a member's link counts (see `ReferralRule`); the first SOP in a
     # group with one sets the group's rule.
     referral: ReferralRule | None = None
+    # Warnings, how many first messages are checked, the dry-run summary (see `ModerationRule`);
+    # the first SOP in a group with one sets the group's rule.
+    moderation: ModerationRule | None = None
     # The SOP's own texts per language; also `<id>.texts.yaml` beside the file. Looked up before
     # the bot's catalogue (content/texts); a text in one language only serves every group.
     texts: dict[Literal["zh", "en"], TextTree] = {}

@@ -45,6 +45,7 @@ class RecordingOutbox:
     sent: list[Sent] = field(default_factory=list)
     pinned: list[tuple[int, int]] = field(default_factory=list)
     deleted: list[tuple[int, int]] = field(default_factory=list)
+    moderated: list[tuple[str, int, int]] = field(default_factory=list)  # (action, chat, user)
     refuse: set[int] = field(default_factory=set)  # chats that answer 403
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -80,6 +81,18 @@ class RecordingOutbox:
 
     async def unpin(self, chat_id: int, message_id: int | None = None, *, source: str) -> Delivered:
         return Delivered(True, message_id, chat_id, None, 1)
+
+    async def restrict(self, chat_id: int, user_id: int, permissions: Any, **_: Any) -> Delivered:
+        self.moderated.append(("restrict", chat_id, user_id))
+        return Delivered(True, None, chat_id, None, 1)
+
+    async def ban(self, chat_id: int, user_id: int, **_: Any) -> Delivered:
+        self.moderated.append(("ban", chat_id, user_id))
+        return Delivered(True, None, chat_id, None, 1)
+
+    async def unban(self, chat_id: int, user_id: int, **_: Any) -> Delivered:
+        self.moderated.append(("unban", chat_id, user_id))
+        return Delivered(True, None, chat_id, None, 1)
 
     @property
     def closing(self) -> bool:
