@@ -12,7 +12,6 @@ from aiogram.types import ChatPermissions
 
 from bot.sop.check import check_path, load_sops
 from bot.sop.format import (
-    CHECK_NAMES,
     PERMISSIONS,
     BanStep,
     DeleteStep,
@@ -301,19 +300,6 @@ steps:
 def test_bad_checks_give_one_exact_problem(tmp_path: Path, trigger: str, expected: str) -> None:
     path = write(tmp_path, "triggers:\n  - type: message\n" + trigger + "steps:\n  - delete: {}\n")
     assert problems(path) == [expected]
-
-
-def test_the_check_names_are_seven() -> None:
-    """The names `checks: {fired: …}` takes (bot.moderation.checks.CHECKS must equal them)."""
-    assert CHECK_NAMES == (
-        "links",
-        "channel_forward",
-        "chat_mentions",
-        "emoji",
-        "stop_words",
-        "spam_sample",
-        "mixed_alphabet",
-    )
 
 
 # -- conditions, join_gate, buttons ---------------------------------------------------------------

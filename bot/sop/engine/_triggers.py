@@ -393,7 +393,9 @@ class Triggers:
         """A member pressed a button; returns a text key to answer with, or None.
 
         A flow button for one member only (`only: member`), pressed by anyone else, changes
-        nothing: they are told it is not for them."""
+        nothing: they are told it is not for them. It continues the member's run in progress
+        and nothing else: pressed after that run ended, it starts none (a join check's prompt
+        left behind must not lift a restriction put on the member since)."""
         target = parse_button(data)
         if target is not None and target.member is not None and target.member != user_id:
             return "sop.not_for_you"
@@ -436,6 +438,8 @@ class Triggers:
                 return None
             if run.status in LIVE:
                 return "sop.busy"
+        if target.member is not None:  # it continues the member's run, which has ended
+            return "sop.button_gone"
         await self._start(
             flow, chat_id, [user_id], trigger="button", now=now, position=path, force=True
         )

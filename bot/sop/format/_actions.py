@@ -31,7 +31,7 @@ class Button(Strict):
     `url`, or sends `data`, which `button` triggers of any SOP start on (e.g. `checkin`).
 
     `only: member`: a flow button only the run's member may press (anyone else is told it is
-    not for them, and nothing happens)."""
+    not for them, and nothing happens); it continues that run only, never starting a new one."""
 
     text: TextKey
     next: Identifier | None = None
