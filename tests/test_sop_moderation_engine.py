@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from aiogram.types import User
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.clock import ManualClock
 from bot.db import MODERATION_ACTIONS, SOP_RUNS, SOP_STEPS
 from bot.factory import Tidepool
+from bot.handlers import sops as sops_handlers
 from bot.moderation.checks import CHECKS, Post, load_checks
 from bot.sop.engine import JOIN_GATHER
 from bot.sop.format import CHECK_NAMES
@@ -328,6 +330,31 @@ async def test_a_press_after_a_restart_still_lets_the_welcome_start(
         await settle(app.engine)
         clock.advance(JOIN_GATHER)
         await eventually(lambda: len(greetings(outbox)) == 1, what="the welcome")
+
+
+async def test_a_press_not_for_the_presser_is_answered_with_an_alert(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """What the presser sees: an alert to close, in the group's language, not a passing note."""
+    answers: list[tuple[str | None, bool]] = []
+
+    class Query:
+        message = SimpleNamespace(chat=SimpleNamespace(id=GROUP.id), message_id=5)
+        from_user = SimpleNamespace(id=BOB.id)
+        data = f"s:join_check:passed:{ANN.id}"
+
+        async def answer(self, text: str | None = None, show_alert: bool = False) -> None:
+            answers.append((text, show_alert))
+
+    async with running(engine, shipped(tmp_path, "join_check.yaml")) as (app, _outbox, _clock):
+        say = sops_handlers.Say(app.outbox, app.texts, app.registry)
+        await sops_handlers.pressed(Query(), app.engine, say)  # type: ignore[arg-type]
+        Query.data = "s:join_check:gone"
+        await sops_handlers.pressed(Query(), app.engine, say)  # type: ignore[arg-type]
+    assert answers == [
+        ("This button is not for you.", True),
+        ("This button no longer works.", False),
+    ]
 
 
 # -- checks and approved -------------------------------------------------------------------------
