@@ -240,6 +240,7 @@ async def _build(
         deletions=deletions,
         admins=admins,
         reviews=Reviews(db, rollup),
+        moderation=moderation,
         notify=notify,
         default_timezone=zone,
         default_language=settings.language,

@@ -408,3 +408,71 @@ def test_the_command_takes_members_writes_and_full(
     assert "Member Ada (100002) joined now" in out
     assert "refused   price not started for Ada: cooldown 1d, started today at 09:00" in out
     assert "3. Ask us about the set menu." in out
+
+
+# -- moderation --------------------------------------------------------------------------------
+
+
+async def test_the_join_check_frees_the_member_who_presses_and_kicks_the_one_who_does_not() -> None:
+    timeline = await run(
+        ROOT / "sops/join_check.yaml",
+        until="1h",
+        members=["Lin", "Ada"],
+        presses=["Lin: passed@1m", "Ada: passed@2m"],
+    )
+
+    text = timeline.text()
+    assert "the SOP says enabled: false, switched on here for the simulation" in text
+    assert "[run 1] hold: restrict may send nothing for 10m (join check)" in text
+    assert "[✅ I'm a person → passed (only its member)]" in text
+    # Lin's own button frees her; Ada, pressing at +2m, finds her own button on her prompt.
+    assert "[run 1] passed: unrestrict (pressed the join check button)" in text
+    assert "[run 2] passed: unrestrict" in text
+    assert timeline.runs == [
+        "run 1 (join_check, Lin): done at +1m",
+        "run 2 (join_check, Ada): done at +2m",
+    ]
+
+
+async def test_the_join_check_kicks_after_five_minutes_without_a_press() -> None:
+    timeline = await run(ROOT / "sops/join_check.yaml", until="1h")
+
+    assert [(at, text.split(" ")[0]) for at, text in sends(timeline)] == [
+        ("+0s", "prompt"),
+        ("+3m", "remind"),
+    ]
+    kick = entry(timeline, "kick")
+    assert (timeline.offset(kick.at), kick.text) == (
+        "+5m",
+        "remove: kick (join check: no press within 5 minutes)",
+    )
+    assert timeline.runs == [
+        "run 1 (join_check, Lin): done at +5m, stop reason: not confirmed, removed"
+    ]
+
+
+async def test_a_flood_is_written_and_muted() -> None:
+    timeline = await run(ROOT / "sops/flood.yaml", until="1h")
+
+    assert lines_of(timeline, "write", "mute") == [
+        ("+0s", "write", 'Lin writes "Hi everyone!" 8 times within 10s'),
+        ("+0s", "mute", "mute: mute for 10m (8 messages within 10 seconds)"),
+    ]
+    [(_, note)] = sends(timeline)
+    assert note.startswith('note → group "Lin is sending a lot at once: muted for 10 minutes')
+    assert note.endswith("delete after 1m")
+
+
+async def test_a_checks_trigger_is_met_by_a_judgement_that_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "links.yaml"
+    path.write_text(
+        "schema_version: 1\nid: links\nname: Links\ngroups: all\n"
+        "triggers:\n  - type: message\n    checks: {fired: [links]}\n"
+        "steps:\n  - delete: {reason: link}\n"
+    )
+    timeline = await run(path, until="1h")
+
+    assert lines_of(timeline, "write", "delete") == [
+        ("+0s", "write", 'Lin writes "Hi everyone!"; the checks judge it spam (links fired)'),
+        ("+0s", "delete", "steps.0: delete the triggering message (link)"),
+    ]

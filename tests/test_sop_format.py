@@ -166,6 +166,8 @@ def test_shipped_sops_pass() -> None:
     assert sorted(sops) == [
         "daily_checkin",
         "daily_tip",
+        "flood",
+        "join_check",
         "live_funnel",
         "live_reminders",
         "onboarding_path",

@@ -82,6 +82,11 @@ async def run_sop(message: Message, command: CommandObject, sop_admin: SopAdmin,
     await say(message, await sop_admin.run(message.chat.id, args[0], user_id, who))
 
 
+# Answers to a press shown as an alert the presser must close, not a passing note: a button
+# only another member may press (the join check's) must not look as if it did something.
+ALERTS = frozenset({"sop.not_for_you"})
+
+
 async def pressed(query: CallbackQuery, engine: Engine, say: Say) -> None:
     """Any button on a group message: flow buttons continue their run; others may trigger."""
     message = query.message
@@ -91,7 +96,8 @@ async def pressed(query: CallbackQuery, engine: Engine, say: Say) -> None:
     answer = await engine.button(
         message.chat.id, query.from_user.id, message.message_id, query.data
     )
-    await query.answer(say.text(message.chat.id, answer) if answer else None)
+    text = say.text(message.chat.id, answer) if answer else None
+    await query.answer(text, show_alert=answer in ALERTS)
 
 
 COMMANDS = ("sops", "sop_on", "sop_off", "sop_run", "reload")

@@ -310,6 +310,9 @@ def _schema_problem(document: _Document, error: ErrorDetails) -> None:
     if kind == "missing":
         document.problem(tuple(path), f"missing required key '{path[-1]}'")
         return
+    if path and path[-1] == "[key]":  # a mapping's key is wrong (a permission's name): at it
+        document.problem(tuple(path[:-1]), schema_message(error), at_key=True)
+        return
     document.problem(tuple(path), schema_message(error))
 
 
@@ -482,6 +485,15 @@ def _check_steps(
         STEPS.of(step).check_references(step, at, checks)
 
 
+def _steps_by_id(steps: Iterable[Step]) -> dict[str, Step]:
+    """The steps that have an id, by it (the first of two with one id)."""
+    found: dict[str, Step] = {}
+    for step in walk_steps(steps):
+        if step.id is not None:
+            found.setdefault(step.id, step)
+    return found
+
+
 @dataclass
 class _StepChecks:
     """What step types check beyond their models, in one SOP file (`bot.sop.steps.Checks`)."""
@@ -494,6 +506,15 @@ class _StepChecks:
     sop_id: str = ""
     texts: TextChecks | None = None  # stage 6: the texts
     context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trigger_types(self) -> list[str]:
+        sop = self.document.sop
+        return [trigger.type for trigger in sop.triggers] if sop is not None else []
+
+    def step_of(self, step_id: str) -> Step | None:
+        sop = self.document.sop
+        return _steps_by_id(sop.steps).get(step_id) if sop is not None else None
 
     def problem(self, at: KeyPath, message: str) -> None:
         self.document.problem(at, message)

@@ -47,10 +47,12 @@ def windows(conditions: Iterable[Condition]) -> set[timedelta]:
 
 @dataclass(frozen=True, slots=True)
 class Needs:
-    """What of the database conditions read: member facts, the group's member count."""
+    """What of the database conditions read: member facts, the group's member count, and
+    whether moderation approved the members."""
 
     members: bool
     count: bool
+    approved: bool = False
 
 
 MEMBER_NAMES = frozenset({"member", "members"})
@@ -59,10 +61,11 @@ MEMBER_NAMES = frozenset({"member", "members"})
 def needs(conditions: Iterable[Condition]) -> Needs:
     """What these conditions read besides the run's variables and what the bot holds in memory
     (a group's title, tags and clock). A `template` condition on `checkin.new` reads neither."""
-    members = count = False
+    members = count = approved = False
     for condition in conditions:
         if isinstance(condition, MemberCondition):
             members = True
+            approved = approved or condition.approved is not None
         elif isinstance(condition, GroupCondition):
             count = count or condition.members is not None
         elif isinstance(condition, TemplateCondition):
@@ -72,7 +75,7 @@ def needs(conditions: Iterable[Condition]) -> Needs:
                 continue
             members = members or bool(names & MEMBER_NAMES)
             count = count or "group" in names
-    return Needs(members, count)
+    return Needs(members, count, approved)
 
 
 def holds(
@@ -131,6 +134,8 @@ def _member_holds(condition: MemberCondition, member: MemberFacts, now: datetime
         ):
             return False
     if condition.tier is not None and member.tier not in condition.tier:
+        return False
+    if condition.approved is not None and bool(member.approved) != condition.approved:
         return False
     return _tags_match(condition.tags, member.tags) and _in_range(condition.points, member.points)
 

@@ -43,6 +43,7 @@ class MemberFacts:
     points: int = 0
     streak: int = 0  # read only when a text uses it (see the engine's sends)
     messages: dict[timedelta, int] = field(default_factory=dict)  # window -> count
+    approved: bool | None = None  # by moderation; read only when a condition asks
 
     def tenure(self, now: datetime) -> timedelta:
         return now - self.joined_at if self.joined_at is not None else timedelta(0)

@@ -6,15 +6,18 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiogram.types import FSInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.sop.format import SendAction, Variant
 from bot.sop.templates import LANGUAGES, render
 
-BUTTON_PREFIX = "s:"  # callback data of flow buttons: s:<sop id>:<step id>
+# Callback data of flow buttons: s:<sop id>:<step id>, and :<member id> for a button only that
+# member may press (`only: member`).
+BUTTON_PREFIX = "s:"
 CALLBACK_LIMIT = 64  # bytes Telegram allows in callback data
+LONGEST_USER_ID = 2**53 - 1  # Telegram's user ids fit in 53 bits: what `tidepool check` sizes
 
 
 class RenderError(Exception):
@@ -42,22 +45,36 @@ def pick_variant(variants: Sequence[Variant], sop_id: str, who: int) -> Variant:
     raise AssertionError("unreachable: the point is below the total weight")
 
 
-def button_data(sop_id: str, step_id: str) -> str:
-    data = f"{BUTTON_PREFIX}{sop_id}:{step_id}"
+class FlowButton(NamedTuple):
+    """What a flow button's callback data says: continue `sop` at `step`, for `member` only
+    (None: for whoever presses it)."""
+
+    sop: str
+    step: str
+    member: int | None = None
+
+
+def button_data(sop_id: str, step_id: str, member: int | None = None) -> str:
+    """The callback data of a flow button (pressable by `member` only, when given)."""
+    data = f"{BUTTON_PREFIX}{sop_id}:{step_id}" + (f":{member}" if member is not None else "")
     if len(data.encode()) > CALLBACK_LIMIT:
+        carried = " (with the member's id: only they may press it)" if member is not None else ""
         raise RenderError(
-            f"button data {data!r} is longer than Telegram's {CALLBACK_LIMIT} bytes; "
+            f"button data {data!r}{carried} is longer than Telegram's {CALLBACK_LIMIT} bytes; "
             "shorten the SOP id or the step id"
         )
     return data
 
 
-def parse_button(data: str) -> tuple[str, str] | None:
-    """(sop id, step id) of a flow button's callback data, or None for other buttons."""
+def parse_button(data: str) -> FlowButton | None:
+    """What a flow button's callback data says, or None for other buttons."""
     if not data.startswith(BUTTON_PREFIX):
         return None
-    sop_id, _, step_id = data[len(BUTTON_PREFIX) :].partition(":")
-    return (sop_id, step_id) if sop_id and step_id else None
+    sop_id, _, rest = data[len(BUTTON_PREFIX) :].partition(":")
+    step_id, _, member = rest.partition(":")
+    if not sop_id or not step_id or (member and not member.isdigit()):
+        return None
+    return FlowButton(sop_id, step_id, int(member) if member else None)
 
 
 class TextCatalogue:
@@ -117,8 +134,10 @@ def compose(
     language: str | None,
     context: Mapping[str, Any],
     content_dir: Path,
+    member: int | None = None,
 ) -> Rendered:
-    """Render a send step for one message; RenderError when it cannot be."""
+    """Render a send step for one message (to `member`'s run: its `only: member` buttons
+    carry their id); RenderError when it cannot be."""
     variant = pick_variant(send.variants, sop_id, who) if send.variants else None
     key = variant.template if variant is not None else send.template
     assert key is not None
@@ -136,7 +155,10 @@ def compose(
                     data = button.data
                     if data is None:
                         assert button.next is not None
-                        data = button_data(sop_id, button.next)
+                        only = member if button.only == "member" else None
+                        if button.only == "member" and member is None:
+                            raise RenderError("an 'only: member' button needs the run's member")
+                        data = button_data(sop_id, button.next, only)
                     buttons.append(InlineKeyboardButton(text=label, callback_data=data))
             rows.append(buttons)
         markup = InlineKeyboardMarkup(inline_keyboard=rows)

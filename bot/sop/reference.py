@@ -113,6 +113,8 @@ def sections() -> list[tuple[str, list[Entry]]]:
         Entry("CatchUp", "catch_up", "catch-up", fmt.CatchUp, fmt.CatchUp),
         Entry("ReferralRule", "referral", "referral", fmt.ReferralRule, fmt.ReferralRule),
         Entry("JoinRequests", "join_requests", "join-requests", fmt.JoinRequests, fmt.JoinRequests),
+        Entry("ModerationRule", "moderation", "moderation", fmt.ModerationRule, fmt.ModerationRule),
+        Entry("Warnings", "warnings", "warnings", fmt.Warnings, fmt.Warnings),
     ]
     triggers = [Entry("TriggerBase", "", "trigger-keys", TriggerBase, fmt.Trigger)]
     for model in _members(fmt.Trigger):
@@ -136,6 +138,7 @@ def sections() -> list[tuple[str, list[Entry]]]:
         for model in (
             fmt.Button,
             fmt.Variant,
+            fmt.MessageChecks,
             fmt.TagMatch,
             fmt.MessageCount,
             fmt.DurationRange,

@@ -455,6 +455,27 @@ class RunStore:
             count, last = (await conn.execute(query)).one()
         return int(count), last
 
+    async def sent_by(self, run_ids: Collection[int], step: str) -> dict[int, tuple[int, int]]:
+        """(chat, message id) of the message each of these runs sent at the step labelled
+        `step`, the last one when it sent several (a step gone through twice); runs whose
+        step sent nothing are left out."""
+        found: dict[int, tuple[int, int]] = {}
+        ids = sorted(run_ids)
+        async with self.engine.connect() as conn:
+            for start in range(0, len(ids), CHUNK):
+                rows = await conn.execute(
+                    select(SOP_STEPS.c.run_id, SOP_STEPS.c.chat_id, SOP_STEPS.c.message_id)
+                    .where(
+                        SOP_STEPS.c.run_id.in_(ids[start : start + CHUNK]),
+                        SOP_STEPS.c.step == step,
+                        SOP_STEPS.c.message_id.is_not(None),
+                    )
+                    .order_by(SOP_STEPS.c.seq)
+                )
+                for run_id, chat_id, message_id in rows:
+                    found[run_id] = (chat_id, message_id)
+        return found
+
     async def steps(self, run_id: int) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(

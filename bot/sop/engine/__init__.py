@@ -15,6 +15,8 @@ The parts, each given what it needs by `Engine`:
 
     _engine     Engine: assembles the parts; life cycle; what the rest of the bot calls
     _triggers   the SOPs by trigger; joins, leaves, messages, buttons, events, the calendar
+    _joins      joins greeted together, after the joiner's join check when there is one
+    _floods     each member's latest messages, for `flood` triggers
     _starting   starting runs as the SOP's mode says; cancelling runs
     _cooldowns  triggers' cooldowns: the last start per member or group, refused starts
     _timer      due runs taken on time, in bulk; catch-up after the bot was down
@@ -28,6 +30,7 @@ The parts, each given what it needs by `Engine`:
 
 from bot.sop.engine._cooldowns import Cooldowns, Refusal, next_start
 from bot.sop.engine._engine import Engine
+from bot.sop.engine._joins import JOIN_GATHER
 from bot.sop.engine._starting import MEMBERS_IN_QUERY
 from bot.sop.engine._timer import (
     CATCH_UP_AFTER,
@@ -38,9 +41,9 @@ from bot.sop.engine._timer import (
     Notify,
 )
 from bot.sop.engine._triggers import (
-    JOIN_GATHER,
     PRESS_MEMORY,
     PRESS_PATIENCE,
+    Judgement,
     TriggerIndex,
     silent_trigger,
 )
@@ -60,6 +63,7 @@ __all__ = [
     "CatchUpReport",
     "Cooldowns",
     "Engine",
+    "Judgement",
     "Notify",
     "Outbox",
     "Refusal",

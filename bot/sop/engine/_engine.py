@@ -32,7 +32,7 @@ from bot.sop.engine._shared import Shared
 from bot.sop.engine._starting import Starting
 from bot.sop.engine._stepping import Stepping
 from bot.sop.engine._timer import Notify, Timer
-from bot.sop.engine._triggers import TriggerIndex, Triggers
+from bot.sop.engine._triggers import Judgement, TriggerIndex, Triggers
 from bot.sop.facts import Facts
 from bot.sop.format import ModerationRule, ReferralRule
 from bot.sop.library import Library, LoadReport, Procedure
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from bot.admins import Admins
     from bot.deletions import Deletions
     from bot.lottery.service import Lotteries
+    from bot.moderation.protocol import Moderator
     from bot.push.lives import Lives
     from bot.stats.review import Reviews
 
@@ -70,6 +71,7 @@ class Engine:
         deletions: Deletions,
         admins: Admins,
         reviews: Reviews,
+        moderation: Moderator,
         notify: Notify,
         default_timezone: ZoneInfo,
         default_language: str,
@@ -100,7 +102,9 @@ class Engine:
             deletions=deletions,
             admins=admins,
             reviews=reviews,
+            moderation=moderation,
             failures=self.failures,
+            gate_ended=self._gate_ended,
             default_language=default_language,
         )
         self._timer = Timer(shared, stepping=self._stepping, notify=notify)
@@ -231,6 +235,10 @@ class Engine:
         firsts = {(run.sop_id, run.chat_id, run.user_id): run for run in reversed(queued)}
         await self._stepping.promote(list(firsts.values()))
 
+    async def _gate_ended(self, runs: list[Run]) -> None:
+        """Join checks ended: start the group's other `member_joined` SOPs for their members."""
+        await self._triggers.gate_ended(runs)
+
     async def _start_for_step(
         self, procedure: Procedure, run: Run, variables: dict[str, Any], now: datetime
     ) -> None:
@@ -263,11 +271,22 @@ class Engine:
         return self._triggers.watches_messages(chat_id, user_id)
 
     async def message(
-        self, chat_id: int, user_id: int, message_id: int, text: str | None, bot_username: str
+        self,
+        chat_id: int,
+        user_id: int,
+        message_id: int,
+        text: str | None,
+        bot_username: str,
+        *,
+        judgement: Judgement | None = None,
     ) -> None:
-        """A member wrote in a group: resume waits for it, start message and command SOPs
-        (handed over to be written with the next batch of starts, not waited for)."""
-        await self._triggers.message(chat_id, user_id, message_id, text, bot_username)
+        """A member wrote in a group: resume waits for it, count it toward a flood, start
+        message, flood and command SOPs (handed over to be written with the next batch of
+        starts, not waited for). `judgement`: what the first-message checks found in it, when
+        it is a newcomer's checked message (for `message` triggers with `checks`)."""
+        await self._triggers.message(
+            chat_id, user_id, message_id, text, bot_username, judgement=judgement
+        )
 
     async def starts_written(self) -> None:
         """Wait until every run a trigger asked for so far is written (and set going)."""

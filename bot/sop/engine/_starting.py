@@ -26,7 +26,7 @@ from typing import Any
 from loguru import logger
 
 from bot.db import RunStatus
-from bot.sop.conditions import holds, needs, windows
+from bot.sop.conditions import holds, needs
 from bot.sop.engine._cooldowns import Cooldowns
 from bot.sop.engine._shared import Shared
 from bot.sop.engine._stepping import Stepping
@@ -304,7 +304,7 @@ class Starting:
         reads = needs(conditions)
         members = [user for start in checked for user in start.users if user is not None]
         facts = (
-            await self._shared.facts.members(chat_id, members, checked[0].now, windows(conditions))
+            await self._stepping.member_facts(chat_id, members, checked[0].now, conditions)
             if reads.members
             else {}
         )

@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from bot.admins import Admins
     from bot.deletions import Deletions
     from bot.lottery.service import Lotteries
+    from bot.moderation.protocol import Moderator
     from bot.push.lives import Lives
+    from bot.sop.facts import MemberFacts
+    from bot.sop.format import Condition
     from bot.stats.review import Reviews
 
 
@@ -58,7 +61,9 @@ class Stepping:
         deletions: Deletions,
         admins: Admins,
         reviews: Reviews,
+        moderation: Moderator,
         failures: FailureNotices,
+        gate_ended: Callable[[list[Run]], Awaitable[None]],
         default_language: str,
     ) -> None:
         self._shared = shared
@@ -77,6 +82,7 @@ class Stepping:
         self.deletions = deletions  # told when a message to delete later was stored
         self.admins = admins  # the group's admins, for `send` steps `to: admins`
         self.reviews = reviews  # the weekly figures of `review` steps
+        self.moderation = moderation  # the actions of moderation steps; who is approved
         self.default_language = default_language
         # What steps know of groups, and the variables of their texts: the context's.
         self.language = shared.context.language
@@ -87,6 +93,7 @@ class Stepping:
         self._listens = listens  # whether anything waits for or starts on an event
         self._start = start
         self._failures = failures  # the owners hear of failed runs
+        self._gate_ended = gate_ended  # starts what waited for a join check (`promote`)
         self._promoting = asyncio.Lock()  # see `promote`
 
     @property
@@ -239,13 +246,40 @@ class Stepping:
         return [run for run in runs if run.status is RunStatus.RUNNING]
 
     async def promote(self, ended: list[Run]) -> None:
-        """Mode `queued`: start the oldest queued run of each key whose run ended (or that
-        was just queued: the run it queued behind may have ended while it was written).
+        """Start what waited for these runs to end. Mode `queued`: the oldest queued run of
+        each key whose run ended (or that was just queued: the run it queued behind may have
+        ended while it was written). A join check (`join_gate`) that ended: the group's other
+        `member_joined` SOPs for its member, in the background.
 
         One promotion at a time: of a run that ended and one queued behind it at that moment,
         whichever looks second sees the other's work, and the queued run starts once."""
         async with self._promoting:
             await self._promote(ended)
+        gates = [run for run in ended if run.status.is_over and self._is_gate(run)]
+        if gates:
+            self.spawn(self._gate_ended(gates))
+
+    def _is_gate(self, run: Run) -> bool:
+        procedure = self.library.get(run.sop_id)
+        return procedure is not None and procedure.sop.join_gate
+
+    async def member_facts(
+        self,
+        chat_id: int,
+        users: list[int],
+        now: datetime,
+        conditions: list[Condition],
+    ) -> dict[int, MemberFacts]:
+        """What these conditions need to know of these members: their facts, with the
+        message counts they ask for and whether moderation approved them."""
+        from bot.sop.conditions import needs, windows
+
+        facts = await self.facts.members(chat_id, users, now, windows(conditions))
+        if facts and needs(conditions).approved:
+            approved = await self.moderation.approved_among(chat_id, list(facts))
+            for user_id, fact in facts.items():
+                fact.approved = user_id in approved
+        return facts
 
     async def _promote(self, ended: list[Run]) -> None:
         now = self.clock.now()

@@ -1,10 +1,8 @@
 """What starts runs and ends waits: the loaded SOPs indexed by trigger, and the things that happen
 in groups (joins, leaves, messages, button presses, events, the calendar, `/sop_run`).
 
-Joins are greeted leading edge and trailing edge per SOP and group: the first joiner of a quiet
-group after `JOIN_GATHER`, joiners while the `batch_window` after a greeting is open together
-when it closes. Runs started together are one batch, and share a message for each send step
-until their first wait.
+Joins, the join check first, are started in `_joins`. A member's messages are counted toward
+floods (`_floods`) on their way.
 """
 
 from __future__ import annotations
@@ -13,14 +11,16 @@ import asyncio
 import contextlib
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 
 from bot.db import LIVE, RunStatus
+from bot.sop.engine._floods import Burst, Bursts, FloodLimits
+from bot.sop.engine._joins import Joins
 from bot.sop.engine._shared import Shared
 from bot.sop.engine._starting import Starting
 from bot.sop.engine._stepping import Stepping
@@ -29,8 +29,10 @@ from bot.sop.format import (
     ButtonTrigger,
     CommandTrigger,
     EventTrigger,
+    FloodTrigger,
     MemberJoinedTrigger,
     MemberLeftTrigger,
+    MessageChecks,
     MessageTrigger,
     ScheduleTrigger,
     SilentTrigger,
@@ -38,26 +40,21 @@ from bot.sop.format import (
 from bot.sop.library import Library, Procedure
 from bot.sop.messages import parse_button
 from bot.sop.runs import Run, RunMoved
-from bot.sop.steps import MAX_CHAIN, goto
+from bot.sop.steps import CHECKS, MAX_CHAIN, goto
 
 PRESS_MEMORY = 60.0  # seconds a flow-button press is remembered, so a double tap counts once
 PRESS_PATIENCE = 5.0  # seconds a press waits for its run to finish the step in hand
-JOIN_GATHER = timedelta(seconds=1.3)  # a quiet group's first joiner waits this for company
-GREETING_CLOSING = timedelta(milliseconds=300)  # joins this close to a greeting wait for the next
 
 
-@dataclass(frozen=True)
-class _Greeting:
-    """The next greeting of joiners in a group: its batch, when it goes, when the window after
-    it closes (joins before then wait for the greeting after it)."""
+class Judgement(Protocol):
+    """What the first-message checks found in a newcomer's message (`bot.moderation.checks`):
+    whether it is judged spam, and the names of the checks that fired."""
 
-    batch: str
-    greets_at: datetime
-    window_closes: datetime
+    @property
+    def spam(self) -> bool: ...
 
-    @classmethod
-    def at(cls, sop_id: str, chat_id: int, moment: datetime, window: timedelta) -> _Greeting:
-        return cls(f"{sop_id}:{chat_id}:{moment.timestamp():.6f}", moment, moment + window)
+    @property
+    def fired(self) -> Sequence[str]: ...
 
 
 @dataclass
@@ -70,13 +67,17 @@ class TriggerIndex:
     commands: dict[str, list[tuple[Procedure, CommandTrigger]]] = field(default_factory=dict)
     buttons: dict[str, list[tuple[Procedure, ButtonTrigger]]] = field(default_factory=dict)
     events: dict[str, list[tuple[Procedure, EventTrigger]]] = field(default_factory=dict)
+    # With the trigger's place among its SOP's triggers: which of them fired, per burst.
+    floods: list[tuple[Procedure, FloodTrigger, int]] = field(default_factory=list)
 
     @classmethod
     def of(cls, library: Library) -> TriggerIndex:
         triggers = cls()
         for procedure in library:
-            for trigger in procedure.sop.triggers:
-                if isinstance(trigger, MemberJoinedTrigger):
+            for place, trigger in enumerate(procedure.sop.triggers):
+                if isinstance(trigger, FloodTrigger):
+                    triggers.floods.append((procedure, trigger, place))
+                elif isinstance(trigger, MemberJoinedTrigger):
                     triggers.joined.append((procedure, trigger))
                 elif isinstance(trigger, MemberLeftTrigger):
                     triggers.left.append((procedure, trigger))
@@ -96,8 +97,16 @@ def silent_trigger(procedure: Procedure) -> SilentTrigger | None:
     return next((t for t in procedure.sop.triggers if isinstance(t, SilentTrigger)), None)
 
 
-def matches(trigger: MessageTrigger, text: str) -> bool:
-    """Whether a message's text starts a `message` trigger."""
+def matches(trigger: MessageTrigger, text: str | None, judgement: Judgement | None = None) -> bool:
+    """Whether a message starts a `message` trigger: its checks found what the trigger asks
+    (when it asks), and its text has a keyword or matches the regex (when it gives them)."""
+    if trigger.checks is not None:
+        if judgement is None or not judged(trigger.checks, judgement):
+            return False
+        if not trigger.keywords and trigger.regex is None:
+            return True
+    if not text:
+        return False
     if trigger.keywords:
         haystack = text if trigger.case_sensitive else text.casefold()
         for keyword in trigger.keywords:
@@ -106,6 +115,14 @@ def matches(trigger: MessageTrigger, text: str) -> bool:
     if trigger.regex is not None:
         return _pattern(trigger.regex, trigger.case_sensitive).search(text) is not None
     return False
+
+
+def judged(checks: MessageChecks, judgement: Judgement) -> bool:
+    """The checks found what a trigger's `checks` ask: spam (or not), or one of the named
+    checks fired."""
+    if checks.spam is not None:
+        return judgement.spam == checks.spam
+    return any(name in judgement.fired for name in checks.fired or ())
 
 
 @functools.lru_cache(maxsize=256)
@@ -124,50 +141,36 @@ class Triggers:
         starting: Starting,
         unhold: Callable[[Iterable[int]], None],
     ) -> None:
-        self.index = TriggerIndex()
+        self._index = TriggerIndex()
+        self._bursts = Bursts()  # members' latest messages, for `flood` triggers
         self._shared = shared
         self._stepping = stepping
         self._start = starting.start
         self._cancel = starting.cancel
         self._unhold = unhold  # the timer lets go of runs it read ahead
-        self._batches: dict[tuple[str, int], _Greeting] = {}  # per SOP and group: the next
+        self._joins = Joins(shared, starting=starting, joined=lambda: self._index.joined)
         self._presses: dict[tuple[int, int, int, str], float] = {}
+
+    @property
+    def index(self) -> TriggerIndex:
+        """The loaded SOPs by what starts them."""
+        return self._index
+
+    @index.setter
+    def index(self, index: TriggerIndex) -> None:
+        self._index = index
+        self._bursts.arm(FloodLimits.of(trigger for _, trigger, _ in index.floods))
 
     # -- members ------------------------------------------------------------------------------
 
     async def member_joined(self, chat_id: int, user_id: int) -> None:
-        """Start `member_joined` SOPs for a counted join.
+        """Start the join checks for a counted join; the other `member_joined` SOPs now, or
+        when the check ends (`gate_ended`)."""
+        await self._joins.member_joined(chat_id, user_id)
 
-        With a `batch_window`, greetings are throttled per SOP and group, leading edge and
-        trailing edge: the first joiner of a quiet group is greeted after `JOIN_GATHER` (joins
-        in that moment share the message); joiners who come while the window after a greeting
-        is open are greeted together when it closes. So a burst of joins gets one message per
-        window, and nobody waits for a window when the group was quiet.
-        """
-        now = self._shared.clock.now()
-        for procedure, trigger in self.index.joined:
-            window = trigger.batch_window
-            batch = wake_at = None  # without a window: each joiner starts at once, alone
-            if window is not None:
-                greeting = self._batches.get((procedure.id, chat_id))
-                if greeting is None or greeting.window_closes <= now:  # a quiet group: greet soon
-                    greeting = _Greeting.at(procedure.id, chat_id, now + JOIN_GATHER, window)
-                elif greeting.greets_at - GREETING_CLOSING <= now:  # greeted (or about to be):
-                    # the next greeting closes the window; a run made in the moment of the
-                    # greeting could miss it and get a message of its own
-                    greeting = _Greeting.at(procedure.id, chat_id, greeting.window_closes, window)
-                self._batches[procedure.id, chat_id] = greeting
-                batch, wake_at = greeting.batch, greeting.greets_at
-            await self._start(
-                procedure,
-                chat_id,
-                [user_id],
-                trigger="member_joined",
-                now=now,
-                batch=batch,
-                wake_at=wake_at,
-                cooldown=trigger.cooldown,
-            )
+    async def gate_ended(self, runs: list[Run]) -> None:
+        """Join checks ended: the other `member_joined` SOPs start for their members."""
+        await self._joins.gate_ended(runs)
 
     async def member_left(self, chat_id: int, user_id: int) -> None:
         """Start `member_left` SOPs; end the member's other runs in that group."""
@@ -196,22 +199,37 @@ class Triggers:
         return bool(
             index.messages
             or index.commands
+            or index.floods
             or (chat_id, user_id, "member.message") in self._shared.waits
         )
 
     async def message(
-        self, chat_id: int, user_id: int, message_id: int, text: str | None, bot_username: str
+        self,
+        chat_id: int,
+        user_id: int,
+        message_id: int,
+        text: str | None,
+        bot_username: str,
+        *,
+        judgement: Judgement | None = None,
     ) -> None:
-        """A member wrote in a group: resume waits for it, start message and command SOPs.
+        """A member wrote in a group: resume waits for it, count it toward a flood, start
+        message, flood and command SOPs.
 
-        This is every group message's way (a shipped SOP has a keyword trigger): what most
-        messages come to, nothing, costs a lookup and a match here."""
+        This is every group message's way (a shipped SOP has a keyword trigger, another a
+        flood trigger): what most messages come to, nothing, costs a few lookups and a match
+        here."""
         if (chat_id, user_id, "member.message") in self._shared.waits:
             await self._resume_waits(chat_id, user_id, "member.message", self._shared.clock.now())
-        if not text:
+        if self._bursts.armed:
+            now = self._shared.clock.now()
+            burst = self._bursts.note(chat_id, user_id, now.timestamp())
+            if burst is not None:
+                await self._flood(chat_id, user_id, message_id, burst, now)
+        if not text and judgement is None:
             return
         commands = self.index.commands
-        if text[0] == "/" and commands:
+        if text and text[0] == "/" and commands:
             name, _, addressee = text[1:].split(maxsplit=1)[0].partition("@")
             if not addressee or addressee.lower() == bot_username.lower():
                 for procedure, command in commands.get(name.lower(), []):
@@ -227,20 +245,60 @@ class Triggers:
                     )
             return
         for procedure, trigger in self.index.messages:
-            if matches(trigger, text):
+            if matches(trigger, text, judgement):
+                variables: dict[str, Any] = {"trigger": {"message_id": message_id}}
+                if trigger.checks is not None and judgement is not None:
+                    variables[CHECKS] = list(judgement.fired)  # for the moderation log
                 await self._start(
                     procedure,
                     chat_id,
                     [user_id],
                     trigger="message",
                     now=self._shared.clock.now(),
-                    variables={"trigger": {"message_id": message_id}},
+                    variables=variables,
                     cooldown=trigger.cooldown,
                     wait=False,
                 )
 
+    async def _flood(
+        self, chat_id: int, user_id: int, message_id: int, burst: Burst, now: datetime
+    ) -> None:
+        """A member's burst may have reached flood triggers: start each one reached, once per
+        burst, where its SOP runs, unless the member is an admin (asked only now)."""
+        admin: bool | None = None
+        at = now.timestamp()
+        for procedure, trigger, place in self.index.floods:
+            key = (procedure.id, place)
+            if not burst.reached(trigger, key, at):
+                continue
+            burst.fire(key)  # an admin's burst too: not asked again until the next one
+            if not self._shared.context.runs_in(procedure, chat_id):
+                continue
+            if admin is None:
+                admin = await self._stepping.admins.is_admin(chat_id, user_id)
+            if admin:
+                continue
+            await self._start(
+                procedure,
+                chat_id,
+                [user_id],
+                trigger="flood",
+                now=now,
+                variables={"trigger": {"message_id": message_id}},
+                cooldown=trigger.cooldown,
+                wait=False,
+            )
+
     async def button(self, chat_id: int, user_id: int, message_id: int, data: str) -> str | None:
-        """A member pressed a button; returns a text key to answer with, or None."""
+        """A member pressed a button; returns a text key to answer with, or None.
+
+        A flow button for one member only (`only: member`), pressed by anyone else, changes
+        nothing: they are told it is not for them. It continues the member's run in progress
+        and nothing else: pressed after that run ended, it starts none (a join check's prompt
+        left behind must not lift a restriction put on the member since)."""
+        target = parse_button(data)
+        if target is not None and target.member is not None and target.member != user_id:
+            return "sop.not_for_you"
         now = self._shared.clock.now()
         await self._resume_waits(chat_id, user_id, f"button.{data}", now)
         for procedure, trigger in self.index.buttons.get(data, []):
@@ -252,7 +310,6 @@ class Triggers:
                 now=now,
                 cooldown=trigger.cooldown,
             )
-        target = parse_button(data)
         if target is None:
             return None
         key = (chat_id, message_id, user_id, data)
@@ -261,7 +318,7 @@ class Triggers:
         if key in self._presses:
             return "sop.pressed_already"
         self._presses[key] = tick
-        sop_id, step_id = target
+        sop_id, step_id = target.sop, target.step
         flow = self._shared.library.get(sop_id)
         if flow is None or step_id not in flow.path_of:
             return "sop.button_gone"
@@ -281,6 +338,8 @@ class Triggers:
                 return None
             if run.status in LIVE:
                 return "sop.busy"
+        if target.member is not None:  # it continues the member's run, which has ended
+            return "sop.button_gone"
         await self._start(
             flow, chat_id, [user_id], trigger="button", now=now, position=path, force=True
         )
@@ -404,9 +463,15 @@ class Triggers:
         )
 
     async def stop_runs(self, sop_id: str, chat_id: int, reason: str) -> None:
-        """End every run of an SOP in a group (it was switched off there)."""
+        """End every run of an SOP in a group (it was switched off there); a join check's
+        members waiting for it go on to the welcome."""
         pending = await self._shared.runs.pending(sop_id, chat_id, None, any_member=True)
         await self._cancel(pending, self._shared.clock.now(), reason)
+        procedure = self._shared.library.get(sop_id)
+        if procedure is not None and procedure.sop.join_gate:
+            await self._joins.gate_ended(
+                [run for run in pending if run.status is RunStatus.CANCELLED]
+            )
 
     # -- ending waits -------------------------------------------------------------------------
 

@@ -28,7 +28,10 @@ from ._common import (
 
 class Button(Strict):
     """An inline button: `text` is a text key. It continues this flow at step `next`, opens
-    `url`, or sends `data`, which `button` triggers of any SOP start on (e.g. `checkin`)."""
+    `url`, or sends `data`, which `button` triggers of any SOP start on (e.g. `checkin`).
+
+    `only: member`: a flow button only the run's member may press (anyone else is told it is
+    not for them, and nothing happens); it continues that run only, never starting a new one."""
 
     text: TextKey
     next: Identifier | None = None
@@ -36,10 +39,13 @@ class Button(Strict):
     data: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")] | None = (
         None
     )
+    only: Literal["member"] | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> Button:
         _exactly_one(self, "next", "url", "data")
+        if self.only is not None and self.next is None:
+            raise ValueError("'only' goes with 'next': only a flow button knows its member")
         if self.url is not None and not self.url.startswith(("https://", "http://", "tg://")):
             raise ValueError(f"'url' must start with https:// or tg://, not {self.url!r}")
         return self
@@ -84,6 +90,8 @@ class SendAction(Strict):
             raise ValueError("'combine' is for plain group texts: no buttons, photo or pin")
         if self.to == "admins" and (self.reply or self.pin or self.delete_after is not None):
             raise ValueError("'to: admins' goes privately: no 'reply', 'pin' or 'delete_after'")
+        if self.to != "group" and any(b.only for row in self.buttons for b in row):
+            raise ValueError("'only: member' buttons are for messages to the group")
         ids = [variant.id for variant in self.variants or []]
         duplicates = sorted({variant for variant in ids if ids.count(variant) > 1})
         if duplicates:

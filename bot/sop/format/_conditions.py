@@ -67,7 +67,9 @@ CONDITION_TYPES = ("member", "group", "time", "template")
 
 
 class MemberCondition(Strict):
-    """The member's tenure, activity, tags, points or tier."""
+    """The member's tenure, activity, tags, points or tier, or whether moderation approved them
+    (`approved`: they passed their first messages' checks, were approved or added by an admin,
+    are an admin, or were in the group before moderation began)."""
 
     type: Literal["member"]
     tenure: DurationRange | None = None
@@ -75,10 +77,11 @@ class MemberCondition(Strict):
     tags: TagMatch | None = None
     points: IntRange | None = None
     tier: list[Tier] | None = Field(default=None, min_length=1)
+    approved: bool | None = None
 
     @model_validator(mode="after")
     def _something(self) -> MemberCondition:
-        _at_least_one(self, "tenure", "messages", "tags", "points", "tier")
+        _at_least_one(self, "tenure", "messages", "tags", "points", "tier", "approved")
         return self
 
 

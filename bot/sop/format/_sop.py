@@ -10,7 +10,15 @@ import json
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ._common import (
     Duration,
@@ -23,10 +31,10 @@ from ._common import (
     _at_least_one,
 )
 from ._conditions import Condition
-from ._moderation import ModerationRule
+from ._moderation_rule import ModerationRule
 from ._referral import ReferralRule
 from ._steps import Step
-from ._triggers import Trigger
+from ._triggers import MemberJoinedTrigger, Trigger
 
 
 class GroupSelector(Strict):
@@ -86,6 +94,28 @@ class Sop(Strict):
     # The SOP's own texts per language; also `<id>.texts.yaml` beside the file. Looked up before
     # the bot's catalogue (content/texts); a text in one language only serves every group.
     texts: dict[Literal["zh", "en"], TextTree] = {}
+    # A check every joiner passes first (the join check): while this SOP's run for a joiner is
+    # live, the group's other `member_joined` SOPs wait, and start once it ended, unless the
+    # member is no longer in the group (or this run removed them).
+    join_gate: bool = False
+
+    @field_validator("join_gate")
+    @classmethod
+    def _gate(cls, join_gate: bool, info: ValidationInfo) -> bool:
+        triggers = info.data.get("triggers")
+        if not join_gate or triggers is None:  # triggers that failed are reported already
+            return join_gate
+        joins = [t for t in triggers if isinstance(t, MemberJoinedTrigger)]
+        if not joins:
+            raise ValueError("a join_gate SOP needs a member_joined trigger: it checks joiners")
+        if any(trigger.batch_window is not None for trigger in joins):
+            raise ValueError(
+                "a join_gate SOP checks each joiner alone: give its member_joined trigger "
+                "batch_window: null"
+            )
+        if info.data.get("concurrency_key") != "member":
+            raise ValueError("a join_gate SOP runs per member: concurrency_key must be member")
+        return join_gate
 
 
 def json_schema_text() -> str:

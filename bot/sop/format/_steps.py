@@ -27,6 +27,15 @@ from ._engagement import (
     LotteryAction,
     ReviewAction,
 )
+from ._moderation import (
+    BanAction,
+    DeleteAction,
+    KickAction,
+    MuteAction,
+    RestrictAction,
+    UnrestrictAction,
+    WarnAction,
+)
 
 
 # `if` is the one action made of steps, so its model is here, with `Step`.
@@ -122,6 +131,46 @@ class StopStep(StepBase):
         return {} if value is None else value
 
 
+def _bare(value: object) -> object:
+    """`kick:` with nothing after it is `kick: {}` (an action whose keys are all optional)."""
+    return {} if value is None else value
+
+
+class RestrictStep(StepBase):
+    action: ClassVar[str] = "restrict"
+    restrict: Annotated[RestrictAction, BeforeValidator(_bare)]
+
+
+class UnrestrictStep(StepBase):
+    action: ClassVar[str] = "unrestrict"
+    unrestrict: Annotated[UnrestrictAction, BeforeValidator(_bare)]
+
+
+class MuteStep(StepBase):
+    action: ClassVar[str] = "mute"
+    mute: MuteAction
+
+
+class KickStep(StepBase):
+    action: ClassVar[str] = "kick"
+    kick: Annotated[KickAction, BeforeValidator(_bare)]
+
+
+class BanStep(StepBase):
+    action: ClassVar[str] = "ban"
+    ban: Annotated[BanAction, BeforeValidator(_bare)]
+
+
+class DeleteStep(StepBase):
+    action: ClassVar[str] = "delete"
+    delete: Annotated[DeleteAction, BeforeValidator(_bare)]
+
+
+class WarnStep(StepBase):
+    action: ClassVar[str] = "warn"
+    warn: Annotated[WarnAction, BeforeValidator(_bare)]
+
+
 ACTIONS = (
     "send",
     "wait",
@@ -137,6 +186,13 @@ ACTIONS = (
     "emit",
     "start",
     "stop",
+    "restrict",
+    "unrestrict",
+    "mute",
+    "kick",
+    "ban",
+    "delete",
+    "warn",
 )
 COMMON_STEP_KEYS = ("id", "enabled", "continue_on_error")
 
@@ -184,7 +240,14 @@ Step = Annotated[
     | Annotated[LiveStep, Tag("live")]
     | Annotated[EmitStep, Tag("emit")]
     | Annotated[StartStep, Tag("start")]
-    | Annotated[StopStep, Tag("stop")],
+    | Annotated[StopStep, Tag("stop")]
+    | Annotated[RestrictStep, Tag("restrict")]
+    | Annotated[UnrestrictStep, Tag("unrestrict")]
+    | Annotated[MuteStep, Tag("mute")]
+    | Annotated[KickStep, Tag("kick")]
+    | Annotated[BanStep, Tag("ban")]
+    | Annotated[DeleteStep, Tag("delete")]
+    | Annotated[WarnStep, Tag("warn")],
     Discriminator(_action_of),
     BeforeValidator(_one_action),
 ]

@@ -23,6 +23,7 @@ from ._common import (
     _exactly_one,
     _typed,
 )
+from ._moderation import MessageChecks
 
 
 class TriggerBase(Strict):
@@ -58,16 +59,44 @@ class MemberLeftTrigger(TriggerBase):
 
 
 class MessageTrigger(TriggerBase):
-    """A group message contains one of `keywords` or matches `regex`."""
+    """A group message contains one of `keywords` or matches `regex`.
+
+    With `checks`, only a newcomer's message that the first-message checks judged so starts it
+    (and `keywords` or `regex`, when given, must match too); the checks look at the first
+    messages of members not yet approved."""
 
     type: Literal["message"]
     keywords: list[NonEmptyText] = []
     regex: str | None = None
     case_sensitive: bool = False
+    checks: MessageChecks | None = None
 
     @model_validator(mode="after")
     def _pattern(self) -> MessageTrigger:
-        _at_least_one(self, "keywords", "regex")
+        if self.checks is None:
+            _at_least_one(self, "keywords", "regex")
+        return self
+
+
+# A burst longer than this is no flood but a busy member; the engine keeps each member's last
+# messages for at most this long.
+FLOOD_LONGEST = timedelta(minutes=10)
+
+
+class FloodTrigger(TriggerBase):
+    """A member sent `messages` messages within `within` (an admin's never count).
+
+    It fires once per burst: after it fired, the member's next `messages` messages count anew.
+    """
+
+    type: Literal["flood"]
+    messages: int = Field(ge=2, le=100)
+    within: Duration
+
+    @model_validator(mode="after")
+    def _short(self) -> FloodTrigger:
+        if self.within > FLOOD_LONGEST:
+            raise ValueError("'within' must be at most 10m: a longer burst is a busy member")
         return self
 
 
@@ -127,6 +156,7 @@ TRIGGER_TYPES = (
     "schedule",
     "event",
     "silent",
+    "flood",
 )
 
 Trigger = Annotated[
@@ -137,7 +167,8 @@ Trigger = Annotated[
     | ButtonTrigger
     | ScheduleTrigger
     | EventTrigger
-    | SilentTrigger,
+    | SilentTrigger
+    | FloodTrigger,
     Discriminator("type"),
     _typed(TRIGGER_TYPES, "trigger"),
 ]

@@ -25,7 +25,7 @@ from bot.sop import format as fmt
 from bot.sop.engine import JOIN_GATHER
 from bot.sop.format import format_duration
 from bot.sop.library import Procedure
-from bot.sop.messages import RenderError, button_data
+from bot.sop.messages import RenderError
 from bot.sop.simulate._script import Press, Script, SimulationError, Write
 from bot.sop.simulate._telegram import unreachable_bot
 from bot.sop.simulate._timeline import (
@@ -52,10 +52,32 @@ STUCK = 1000  # rounds at one moment without the clock moving before the simulat
 Work = Callable[[], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class _Judged:
+    """What the first-message checks found in a simulated newcomer's message (`Judgement`)."""
+
+    spam: bool
+    fired: list[str]
+
+    @classmethod
+    def for_(cls, checks: fmt.MessageChecks) -> _Judged:
+        """A judgement that a trigger's `checks` accept."""
+        if checks.fired:
+            return cls(True, [checks.fired[0]])
+        spam = bool(checks.spam)
+        return cls(spam, ["links"] if spam else [])
+
+    def said(self) -> str:
+        fired = f" ({', '.join(self.fired)} fired)" if self.fired else ""
+        return f"the checks judge it {'spam' if self.spam else 'not spam'}{fired}"
+
+
 def _message_for(trigger: fmt.MessageTrigger) -> str:
     """A message that starts a `message` flow: its first keyword, or a guess at its regex."""
     if trigger.keywords:
         return trigger.keywords[0]
+    if trigger.regex is None:
+        return WRITE_TEXT  # only its checks decide
     regex = trigger.regex or ""
     guess = re.sub(r"\\d", "1", re.sub(r"\\[bBAZ]|[\^$]|.[?*]", "", regex)).replace("\\", "")
     if re.search(regex, guess, 0 if trigger.case_sensitive else re.IGNORECASE):
@@ -197,6 +219,7 @@ class _Simulation:
         triggers.joined[:] = [item for item in triggers.joined if item[0].id == sop.id]
         triggers.left[:] = [item for item in triggers.left if item[0].id == sop.id]
         triggers.messages[:] = [item for item in triggers.messages if item[0].id == sop.id]
+        triggers.floods[:] = [item for item in triggers.floods if item[0].id == sop.id]
         for key, commands in triggers.commands.items():
             triggers.commands[key] = [item for item in commands if item[0].id == sop.id]
         for key, buttons in triggers.buttons.items():
@@ -298,9 +321,19 @@ class _Simulation:
             await engine.member_left(chat_id, user.id)
         elif isinstance(trigger, fmt.MessageTrigger):
             text = self.script.text or _message_for(trigger)
-            matching = f" (matches /{trigger.regex}/)" if not trigger.keywords else ""
+            matching = (
+                f" (matches /{trigger.regex}/)" if trigger.regex and not trigger.keywords else ""
+            )
+            judged = _Judged.for_(trigger.checks) if trigger.checks is not None else None
+            if judged is not None:
+                matching += f"; {judged.said()}"
             said = f'{name} writes "{one_line(text, self.limit)}"{matching}'
-            await self._say(text, user, said=said)
+            await self._say(text, user, said=said, judgement=judged)
+        elif isinstance(trigger, fmt.FloodTrigger):
+            count, within = trigger.messages, format_duration(trigger.within)
+            self._note("write", f'{name} writes "{WRITE_TEXT}" {count} times within {within}')
+            for _ in range(count):
+                await self._say(WRITE_TEXT, user, said=None)
         elif isinstance(trigger, fmt.CommandTrigger):
             said = f"{name} sends /{trigger.command}"
             await self._say(f"/{trigger.command}", user, EventType.COMMAND, said)
@@ -326,16 +359,25 @@ class _Simulation:
         await self._say(text, self.users[write.member], kind, said)
 
     async def _say(
-        self, text: str, user: User, kind: EventType = EventType.MESSAGE, said: str = ""
+        self,
+        text: str,
+        user: User,
+        kind: EventType = EventType.MESSAGE,
+        said: str | None = "",
+        judgement: _Judged | None = None,
     ) -> None:
-        """A member sends `text` to the group: logged as the bot logs it, then the engine."""
-        self._note("command" if kind is EventType.COMMAND else "write", said or f'"{text}"')
+        """A member sends `text` to the group: logged as the bot logs it, then the engine
+        (`said` None: the timeline said it already)."""
+        if said is not None:
+            self._note("command" if kind is EventType.COMMAND else "write", said or f'"{text}"')
         message_id = next(self.outbox.ids)
         command = {"command": text[1:].split()[0]} if kind is EventType.COMMAND else None
         self._log(
             kind, user, message_id=message_id, data=command, text_length=len(text), kind="text"
         )
-        await self.engine.message(self.chat_id, user.id, message_id, text, BOT_USERNAME)
+        await self.engine.message(
+            self.chat_id, user.id, message_id, text, BOT_USERNAME, judgement=judgement
+        )
 
     def _log(self, type: EventType, user: User, at: datetime | None = None, **row: Any) -> None:
         """An event of a member (now), in the activity log, and their last activity."""
@@ -345,17 +387,23 @@ class _Simulation:
 
     async def _press(self, press: Press) -> None:
         """A member presses the button to `press.step` on the last message that has it."""
-        data, name, user = (
-            button_data(self.flow.id, press.step),
-            press.member,
-            self.users[press.member],
-        )
+        name, user = press.member, self.users[press.member]
         group = [sent for sent in self.outbox.sent if sent.chat_id == self.chat_id]
-        carrier = next((sent for sent in reversed(group) if carries(sent, data)), None)
-        if carrier is None:
+        # The presser's own button first (`only: member`); else the last one, which may
+        # tell them it is not for them.
+        found = next(
+            (
+                (sent, button)
+                for member in (user.id, 0)
+                for sent in reversed(group)
+                if (button := carries(sent, self.flow.id, press.step, member)) is not None
+            ),
+            None,
+        )
+        if found is None:
             self._note("press", f"{name} cannot press → {press.step}: no message has it now")
             return
-        label = carries(carrier, data) or press.step
+        carrier, (label, data) = found
         self._log(EventType.CALLBACK, user, message_id=carrier.message_id, data={"data": data})
         text = f"{name} presses [{label}] on message {carrier.message_id}"
         self.pressed.append(_Pressed(self.clock.now(), user.id, label, press.step))

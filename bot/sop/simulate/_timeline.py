@@ -163,17 +163,26 @@ def buttons(markup: InlineKeyboardMarkup | None, sop_id: str) -> list[str]:
             if button.url is not None:
                 shown.append(f"[{button.text} ↗ {button.url}]")
             elif target is not None:
-                step = target[1] if target[0] == sop_id else ":".join(target)
-                shown.append(f"[{button.text} → {step}]")
+                step = target.step if target.sop == sop_id else f"{target.sop}:{target.step}"
+                only = " (only its member)" if target.member is not None else ""
+                shown.append(f"[{button.text} → {step}{only}]")
             else:
                 shown.append(f"[{button.text}: {button.callback_data}]")
     return shown
 
 
-def carries(sent: Sent, data: str) -> str | None:
-    """The label of the button with callback `data` on a sent message, if it has one."""
+def carries(sent: Sent, sop_id: str, step: str, member: int) -> tuple[str, str] | None:
+    """(label, callback data) of the flow button to `step` of `sop_id` on a sent message, if
+    it has one; a button only another member may press counts when `member` is 0 (anyone)."""
     rows = sent.markup.inline_keyboard if sent.markup is not None else []
-    return next((b.text for row in rows for b in row if b.callback_data == data), None)
+    for row in rows:
+        for button in row:
+            target = parse_button(button.callback_data or "")
+            if target is None or (target.sop, target.step) != (sop_id, step):
+                continue
+            if member == 0 or target.member in (None, member):
+                return button.text, button.callback_data or ""
+    return None
 
 
 @dataclass

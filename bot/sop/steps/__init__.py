@@ -18,6 +18,7 @@ from bot.sop.format import ACTIONS, StepBase
 from bot.sop.steps._base import Checks, Cohort, KeyPath, Seen, StepType, goto
 from bot.sop.steps._checkin import group_checkin_rules
 from bot.sop.steps._flow import MAX_CHAIN
+from bot.sop.steps._moderation import CHECKS, REMOVED
 from bot.sop.steps._tag import TAG_COLUMNS
 from bot.sop.steps._wait import next_time_of_day
 
@@ -66,7 +67,9 @@ def _step_types() -> list[StepType[Any]]:
 STEPS = StepTypes(*_step_types())
 
 __all__ = [
+    "CHECKS",
     "MAX_CHAIN",
+    "REMOVED",
     "STEPS",
     "TAG_COLUMNS",
     "Checks",

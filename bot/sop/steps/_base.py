@@ -151,6 +151,15 @@ class Checks(Protocol):
         """The ids of the SOPs in the folder."""
         ...
 
+    @property
+    def trigger_types(self) -> Collection[str]:
+        """The types of the SOP's triggers, in file order."""
+        ...
+
+    def step_of(self, step_id: str) -> Step | None:
+        """The SOP's step with this id, if it has one."""
+        ...
+
     def problem(self, at: KeyPath, message: str) -> None: ...
 
     @property

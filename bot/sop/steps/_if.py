@@ -19,7 +19,7 @@ class If(StepType[IfStep]):
 
     async def run(self, cohort: Cohort[IfStep], tools: Tools) -> list[Run]:
         # Imported here, not above: `tidepool check` looks step types up without aiogram.
-        from bot.sop.conditions import holds, needs, windows
+        from bot.sop.conditions import holds, needs
 
         procedure, path, step, now = cohort.procedure, cohort.path, cohort.step, cohort.now
         branch: dict[int, str] = {}
@@ -31,9 +31,7 @@ class If(StepType[IfStep]):
         for chat_id, chat_runs in by_chat.items():
             users = [run.user_id for run in chat_runs if run.user_id is not None]
             facts = (
-                await tools.facts.members(chat_id, users, now, windows(conditions))
-                if reads.members
-                else {}
+                await tools.member_facts(chat_id, users, now, conditions) if reads.members else {}
             )
             count = await tools.facts.member_count(chat_id) if reads.count else 0
             group = tools.group_facts(chat_id, count)

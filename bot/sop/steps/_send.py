@@ -5,10 +5,10 @@ The message is a push (`bot.push`), added in the transaction that claims the sen
 `started`, run `sending`), so it is neither lost nor sent twice after a crash. The push queue
 sends it when the group allows, and `finish_send` records how it went and moves its runs on.
 
-A message that answers a member (the run was started by their join, command, message or button,
-or by an admin's /sop_run, less than `ANSWER_WITHIN` ago) goes at once and does not count toward
-the group's daily cap. Every other message to a group is scheduled: it waits out the group's
-quiet hours and counts toward its cap (private messages do not count).
+A message that answers a member (the run was started by their join, command, message, button or
+flood, or by an admin's /sop_run, less than `ANSWER_WITHIN` ago) goes at once and does not count
+toward the group's daily cap. Every other message to a group is scheduled: it waits out the
+group's quiet hours and counts toward its cap (private messages do not count).
 
 `to: admins` sends the message privately to each admin of the run's group who has started the
 bot, at once (quiet hours keep members' chats calm; this goes to the admins who asked for it by
@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from bot.sop.steps._base import Tools
 
 TO_MEMBER = "'to: member' needs a member; this run is for the group"
+ONLY_MEMBER = "a button with 'only: member' needs a member; this run is for the group"
 NO_ADMIN = "no admin of the group has started the bot in private: nobody to send it to"
-ANSWERS = frozenset({"member_joined", "command", "message", "button", "manual"})
+ANSWERS = frozenset({"member_joined", "command", "message", "button", "manual", "flood"})
 ANSWER_WITHIN = timedelta(minutes=10)
 
 
@@ -54,7 +55,9 @@ class Send(StepType[SendStep]):
     joined_by = " "
 
     def member_error(self, step: SendStep) -> str | None:
-        return TO_MEMBER if step.send.to == "member" else None
+        if step.send.to == "member":
+            return TO_MEMBER
+        return ONLY_MEMBER if _for_one(step) else None
 
     async def run(self, cohort: Cohort[SendStep], tools: Tools) -> list[Run]:
         """Render, claim, then deliver; each message's runs go on once Telegram has answered."""
@@ -66,8 +69,9 @@ class Send(StepType[SendStep]):
         send = step.send
         runs = cohort.runs
         messages: dict[Any, list[Run]] = defaultdict(list)
+        alone = _for_one(step)  # a button only its member may press: a message each
         for run in runs:
-            shared = run.batch is not None and send.to == "group"
+            shared = run.batch is not None and send.to == "group" and not alone
             messages[(run.chat_id, run.batch) if shared else run.id].append(run)
         claimed: list[Run] = []
         records: list[StepRecord] = []
@@ -141,6 +145,7 @@ class Send(StepType[SendStep]):
                         procedure, first.chat_id, group, members, first.variables, now, first.id
                     ),
                     content_dir=tools.library.content_dir,
+                    member=first.user_id,
                 )
             except RenderError as exc:
                 for run in group_runs:
@@ -232,7 +237,7 @@ class Send(StepType[SendStep]):
                 )
 
     def check_content(self, step: SendStep, at: KeyPath, checks: Checks) -> None:
-        from bot.sop.messages import RenderError, button_data
+        from bot.sop.messages import LONGEST_USER_ID, RenderError, button_data
 
         send = step.send
         kind: Literal["message", "caption"] = "caption" if send.photo is not None else "message"
@@ -246,11 +251,17 @@ class Send(StepType[SendStep]):
                 checks.text((*where, "text"), button.text, "button")
                 if button.next is not None:
                     try:
-                        button_data(checks.sop_id, button.next)
+                        member = LONGEST_USER_ID if button.only == "member" else None
+                        button_data(checks.sop_id, button.next, member)
                     except RenderError as exc:
                         checks.problem((*where, "next"), str(exc))
         if send.photo is not None and not send.photo.startswith("https://"):
             checks.photo((*at, "send", "photo"), send.photo)
+
+
+def _for_one(step: SendStep) -> bool:
+    """The message has a button only its run's member may press."""
+    return any(button.only == "member" for row in step.send.buttons for button in row)
 
 
 async def _reachable_admins(tools: Tools, chat_id: int) -> list[int]:
