@@ -94,8 +94,9 @@ class RecordMessages(BaseMiddleware):
                 await self.activity.make_room()
                 user = event.from_user
                 screening = self.screening
+                judgement = None  # what the checks found, for `message` triggers with `checks`
                 if screening is not None and user is not None and screening.wants(chat.id, user.id):
-                    await screening.message(event)
+                    judgement = await screening.message(event)
                 engine = self.engine
                 if (
                     engine is not None
@@ -106,7 +107,12 @@ class RecordMessages(BaseMiddleware):
                 ):
                     text = event.text if event.text is not None else event.caption
                     await engine.message(
-                        chat.id, user.id, event.message_id, text, self.bot_username
+                        chat.id,
+                        user.id,
+                        event.message_id,
+                        text,
+                        self.bot_username,
+                        judgement=judgement,
                     )
                 if not self._handled(event.text):
                     return UNHANDLED

@@ -343,10 +343,10 @@ class Moderation:
         action_id = await self.store.record(**row, ok=error is None, error=error)
         if error == RIGHTS:
             await self._missing_right(chat_id, action)
-        elif error is None and do is not None and action != "delete":
-            self._told.discard(chat_id)  # the right is back: a later loss is told again
-        else:
+        elif error is not None:
             logger.bind(chat_id=chat_id).info("moderation: {} failed: {}", action, error)
+        elif do is not None and action != "delete":
+            self._told.discard(chat_id)  # the right is back: a later loss is told again
         return Done(ok=error is None, error=error, action_id=action_id)
 
     async def _missing_right(self, chat_id: int, action: str) -> None:
