@@ -176,10 +176,12 @@ class Timer:
                 going.append(run)
         stepping = self._stepping
         going, later = self._late_joiners(going)
-        going += await self._batch_mates(going, now)
+        # Taken before the wait for its mates: a run of the same batch taken meanwhile (due in
+        # the same moment, read by another round) must see it and wait for the next greeting.
         for run in going:
             if run.batch is not None and run.seq == 0:
                 self._taken[run.batch] = None
+        going += await self._batch_mates(going, now)
         while len(self._taken) > TAKEN_MEMORY:
             del self._taken[next(iter(self._taken))]
         if later:
