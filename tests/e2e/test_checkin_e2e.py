@@ -43,9 +43,15 @@ async def test_keywords_button_once_a_day_streak_bonus_milestone_top_and_me(
     ctl: EmulatorClient, tidepool: Tidepool
 ) -> None:
     # A week of the other calendar SOPs' posts (the weekly lottery opened and drawn, the tips)
-    # would fill the group's 20 a minute.
+    # would fill the group's 20 a minute; the weekly leaderboard, posted on whichever Monday the
+    # week crosses, says "today" too and is never deleted.
     sops = sops_without(
-        tidepool.folder, "weekly_lottery", "daily_tip", "reengage_dormant", "silent_reactivation"
+        tidepool.folder,
+        "weekly_lottery",
+        "daily_tip",
+        "reengage_dormant",
+        "silent_reactivation",
+        "weekly_leaderboard",
     )
     (sops / "checkin_prompt.yaml").write_text(PROMPT)
     s = await setup(ctl, tidepool, sops)
