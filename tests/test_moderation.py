@@ -320,3 +320,84 @@ async def test_dry_mode_checks_records_and_sums_up_daily(h: ConsoleHarness) -> N
     (told, _owner) = [s for s in h.outbox.sent[before:] if "Dry run" in s.text]
     assert "2 actions" in told.text and "delete × 1" in told.text
     assert await summaries.send_due(h.clock.now()) == 0  # once a day
+
+
+# -- what review found ------------------------------------------------------------------------
+
+
+async def test_a_join_the_bot_approved_on_request_is_still_checked(h: ConsoleHarness) -> None:
+    chat_id, admin, _old = await setup(h)
+    asked, added = await h.person("Rae", 601), await h.person("Sid", 602)
+    await h.ctl.join(chat_id, asked.id)
+    await h.app.registry.member_joined(  # Telegram names the approver: here the bot itself
+        chat_id, asked, h.clock.now(), source="test", added_by=h.app.me.id, via_request=True
+    )
+    await join(h, chat_id, added, added_by=admin.id)
+    assert h.app.screening.wants(chat_id, asked.id)
+    assert not h.app.screening.wants(chat_id, added.id)
+
+
+async def test_a_restriction_whose_deletion_failed_still_reaches_the_admins(
+    h: ConsoleHarness,
+) -> None:
+    chat_id, admin, _old = await setup(h)
+    await started(h, admin)
+    new = await h.person("Spammy", 601)
+    await join(h, chat_id, new)
+
+    async def refused(chat: int, message_id: int, *, source: str) -> Any:
+        from bot.delivery import Delivered
+
+        return Delivered(False, None, chat, "Bad Request: message can't be deleted", 1)
+
+    h.outbox.delete = refused  # type: ignore[method-assign]
+    before = len(h.outbox.sent)
+    await say(h, chat_id, new, SPAM)
+    (report,) = h.outbox.sent[before:]
+    assert report.chat_id == admin.id and moderated(h, "restrictChatMember")
+    data = report.markup.inline_keyboard[0][0].callback_data
+    parsed = parse_review(data)
+    assert parsed is not None
+    admin_user = User(id=admin.id, is_bot=False, first_name="Ada")
+    key, _ = await h.app.screening.review.decide("ok", parsed[1], admin_user)
+    assert key == "moderation.decided_ok"
+    assert moderated(h, "restrictChatMember")[-1][3][0].can_send_messages
+
+
+async def test_not_spam_undoes_only_what_the_checks_did(h: ConsoleHarness) -> None:
+    chat_id, admin, _old = await setup(h)
+    new = await h.person("Nina", 601)
+    await join(h, chat_id, new)
+    mod = h.app.moderation
+    await mod.restrict(chat_id, new.id, by="sop:join_check", check="join_check")
+    await mod.unrestrict(chat_id, new.id, by="sop:join_check")
+    await say(h, chat_id, new, SPAM)
+    delete = next(a for a in await mod.store.latest(chat_id) if a.action == "delete")
+    admin_user = User(id=admin.id, is_bot=False, first_name="Ada")
+    await h.app.screening.review.decide("ok", delete.id, admin_user)
+    undone = {(a.action, a.by) for a in await mod.store.latest(chat_id) if a.undone_at}
+    assert undone == {("delete", "checks"), ("restrict", "checks")}
+
+
+async def test_the_bots_own_messages_are_tidied_in_every_mode(h: ConsoleHarness) -> None:
+    chat_id, admin, _old = await setup(h)
+    mod = h.app.moderation
+    await mod.set_mode(chat_id, "dry", admin.id)
+    assert (await mod.tidy(chat_id, 77)).ok
+    assert (chat_id, 77) in h.outbox.deleted and await mod.store.latest(chat_id) == []
+
+
+async def test_forgetme_keeps_the_figures_without_the_person(h: ConsoleHarness) -> None:
+    from bot.stats.forget import forget
+
+    chat_id, _admin, _old = await setup(h)
+    new = await h.person("Spammy", 601)
+    await join(h, chat_id, new)
+    await say(h, chat_id, new, SPAM)
+    await h.app.screening.flush()
+    await forget(h.app.db, new.id)
+    log = await h.app.moderation.store.latest(chat_id)
+    assert log and all(a.user_id != new.id and a.text is None for a in log)
+    assert all(row.user_id != new.id for row in await verdicts(h, chat_id))
+    figures = await h.app.moderation.store.honesty([chat_id], h.clock.now() - timedelta(1))
+    assert figures[chat_id].actions == 2

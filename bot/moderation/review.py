@@ -126,7 +126,8 @@ class Review:
         """An admin pressed "Not spam" (`ok`) or "Ban": the outcome's text key and the action.
 
         Keys: `moderation.decided_ok`, `moderation.decided_ban`, `moderation.decided_already`,
-        `moderation.decide_not_admin`, `moderation.decide_gone`."""
+        `moderation.decide_not_admin`, `moderation.decide_gone`, `moderation.decide_failed`
+        (Telegram refused: the bot lacks the right; nothing was marked decided)."""
         action = await self.moderation.store.action(action_id)
         if action is None or action.user_id is None:
             return "moderation.decide_gone", None
@@ -137,11 +138,16 @@ class Review:
             return "moderation.decided_already", action
         by = f"admin:{admin.id}"
         if decision == "ban":
-            await self.moderation.ban(chat_id, user_id, by=by, reason="spam (confirmed)")
-            return "moderation.decided_ban", action
-        standing = await self.moderation.store.standing(chat_id, user_id, ("restrict", "delete"))
+            banned = await self.moderation.ban(chat_id, user_id, by=by, reason="spam (confirmed)")
+            return ("moderation.decided_ban" if banned.ok else "moderation.decide_failed"), action
+        # What the checks did to the member (not a join check's restriction, lifted long ago).
+        standing = await self.moderation.store.standing(
+            chat_id, user_id, ("restrict", "delete"), by="checks"
+        )
         if any(item.action == "restrict" for item in standing):
-            await self.moderation.unrestrict(chat_id, user_id, by=by, reason="not spam")
+            lifted = await self.moderation.unrestrict(chat_id, user_id, by=by, reason="not spam")
+            if not lifted.ok:
+                return "moderation.decide_failed", action
         await self.moderation.undone(standing, by)
         await self.moderation.approve(chat_id, user_id, f"not_spam:{admin.id}")
         if action.text:

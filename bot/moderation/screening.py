@@ -4,8 +4,8 @@ restricted, admins asked to confirm.
 Only members not approved yet are looked at, which costs every other message one dictionary
 lookup. A newcomer's first `first_messages` substantive messages (short greetings do not count)
 are checked; when they all pass, the member is approved. An edit by a member not approved yet is
-checked again (an approved account editing a message into spam is the trick this catches), but
-never counts toward approval.
+checked again (a newcomer who edits a message that passed into spam is caught), but never counts
+toward approval. Approved members' edits are not checked.
 """
 
 from __future__ import annotations
@@ -150,11 +150,12 @@ class Screening(Background):
         restricted = await self.moderation.restrict(
             chat_id, user.id, by="checks", reason=reason, check=check
         )
-        if deleted.ok and not deleted.dry:
-            await self.review.report(
-                chat_id, user, text, judgement, deleted.action_id, restricted.ok
-            )
-        return deleted.action_id
+        # Reported when anything was done: a restriction whose deletion failed (no right, the
+        # message gone) must still reach the admins, who alone can lift it.
+        done = deleted if deleted.ok else restricted
+        if done.ok and not done.dry:
+            await self.review.report(chat_id, user, text, judgement, done.action_id, restricted.ok)
+        return deleted.action_id if deleted.ok else restricted.action_id
 
     async def _members_named(self, chat_id: int, names: set[str]) -> set[str]:
         """Which of these usernames (lower case) are members of the group."""

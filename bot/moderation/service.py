@@ -82,7 +82,7 @@ class Moderation:
         self.zones = zones  # the group's time zone
         self.tell_admins = tell_admins
         self._modes: dict[int, Mode] = {}
-        self._told: set[int] = set()  # groups whose admins know the bot lacks a right
+        self._told: set[tuple[int, str]] = set()  # (group, right) its admins know is missing
         # Newcomers not approved yet, by (chat, user): how many messages of theirs passed.
         self.pending: dict[tuple[int, int], int] = {}
         # Before the SOP engine's: a joiner's approval is known when the join check starts.
@@ -112,10 +112,9 @@ class Moderation:
     async def _on_joined(self, event: MemberJoined) -> None:
         chat_id, user_id = event.chat_id, event.user.id
         added_by = event.added_by
-        if (
-            added_by is not None
-            and added_by != user_id
-            and await self.admins.is_admin(chat_id, added_by)
+        # Added by an admin who is a person: the bot itself "adds" whom it let in by a request.
+        if added_by is not None and (
+            added_by in self.admins.owner_ids or added_by in await self.admins.people_of(chat_id)
         ):
             await self.approve(chat_id, user_id, "added")
             return
@@ -280,6 +279,14 @@ class Moderation:
             text=text,
         )
 
+    async def tidy(self, chat_id: int, message_id: int) -> Done:
+        """Delete a message the bot sent (a join check's prompt): housekeeping, not moderation
+        of anyone, so whatever the mode, and not in the log."""
+        delivered = await self.outbox.delete(chat_id, message_id, source=SOURCE)
+        if delivered.ok:
+            return Done(ok=True)
+        return Done(ok=False, error=delivered.error or "failed")
+
     async def warn(self, chat_id: int, user_id: int, *, by: str, reason: str = "") -> Warned:
         done = await self._act(chat_id, user_id, "warn", by, reason, None, None)
         if not done.ok or done.dry:
@@ -345,19 +352,24 @@ class Moderation:
             await self._missing_right(chat_id, action)
         elif error is not None:
             logger.bind(chat_id=chat_id).info("moderation: {} failed: {}", action, error)
-        elif do is not None and action != "delete":
-            self._told.discard(chat_id)  # the right is back: a later loss is told again
+        elif do is not None:
+            self._told.discard((chat_id, _right(action)))  # back: a later loss is told again
         return Done(ok=error is None, error=error, action_id=action_id)
 
     async def _missing_right(self, chat_id: int, action: str) -> None:
         """Tell the admins once that the bot may not moderate here (until it may again)."""
-        if chat_id in self._told:
+        right = _right(action)
+        if (chat_id, right) in self._told:
             return
-        self._told.add(chat_id)
+        self._told.add((chat_id, right))
         _summary, told = await self.store.group_marks(chat_id)
         now = self.clock.now()
-        if told is not None and now - told < timedelta(days=1):
-            return  # told shortly before a restart
+        if told is not None and now - told < timedelta(hours=1):
+            return  # told just before a restart
         await self.store.mark_rights_told(chat_id, now)
-        right = "delete" if action == "delete" else "restrict"
         await self.tell_admins(chat_id, f"moderation.no_right_{right}", {})
+
+
+def _right(action: str) -> str:
+    """The right an action needs: deleting messages, or restricting members."""
+    return "delete" if action == "delete" else "restrict"

@@ -212,10 +212,13 @@ class ModerationStore:
             )
             return result.rowcount or 0
 
-    async def standing(self, chat_id: int, user_id: int, actions: Iterable[str]) -> list[Action]:
-        """The member's automatic actions of these kinds that were done and not undone, newest
-        first (what "Not spam" or /unban undoes)."""
+    async def standing(
+        self, chat_id: int, user_id: int, actions: Iterable[str], *, by: str | None = None
+    ) -> list[Action]:
+        """The member's actions of these kinds (by `by` only, when given) that were done and
+        not undone, newest first (what "Not spam" or /unban undoes)."""
         a = MODERATION_ACTIONS.c
+        whose = [a.by == by] if by is not None else []
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(MODERATION_ACTIONS)
@@ -226,6 +229,7 @@ class ModerationStore:
                     a.ok.is_(True),
                     a.dry.is_(False),
                     a.undone_at.is_(None),
+                    *whose,
                 )
                 .order_by(a.id.desc())
             )

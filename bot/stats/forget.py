@@ -3,7 +3,8 @@
 Deleted: their tags, SOP runs and their journal, reminder subscriptions, private reminders and
 private-chat record. Kept under a random stand-in id, with names and message texts removed:
 events, daily rollups, memberships, points, check-ins, orders, SOP answers, tier changes and
-referrals (their personal invite link loses its name),
+referrals (their personal invite link loses its name), and the moderation log (the text of a
+deleted message removed) with the checks' verdicts and their approval,
 so member counts, active members and totals do not change. Lottery entries and picks keep the
 real id: a drawn lottery must stay verifiable by anyone (README, "Lotteries").
 """
@@ -25,6 +26,10 @@ from bot.db import (
     MEMBER_DAYS,
     MEMBER_TAGS,
     MEMBERS,
+    MODERATION_ACTIONS,
+    MODERATION_MEMBERS,
+    MODERATION_SAMPLES,
+    MODERATION_VERDICTS,
     ORDERS,
     POINTS,
     PUSHES,
@@ -46,6 +51,8 @@ KEPT: tuple[Table, ...] = (
     CHECKINS,
     ORDERS,
     TIER_CHANGES,
+    MODERATION_MEMBERS,
+    MODERATION_VERDICTS,
 )
 DELETED: tuple[Table, ...] = (MEMBER_TAGS, SOP_RUNS, LIVE_SUBSCRIPTIONS, BOT_USERS)
 
@@ -84,5 +91,16 @@ async def forget(engine: AsyncEngine, user_id: int) -> int:
             update(INVITE_LINKS)
             .where(INVITE_LINKS.c.owner_id == user_id)
             .values(owner_id=stand_in, name="")
+        )
+        # The moderation log keeps counting (the false-positive figures) without their words.
+        await conn.execute(
+            update(MODERATION_ACTIONS)
+            .where(MODERATION_ACTIONS.c.user_id == user_id)
+            .values(user_id=stand_in, text=None)
+        )
+        await conn.execute(
+            update(MODERATION_SAMPLES)
+            .where(MODERATION_SAMPLES.c.added_by == user_id)
+            .values(added_by=stand_in)
         )
     return stand_in

@@ -38,6 +38,7 @@ REFUSALS = {
     "moderation.decide_not_admin": web.HTTPForbidden,
     "moderation.decided_already": web.HTTPConflict,
     "moderation.decide_gone": web.HTTPNotFound,
+    "moderation.decide_failed": web.HTTPBadGateway,  # Telegram refused (the bot's rights)
 }
 
 

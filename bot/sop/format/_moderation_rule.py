@@ -12,6 +12,7 @@ from datetime import time, timedelta
 from pydantic import Field
 
 from ._common import LongDuration, Strict, TimeOfDay
+from ._moderation import Term
 
 
 class Warnings(Strict):
@@ -19,7 +20,7 @@ class Warnings(Strict):
 
     limit: int = Field(default=3, ge=1, le=100)
     within: LongDuration = timedelta(days=30)
-    mute: LongDuration = timedelta(days=1)
+    mute: Term = timedelta(days=1)  # 30s to 366d: Telegram takes longer as for good
 
 
 class ModerationRule(Strict):

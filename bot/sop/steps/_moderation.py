@@ -285,14 +285,17 @@ class Delete(Moderating[DeleteStep]):
                 continue
             if target not in asked:
                 chat_id, message_id = target
-                asked[target] = await tools.moderation.delete(
-                    chat_id,
-                    message_id,
-                    run.user_id,
-                    by=by,
-                    reason=step.reason,
-                    check=check_of(run, sop_id),
-                )
+                if step.step is not None:  # the bot's own message: tidying up, in any mode
+                    asked[target] = await tools.moderation.tidy(chat_id, message_id)
+                else:
+                    asked[target] = await tools.moderation.delete(
+                        chat_id,
+                        message_id,
+                        run.user_id,
+                        by=by,
+                        reason=step.reason,
+                        check=check_of(run, sop_id),
+                    )
             ended[run.id] = asked[target]
         return await journal(cohort, tools, ended, self.cannot, missing=missing)
 
