@@ -51,6 +51,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.stats
 	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.invites
+	$(BIN)/python -m bench.moderation
 
 sandbox: $(VENV)/.installed
 	$(BIN)/tidepool sandbox

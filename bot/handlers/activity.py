@@ -113,6 +113,7 @@ class RecordMessages(BaseMiddleware):
                         text,
                         self.bot_username,
                         judgement=judgement,
+                        sent_at=event.date,
                     )
                 if not self._handled(event.text):
                     return UNHANDLED

@@ -279,13 +279,21 @@ class Engine:
         bot_username: str,
         *,
         judgement: Judgement | None = None,
+        sent_at: datetime | None = None,
     ) -> None:
         """A member wrote in a group: resume waits for it, count it toward a flood, start
         message, flood and command SOPs (handed over to be written with the next batch of
         starts, not waited for). `judgement`: what the first-message checks found in it, when
-        it is a newcomer's checked message (for `message` triggers with `checks`)."""
+        it is a newcomer's checked message (for `message` triggers with `checks`). `sent_at`:
+        when Telegram says it was sent, which floods are timed by (None: now)."""
         await self._triggers.message(
-            chat_id, user_id, message_id, text, bot_username, judgement=judgement
+            chat_id,
+            user_id,
+            message_id,
+            text,
+            bot_username,
+            judgement=judgement,
+            sent_at=sent_at,
         )
 
     async def starts_written(self) -> None:

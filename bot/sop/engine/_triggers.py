@@ -212,9 +212,14 @@ class Triggers:
         bot_username: str,
         *,
         judgement: Judgement | None = None,
+        sent_at: datetime | None = None,
     ) -> None:
         """A member wrote in a group: resume waits for it, count it toward a flood, start
         message, flood and command SOPs.
+
+        Floods are timed by when Telegram says the messages were sent (`sent_at`), not by when
+        they arrive: updates held back while the bot was down arrive all at once, and their
+        senders did not flood.
 
         This is every group message's way (a shipped SOP has a keyword trigger, another a
         flood trigger): what most messages come to, nothing, costs a few lookups and a match
@@ -223,9 +228,10 @@ class Triggers:
             await self._resume_waits(chat_id, user_id, "member.message", self._shared.clock.now())
         if self._bursts.armed:
             now = self._shared.clock.now()
-            burst = self._bursts.note(chat_id, user_id, now.timestamp())
+            at = (sent_at or now).timestamp()
+            burst = self._bursts.note(chat_id, user_id, at)
             if burst is not None:
-                await self._flood(chat_id, user_id, message_id, burst, now)
+                await self._flood(chat_id, user_id, message_id, burst, now, at)
         if not text and judgement is None:
             return
         commands = self.index.commands
@@ -261,12 +267,18 @@ class Triggers:
                 )
 
     async def _flood(
-        self, chat_id: int, user_id: int, message_id: int, burst: Burst, now: datetime
+        self,
+        chat_id: int,
+        user_id: int,
+        message_id: int,
+        burst: Burst,
+        now: datetime,
+        at: float,
     ) -> None:
         """A member's burst may have reached flood triggers: start each one reached, once per
-        burst, where its SOP runs, unless the member is an admin (asked only now)."""
+        burst, where its SOP runs, unless the member is an admin (asked only now). `at`: when
+        the message was sent, in seconds."""
         admin: bool | None = None
-        at = now.timestamp()
         for procedure, trigger, place in self.index.floods:
             key = (procedure.id, place)
             if not burst.reached(trigger, key, at):
