@@ -84,6 +84,14 @@ async def runs_of(db: AsyncEngine, sop_id: str) -> list[dict[str, Any]]:
     return await rows(db, SOP_RUNS, SOP_RUNS.c.sop_id == sop_id)
 
 
+async def waits_at(db: AsyncEngine, sop_id: str, position: str) -> bool:
+    """A run of the SOP waits at the step at `position` (its timed wait saved)."""
+    return any(
+        run["status"] == "waiting" and run["position"] == position and run["wake_at"]
+        for run in await runs_of(db, sop_id)
+    )
+
+
 async def journal(db: AsyncEngine, run_id: int) -> list[tuple[str, str, str | None]]:
     """(step, status, error) of a run's steps, in order."""
     found = await rows(db, SOP_STEPS, SOP_STEPS.c.run_id == run_id)
@@ -236,6 +244,8 @@ async def test_the_welcome_waits_for_the_join_check_and_follows_the_joiners_own_
         assert (GROUP.id, prompt.message_id) in outbox.deleted
         [check] = await runs_of(engine, "join_check")
         assert check["status"] == "done"
+        # The welcome's run is made first: made after the move, it would greet later.
+        await eventually(lambda: runs_of(engine, "welcome"), what="the welcome's run")
         clock.advance(JOIN_GATHER)
         await eventually(lambda: len(greetings(outbox)) == 1, what="the welcome")
         assert "Ann" in greetings(outbox)[0]
@@ -259,10 +269,13 @@ async def test_a_joiner_who_never_presses_is_kicked_after_five_minutes_and_never
         await join(bot, ANN)
         await eventually(lambda: len(outbox.sent) == 1, what="the prompt")
         prompt = outbox.sent[0]
+        # The clock moves once the run waits: a wait begun after the move would end later.
+        await eventually(lambda: waits_at(engine, "join_check", "2"), what="the first wait")
         clock.advance(timedelta(minutes=3))
         await eventually(lambda: len(outbox.sent) == 2, what="the reminder")
         reminder = outbox.sent[1]
         assert "2 minutes left" in reminder.text
+        await eventually(lambda: waits_at(engine, "join_check", "4"), what="the second wait")
         clock.advance(timedelta(minutes=2))
         await eventually(lambda: moderated(outbox, "unbanChatMember", ANN), what="the kick")
         await settle(app.engine)
@@ -288,6 +301,8 @@ async def test_a_member_the_check_skips_is_welcomed_at_once(
         await gate(bot)
         await app.moderation.approve(GROUP.id, BOB.id, "admin:1")  # approved before
         await join(bot, BOB)
+        # The welcome's run is made first: made after the move, it would greet later.
+        await eventually(lambda: runs_of(engine, "welcome"), what="the welcome's run")
         clock.advance(JOIN_GATHER)
         await eventually(lambda: len(greetings(outbox)) == 1, what="the welcome")
         assert outbox.moderated == [] and await runs_of(engine, "join_check") == []
@@ -306,6 +321,8 @@ async def test_without_the_right_to_restrict_the_check_stands_down_and_the_welco
         assert await journal(engine, check["id"]) == [
             ("hold", "stood_down", "stood down: the bot may not restrict members here")
         ]
+        # The welcome's run is made first: made after the move, it would greet later.
+        await eventually(lambda: runs_of(engine, "welcome"), what="the welcome's run")
         clock.advance(JOIN_GATHER)
         await eventually(lambda: len(greetings(outbox)) == 1, what="the welcome")
         clock.advance(timedelta(minutes=10))
@@ -328,6 +345,8 @@ async def test_a_press_after_a_restart_still_lets_the_welcome_start(
         app, outbox, clock = bot
         assert await app.engine.button(GROUP.id, ANN.id, message_id, data) is None
         await settle(app.engine)
+        # The welcome's run is made first: made after the move, it would greet later.
+        await eventually(lambda: runs_of(engine, "welcome"), what="the welcome's run")
         clock.advance(JOIN_GATHER)
         await eventually(lambda: len(greetings(outbox)) == 1, what="the welcome")
 

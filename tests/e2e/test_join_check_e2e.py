@@ -123,12 +123,15 @@ async def test_the_joiner_alone_frees_themselves_and_is_welcomed_after(
     await wait_until(lambda: held(ctl, group, pia), what="Pia restricted with her prompt")
     first = await prompt_for(ctl, group, pia)
     assert first is not None
+    # The clock moves once her run waits: a wait begun after the move would end later.
+    await wait_until(lambda: waits_at(tidepool, pia, "2"), what="Pia's check waiting")
     await clock.forward(181)
 
     async def reminded() -> bool:
         return any(f"id={pia}" in m["text"] for m in await in_group(ctl, group, "one more step"))
 
     await wait_until(reminded, what="Pia reminded")
+    await wait_until(lambda: waits_at(tidepool, pia, "4"), what="Pia's check waiting again")
     await clock.forward(121)
     await wait_until(lambda: _is(status(ctl, group, pia), "left"), what="Pia kicked")
 
@@ -192,6 +195,16 @@ async def test_a_flood_is_muted(ctl: EmulatorClient, tidepool: Tidepool) -> None
     await wait_until(noted, what="the note in the group")
     mutes = tidepool.rows('SELECT action, "check" FROM moderation_actions')
     assert ("mute", "flood") in [tuple(row) for row in mutes]
+
+
+async def waits_at(tidepool: Tidepool, user: int, position: str) -> bool:
+    """The member's join check waits at the step at `position` (2: for the press, 4: after
+    the reminder)."""
+    rows = tidepool.rows(
+        "SELECT count(*) FROM sop_runs WHERE sop_id = 'join_check' AND status = 'waiting'"
+        f" AND user_id = {user} AND position = '{position}' AND wake_at IS NOT NULL"
+    )
+    return bool(rows[0][0])
 
 
 def all_confirmed_of(ctl: EmulatorClient) -> Any:
