@@ -350,7 +350,7 @@ async def test_a_restriction_whose_deletion_failed_still_reaches_the_admins(
 
         return Delivered(False, None, chat, "Bad Request: message can't be deleted", 1)
 
-    h.outbox.delete = refused  # type: ignore[method-assign]
+    h.outbox.delete = refused
     before = len(h.outbox.sent)
     await say(h, chat_id, new, SPAM)
     (report,) = h.outbox.sent[before:]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiogram.types import Chat, Message, Update, User
@@ -53,7 +54,7 @@ def replies(h: ConsoleHarness, chat_id: int, since: int) -> list[str]:
     return [s.text for s in h.outbox.sent[since:] if s.chat_id == chat_id]
 
 
-def moderated(h: ConsoleHarness, method: str) -> list[tuple[str, int, int, object]]:
+def moderated(h: ConsoleHarness, method: str) -> list[tuple[str, int, int, Any]]:
     return [m for m in h.outbox.moderated if m[0] == method]
 
 
@@ -83,7 +84,7 @@ async def test_warnings_add_up_to_a_mute(h: ConsoleHarness) -> None:
     assert "(1 of 3)" in texts[0] and "Reason: off topic" in texts[0]
     assert "(3 of 3)" in texts[2] and "muted for 1d" in texts[2]
     ((_m, _c, user, (perms, until)),) = moderated(h, "restrictChatMember")
-    assert user == member.id and not perms.can_send_messages  # type: ignore[attr-defined]
+    assert user == member.id and not perms.can_send_messages
     assert until == h.clock.now() + timedelta(days=1)
 
 

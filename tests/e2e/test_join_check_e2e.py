@@ -6,6 +6,7 @@ the admins are told once; a flood is muted."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -163,7 +164,7 @@ async def test_without_the_right_to_restrict_nobody_is_kicked_and_admins_hear_on
     for person in people:
         await ctl.join(group, person)
     for person in people:
-        await wait_until(lambda p=person: welcomed(ctl, group, p), what="the welcome goes on")
+        await wait_until(partial(welcomed, ctl, group, person), what="the welcome goes on")
     await clock.forward(6 * 60)
     await wait_until(all_confirmed_of(ctl), what="every update handled")
     for person in people:
