@@ -18,10 +18,9 @@ from typing import Any
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message, User
-from sqlalchemy import func, select
 
 from bot.admins import Admins
-from bot.db import MEMBERS
+from bot.db import people
 from bot.handlers.filters import AdminsOnly, InGroup
 from bot.handlers.sops import Say
 from bot.moderation.protocol import MODES, RIGHTS, Done
@@ -201,14 +200,8 @@ async def unban(message: Message, command: CommandObject, moderation: Moderation
 
 
 async def _member_named(moderation: Moderation, chat_id: int, username: str) -> int | None:
-    m = MEMBERS.c
     async with moderation.store.engine.connect() as conn:
-        found = await conn.execute(
-            select(m.user_id).where(
-                m.chat_id == chat_id, func.lower(m.username) == username.lower()
-            )
-        )
-        return found.scalar()
+        return (await people.named(conn, chat_id, [username])).get(username.lower())
 
 
 async def modlog(
@@ -247,18 +240,8 @@ def log_line(action: Action, names: dict[int, str], zone: Any) -> Line:
 
 
 async def _names(moderation: Moderation, chat_id: int, user_ids: set[int]) -> dict[int, str]:
-    if not user_ids:
-        return {}
-    m = MEMBERS.c
     async with moderation.store.engine.connect() as conn:
-        rows = await conn.execute(
-            select(m.user_id, m.first_name, m.last_name).where(
-                m.chat_id == chat_id, m.user_id.in_(sorted(user_ids))
-            )
-        )
-        return {
-            uid: " ".join(p for p in (first, last) if p) or str(uid) for uid, first, last in rows
-        }
+        return await people.names(conn, chat_id, user_ids)
 
 
 async def decided(query: CallbackQuery, review: Review, say: Say) -> None:

@@ -16,9 +16,8 @@ from typing import Any
 
 from aiogram.types import Message, MessageOriginChannel
 from loguru import logger
-from sqlalchemy import func, select
 
-from bot.db import MEMBERS
+from bot.db import people
 from bot.moderation.checks import Checks, Judgement, Post
 from bot.moderation.review import Review
 from bot.moderation.service import Moderation
@@ -159,11 +158,5 @@ class Screening(Background):
 
     async def _members_named(self, chat_id: int, names: set[str]) -> set[str]:
         """Which of these usernames (lower case) are members of the group."""
-        m = MEMBERS.c
         async with self.store.engine.connect() as conn:
-            rows = await conn.execute(
-                select(func.lower(m.username)).where(
-                    m.chat_id == chat_id, func.lower(m.username).in_(sorted(names))
-                )
-            )
-            return {name for (name,) in rows}
+            return set(await people.named(conn, chat_id, names))

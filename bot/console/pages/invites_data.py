@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.console.pages.members_data import name_of
 from bot.db import INVITE_LINKS, MEMBERS, REFERRALS, LinkKind
+from bot.db.people import name_of
 from bot.invites import numbers
 from bot.invites.service import Invites
 

@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.console.pages.members_data import name_of, safe_cell
+from bot.console.pages.members_data import safe_cell
 from bot.db import LOTTERIES, LOTTERY_ENTRIES, LOTTERY_PICKS, MEMBERS, LotteryStatus, PickOutcome
+from bot.db.people import name_of
 from bot.lottery import audit
 from bot.lottery.rules import Refusal
 from bot.lottery.store import Lottery, LotteryStore, Verification

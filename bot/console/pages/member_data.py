@@ -12,7 +12,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
 
-from bot.console.pages.members_data import MemberRow, fill_in, name_of, row_of
+from bot.console.pages.members_data import MemberRow, fill_in, row_of
 from bot.db import (
     CHECKINS,
     EVENTS,
@@ -23,6 +23,7 @@ from bot.db import (
     EventType,
     writing,
 )
+from bot.db.people import name_of
 from bot.sop.steps._tag import REMOVE_TAG, add_tags
 
 LEDGER_SHOWN = 200  # newest ledger rows on a member's page

@@ -28,6 +28,7 @@ from bot.db import (
     EventType,
 )
 from bot.db.pairs import pairs_in
+from bot.db.people import name_of
 from bot.stats.tiers import TIERS
 
 PER_PAGE = 50
@@ -139,12 +140,6 @@ class Found:
     total: int
     page: int
     pages: int
-
-
-def name_of(first: str | None, last: str | None, username: str | None, user_id: int) -> str:
-    """A member's name as the groups know it, else their @username, else their id."""
-    name = " ".join(part for part in (first, last) if part)
-    return name or (f"@{username}" if username else str(user_id))
 
 
 def row_of(row: Any) -> MemberRow:

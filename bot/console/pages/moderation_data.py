@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.console.pages.members_data import name_of
-from bot.db import MEMBERS, MODERATION_ACTIONS, MODERATION_GROUPS, MODERATION_VERDICTS
+from bot.db import MODERATION_ACTIONS, MODERATION_GROUPS, MODERATION_VERDICTS, people
 from bot.moderation.checks import Judgement
 from bot.moderation.service import Moderation
 from bot.moderation.store import Action
@@ -237,20 +236,8 @@ async def member_names(
     engine: AsyncEngine, chat_id: int, user_ids: Iterable[int]
 ) -> dict[int, str]:
     """The names the group knows of these people (members, or once members)."""
-    wanted = sorted(set(user_ids))
-    if not wanted:
-        return {}
-    m = MEMBERS.c
     async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(m.user_id, m.first_name, m.last_name, m.username).where(
-                m.chat_id == chat_id, m.user_id.in_(wanted)
-            )
-        )
-        return {
-            int(row.user_id): name_of(row.first_name, row.last_name, row.username, row.user_id)
-            for row in rows
-        }
+        return await people.names(conn, chat_id, set(user_ids))
 
 
 async def _judgements(engine: AsyncEngine, action_ids: list[int]) -> dict[int, Judgement]:
